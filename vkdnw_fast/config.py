@@ -1,0 +1,149 @@
+"""Configuration of the Fisher engine: one frozen dataclass, two named presets.
+
+``paper`` reproduces the authors' code (and so their published numbers), faults included;
+``exact`` is the method the paper describes, done right (SPEC §3 and §8). Every field can be
+set on its own with ``FisherConfig.preset(name, **overrides)`` or ``dataclasses.replace``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+DECILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+_CHOICES = {
+    "weights": ("parameter_tensors", "layers"),
+    "element": ("first", "relative", "random"),
+    "batchnorm": ("running", "batch"),
+    "factor": ("paper", "cholesky", "sqrt"),
+    "aleph": ("parameter_tensors", "layers"),
+    "init": (None, "kaiming_normal_fan_in"),
+    "strategy": ("auto", "rows", "features", "forward"),
+    "spectrum_dtype": ("float64", "float32"),
+    "memory_format": ("auto", "contiguous", "channels_last"),
+}
+
+
+@dataclass(frozen=True)
+class FisherConfig:
+    """How VKDNW is computed. Field meanings (SPEC §3):
+
+    weights: which scalar weights are sampled. ``parameter_tensors``: one element of each of the
+        first ``max_weights`` tensors of ``named_parameters()`` (BN gamma/beta included; the
+        authors' code). ``layers``: one weight of each of the first ``max_weights`` conv/linear
+        layers (the paper's text).
+    element: which element of a sampled tensor: ``first`` (index 0), ``relative`` (index
+        ``round(element_position * (numel - 1))``) or ``random`` (seeded by ``element_seed``).
+    batchnorm: ``running`` uses the BN buffers as they are (fresh: mean 0, var 1, so BN is nearly
+        the identity); ``batch`` freezes the statistics of the scoring batch (biased variance)
+        into the buffers first, so eval output equals train-mode output without cross-sample
+        gradients.
+    smoothing, fp16_smoothing_constants: p = (1 - s) softmax(z) + s / C. With the fp16 flag the
+        two constants are the authors' float16 values (so sum(p) is slightly above 1), which only
+        the ``paper`` factor accepts.
+    factor: the square root of the multinomial covariance applied to the Jacobian. ``paper``: the
+        authors' L~ applied as L~ J (gives J^T L~^T L~ J, not J^T Sigma J); ``cholesky``: L~^T J
+        with the stable tail-sum construction (C - 1 rows); ``sqrt``: B = diag(sqrt p) - sqrt(p) p^T
+        (C rows). The last two give F exactly.
+    aleph: the size term of VKDNW_single: ``parameter_tensors`` counts parameter tensors (the
+        authors' code), ``layers`` counts conv/linear layers.
+    init: ``kaiming_normal_fan_in`` re-initialises a copy of the model (conv/linear Kaiming normal
+        fan-in ReLU, zero bias, BN gamma 1 beta 0, fresh BN statistics); None keeps its weights.
+    quantiles: the spectrum quantiles whose normalised entropy is VKDNW (deciles in NB201).
+    strategy: the pass plan (SPEC §4): ``auto`` picks the cheapest of ``rows`` (one backward per
+        factor row), ``features`` (one backward per feature of a final Linear) and ``forward``
+        (one tangent per sampled weight).
+    spectrum_dtype: precision of the singular value decomposition of the stacked A.
+    pass_chunk: cotangent rows per backward call (``is_grads_batched``), or tangents per
+        forward-mode call; None picks 1 on CPU, where a loop is faster, and 64 on GPU.
+    memory_format: ``auto`` runs 4-d convolutional models channels-last on CPU (about 2x faster
+        forward and backward there) and contiguous on GPU.
+    """
+
+    weights: str = "parameter_tensors"
+    max_weights: int = 128
+    element: str = "first"
+    element_position: float = 0.0
+    element_seed: int = 0
+    batchnorm: str = "running"
+    smoothing: float = 0.05
+    fp16_smoothing_constants: bool = True
+    factor: str = "paper"
+    aleph: str = "parameter_tensors"
+    init: str | None = "kaiming_normal_fan_in"
+    quantiles: tuple[float, ...] = DECILES
+    strategy: str = "auto"
+    spectrum_dtype: str = "float64"
+    pass_chunk: int | None = None
+    memory_format: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"FisherConfig.{name}={value!r} is not one of {allowed}")
+        if not isinstance(self.max_weights, int) or self.max_weights < 1:
+            raise ValueError(f"FisherConfig.max_weights must be a positive int, got {self.max_weights!r}")
+        if not 0.0 <= self.element_position <= 1.0:
+            raise ValueError(f"FisherConfig.element_position must lie in [0, 1], got {self.element_position!r}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"FisherConfig.smoothing must lie in [0, 1), got {self.smoothing!r}")
+        if self.fp16_smoothing_constants and self.factor != "paper":
+            raise ValueError(
+                "FisherConfig.fp16_smoothing_constants gives probabilities that sum to more than 1; "
+                f"only factor='paper' accepts them, not factor={self.factor!r}")
+        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+        if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
+            raise ValueError(f"FisherConfig.quantiles must be a non-empty list of values in [0, 1], got {self.quantiles!r}")
+        if self.pass_chunk is not None and (not isinstance(self.pass_chunk, int) or self.pass_chunk < 1):
+            raise ValueError(f"FisherConfig.pass_chunk must be None or a positive int, got {self.pass_chunk!r}")
+
+    @classmethod
+    def preset(cls, name: str = "paper", **overrides: Any) -> "FisherConfig":
+        """The named preset (``paper`` or ``exact``), with any fields overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown FisherConfig preset {name!r}; presets are {sorted(PRESETS)}")
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown FisherConfig field(s) {sorted(unknown)}; fields are "
+                             f"{[f.name for f in dataclasses.fields(cls)]}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    @property
+    def preset_name(self) -> str | None:
+        """The preset this configuration equals, or None for a custom one."""
+        for name, preset in PRESETS.items():
+            if self == preset:
+                return name
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, FisherConfig] = {
+    "paper": FisherConfig(),
+    "exact": FisherConfig(
+        weights="layers",
+        batchnorm="batch",
+        smoothing=0.0,
+        fp16_smoothing_constants=False,
+        factor="cholesky",
+        aleph="layers",
+    ),
+}
+
+
+def resolve_config(config: FisherConfig | str | None) -> FisherConfig:
+    """Accept a FisherConfig, a preset name or None (the default preset)."""
+    if config is None:
+        return PRESETS["paper"]
+    if isinstance(config, str):
+        return FisherConfig.preset(config)
+    if not isinstance(config, FisherConfig):
+        raise TypeError(f"config must be a FisherConfig or a preset name, got {type(config).__name__}")
+    return config
+
+
+__all__ = ["FisherConfig", "PRESETS", "DECILES", "resolve_config"]

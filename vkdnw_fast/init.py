@@ -1,0 +1,49 @@
+"""Network initialisation at scoring time (SPEC §3), seeded and independent of the global RNG."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+INIT_METHODS = ("kaiming_normal_fan_in",)
+_CONV_LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
+
+
+def initialise(model: nn.Module, method: str | None, generator: torch.Generator) -> nn.Module:
+    """Re-initialise ``model`` in place as the authors do, drawing from ``generator`` (CPU).
+
+    Conv/linear weights: Kaiming normal, fan-in, ReLU gain; biases zero; norm layers gamma 1,
+    beta 0; BatchNorm statistics reset to a fresh network's (mean 0, var 1). Parameters must be on
+    the CPU so that a seed gives the same network on every device. Modules are visited in
+    ``model.apply`` order, which fixes the order the random draws are consumed in.
+    """
+    if method is None:
+        return model
+    if method not in INIT_METHODS:
+        raise ValueError(f"unknown init method {method!r}; methods are {INIT_METHODS} or None")
+
+    def init_module(module: nn.Module) -> None:
+        if isinstance(module, _CONV_LINEAR):
+            if module.weight.device.type != "cpu":
+                raise ValueError("initialise() draws on the CPU; move the model there first")
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, _NORMS):
+            if module.affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+                module.reset_running_stats()
+
+    with torch.no_grad():
+        model.apply(init_module)
+    return model
+
+
+def gaussian_inputs(batch_size: int, input_shape: tuple[int, ...], generator: torch.Generator,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The scoring batch: standard normal noise drawn on the CPU from ``generator``."""
+    if batch_size < 1 or not input_shape or any(int(s) < 1 for s in input_shape):
+        raise ValueError(f"invalid batch_size={batch_size} or input_shape={tuple(input_shape)}")
+    return torch.randn((batch_size, *input_shape), generator=generator, dtype=dtype)
