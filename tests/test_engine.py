@@ -1,0 +1,353 @@
+"""The Fisher engine against the independent float64 oracle, on small models of every shape the
+engine handles, for both presets and every pass plan."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import vkdnw_fast as vf
+import vkdnw_fast.reference as reference
+from vkdnw_fast import ops
+from vkdnw_fast.init import initialise
+
+from fisher_oracle import entropy_of, oracle_fisher
+
+
+class PlainCNN(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, stride=2)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+class ResidualCNN(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+        self.conv_a = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn_a = nn.BatchNorm2d(8)
+        self.conv_b = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn_b = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.bn_b(self.conv_b(torch.relu(self.bn_a(self.conv_a(x)))))
+        y += x  # in-place residual add after a sampled BN
+        return self.head(torch.relu_(y).mean((2, 3)))
+
+
+class GroupedCNN(nn.Module):
+    """Grouped, depthwise (dilated, strided, 'same'-padded) and 1-d convolutions."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.grouped = nn.Conv2d(8, 12, 3, stride=2, padding=1, groups=4, bias=False)
+        self.bn = nn.BatchNorm2d(12)
+        self.depthwise = nn.Conv2d(12, 12, 3, padding="same", dilation=2, groups=12)
+        self.temporal = nn.Conv1d(12, 6, 2, stride=2, padding=1)
+        self.fc = nn.Linear(6, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.grouped(torch.relu(self.conv(x)))))
+        x = torch.relu(self.depthwise(x)).flatten(2)          # (N, 12, L)
+        return self.fc(torch.relu(self.temporal(x)).mean(2))
+
+
+class MLP(nn.Module):
+    def __init__(self, classes=10, hidden=16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class PostScaled(PlainCNN):
+    """Logits are not the output of the final Linear: 'features' does not apply."""
+
+    def forward(self, x):
+        return 0.5 * super().forward(x)
+
+
+MODELS = {
+    "plain": lambda: PlainCNN(10),
+    "residual_bn": lambda: ResidualCNN(10),
+    "grouped_depthwise": lambda: GroupedCNN(10),
+    "mlp": lambda: MLP(10),
+    "features_lt_classes": lambda: MLP(classes=12, hidden=4),   # D = 4 < C = 12
+    "features_gt_classes": lambda: MLP(classes=3, hidden=16),   # D = 16 > C = 3
+    "post_scaled": lambda: PostScaled(7),
+}
+
+
+def initialised(name, seed=0):
+    model = MODELS[name]()
+    initialise(model, "kaiming_normal_fan_in", torch.Generator().manual_seed(seed))
+    return model.double()
+
+
+def batch(seed=1, n=6):
+    return torch.randn(n, 3, 6, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def expected_coords(model, preset):
+    """SPEC §3, independently: element 0 of the first 128 parameter tensors ('paper') or of the
+    weight of the first 128 conv/linear layers ('exact')."""
+    if preset == "paper":
+        return [(name, 0) for name, _ in list(model.named_parameters())[:128]]
+    layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    return [(f"{name}.weight", 0) for name in layers[:128]]
+
+
+def config(preset, **fields):
+    return vf.FisherConfig.preset(preset, init=None, **fields)
+
+
+def relative_error(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_fisher_matrix_and_entropy_match_oracle(name, preset):
+    model, x = initialised(name), batch()
+    truth = oracle_fisher(initialised(name), x, expected_coords(model, preset), preset)
+    result = vf.score(model, x, config=config(preset))
+    assert result.weights == [f"{n}[{i}]" for n, i in expected_coords(model, preset)]
+    assert relative_error(vf.fisher_matrix(model, x, config=config(preset)), truth) < 1e-9
+    assert result.vkdnw == pytest.approx(entropy_of(truth), abs=1e-9)
+    truth_eigenvalues = torch.linalg.eigvalsh(truth).flip(0).clamp_min(0)
+    assert torch.allclose(result.eigenvalues, truth_eigenvalues, rtol=1e-8, atol=1e-12 * float(truth_eigenvalues[0]))
+
+
+@pytest.mark.parametrize("strategy", ["rows", "features", "forward"])
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+@pytest.mark.parametrize("name", ["plain", "residual_bn", "features_lt_classes", "features_gt_classes"])
+def test_every_pass_plan_gives_the_same_matrix(name, preset, strategy):
+    model, x = initialised(name), batch()
+    truth = oracle_fisher(initialised(name), x, expected_coords(model, preset), preset)
+    result_matrix = vf.fisher_matrix(model, x, config=config(preset, strategy=strategy))
+    assert relative_error(result_matrix, truth) < 1e-9
+
+
+@pytest.mark.parametrize("factor", ["cholesky", "sqrt"])
+def test_both_exact_factors_give_the_exact_matrix(factor):
+    model, x = initialised("residual_bn"), batch()
+    truth = oracle_fisher(initialised("residual_bn"), x, expected_coords(model, "exact"), "exact")
+    assert relative_error(vf.fisher_matrix(model, x, config=config("exact", factor=factor)), truth) < 1e-9
+
+
+def test_automatic_plan_is_the_cheapest_and_reported():
+    x = batch()
+    # 11 sampled tensors: 10 factor rows beat 11 tangents (each costing about 1.5 cotangents).
+    rows = vf.score(ResidualCNN(6).double(), x, config=config("paper"))
+    assert rows.strategy.startswith("rows (K=6") and rows.passes == 6
+    lt = vf.score(initialised("features_lt_classes"), x, config=config("exact"))
+    assert lt.strategy.startswith("features (D=4") and lt.passes == 4
+    # 3 sampled weights (one per linear) against 11 factor rows and 16 features: forward mode.
+    forward = vf.score(MLP(classes=12, hidden=16).double(), x, config=config("exact"))
+    assert forward.strategy.startswith("forward (P=3") and forward.passes == 3
+    with pytest.raises(ValueError, match="final nn.Linear"):
+        vf.score(initialised("post_scaled"), x, config=config("exact", strategy="features"))
+
+
+def test_reference_implementation_agrees_with_engine():
+    model, x = initialised("grouped_depthwise"), batch()
+    for preset in ("paper", "exact"):
+        fast = vf.score(model, x, config=config(preset))
+        slow = reference.score(model, x, config=config(preset))
+        assert slow.vkdnw == pytest.approx(fast.vkdnw, abs=1e-10)
+        assert torch.allclose(slow.eigenvalues, fast.eigenvalues, rtol=1e-9, atol=1e-14)
+        assert slow.strategy.startswith("reference")
+
+
+def test_twin_and_compiled_ops_give_the_same_score(monkeypatch):
+    model, x = initialised("residual_bn"), batch()
+    compiled = vf.score(model, x, config=config("paper"))
+    monkeypatch.setattr(ops, "_has_kernel", lambda op, device: False)
+    twin = vf.score(model, x, config=config("paper"))
+    assert twin.vkdnw == pytest.approx(compiled.vkdnw, abs=1e-12)
+
+
+def test_float32_engine_matches_float64_oracle_closely():
+    model = initialised("residual_bn")
+    truth = oracle_fisher(initialised("residual_bn"), batch(), expected_coords(model, "exact"), "exact")
+    result = vf.fisher_matrix(model.float(), batch().float(), config=config("exact"))
+    assert result.dtype == torch.float64
+    assert relative_error(result, truth) < 1e-4
+
+
+def test_element_policies_pick_the_documented_index():
+    model = initialised("plain")
+    x = batch()
+    relative = vf.score(model, x, config=config("exact", element="relative", element_position=1.0))
+    sizes = [m.weight.numel() for m in (model.conv1, model.conv2, model.fc)]
+    assert relative.weights == [f"conv1.weight[{sizes[0] - 1}]", f"conv2.weight[{sizes[1] - 1}]",
+                                f"fc.weight[{sizes[2] - 1}]"]
+    random_a = vf.score(model, x, config=config("exact", element="random", element_seed=3))
+    random_b = vf.score(model, x, config=config("exact", element="random", element_seed=3))
+    assert random_a.weights == random_b.weights
+    coords = [(w.split("[")[0], int(w.split("[")[1][:-1])) for w in random_a.weights]
+    truth = oracle_fisher(initialised("plain"), x, coords, "exact")
+    engine = vf.fisher_matrix(model, x, config=config("exact", element="random", element_seed=3))
+    assert relative_error(engine, truth) < 1e-9
+
+
+def test_max_weights_limits_the_sample():
+    result = vf.score(initialised("residual_bn"), batch(), config=config("paper", max_weights=4))
+    assert result.num_weights == 4 and result.weights[0] == "stem.0.weight[0]"
+    assert result.aleph == len(list(initialised("residual_bn").parameters()))
+
+
+def test_aleph_by_preset():
+    model = initialised("grouped_depthwise")
+    assert vf.score(model, batch(), config=config("paper")).aleph == len(list(model.parameters()))
+    assert vf.score(model, batch(), config=config("exact")).aleph == 5   # 4 convs + 1 linear
+    result = vf.score(model, batch(), config=config("exact"))
+    assert result.single == pytest.approx(result.aleph + result.vkdnw)
+
+
+def test_score_is_seeded_and_leaves_caller_state_alone():
+    model = ResidualCNN(10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    torch.manual_seed(123)
+    rng_before = torch.get_rng_state()
+    first = vf.score(model, input_shape=(3, 8, 8), batch_size=8, seed=5)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    again = vf.score(model, input_shape=(3, 8, 8), batch_size=8, seed=5)
+    other = vf.score(model, input_shape=(3, 8, 8), batch_size=8, seed=6)
+    assert first.vkdnw == again.vkdnw and torch.equal(first.eigenvalues, again.eigenvalues)
+    assert other.vkdnw != first.vkdnw
+
+
+def test_init_none_with_inputs_is_a_function_of_weights_and_inputs():
+    model, x = initialised("plain"), batch()
+    a = vf.score(model, x, config=config("exact"), seed=0)
+    b = vf.score(model, x, config=config("exact"), seed=99)
+    assert a.vkdnw == b.vkdnw
+
+
+def test_init_reproduces_the_documented_distribution():
+    model = nn.Conv2d(64, 64, 3)
+    initialise(model, "kaiming_normal_fan_in", torch.Generator().manual_seed(0))
+    std = (2.0 / (64 * 9)) ** 0.5
+    assert float(model.weight.std()) == pytest.approx(std, rel=0.02)
+    assert float(model.bias.abs().max()) == 0.0
+
+
+def test_paper_batchnorm_keeps_fresh_running_statistics():
+    """'paper' leaves BN near the identity (running mean 0, var 1); 'exact' uses batch stats."""
+    model, x = initialised("residual_bn"), batch()
+    paper = vf.fisher_matrix(model, x, config=config("paper"))
+    with_batch_stats = vf.fisher_matrix(model, x, config=config("paper", batchnorm="batch"))
+    assert relative_error(paper, with_batch_stats) > 1e-3
+
+
+class TupleOut(PlainCNN):
+    def forward(self, x):
+        return x, super().forward(x)
+
+
+class OneClass(PlainCNN):
+    def __init__(self):
+        super().__init__(classes=1)
+
+
+class Exploding(PlainCNN):
+    def forward(self, x):
+        return super().forward(x) * float("inf")
+
+
+class NoRunningStats(PlainCNN):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(6, track_running_stats=False)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.bn(self.conv1(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+class WithLayerNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(108)
+        self.fc = nn.Linear(108, 4)
+
+    def forward(self, x):
+        return self.fc(self.norm(x.flatten(1)))
+
+
+class Parameterless(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :4]
+
+
+@pytest.mark.parametrize("model, preset, message", [
+    (TupleOut(), "paper", "returned tuple"),
+    (OneClass(), "paper", "at least 2 classes"),
+    (Exploding(), "paper", "non-finite logits"),
+    (NoRunningStats(), "exact", "'bn' has track_running_stats=False"),
+    (WithLayerNorm(), "paper", "LayerNorm 'norm'"),
+    (Parameterless(), "exact", "no weights to sample"),
+])
+def test_bad_models_get_clear_errors(model, preset, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        vf.score(model, input_shape=(3, 6, 6), batch_size=4, config=preset)
+
+
+def test_bad_inputs_get_clear_errors():
+    with pytest.raises(ValueError, match="input_shape"):
+        vf.score(PlainCNN())
+    with pytest.raises(ValueError, match="floating-point"):
+        vf.score(PlainCNN(), torch.zeros(4, 3, 6, 6, dtype=torch.long))
+
+
+def test_unsupported_conv_padding_mode_is_named():
+    model = PlainCNN()
+    model.conv1.padding_mode = "reflect"
+    with pytest.raises(ValueError, match="Conv2d 'conv1' uses padding_mode='reflect'"):
+        vf.score(model, input_shape=(3, 6, 6), batch_size=4, config="exact")
+
+
+def test_paper_factor_negative_tail_is_an_error_not_nan():
+    # Without smoothing, 1 - cumsum(p) rounds to -2.2e-16 before the last class for these
+    # logits (9 equal, one far below), and the authors' d_j = sqrt(p_j q_j / q_{j-1}) is NaN.
+    class Peaked(PlainCNN):
+        def forward(self, x):
+            return 0.0 * super().forward(x) + torch.tensor([0.0] * 9 + [-60.0], dtype=x.dtype)
+    cfg = vf.FisherConfig.preset("paper", smoothing=0.0, init=None)
+    with pytest.raises(ValueError, match="non-finite"):
+        vf.score(Peaked().double(), batch(), config=cfg)
+
+
+def test_config_presets_and_fields():
+    paper, exact = vf.FisherConfig.preset("paper"), vf.FisherConfig.preset("exact")
+    assert paper.preset_name == "paper" and exact.preset_name == "exact"
+    assert (exact.weights, exact.batchnorm, exact.factor, exact.aleph) == ("layers", "batch", "cholesky", "layers")
+    custom = dataclasses.replace(exact, max_weights=3)
+    assert custom.preset_name is None and custom.max_weights == 3
+    with pytest.raises(ValueError, match="unknown FisherConfig preset 'papr'"):
+        vf.FisherConfig.preset("papr")
+    with pytest.raises(ValueError, match=r"unknown FisherConfig field\(s\) \['factr'\]"):
+        vf.FisherConfig.preset("exact", factr="sqrt")
+    with pytest.raises(ValueError, match="FisherConfig.factor='chol'"):
+        vf.FisherConfig(factor="chol")
+    with pytest.raises(ValueError, match="only factor='paper' accepts them"):
+        vf.FisherConfig.preset("paper", factor="cholesky")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        paper.factor = "sqrt"

@@ -1,0 +1,397 @@
+"""The Fisher engine (SPEC §4): A_n = M_n J_n for a whole batch in a handful of data-only passes.
+
+1. One forward. A hook at every module owning a sampled weight keeps the input channels that
+   the sampled coordinates read and splices a *tap* into the graph: an identity on the module's
+   output whose backward reduces (kept input, output gradient) to the per-sample gradients of the
+   sampled coordinates, with the ``sampled_grad`` op, into a small per-module sink (N, P_m).
+2. Data-only backward passes (no parameter requires grad): with the factor rows of every sample
+   as cotangents (``rows``), what reaches the sinks is A_n itself. Or, when the logits come from a
+   final ``nn.Linear`` z = W h + b with fewer features D than factor rows, D unit cotangents on h
+   give H_n = dh_n/dtheta (``features``) and A_n = (M_n W) H_n, the final layer's own sampled
+   entries being analytic. Or forward mode with one tangent per sampled weight (``forward``).
+3. Eigenvalues of F = (1/N) sum A_n^T A_n from the singular values of the stacked A (float64).
+
+Memory: the forward keeps what a data-only backward needs (much less than training: no
+activations are saved for weight gradients) plus, per sampled module, its input restricted to
+the channels the sampled coordinates read (N x |channels| x spatial). Each backward call with c
+cotangent rows needs about c times the activation-gradient memory of one backward of the batch;
+c is ``FisherConfig.pass_chunk`` (1 on CPU, 64 on GPU by default). Forward mode holds c tangent
+copies of the activations.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp, vmap
+
+from . import ops
+from .config import FisherConfig, resolve_config
+from .init import gaussian_inputs, initialise
+from .samplers import ModulePlan, WeightSampler, sampler_for
+from .samplers.base import plan_coords
+from .samplers.batchnorm import check_batchnorm
+from .selection import SampledWeight, aleph as count_aleph, select_weights
+from .spectrum import fisher_eigenvalues, vkdnw_entropy
+
+# Relative cost of one forward-mode tangent to one data-only backward cotangent: a tangent
+# carries a second copy of every activation through the forward (measured about 1.3-1.6x).
+_FORWARD_TANGENT_COST = 1.5
+
+
+@dataclass
+class FisherResult:
+    """What ``score`` returns. ``single`` = aleph + vkdnw (SPEC §2)."""
+
+    vkdnw: float
+    aleph: int
+    eigenvalues: torch.Tensor
+    quantile_levels: torch.Tensor
+    num_weights: int
+    strategy: str
+    passes: int
+    weights: list[str] = field(repr=False)
+    config: FisherConfig = field(repr=False)
+
+    @property
+    def single(self) -> float:
+        return self.aleph + self.vkdnw
+
+
+@dataclass
+class Factors:
+    """A (N, K, P) and how it was obtained."""
+
+    a: torch.Tensor
+    strategy: str
+    passes: int
+
+
+class _Tap(torch.autograd.Function):
+    """Identity on a module output whose backward reduces the output gradient to per-sample
+    gradients of the module's sampled coordinates, returned as the gradient of ``sink``."""
+
+    @staticmethod
+    def forward(ctx, output, sink, site, *saved):
+        ctx.site = site
+        ctx.save_for_backward(*saved)
+        ctx.mark_dirty(output)  # an identity without a copy; later in-place ops stay legal
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        site = ctx.site
+        grads = site.sampler.grads(site.module, site.plan, ctx.saved_tensors, grad_output)
+        return (grad_output, grads, None) + (None,) * len(ctx.saved_tensors)
+
+
+@dataclass
+class _Site:
+    module: nn.Module
+    sampler: WeightSampler
+    plan: ModulePlan
+    sink: torch.Tensor
+
+
+def default_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def prepare_model(model: nn.Module, config: FisherConfig, generator: torch.Generator,
+                  device: torch.device) -> nn.Module:
+    """A copy of ``model`` initialised as the config says, in eval mode, with no parameter
+    requiring grad. The caller's model is untouched."""
+    prepared = copy.deepcopy(model)
+    if config.init is not None:
+        initialise(prepared.cpu(), config.init, generator)
+    prepared.to(device).eval()
+    for param in prepared.parameters():
+        param.requires_grad_(False)
+    return prepared
+
+
+def check_sample_independence(model: nn.Module) -> None:
+    """Per-sample gradients need samples that do not interact; BatchNorm is the usual culprit."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            check_batchnorm(module, name)
+
+
+def _use_channels_last(model: nn.Module, inputs: torch.Tensor, config: FisherConfig) -> bool:
+    if config.memory_format != "auto":
+        return config.memory_format == "channels_last"
+    return (inputs.device.type == "cpu" and inputs.dim() == 4
+            and any(isinstance(m, nn.Conv2d) for m in model.modules()))
+
+
+class _BatchStatistics:
+    """Forward pre-hooks that freeze each BatchNorm's statistics of the scoring batch (biased
+    variance) into its buffers just before it runs, so the eval-mode output equals the
+    train-mode output while no gradient flows between samples."""
+
+    def __init__(self, model: nn.Module):
+        self.handles = [m.register_forward_pre_hook(self._freeze) for m in model.modules()
+                        if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @staticmethod
+    def _freeze(module, args):
+        x = args[0].detach()
+        dims = [0] + list(range(2, x.dim()))
+        with torch.no_grad():
+            module.running_mean.copy_(x.mean(dims))
+            module.running_var.copy_(x.var(dims, unbiased=False))
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def _check_logits(z, model: nn.Module) -> torch.Tensor:
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"{type(model).__name__} returned {type(z).__name__}; the engine needs the logits "
+                        "as one (N, C) tensor: wrap the model so that forward returns them")
+    if z.dim() != 2:
+        raise ValueError(f"{type(model).__name__} returned logits of shape {tuple(z.shape)}; expected (N, C)")
+    if z.shape[1] < 2:
+        raise ValueError(f"{type(model).__name__} returned C={z.shape[1]} logits; the Fisher information "
+                         "of a classifier needs at least 2 classes")
+    bad = ~torch.isfinite(z.detach())
+    if bad.any():
+        raise ValueError(f"{type(model).__name__} produced {int(bad.sum())} non-finite logits out of {z.numel()} "
+                         f"(first at sample {int(bad.nonzero()[0, 0])}); the Fisher information is undefined")
+    return z
+
+
+def _group_by_module(model: nn.Module, weights: list[SampledWeight], device) -> list[tuple[nn.Module, ModulePlan]]:
+    modules = dict(model.named_modules())
+    coords: dict[str, list] = {}
+    for column, weight in enumerate(weights):
+        coords.setdefault(weight.module_name, []).append((weight.coord, column))
+    plans = []
+    for module_name, entries in coords.items():
+        module = modules[module_name]
+        sampler_for(module).check(module, module_name)
+        plans.append((module, plan_coords(module_name, [c for c, _ in entries], [col for _, col in entries], device)))
+    return plans
+
+
+def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: int) -> str:
+    if config.strategy != "auto":
+        return config.strategy
+    costs = {"rows": rows, "forward": _FORWARD_TANGENT_COST * num_weights}
+    if features is not None:
+        costs["features"] = features
+    return min(costs, key=costs.get)  # ties keep the first: rows
+
+
+def _backward_passes(outputs: torch.Tensor, sites: list[_Site], cotangents: torch.Tensor,
+                     chunk: int, num_weights: int) -> torch.Tensor:
+    """Per-sample gradients of the sampled weights for each cotangent row.
+
+    cotangents: (R, N, *outputs.shape[1:]); returns (N, R, P) with zeros for sites that the
+    output does not depend on.
+    """
+    rows, n = cotangents.shape[0], cotangents.shape[1]
+    result = outputs.new_zeros(n, rows, num_weights)
+    sinks = [site.sink for site in sites]
+    for start in range(0, rows, chunk):
+        block = cotangents[start:start + chunk]
+        last = start + chunk >= rows
+        if block.shape[0] == 1:
+            grads = torch.autograd.grad(outputs, sinks, block[0], retain_graph=not last, allow_unused=True)
+            grads = [g if g is None else g.unsqueeze(0) for g in grads]
+        else:
+            grads = torch.autograd.grad(outputs, sinks, block, retain_graph=not last, allow_unused=True,
+                                        is_grads_batched=True)
+        for site, grad in zip(sites, grads):
+            if grad is not None:
+                result[:, start:start + block.shape[0], site.plan.columns] = grad.transpose(0, 1)
+    return result
+
+
+def _analytic_linear_columns(logits, features, linear_plan_weights, config):
+    """Factor-applied Jacobian columns of the final Linear's own sampled entries: dz/dW[c, d] =
+    e_c h_d and dz/db[c] = e_c, so each column of the basis is a scaled unit vector."""
+    n, num_classes = logits.shape
+    basis = logits.new_zeros(n, num_classes, len(linear_plan_weights))
+    for j, weight in enumerate(linear_plan_weights):
+        c = weight.coord[0]
+        basis[:, c, j] = 1.0 if weight.param_name == "bias" else features[:, weight.coord[1]]
+    return ops.multinomial_factor(logits, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
+
+
+def _forward_mode(model, inputs, weights, config, logits64, chunk):
+    """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n."""
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    groups: dict[str, tuple[list[int], list[int]]] = {}
+    for column, weight in enumerate(weights):
+        key = f"{weight.module_name}.{weight.param_name}" if weight.module_name else weight.param_name
+        indices, columns = groups.setdefault(key, ([], []))
+        indices.append(weight.flat_index)
+        columns.append(column)
+    device = inputs.device
+    groups_t = {k: (torch.tensor(i, device=device), torch.tensor(c, device=device)) for k, (i, c) in groups.items()}
+
+    def logits_of(shift):
+        shifted = dict(params)
+        for key, (indices, columns) in groups_t.items():
+            base = params[key]
+            shifted[key] = base.reshape(-1).index_add(0, indices, shift[columns]).reshape(base.shape)
+        return functional_call(model, (shifted, buffers), (inputs,))
+
+    p = len(weights)
+    origin = inputs.new_zeros(p)
+    tangents = torch.eye(p, dtype=inputs.dtype, device=device)
+    jacobian = vmap(lambda t: jvp(logits_of, (origin,), (t,))[1], chunk_size=chunk)(tangents)  # (P, N, C)
+    basis = jacobian.permute(1, 2, 0).to(torch.float64)
+    return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
+
+
+def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig,
+                    weights: list[SampledWeight]) -> tuple[Factors, torch.Tensor]:
+    """A = M J for the prepared ``model`` (eval, no parameter requiring grad) on ``inputs``.
+
+    Returns the factors and the logits. BatchNorm statistics are frozen first when
+    ``config.batchnorm == 'batch'``.
+    """
+    device = inputs.device
+    n, num_weights = inputs.shape[0], len(weights)
+    chunk = config.pass_chunk or (64 if device.type == "cuda" else 1)
+    check_sample_independence(model)
+    statistics = _BatchStatistics(model) if config.batchnorm == "batch" else None
+
+    sites, handles = [], []
+    for module, plan in _group_by_module(model, weights, device):
+        sink = torch.zeros(n, len(plan.columns), dtype=inputs.dtype, device=device, requires_grad=True)
+        site = _Site(module, sampler_for(module), plan, sink)
+        sites.append(site)
+
+        def tap(mod, args, output, site=site):
+            return _Tap.apply(output, site.sink, site, *site.sampler.capture(mod, site.plan, args))
+        handles.append(module.register_forward_hook(tap))
+    last_linear: dict[str, tuple] = {}
+
+    def record(mod, args, output):
+        last_linear["call"] = (mod, args[0], output)
+    handles += [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        logits = _check_logits(model(inputs), model)
+    finally:
+        for handle in handles:
+            handle.remove()
+        if statistics is not None:
+            statistics.remove()
+
+    logits64 = logits.detach().to(torch.float64)
+    num_classes = logits.shape[1]
+    rows = ops.factor_rows(config.factor, num_classes)
+    final = last_linear.get("call")
+    final_linear = final if final is not None and final[2] is logits and final[1].dim() == 2 else None
+    features = final_linear[0].in_features if final_linear is not None else None
+    strategy = _choose(config, rows, features, num_weights)
+    if strategy == "features" and final_linear is None:
+        raise ValueError(f"strategy 'features' needs logits produced by a final nn.Linear on (N, D) features; "
+                         f"{type(model).__name__}'s logits are not")
+
+    if strategy == "rows":
+        identity = torch.eye(num_classes, dtype=torch.float64, device=device).expand(n, -1, -1)
+        factor = ops.multinomial_factor(logits64, identity, config.factor, config.smoothing,
+                                        config.fp16_smoothing_constants)  # (N, K, C)
+        cotangents = factor.transpose(0, 1).to(logits.dtype)
+        a = _backward_passes(logits, sites, cotangents, chunk, num_weights)
+        return Factors(a, f"rows (K={rows} factor rows)", rows), logits
+
+    if strategy == "features":
+        linear, h, _ = final_linear
+        linear_name = next(name for name, m in model.named_modules() if m is linear)
+        linear_cols = [j for j, w in enumerate(weights) if w.module_name == linear_name]
+        other_cols = sorted(set(range(num_weights)) - set(linear_cols))
+        a = logits64.new_zeros(n, rows, num_weights)
+        if other_cols and h.requires_grad:
+            unit = torch.eye(features, dtype=h.dtype, device=device).unsqueeze(1).expand(-1, n, -1)
+            h_jac = _backward_passes(h, sites, unit, chunk, num_weights)[:, :, other_cols]  # (N, D, P')
+            weight = linear.weight.detach().to(torch.float64).expand(n, -1, -1)  # (N, C, D)
+            mw = ops.multinomial_factor(logits64, weight, config.factor, config.smoothing,
+                                        config.fp16_smoothing_constants)
+            a[:, :, other_cols] = mw @ h_jac.to(torch.float64)
+        if linear_cols:
+            a[:, :, linear_cols] = _analytic_linear_columns(
+                logits64, h.detach().to(torch.float64), [weights[j] for j in linear_cols], config)
+        return Factors(a, f"features (D={features} unit cotangents on the final Linear's input)", features), logits
+
+    del sites  # drop the reverse-mode graph before the forward-mode passes
+    a = _forward_mode(model, inputs, weights, config, logits64, chunk)
+    return Factors(a, f"forward (P={num_weights} tangents)", num_weights), logits
+
+
+def _prepare_inputs(model, inputs, input_shape, batch_size, generator, device):
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    if inputs is None:
+        if input_shape is None:
+            raise ValueError("give either inputs or input_shape (e.g. input_shape=(3, 32, 32))")
+        inputs = gaussian_inputs(batch_size, tuple(input_shape), generator, dtype=dtype)
+    elif not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
+        raise ValueError("inputs must be a floating-point tensor (N, ...) with a batch dimension")
+    return inputs.to(device=device, dtype=dtype)
+
+
+def run_pipeline(model, inputs, input_shape, batch_size, config, device, seed, factors_fn=None):
+    """Prepare a copy of the model and the inputs, select the weights and compute the factors
+    with ``factors_fn`` (the engine's ``compute_factors`` unless the reference's is given)."""
+    config = resolve_config(config)
+    device = torch.device(device) if device is not None else default_device(model)
+    generator = torch.Generator().manual_seed(seed)
+    prepared = prepare_model(model, config, generator, device)
+    x = _prepare_inputs(prepared, inputs, input_shape, batch_size, generator, device)
+    if _use_channels_last(prepared, x, config):
+        prepared = prepared.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    weights = select_weights(prepared, config)
+    factors, _ = (factors_fn or compute_factors)(prepared, x, config, weights)
+    if not torch.isfinite(factors.a).all():
+        raise ValueError(f"the {config.factor!r} factor produced non-finite values for {type(model).__name__} "
+                         "(with factor='paper' this happens when 1 - cumsum(p) turns negative)")
+    return config, prepared, weights, factors
+
+
+def result_from_factors(config, prepared, weights, factors) -> FisherResult:
+    eigenvalues = fisher_eigenvalues(factors.a, getattr(torch, config.spectrum_dtype))
+    entropy, levels = vkdnw_entropy(eigenvalues, config.quantiles)
+    return FisherResult(
+        vkdnw=entropy, aleph=count_aleph(prepared, config), eigenvalues=eigenvalues, quantile_levels=levels,
+        num_weights=len(weights), strategy=factors.strategy, passes=factors.passes,
+        weights=[w.name for w in weights], config=config)
+
+
+def matrix_from_factors(factors: Factors) -> torch.Tensor:
+    a = factors.a.to(torch.float64)
+    return torch.einsum("nkp,nkq->pq", a, a) / a.shape[0]
+
+
+def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
+          config: FisherConfig | str | None = None, device=None, seed: int = 0) -> FisherResult:
+    """VKDNW of ``model`` (SPEC §2) with the Fisher engine.
+
+    Initialises a copy of the model as ``config.init`` says (from ``seed``), draws a Gaussian
+    batch (``batch_size`` x ``input_shape``) from the same seed unless ``inputs`` is given, and
+    leaves the caller's model and the global RNG untouched. With ``init=None`` and given inputs
+    the result is a function of (weights, inputs, config) alone.
+    """
+    return result_from_factors(*run_pipeline(model, inputs, input_shape, batch_size, config, device, seed))
+
+
+def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
+                  batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
+                  seed: int = 0) -> torch.Tensor:
+    """The P x P Fisher matrix (1/N) sum_n A_n^T A_n in float64, same arguments as ``score``."""
+    return matrix_from_factors(run_pipeline(model, inputs, input_shape, batch_size, config, device, seed)[3])
+
+
+__all__ = ["score", "fisher_matrix", "FisherResult", "compute_factors", "prepare_model"]

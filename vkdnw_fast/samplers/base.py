@@ -1,0 +1,60 @@
+"""What a weight sampler provides; the conv, linear and batchnorm modules implement it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModulePlan:
+    """The sampled coordinates of one module, fixed before the forward pass.
+
+    ``input_channels``: the input channels the coordinates read (only these are kept);
+    ``op_coords``: (P, 2 + d) coordinates for ``sampled_grad`` relative to those channels;
+    ``columns``: where each coordinate's gradient goes in the engine's column order.
+    """
+
+    module_name: str
+    input_channels: torch.Tensor
+    op_coords: torch.Tensor
+    columns: list[int]
+
+
+class WeightSampler:
+    """Interface of a per-layer sampler. ``is_layer`` marks conv/linear layers, the units of the
+    ``layers`` weight selection and of the ``layers`` aleph."""
+
+    is_layer: bool = False
+    sampled_params: tuple[str, ...] = ("weight", "bias")
+
+    def check(self, module: nn.Module, module_name: str) -> None:
+        """Raise if per-sample gradients of this module are undefined in its current state."""
+
+    def coordinate(self, module: nn.Module, param_name: str, flat_index: int) -> tuple[int, ...]:
+        """The op coordinate (o, absolute input channel or -1 for a bias, kernel offsets)."""
+        raise NotImplementedError
+
+    def capture(self, module: nn.Module, plan: ModulePlan, args: tuple) -> tuple[torch.Tensor, ...]:
+        """What the backward needs from the forward (called inside a forward hook)."""
+        raise NotImplementedError
+
+    def grads(self, module: nn.Module, plan: ModulePlan, saved: tuple[torch.Tensor, ...],
+              grad_output: torch.Tensor) -> torch.Tensor:
+        """Per-sample gradients (N, P) of the plan's coordinates from the output gradient."""
+        raise NotImplementedError
+
+
+def plan_coords(module_name: str, coords: list[tuple[int, ...]], columns: list[int],
+                device: torch.device) -> ModulePlan:
+    """Re-index absolute input channels to positions among the kept channels."""
+    kept = sorted({c[1] for c in coords if c[1] >= 0})
+    position = {channel: j for j, channel in enumerate(kept)}
+    op_coords = [(c[0], position[c[1]] if c[1] >= 0 else -1, *c[2:]) for c in coords]
+    return ModulePlan(
+        module_name=module_name,
+        input_channels=torch.tensor(kept, dtype=torch.int64, device=device),
+        op_coords=torch.tensor(op_coords, dtype=torch.int64, device=device),
+        columns=columns,
+    )

@@ -1,0 +1,48 @@
+"""BatchNorm1d/2d/3d gamma and beta, in eval mode with running statistics.
+
+y = gamma * x_hat + beta per channel, so d y / d gamma_c = x_hat_c and d y / d beta_c = 1: a
+depthwise 1x1 convolution of x_hat plus a bias, which is how the op is called. Only the sampled
+channels of x_hat are formed and kept.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import ops
+from . import register_sampler
+from .base import WeightSampler
+
+
+def flatten_spatial(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, *S) -> (N, C, L) with L = prod(S) (1 for (N, C) inputs)."""
+    return t.unsqueeze(-1) if t.dim() == 2 else t.flatten(2)
+
+
+def check_batchnorm(module: nn.Module, module_name: str) -> None:
+    """BatchNorm couples the samples unless it normalises with fixed (running) statistics."""
+    if module.training:
+        raise ValueError(f"{type(module).__name__} '{module_name}' is in training mode: batch "
+                         "statistics couple the samples, so per-sample gradients are undefined")
+    if module.running_mean is None:
+        raise ValueError(f"{type(module).__name__} '{module_name}' has track_running_stats=False "
+                         "and normalises with batch statistics even in eval mode; samples interact")
+
+
+@register_sampler(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+class BatchNormSampler(WeightSampler):
+    def check(self, module, module_name):
+        check_batchnorm(module, module_name)
+
+    def coordinate(self, module, param_name, flat_index):
+        return (flat_index, -1 if param_name == "bias" else flat_index, 0)
+
+    def capture(self, module, plan, args):
+        x = flatten_spatial(args[0]).index_select(1, plan.input_channels)
+        shape = (1, -1, 1)
+        mean = module.running_mean.index_select(0, plan.input_channels).view(shape)
+        var = module.running_var.index_select(0, plan.input_channels).view(shape)
+        return ((x - mean) * torch.rsqrt(var + module.eps),)
+
+    def grads(self, module, plan, saved, grad_output):
+        return ops.sampled_grad(saved[0], flatten_spatial(grad_output), plan.op_coords, (1,), (0,), (1,), 1)

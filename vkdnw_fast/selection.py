@@ -1,0 +1,88 @@
+"""Which scalar weights are sampled (SPEC §3), and the size term aleph."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from .config import FisherConfig
+from .samplers import sampler_for, supported_types
+
+
+@dataclass(frozen=True)
+class SampledWeight:
+    """One sampled scalar: ``module_name.param_name`` at ``flat_index``; ``coord`` is the
+    sampler's op coordinate for it."""
+
+    module_name: str
+    param_name: str
+    flat_index: int
+    coord: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        prefix = f"{self.module_name}." if self.module_name else ""
+        return f"{prefix}{self.param_name}[{self.flat_index}]"
+
+
+def _element_index(config: FisherConfig, numel: int, rng: np.random.Generator) -> int:
+    if config.element == "first":
+        return 0
+    if config.element == "relative":
+        return int(round(config.element_position * (numel - 1)))
+    return int(rng.integers(numel))
+
+
+def _owners(model: nn.Module) -> dict[int, tuple[str, nn.Module, str]]:
+    """Parameter id -> (module name, module, attribute name), first owner wins (shared weights)."""
+    owners: dict[int, tuple[str, nn.Module, str]] = {}
+    for module_name, module in model.named_modules():
+        for param_name, param in module._parameters.items():
+            if param is not None and id(param) not in owners:
+                owners[id(param)] = (module_name, module, param_name)
+    return owners
+
+
+def select_weights(model: nn.Module, config: FisherConfig) -> list[SampledWeight]:
+    """The sampled weights in column order. Raises naming the module when one cannot be sampled."""
+    rng = np.random.default_rng(config.element_seed)
+    chosen: list[tuple[str, nn.Module, str]] = []
+    if config.weights == "parameter_tensors":
+        owners = _owners(model)
+        for _, param in list(model.named_parameters())[: config.max_weights]:
+            chosen.append(owners[id(param)])
+    else:
+        for module_name, module in model.named_modules():
+            sampler = sampler_for(module)
+            if sampler is not None and sampler.is_layer:
+                chosen.append((module_name, module, "weight"))
+            if len(chosen) == config.max_weights:
+                break
+    selected = []
+    for module_name, module, param_name in chosen:
+        sampler = sampler_for(module)
+        if sampler is None or param_name not in sampler.sampled_params:
+            raise ValueError(
+                f"cannot sample parameter '{param_name}' of {type(module).__name__} '{module_name}': "
+                f"no weight sampler is registered for it (supported: {', '.join(supported_types())}); "
+                "register one with vkdnw_fast.samplers.register_sampler")
+        numel = getattr(module, param_name).numel()
+        index = _element_index(config, numel, rng)
+        selected.append(SampledWeight(module_name, param_name, index,
+                                      sampler.coordinate(module, param_name, index)))
+    if not selected:
+        raise ValueError(f"{type(model).__name__} has no weights to sample for weights={config.weights!r} "
+                         "(no parameters, or no conv/linear layers)")
+    return selected
+
+
+def count_layers(model: nn.Module) -> int:
+    """Conv and linear layers (any convolution type), the unit of the ``layers`` aleph."""
+    return sum(isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) for m in model.modules())
+
+
+def aleph(model: nn.Module, config: FisherConfig) -> int:
+    if config.aleph == "parameter_tensors":
+        return len(list(model.parameters()))
+    return count_layers(model)
