@@ -1,0 +1,51 @@
+"""Size proxies: FLOPs (conv + linear multiply-accumulates) and the number of parameters.
+
+flops: multiply-accumulates of Conv1d/2d/3d and Linear modules in one forward of one sample (the
+first of the context's batch; only its shape matters), counted by forward hooks, so a module
+called twice counts twice. A convolution costs (output elements) x (input channels / groups) x
+(kernel volume), a Linear layer (output elements) x (in_features); biases, BatchNorm, pooling and
+activations are not counted. Run in eval mode on a copy (BatchNorm cannot use batch statistics of
+one sample).
+params: the number of scalar parameters (``model.parameters()``, shared tensors once).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .registry import ProxyContext, register_proxy
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
+    """Conv + linear multiply-accumulates of ``model(sample)`` (the model is run as it is)."""
+    total = 0
+
+    def count(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+        else:
+            total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (*_CONVS, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+@register_proxy("flops")
+def flops(ctx: ProxyContext) -> float:
+    return float(count_macs(ctx.copy_model().eval(), ctx.inputs[:1]))
+
+
+@register_proxy("params")
+def params(ctx: ProxyContext) -> float:
+    return float(sum(p.numel() for p in ctx.model.parameters()))
