@@ -1,0 +1,42 @@
+"""Builds the compiled extension vkdnw_fast._C (metadata lives in pyproject.toml).
+
+CPU kernels always; the CUDA kernels as well when torch was built with CUDA and a toolkit is found.
+    python setup.py build_ext --inplace      or      pip install --no-build-isolation -e .
+"""
+import glob
+import os
+
+import torch
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+# -g0 overrides the -g of Python's CFLAGS: a quarter less compile time and a 200 KiB library
+# instead of 7.6 MiB of debug information.
+CXX_FLAGS = ["-O3", "-g0"]
+
+
+def _sources(*patterns):
+    # setuptools wants source paths relative to setup.py.
+    return sorted(os.path.relpath(path, ROOT) for pattern in patterns for path in glob.glob(os.path.join(ROOT, pattern)))
+
+
+def extension():
+    sources = _sources("csrc/*.cpp", "csrc/cpu/*.cpp")
+    include_dirs = [os.path.join(ROOT, "csrc", "include")]
+    if torch.version.cuda is not None and CUDA_HOME is not None:
+        return CUDAExtension(
+            "vkdnw_fast._C",
+            sources + _sources("csrc/cuda/*.cpp", "csrc/cuda/*.cu"),
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": CXX_FLAGS, "nvcc": ["-O3"]},
+        )
+    return CppExtension("vkdnw_fast._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": CXX_FLAGS})
+
+
+setup(
+    packages=find_packages(include=["vkdnw_fast*"]),
+    package_data={"vkdnw_fast": ["data/*.csv.gz", "data/README.md"]},
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension},
+)
