@@ -356,8 +356,13 @@ def run_pipeline(model, inputs, input_shape, batch_size, config, device, seed, f
     weights = select_weights(prepared, config)
     factors, _ = (factors_fn or compute_factors)(prepared, x, config, weights)
     if not torch.isfinite(factors.a).all():
-        raise ValueError(f"the {config.factor!r} factor produced non-finite values for {type(model).__name__} "
-                         "(with factor='paper' this happens when 1 - cumsum(p) turns negative)")
+        raise ValueError(
+            f"the {config.factor!r} factor produced non-finite values for {type(model).__name__}. With "
+            "factor='paper' this is the authors' construction failing: d_j = sqrt(p_j q_j / q_(j-1)) with "
+            "q = 1 - cumsum(p) is NaN once q turns negative (or 0/0) before the last class, which the fp16 "
+            "smoothing constants (sum(p) > 1) cause whenever the tail probabilities are at the smoothing "
+            "floor, typically for C of a few hundred or more; the authors' SVD then fails. Use the 'exact' "
+            "preset (a stable factor) or fp16_smoothing_constants=False")
     return config, prepared, weights, factors
 
 

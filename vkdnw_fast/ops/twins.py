@@ -97,9 +97,15 @@ def sampled_grad(input: torch.Tensor, grad_output: torch.Tensor, coords: torch.T
     out_spatial = g.shape[3:]
     c_in_per_group = input.shape[1] // groups
     c_out_per_group = g.shape[2] // groups
-    # Pad once so that every kernel offset is a strided slice of the padded input.
-    pad = [p for p in reversed(padding) for _ in (0, 1)]
-    x = torch.nn.functional.pad(input, pad) if any(padding) else input
+    # Pad once so that every kernel offset is a strided slice of the padded input: left by the
+    # padding, right by whatever the furthest sampled offset reaches (zeros, as in the conv).
+    weight_rows = coords[coords[:, 1] >= 0]
+    reach = weight_rows[:, 2:].amax(0).tolist() if len(weight_rows) else [0] * d
+    pad = []
+    for axis in reversed(range(d)):
+        needed = reach[axis] * dilation[axis] + stride[axis] * (out_spatial[axis] - 1) + 1
+        pad += [padding[axis], max(0, needed - padding[axis] - input.shape[2 + axis])]
+    x = torch.nn.functional.pad(input, pad) if any(pad) else input
     columns = []
     for row in coords.tolist():
         o, i, kernel = row[0], row[1], row[2:]
@@ -110,18 +116,9 @@ def sampled_grad(input: torch.Tensor, grad_output: torch.Tensor, coords: torch.T
         c = (o // c_out_per_group) * c_in_per_group + i
         window = x[:, c]
         for axis, (k, s, dil, size) in enumerate(zip(kernel, stride, dilation, out_spatial)):
-            start = k * dil
-            stop = start + s * (size - 1) + 1
-            if stop > window.shape[1 + axis]:
-                # The offset reaches past the padded input: the kernel never touches it there.
-                window = None
-                break
-            window = window.narrow(1 + axis, start, stop - start)
+            window = window.narrow(1 + axis, k * dil, s * (size - 1) + 1)
             window = window[(slice(None),) * (1 + axis) + (slice(None, None, s),)]
-        if window is None:
-            columns.append(torch.zeros(g.shape[:2], dtype=g.dtype, device=g.device))
-        else:
-            columns.append((g_o * window.unsqueeze(0)).sum(dim=tuple(range(2, 2 + d))))
+        columns.append((g_o * window.unsqueeze(0)).sum(dim=tuple(range(2, 2 + d))))
     if columns:
         out = torch.stack(columns, dim=-1)
     else:
