@@ -7,9 +7,8 @@ from .registry import (ProxyContext, ProxyError, available_proxies, build_contex
                        evaluate, get_proxy, register_proxy)
 
 # Proxy modules, imported for their @register_proxy side effects.
-from . import aznas, jacov, naswot, size, zero_cost  # noqa: E402,F401
-
-# --- Fisher proxies (vkdnw, vkdnw_single, aleph): add `from . import vkdnw` here. ---
+from . import aznas, jacov, naswot, size, vkdnw, zero_cost  # noqa: E402,F401
+from .vkdnw import fisher_result
 
 __all__ = ["ProxyContext", "ProxyError", "available_proxies", "build_context", "compute_proxies",
-           "evaluate", "get_proxy", "register_proxy"]
+           "evaluate", "fisher_result", "get_proxy", "register_proxy"]

@@ -528,3 +528,12 @@ class NB201Space(SearchSpace):
                 "its input, or an op lies on no input-to-output path"
             )
         return True, ""
+
+
+def score(arch: str, dataset: str, proxies: Sequence[str] = ("vkdnw_single",), preset: str = "paper",
+          seed: int = 0, device=None) -> dict[str, float]:
+    """{proxy: value} for ``arch`` at initialisation, with the dataset's resolution and classes
+    (32/10, 32/100, 16/120), one model build, one init and one input batch from ``seed``."""
+    from vkdnw_fast.scoring import score_architecture  # scoring imports the proxies, which import spaces
+
+    return score_architecture(NB201Space(dataset), arch, proxies, presets=(preset,), seed=seed, device=device)

@@ -1,0 +1,150 @@
+"""``vkdnw-fast``: score a model, evaluate proxies on NAS-Bench-201, search, benchmark."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return names
+
+
+def _load_model(spec: str, model_args: str | None):
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise SystemExit(f"--model must look like module:ClassName, got {spec!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"--model: cannot import module {module_name!r}: {exc}") from None
+    factory = getattr(module, class_name, None)
+    if factory is None:
+        raise SystemExit(f"--model: module {module_name!r} has no attribute {class_name!r}")
+    kwargs = json.loads(model_args) if model_args else {}
+    return factory(**kwargs)
+
+
+def cmd_score(args) -> int:
+    import vkdnw_fast as vf
+
+    model = _load_model(args.model, args.model_args)
+    config = vf.FisherConfig.preset(args.preset)
+    started = time.perf_counter()
+    result = vf.score(model, input_shape=args.input_shape, batch_size=args.batch_size, config=config,
+                      device=args.device, seed=args.seed)
+    seconds = time.perf_counter() - started
+    summary = {"model": args.model, "preset": args.preset, "vkdnw": result.vkdnw, "aleph": result.aleph,
+               "single": result.single, "num_weights": result.num_weights, "strategy": result.strategy,
+               "passes": result.passes, "seconds": seconds, "backend": vf.backend(args.device or "cpu")}
+    if args.json:
+        print(json.dumps({**summary, "eigenvalues": result.eigenvalues.tolist()}))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>12}: {value}")
+    return 0
+
+
+def cmd_nb201_evaluate(args) -> int:
+    from .evaluation import EvaluationSpec, ResultStore, report, run_evaluation, scatter_plot
+    from .spaces import nb201
+
+    if args.nats_path:
+        nb201.set_nats_path(args.nats_path)
+    spec = EvaluationSpec(dataset=args.dataset, proxies=args.proxies, presets=args.preset, subset=args.subset,
+                          limit=args.limit, sample_seed=args.sample_seed, seeds=tuple(range(args.seeds)),
+                          ndcg_k=args.ndcg_k)
+    run_evaluation(spec, args.out, workers=args.workers, device=args.device, progress=not args.quiet)
+    results, table = report(args.out)
+    print(table)
+    if args.nats_path:
+        archs = spec.archs()
+        disagreements = nb201.compare_with_nats(args.nats_path, datasets=(spec.dataset,),
+                                                indices=[nb201.index_of(a) for a in archs])
+        print(f"NATS-Bench API vs bundled data: {len(disagreements)} disagreements on {len(archs)} architectures")
+    scatter_plot(spec, ResultStore(Path(args.out) / "results.jsonl").records.values(), Path(args.out) / "scatter.png")
+    print(f"wrote {args.out}/metrics.json, {args.out}/results.jsonl, {args.out}/scatter.png")
+    return 0
+
+
+def cmd_nb201_report(args) -> int:
+    from .evaluation import report
+
+    results, table = report(args.dir)
+    print(json.dumps(results, indent=2) if args.json else table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vkdnw-fast", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    score = commands.add_parser("score", help="VKDNW of one PyTorch model")
+    score.add_argument("--model", required=True, help="module:ClassName (imported from the current directory)")
+    score.add_argument("--model-args", help='JSON keyword arguments for the class, e.g. \'{"num_classes": 10}\'')
+    score.add_argument("--input-shape", required=True, type=_int_tuple, help="e.g. 3,32,32")
+    score.add_argument("--batch-size", type=int, default=64)
+    score.add_argument("--preset", choices=("paper", "exact"), default="paper")
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--device", default=None)
+    score.add_argument("--json", action="store_true", help="print one JSON object, eigenvalues included")
+    score.set_defaults(func=cmd_score)
+
+    nb = commands.add_parser("nb201", help="NAS-Bench-201 evaluation against the true accuracies")
+    nb_commands = nb.add_subparsers(dest="nb201_command", required=True)
+    evaluate = nb_commands.add_parser("evaluate", help="score architectures and rank them (resumable)")
+    evaluate.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or ImageNet16-120")
+    evaluate.add_argument("--proxies", type=_names, default=None,
+                          help="comma-separated (default: the SPEC §6 aggregation: vkdnw_single, jacov, "
+                               "expressivity, trainability, flops)")
+    evaluate.add_argument("--subset", choices=("unique", "all"), default="unique")
+    evaluate.add_argument("--limit", type=int, default=None, help="a seeded sample of this many architectures")
+    evaluate.add_argument("--sample-seed", type=int, default=0)
+    evaluate.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (init, input noise, nDCG tie order)")
+    evaluate.add_argument("--preset", type=_names, default=("paper",), help="paper, exact or paper,exact")
+    evaluate.add_argument("--ndcg-k", type=int, default=1000)
+    evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--nats-path", default=None, help="NATS-Bench API files: read accuracies through nats_bench")
+    evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=cmd_nb201_evaluate)
+    report = nb_commands.add_parser("report", help="re-print the table of a saved run")
+    report.add_argument("dir")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_nb201_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "proxies", "unset") is None:
+        from .evaluation import AGGREGATE_PROXIES
+        args.proxies = AGGREGATE_PROXIES
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"vkdnw-fast: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The Fisher proxies: VKDNW (spectrum entropy), aleph (network size) and VKDNW_single = aleph +
+VKDNW (SPEC §2), from one engine run per context, configured by ``ctx.fisher_config``."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..engine import FisherResult, score
+from .registry import ProxyContext, register_proxy
+
+
+def fisher_result(ctx: ProxyContext) -> FisherResult:
+    """The engine's result for the context's (already initialised) model and batch, cached."""
+    if "fisher" not in ctx.cache:
+        config = dataclasses.replace(ctx.fisher_config, init=None)
+        ctx.cache["fisher"] = score(ctx.model, ctx.inputs, config=config, device=ctx.device)
+    return ctx.cache["fisher"]
+
+
+@register_proxy("vkdnw")
+def vkdnw(ctx: ProxyContext) -> float:
+    return fisher_result(ctx).vkdnw
+
+
+@register_proxy("aleph")
+def aleph(ctx: ProxyContext) -> float:
+    return float(fisher_result(ctx).aleph)
+
+
+@register_proxy("vkdnw_single")
+def vkdnw_single(ctx: ProxyContext) -> float:
+    return fisher_result(ctx).single
+
+
+def _register_quantile_level(k: int) -> None:
+    @register_proxy(f"fim_q{k}")
+    def level(ctx: ProxyContext) -> float:
+        levels = fisher_result(ctx).quantile_levels
+        if k > levels.numel():
+            raise ValueError(f"fim_q{k} needs at least {k} quantiles, the config has {levels.numel()}")
+        return float(levels[k - 1])
+    level.__doc__ = f"The {k}-th spectrum quantile level of the Fisher matrix (a model-driven ranking feature)."
+
+
+for _k in range(1, 10):
+    _register_quantile_level(_k)
