@@ -251,6 +251,8 @@ def format_table(results: dict) -> str:
              f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}",
              f"{'ranking':<28} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"]
     for name, row in results["rankings"].items():
+        if name.startswith("fim_q"):
+            continue  # spectrum quantile levels: random-forest features, kept in metrics.json
         cells = [f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}" for m in ("kendall", "spearman", "ndcg")]
         lines.append(f"{name:<28} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
     if results["failed"]:
