@@ -123,7 +123,8 @@ def check_sample_independence(model: nn.Module) -> None:
             check_batchnorm(module, name)
 
 
-def _use_channels_last(model: nn.Module, inputs: torch.Tensor, config: FisherConfig) -> bool:
+def use_channels_last(model: nn.Module, inputs: torch.Tensor, config: FisherConfig) -> bool:
+    """Whether to run ``model`` channels-last: 4-d convolutional models on CPU for ``auto``."""
     if config.memory_format != "auto":
         return config.memory_format == "channels_last"
     return (inputs.device.type == "cpu" and inputs.dim() == 4
@@ -350,7 +351,7 @@ def run_pipeline(model, inputs, input_shape, batch_size, config, device, seed, f
     generator = torch.Generator().manual_seed(seed)
     prepared = prepare_model(model, config, generator, device)
     x = _prepare_inputs(prepared, inputs, input_shape, batch_size, generator, device)
-    if _use_channels_last(prepared, x, config):
+    if use_channels_last(prepared, x, config):
         prepared = prepared.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     weights = select_weights(prepared, config)

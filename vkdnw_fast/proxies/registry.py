@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..config import FisherConfig, resolve_config
+from ..engine import use_channels_last
 from ..init import gaussian_inputs as _draw_gaussian
 from ..init import initialise
 from ..spaces.base import SearchSpace
@@ -192,6 +193,8 @@ def build_context(model: nn.Module, *, inputs: torch.Tensor | None = None,
 
     Copies ``model`` (the caller's is never touched), initialises the copy on the CPU from
     ``seed`` and moves it to ``device``; draws the Gaussian batch unless ``inputs`` is given.
+    Convolutional models run channels-last on CPU when ``fisher_config.memory_format`` allows
+    (the engine's policy), which changes values only by rounding.
     """
     _check_seed(seed)
     device = _resolve_device(model, inputs, device)
@@ -211,6 +214,10 @@ def build_context(model: nn.Module, *, inputs: torch.Tensor | None = None,
     elif input_shape is not None and tuple(inputs.shape[1:]) != tuple(input_shape):
         raise ValueError(f"inputs have sample shape {tuple(inputs.shape[1:])}, input_shape says {tuple(input_shape)}")
     inputs = inputs.detach().to(device)
+    fisher_config = resolve_config(fisher_config)
+    if use_channels_last(work, inputs, fisher_config):  # 2-3x faster convolutions on CPU
+        work = work.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
 
     if num_classes is None:
         if space is not None:

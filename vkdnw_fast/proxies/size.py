@@ -2,7 +2,8 @@
 
 flops: multiply-accumulates of Conv1d/2d/3d and Linear modules in one forward of one sample (the
 first of the context's batch; only its shape matters), counted by forward hooks, so a module
-called twice counts twice. A convolution costs (output elements) x (input channels / groups) x
+called twice counts twice; when the context names an architecture of a search space, the space's
+analytic count of the same quantity (``space.cost(arch)['flops']``, tested equal) instead. A convolution costs (output elements) x (input channels / groups) x
 (kernel volume), a Linear layer (output elements) x (in_features); biases, BatchNorm, pooling and
 activations are not counted. Run in eval mode on a copy (BatchNorm cannot use batch statistics of
 one sample).
@@ -43,6 +44,8 @@ def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
 
 @register_proxy("flops")
 def flops(ctx: ProxyContext) -> float:
+    if ctx.space is not None and ctx.arch is not None:
+        return float(ctx.space.cost(ctx.arch)["flops"])
     return float(count_macs(ctx.copy_model().eval(), ctx.inputs[:1]))
 
 
