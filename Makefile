@@ -1,5 +1,12 @@
+# make run         install, then the main job: a short NAS-Bench-201 evaluation on the bundled data
+# make test        install, then every test (pytest; it runs ctest and cuda-check too)
+# make install     torch only if none is importable (keeps a user's CPU or CUDA torch), then this
+#                  package in editable mode, its extension built against that torch
 # make ctest       build and run the C++ unit tests of the kernel headers (CMake, no torch)
 # make cuda-check  compile every CUDA kernel and link the launch harness with nvcc (no GPU needed)
+
+PYTHON ?= python3
+DEMO_DIR ?= runs/demo
 
 NVCC ?= nvcc
 CUDA_GENCODE := -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
@@ -8,7 +15,18 @@ CUDA_BUILD := build/cuda_check
 CUDA_HEADERS := $(wildcard csrc/include/vkdnw_fast/*.h csrc/cuda/*.h)
 CUDA_OBJECTS := $(patsubst csrc/cuda/%.cu,$(CUDA_BUILD)/%.o,$(wildcard csrc/cuda/*.cu))
 
-.PHONY: ctest cuda-check
+.PHONY: run test install ctest cuda-check
+
+install:
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install --no-build-isolation -e ".[test]"
+
+run: install
+	$(PYTHON) -m vkdnw_fast.cli nb201 evaluate --dataset cifar10 --limit 100 --seeds 1 --workers 2 \
+		--preset paper,exact --out $(DEMO_DIR)
+
+test: install
+	$(PYTHON) -m pytest
 
 ctest:
 	cmake -S . -B build/cmake && cmake --build build/cmake -j2 && ctest --test-dir build/cmake --output-on-failure
