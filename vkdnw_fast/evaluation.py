@@ -179,15 +179,33 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def _summary(per_seed: list[dict]) -> dict:
-    return {name: {"mean": float(np.mean([m[name] for m in per_seed])),
-                   "std": float(np.std([m[name] for m in per_seed]))}
-            for name in ("kendall", "spearman", "ndcg")}
+    """Mean and std over seeds; a metric undefined for a seed (a constant ranking) is left out,
+    and None when it is undefined for every seed."""
+    summary = {}
+    for name in ("kendall", "spearman", "ndcg"):
+        defined = [m[name] for m in per_seed if not math.isnan(m[name])]
+        summary[name] = {"mean": float(np.mean(defined)) if defined else None,
+                         "std": float(np.std(defined)) if defined else None}
+        if len(defined) < len(per_seed):
+            summary[name]["undefined_seeds"] = len(per_seed) - len(defined)
+    return summary
+
+
+def _defined(metric, *args, **kwargs) -> float:
+    """The metric, or NaN where it is undefined because the ranking is constant."""
+    try:
+        return metric(*args, **kwargs)
+    except ValueError as exc:
+        if "undefined" not in str(exc):
+            raise
+        return math.nan
 
 
 def _rank_metrics(scores: np.ndarray, accuracy: np.ndarray, k: int, seed: int) -> dict:
     ranked = _ranks(scores)
-    return {"kendall": metrics.kendall(ranked, accuracy), "spearman": metrics.spearman(ranked, accuracy),
-            "ndcg": metrics.ndcg(ranked, accuracy, k=min(k, len(accuracy)), seed=seed)}
+    return {"kendall": _defined(metrics.kendall, ranked, accuracy),
+            "spearman": _defined(metrics.spearman, ranked, accuracy),
+            "ndcg": _defined(metrics.ndcg, ranked, accuracy, k=min(k, len(accuracy)), seed=seed)}
 
 
 def compute_metrics(spec: EvaluationSpec, records: Iterable[dict]) -> dict:
@@ -253,7 +271,8 @@ def format_table(results: dict) -> str:
     for name, row in results["rankings"].items():
         if name.startswith("fim_q"):
             continue  # spectrum quantile levels: random-forest features, kept in metrics.json
-        cells = [f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}" for m in ("kendall", "spearman", "ndcg")]
+        cells = ["n/a" if row[m]["mean"] is None else f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}"
+                 for m in ("kendall", "spearman", "ndcg")]
         lines.append(f"{name:<28} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
     if results["failed"]:
         lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl")

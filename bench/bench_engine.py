@@ -1,0 +1,169 @@
+"""Engine speed against the floor and against the straightforward torch.func baseline.
+
+For each network and preset, in one run on the same prepared model and batch:
+  forward   one no-grad forward of the batch (the floor's unit),
+  floor     (1 + K) x forward, K the engine's number of passes (SPEC §4),
+  engine    vkdnw_fast's engine (A = M J by taps and K data-only passes),
+  baseline  vkdnw_fast.reference: vmap over samples of jacrev on the sampled weights,
+and prints engine/floor, baseline/engine and max |eigenvalue difference| / largest eigenvalue.
+Times are medians of --repeats runs after a warm-up.
+
+    python bench/bench_engine.py --out bench/results/engine_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+import vkdnw_fast as vf
+from vkdnw_fast import reference
+from vkdnw_fast.engine import compute_factors, prepare_model, use_channels_last
+from vkdnw_fast.reference import reference_factors
+from vkdnw_fast.selection import select_weights
+from vkdnw_fast.spaces import nb201
+from vkdnw_fast.spectrum import fisher_eigenvalues
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                         if stride != 1 or c_in != c_out else nn.Identity())
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNet10(nn.Module):
+    """A CIFAR ResNet with widths 32-64-128-256, about 1.2M parameters."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.layers = nn.Sequential(BasicBlock(32, 32, 1), BasicBlock(32, 64, 2), BasicBlock(64, 128, 2),
+                                    BasicBlock(128, 256, 2))
+        self.fc = nn.Linear(256, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.layers(self.stem(x)).mean((2, 3)))
+
+
+NB201_NETS = {
+    "nb201-best": "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    "nb201-mixed": "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
+    "nb201-light": "|nor_conv_1x1~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_1x1~0|none~1|avg_pool_3x3~2|",
+}
+
+
+def networks(num_classes):
+    nets = {name: (lambda a=arch: nb201.build_model(a, num_classes)) for name, arch in NB201_NETS.items()}
+    nets["resnet10"] = lambda: ResNet10(num_classes)
+    return nets
+
+
+def median_time(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_one(name, build, preset, args):
+    config = vf.FisherConfig.preset(preset)
+    model = prepare_model(build(), config, torch.Generator().manual_seed(0), torch.device(args.device))
+    x = torch.randn(args.batch_size, 3, args.resolution, args.resolution,
+                    generator=torch.Generator().manual_seed(1)).to(args.device)
+    if use_channels_last(model, x, config):
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    weights = select_weights(model, config)
+    with torch.no_grad():
+        forward = median_time(lambda: model(x), args.repeats)
+    factors = compute_factors(model, x, config, weights)[0]
+    engine = median_time(lambda: compute_factors(model, x, config, weights), args.repeats)
+    reference_run = reference_factors(model, x, config, weights)[0]
+    baseline = median_time(lambda: reference_factors(model, x, config, weights), max(1, args.repeats // 3))
+    ours, theirs = fisher_eigenvalues(factors.a), fisher_eigenvalues(reference_run.a)
+    floor = (1 + factors.passes) * forward
+    return {
+        "network": name, "preset": preset, "params": sum(p.numel() for p in model.parameters()),
+        "num_weights": len(weights), "strategy": factors.strategy, "passes": factors.passes,
+        "forward_s": forward, "floor_s": floor, "engine_s": engine, "baseline_s": baseline,
+        "engine_over_floor": engine / floor, "baseline_over_engine": baseline / engine,
+        "spectrum_max_diff_over_largest": float((ours - theirs).abs().max() / theirs[0]),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--presets", default="paper,exact")
+    parser.add_argument("--networks", default=None, help="comma-separated subset of " + ",".join(networks(10)))
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    chosen = networks(args.num_classes)
+    if args.networks:
+        chosen = {k: chosen[k] for k in args.networks.split(",")}
+    rows = []
+    header = f"{'network':<13}{'preset':<7}{'params':>9}{'P':>5}{'K':>5}{'forward':>9}{'engine':>9}{'baseline':>10}{'eng/floor':>11}{'base/eng':>10}{'spec.diff':>11}"
+    print(header)
+    for name, build in chosen.items():
+        for preset in args.presets.split(","):
+            row = bench_one(name, build, preset, args)
+            rows.append(row)
+            print(f"{name:<13}{preset:<7}{row['params']:>9}{row['num_weights']:>5}{row['passes']:>5}"
+                  f"{row['forward_s']:>9.3f}{row['engine_s']:>9.3f}{row['baseline_s']:>10.3f}"
+                  f"{row['engine_over_floor']:>11.2f}{row['baseline_over_engine']:>10.1f}{row['spectrum_max_diff_over_largest']:>11.1e}")
+            sys.stdout.flush()
+    record = {
+        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
+        "torch": torch.__version__, "backend": vf.backend(args.device),
+        "settings": {"batch_size": args.batch_size, "resolution": args.resolution, "num_classes": args.num_classes,
+                     "repeats": args.repeats, "device": args.device},
+        "results": rows,
+    }
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(record, handle, indent=2)
+            handle.write("\n")
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

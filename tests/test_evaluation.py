@@ -1,0 +1,182 @@
+"""The NB201 evaluation driver: resumable store, seeded samples, metrics against direct
+computations, and the command line."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import vkdnw_fast as vf
+from vkdnw_fast import cli, evaluation, metrics
+from vkdnw_fast.evaluation import EvaluationSpec, ResultStore, compute_metrics, run_evaluation
+from vkdnw_fast.spaces import nb201
+
+
+def test_store_appends_reloads_and_drops_a_torn_last_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    store = ResultStore(path)
+    store.append({"arch": "a", "seed": 0, "values": {"x": 1.0}})
+    store.append({"arch": "b", "seed": 0, "values": {"x": 2.0}})
+    with open(path, "a") as handle:
+        handle.write('{"arch": "c", "seed": 0, "val')      # a crash in the middle of a write
+    reopened = ResultStore(path)
+    assert set(reopened.records) == {("a", 0), ("b", 0)}
+    assert path.read_text().count("\n") == 2                 # the torn line is gone from the file
+    reopened.append({"arch": "c", "seed": 0, "values": {"x": 3.0}})
+    assert ResultStore(path).records[("c", 0)]["values"] == {"x": 3.0}
+
+
+def test_seeded_sample_is_reproducible_sorted_and_from_the_subset():
+    spec = EvaluationSpec(proxies=("flops",), limit=50, sample_seed=7)
+    sample = spec.archs()
+    assert sample == EvaluationSpec(proxies=("flops",), limit=50, sample_seed=7).archs()
+    assert sample != EvaluationSpec(proxies=("flops",), limit=50, sample_seed=8).archs()
+    assert len(set(sample)) == 50 and set(sample) <= set(nb201.archs("unique"))
+    indices = [nb201.index_of(a) for a in sample]
+    assert indices == sorted(indices)
+    assert len(EvaluationSpec(proxies=("flops",), limit=10**6).archs()) == 9444
+
+
+def test_spec_rejects_bad_fields():
+    with pytest.raises(ValueError, match="unknown proxies"):
+        EvaluationSpec(proxies=("flopz",))
+    with pytest.raises(ValueError, match="presets"):
+        EvaluationSpec(proxies=("flops",), presets=("fast",))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        EvaluationSpec(dataset="mnist", proxies=("flops",))
+
+
+def _cheap_spec(**fields):
+    return EvaluationSpec(**{"proxies": ("flops", "params", "naswot"), "limit": 6, "sample_seed": 3,
+                             "seeds": (0, 1), **fields})
+
+
+def test_resume_computes_only_what_is_missing_and_gives_the_same_metrics(tmp_path, monkeypatch):
+    spec = _cheap_spec()
+    full = run_evaluation(spec, tmp_path / "full", progress=False)
+    lines = (tmp_path / "full" / "results.jsonl").read_text().splitlines()
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "run.json").write_text(json.dumps(spec.to_json()))
+    (partial / "results.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][:20])  # crash mid-line
+    calls = []
+    scorer = evaluation._score_task
+    monkeypatch.setattr(evaluation, "_score_task", lambda *a: calls.append(a[1:3]) or scorer(*a))
+    resumed = run_evaluation(spec, partial, progress=False)
+    assert len(calls) == len(lines) - 5
+    assert {tuple(c) for c in calls}.isdisjoint({(json.loads(line)["arch"], json.loads(line)["seed"])
+                                                 for line in lines[:5]})
+    assert resumed["rankings"] == full["rankings"]
+
+
+def test_a_different_spec_in_the_same_directory_is_refused(tmp_path):
+    run_evaluation(_cheap_spec(seeds=(0,)), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"seeds: saved \[0\], now \(0, 1\)"):
+        run_evaluation(_cheap_spec(), tmp_path, progress=False)
+
+
+def test_metrics_equal_direct_computations():
+    spec = _cheap_spec(limit=40, seeds=(0, 1))
+    archs = spec.archs()
+    rng = np.random.default_rng(0)
+    records = [{"arch": a, "seed": s, "values": {"flops": nb201.flops(a, "cifar10"), "params": float(i % 7),
+                                                 "naswot": float(rng.normal())}}
+               for s in spec.seeds for i, a in enumerate(archs)]
+    result = compute_metrics(spec, records)
+    accuracy = np.array([nb201.accuracy(a, "cifar10") for a in archs])
+    flops = np.array([nb201.flops(a, "cifar10") for a in archs])
+    assert result["rankings"]["flops"]["kendall"]["mean"] == pytest.approx(stats.kendalltau(flops, accuracy)[0])
+    assert result["rankings"]["flops"]["spearman"]["std"] == pytest.approx(0.0, abs=1e-12)
+    naswot = [np.array([r["values"]["naswot"] for r in records if r["seed"] == s]) for s in spec.seeds]
+    expected = np.mean([stats.spearmanr(v, accuracy)[0] for v in naswot])
+    assert result["rankings"]["naswot"]["spearman"]["mean"] == pytest.approx(expected)
+    ndcg_seed1 = metrics.ndcg(stats.rankdata(naswot[1]), accuracy, k=40, seed=1)
+    ndcg_seed0 = metrics.ndcg(stats.rankdata(naswot[0]), accuracy, k=40, seed=0)
+    assert result["rankings"]["naswot"]["ndcg"]["mean"] == pytest.approx((ndcg_seed0 + ndcg_seed1) / 2)
+    assert result["rankings"]["random_forest"]["train_size"] == 20
+    assert result["architectures"] == 40 and result["failed"] == []
+
+
+def test_failed_architectures_are_reported_and_excluded():
+    spec = _cheap_spec(limit=5, seeds=(0,))
+    archs = spec.archs()
+    records = [{"arch": a, "seed": 0, "values": {"flops": float(i), "params": float(i), "naswot": float(-i)}}
+               for i, a in enumerate(archs[1:])]
+    records.append({"arch": archs[0], "seed": 0, "error": "RuntimeError: boom"})
+    result = compute_metrics(spec, records)
+    assert result["failed"] == [archs[0]] and result["architectures"] == 4
+    assert "failed architectures (excluded): 1" in evaluation.format_table(result)
+
+
+def test_two_presets_and_the_aggregate_on_real_scores(tmp_path):
+    spec = EvaluationSpec(proxies=("vkdnw_single", "jacov", "expressivity", "trainability", "flops"),
+                          presets=("paper", "exact"), limit=4, sample_seed=1, seeds=(0,))
+    result = run_evaluation(spec, tmp_path, progress=False)
+    records = ResultStore(tmp_path / "results.jsonl").records
+    archs = spec.archs()
+    a = archs[0]
+    direct = nb201.score(a, "cifar10", proxies=("vkdnw_single",), preset="exact", seed=0)
+    assert records[(a, 0)]["values"]["vkdnw_single@exact"] == pytest.approx(direct["vkdnw_single"], abs=1e-9)
+    table = {c: np.array([records[(x, 0)]["values"][c] for x in archs])
+             for c in ("vkdnw_single@paper", "jacov", "expressivity", "trainability", "flops")}
+    aggregate = sum(np.log(stats.rankdata(v)) for v in table.values())
+    accuracy = np.array([nb201.accuracy(x, "cifar10") for x in archs])
+    assert result["rankings"]["aggregate@paper"]["kendall"]["mean"] == pytest.approx(stats.kendalltau(aggregate, accuracy)[0])
+    assert result["best"]["arch"] == archs[int(np.argmax(aggregate))]
+    assert result["best"]["accuracy"] == pytest.approx(nb201.accuracy(result["best"]["arch"], "cifar10"))
+
+
+def test_cli_evaluate_and_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["nb201", "evaluate", "--limit", "5", "--seeds", "1", "--proxies", "flops,params",
+                     "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "flops" in printed and "best by flops" in printed and (out / "scatter.png").stat().st_size > 1000
+    assert cli.main(["nb201", "report", str(out)]) == 0
+    assert capsys.readouterr().out.strip() in printed
+    assert cli.main(["nb201", "report", str(out), "--json"]) == 0
+    saved = json.loads(capsys.readouterr().out)
+    assert saved == json.loads((out / "metrics.json").read_text())
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert cli.main(["nb201", "evaluate", "--proxies", "flopz", "--out", str(tmp_path)]) == 2
+    assert "unknown proxies ['flopz']" in capsys.readouterr().err
+    assert cli.main(["nb201", "report", str(tmp_path / "nothing")]) == 2
+    assert "holds no evaluation" in capsys.readouterr().err
+
+
+def test_cli_score_matches_the_api(tmp_path, capsys, monkeypatch):
+    (tmp_path / "tiny_nets.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, classes=10):\n"
+        "        super().__init__()\n"
+        "        self.conv = torch.nn.Conv2d(3, 4, 3)\n"
+        "        self.fc = torch.nn.Linear(4, classes)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert cli.main(["score", "--model", "tiny_nets:Net", "--model-args", '{"classes": 5}', "--input-shape",
+                     "3,8,8", "--batch-size", "16", "--preset", "exact", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    import tiny_nets
+    expected = vf.score(tiny_nets.Net(5), input_shape=(3, 8, 8), batch_size=16, config="exact")
+    assert printed["vkdnw"] == pytest.approx(expected.vkdnw, abs=1e-12)
+    assert printed["aleph"] == 2 and printed["num_weights"] == 2
+
+
+def test_a_constant_ranking_is_reported_as_undefined_not_a_crash():
+    spec = _cheap_spec(limit=6, seeds=(0, 1))
+    records = [{"arch": a, "seed": s, "values": {"flops": float(i), "params": 1.0, "naswot": float(i % 2)}}
+               for s in spec.seeds for i, a in enumerate(spec.archs())]
+    result = compute_metrics(spec, records)
+    assert result["rankings"]["params"]["kendall"] == {"mean": None, "std": None, "undefined_seeds": 2}
+    assert result["rankings"]["flops"]["kendall"]["mean"] is not None
+    row = next(line for line in evaluation.format_table(result).splitlines() if line.startswith("params"))
+    assert row.split()[1:3] == ["n/a", "n/a"]          # nDCG stays defined: ties break at random
+    assert result["rankings"]["params"]["ndcg"]["mean"] is not None
