@@ -92,6 +92,19 @@ def cmd_nb201_report(args) -> int:
     return 0
 
 
+def cmd_bench_throughput(args) -> int:
+    from . import throughput
+
+    result = throughput.run(args.space, args.dataset, count=args.count, reference_count=args.reference_count,
+                            device=args.device, seed=args.seed, preset=args.preset, prefetch=not args.no_prefetch,
+                            batch_size=args.batch_size, resolution=args.resolution, num_classes=args.num_classes)
+    print(throughput.format_report(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"command": "vkdnw-fast " + " ".join(sys.argv[1:]), **result},
+                                             indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vkdnw-fast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_nb201_report)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    tp = bench_commands.add_parser("throughput", help="architectures per minute: engine vs torch.func reference")
+    tp.add_argument("--space", choices=("nb201", "mbv2"), default="nb201")
+    tp.add_argument("--dataset", default="cifar10", help="nb201: cifar10, cifar100 or ImageNet16-120")
+    tp.add_argument("--resolution", type=int, default=32, help="mbv2 only")
+    tp.add_argument("--num-classes", type=int, default=10, help="mbv2 only")
+    tp.add_argument("--batch-size", type=int, default=64)
+    tp.add_argument("--count", type=int, default=20, help="random architectures scored by the engine")
+    tp.add_argument("--reference-count", type=int, default=3, help="of those, scored by the reference too")
+    tp.add_argument("--preset", choices=("paper", "exact"), default="paper")
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    tp.add_argument("--no-prefetch", action="store_true", help="build each model on the critical path")
+    tp.add_argument("--out", help="also write the results as JSON")
+    tp.set_defaults(func=cmd_bench_throughput)
     return parser
 
 

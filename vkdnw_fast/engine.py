@@ -35,6 +35,7 @@ from .samplers.base import plan_coords
 from .samplers.batchnorm import check_batchnorm
 from .selection import SampledWeight, aleph as count_aleph, select_weights
 from .spectrum import fisher_eigenvalues, vkdnw_entropy
+from .timing import stage
 
 # Relative cost of one forward-mode tangent to one data-only backward cotangent: a tangent
 # carries a second copy of every activation through the forward (measured about 1.3-1.6x).
@@ -283,7 +284,8 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
         last_linear["call"] = (mod, args[0], output)
     handles += [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
     try:
-        logits = _check_logits(model(inputs), model)
+        with stage("forward"):
+            logits = _check_logits(model(inputs), model)
     finally:
         for handle in handles:
             handle.remove()
@@ -302,11 +304,13 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
                          f"{type(model).__name__}'s logits are not")
 
     if strategy == "rows":
-        identity = torch.eye(num_classes, dtype=torch.float64, device=device).expand(n, -1, -1)
-        factor = ops.multinomial_factor(logits64, identity, config.factor, config.smoothing,
-                                        config.fp16_smoothing_constants)  # (N, K, C)
-        cotangents = factor.transpose(0, 1).to(logits.dtype)
-        a = _backward_passes(logits, sites, cotangents, chunk, num_weights)
+        with stage("factor"):
+            identity = torch.eye(num_classes, dtype=torch.float64, device=device).expand(n, -1, -1)
+            factor = ops.multinomial_factor(logits64, identity, config.factor, config.smoothing,
+                                            config.fp16_smoothing_constants)  # (N, K, C)
+            cotangents = factor.transpose(0, 1).to(logits.dtype)
+        with stage("backward"):
+            a = _backward_passes(logits, sites, cotangents, chunk, num_weights)
         return Factors(a, f"rows (K={rows} factor rows)", rows), logits
 
     if strategy == "features":
@@ -317,18 +321,22 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
         a = logits64.new_zeros(n, rows, num_weights)
         if other_cols and h.requires_grad:
             unit = torch.eye(features, dtype=h.dtype, device=device).unsqueeze(1).expand(-1, n, -1)
-            h_jac = _backward_passes(h, sites, unit, chunk, num_weights)[:, :, other_cols]  # (N, D, P')
-            weight = linear.weight.detach().to(torch.float64).expand(n, -1, -1)  # (N, C, D)
-            mw = ops.multinomial_factor(logits64, weight, config.factor, config.smoothing,
-                                        config.fp16_smoothing_constants)
-            a[:, :, other_cols] = mw @ h_jac.to(torch.float64)
+            with stage("backward"):
+                h_jac = _backward_passes(h, sites, unit, chunk, num_weights)[:, :, other_cols]  # (N, D, P')
+            with stage("factor"):
+                weight = linear.weight.detach().to(torch.float64).expand(n, -1, -1)  # (N, C, D)
+                mw = ops.multinomial_factor(logits64, weight, config.factor, config.smoothing,
+                                            config.fp16_smoothing_constants)
+                a[:, :, other_cols] = mw @ h_jac.to(torch.float64)
         if linear_cols:
-            a[:, :, linear_cols] = _analytic_linear_columns(
-                logits64, h.detach().to(torch.float64), [weights[j] for j in linear_cols], config)
+            with stage("factor"):
+                a[:, :, linear_cols] = _analytic_linear_columns(
+                    logits64, h.detach().to(torch.float64), [weights[j] for j in linear_cols], config)
         return Factors(a, f"features (D={features} unit cotangents on the final Linear's input)", features), logits
 
     del sites  # drop the reverse-mode graph before the forward-mode passes
-    a = _forward_mode(model, inputs, weights, config, logits64, chunk)
+    with stage("forward_mode"):
+        a = _forward_mode(model, inputs, weights, config, logits64, chunk)
     return Factors(a, f"forward (P={num_weights} tangents)", num_weights), logits
 
 
@@ -349,12 +357,13 @@ def run_pipeline(model, inputs, input_shape, batch_size, config, device, seed, f
     config = resolve_config(config)
     device = torch.device(device) if device is not None else default_device(model)
     generator = torch.Generator().manual_seed(seed)
-    prepared = prepare_model(model, config, generator, device)
-    x = _prepare_inputs(prepared, inputs, input_shape, batch_size, generator, device)
-    if use_channels_last(prepared, x, config):
-        prepared = prepared.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    weights = select_weights(prepared, config)
+    with stage("prepare"):
+        prepared = prepare_model(model, config, generator, device)
+        x = _prepare_inputs(prepared, inputs, input_shape, batch_size, generator, device)
+        if use_channels_last(prepared, x, config):
+            prepared = prepared.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        weights = select_weights(prepared, config)
     factors, _ = (factors_fn or compute_factors)(prepared, x, config, weights)
     if not torch.isfinite(factors.a).all():
         raise ValueError(
@@ -368,8 +377,9 @@ def run_pipeline(model, inputs, input_shape, batch_size, config, device, seed, f
 
 
 def result_from_factors(config, prepared, weights, factors) -> FisherResult:
-    eigenvalues = fisher_eigenvalues(factors.a, getattr(torch, config.spectrum_dtype))
-    entropy, levels = vkdnw_entropy(eigenvalues, config.quantiles)
+    with stage("spectrum"):
+        eigenvalues = fisher_eigenvalues(factors.a, getattr(torch, config.spectrum_dtype))
+        entropy, levels = vkdnw_entropy(eigenvalues, config.quantiles)
     return FisherResult(
         vkdnw=entropy, aleph=count_aleph(prepared, config), eigenvalues=eigenvalues, quantile_levels=levels,
         num_weights=len(weights), strategy=factors.strategy, passes=factors.passes,

@@ -17,6 +17,7 @@ from .engine import (Factors, FisherResult, _BatchStatistics, _check_logits, che
                      matrix_from_factors, result_from_factors, run_pipeline)
 from .ops import twins
 from .selection import SampledWeight
+from .timing import stage
 
 
 def dense_factor(logits: torch.Tensor, config: FisherConfig) -> torch.Tensor:
@@ -60,7 +61,8 @@ def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConf
             replaced[key] = params[key].reshape(-1).index_put((index,), sampled[columns]).reshape(params[key].shape)
         return functional_call(model, (replaced, buffers), (sample.unsqueeze(0),)).squeeze(0)
 
-    jacobian = vmap(jacrev(logits_of_one), in_dims=(None, 0))(values, inputs)   # (N, C, P)
+    with stage("reference_jacobian"):
+        jacobian = vmap(jacrev(logits_of_one), in_dims=(None, 0))(values, inputs)   # (N, C, P)
     logits64 = logits.to(torch.float64).cpu()
     a = dense_factor(logits64, config).to(inputs.device) @ jacobian.to(torch.float64)
     return Factors(a, f"reference (vmap(jacrev): {inputs.shape[0]}x{logits.shape[1]} single-sample backward passes)",

@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 from .config import FisherConfig
 from .proxies import available_proxies, compute_proxies
 from .spaces.base import SearchSpace
+from .timing import stage
 
 FISHER_PROXIES = ("vkdnw", "vkdnw_single", "aleph") + tuple(f"fim_q{k}" for k in range(1, 10))
 
@@ -36,12 +37,15 @@ def check_proxies(proxies: Iterable[str]) -> list[str]:
 
 def score_architecture(space: SearchSpace, arch: str, proxies: Sequence[str], *,
                        presets: Sequence[str | FisherConfig] = ("paper",), seed: int = 0,
-                       device=None, batch_size: int = 64) -> dict[str, float]:
-    """{column: value} for ``arch`` (see ``column`` for the names)."""
+                       device=None, batch_size: int = 64, model=None) -> dict[str, float]:
+    """{column: value} for ``arch`` (see ``column`` for the names). ``model``: a network already
+    built for ``arch`` (e.g. on another thread), else it is built here."""
     arch = space.validate(arch)
     proxies = check_proxies(proxies)
     names = [p if isinstance(p, str) else (p.preset_name or "custom") for p in presets]
-    model = space.build_model(arch)
+    if model is None:
+        with stage("build"):
+            model = space.build_model(arch)
     common = dict(input_shape=space.input_shape, num_classes=space.num_classes, seed=seed, device=device,
                   arch=arch, space=space, batch_size=batch_size)
     fisher = [p for p in proxies if p in FISHER_PROXIES]

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..config import FisherConfig, resolve_config
 from ..engine import use_channels_last
+from ..timing import stage
 from ..init import gaussian_inputs as _draw_gaussian
 from ..init import initialise
 from ..spaces.base import SearchSpace
@@ -242,7 +243,8 @@ def evaluate(ctx: ProxyContext, names: str | Iterable[str]) -> dict[str, float]:
     results: dict[str, float] = {}
     for name, entry in entries.items():
         try:
-            value = float(entry.fn(ctx))
+            with stage(f"proxy:{name}"):
+                value = float(entry.fn(ctx))
         except Exception as exc:
             raise ProxyError(name, ctx.describe(), f"{type(exc).__name__}: {exc}") from exc
         if math.isnan(value) or value == math.inf or (value == -math.inf and not entry.may_be_neg_inf):
@@ -280,9 +282,10 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
         torch.default_generator.manual_seed(global_seed)
         for index in cuda_devices:
             torch.cuda.default_generators[index].manual_seed(global_seed)
-        ctx = build_context(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size,
-                            num_classes=num_classes, seed=seed, device=device, arch=arch, space=space,
-                            fisher_config=fisher_config, init=init)
+        with stage("context"):
+            ctx = build_context(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size,
+                                num_classes=num_classes, seed=seed, device=device, arch=arch, space=space,
+                                fisher_config=fisher_config, init=init)
         return evaluate(ctx, names)
 
 
