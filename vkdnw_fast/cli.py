@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from .evaluation import AGGREGATE_PROXIES
+from .search.cli import add_search_parser
+
 
 def _int_tuple(text: str) -> tuple[int, ...]:
     try:
@@ -124,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     nb_commands = nb.add_subparsers(dest="nb201_command", required=True)
     evaluate = nb_commands.add_parser("evaluate", help="score architectures and rank them (resumable)")
     evaluate.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or ImageNet16-120")
-    evaluate.add_argument("--proxies", type=_names, default=None,
+    evaluate.add_argument("--proxies", type=_names, default=AGGREGATE_PROXIES,
                           help="comma-separated (default: the SPEC §6 aggregation: vkdnw_single, jacov, "
                                "expressivity, trainability, flops)")
     evaluate.add_argument("--subset", choices=("unique", "all"), default="unique")
@@ -143,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=cmd_nb201_report)
+
+    add_search_parser(commands)
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
@@ -166,9 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "proxies", "unset") is None:
-        from .evaluation import AGGREGATE_PROXIES
-        args.proxies = AGGREGATE_PROXIES
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:

@@ -1,0 +1,483 @@
+"""The evolutionary search driver: the algorithm against a sequential reference implementation,
+determinism, crash and resume, rejected / failed candidates, configuration clashes, the process-pool
+backend and the command line."""
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vkdnw_fast.scoring import score_architecture
+from vkdnw_fast.search import InProcessBackend, Job, PoolBackend, SearchConfig, SearchError, run_search
+from vkdnw_fast.search.cli import main, parse_count
+from vkdnw_fast.spaces import mbv2, nb201
+from vkdnw_fast.spaces.mbv2 import MBV2Space
+from vkdnw_fast.spaces.nb201 import NB201Space
+
+ROOT = Path(__file__).resolve().parents[1]
+NB201 = {"name": "nb201", "dataset": "cifar10", "subset": "all"}
+MBV2_32 = {"name": "mbv2", "resolution": 32, "num_classes": 10, "flops_budget": 6e6, "max_layers": 14,
+           "flops_count": "macs"}
+FAKE_PROXIES = ("flops", "params", "naswot")
+
+
+# ------------------------------------------------------------------ scorers
+
+
+def _hash01(*parts) -> float:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") / 2.0 ** 64
+
+
+def fake_scorer(space, arch, proxies, presets=("paper",), seed=0, device=None):
+    """Instant stand-in for score_architecture: exact size figures plus a seeded hash as 'naswot'
+    (so that scores tie the way real flops/params do, and differ everywhere else)."""
+    cost = space.cost(arch)
+    table = {"flops": cost["flops"], "params": cost["params"], "naswot": _hash01(seed, arch, "naswot")}
+    return {p: table[p] for p in proxies}
+
+
+def killing_scorer(marker_dir, target, space, arch, proxies, presets=("paper",), seed=0, device=None):
+    """score_architecture, except that the first time it sees ``target`` it kills its own process;
+    every completed scoring is logged to ``scored.log``."""
+    marker = Path(marker_dir) / "killed"
+    if arch == target and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os._exit(1)
+    values = score_architecture(space, arch, proxies, presets=presets, seed=seed, device=device)
+    with open(Path(marker_dir) / "scored.log", "a") as log:
+        log.write(arch + "\n")
+    return values
+
+
+def always_killing_scorer(target, space, arch, proxies, presets=("paper",), seed=0, device=None):
+    if arch == target:
+        os._exit(1)
+    return fake_scorer(space, arch, proxies, presets, seed, device)
+
+
+class Interrupting:
+    """fake_scorer that raises KeyboardInterrupt (not an Exception, so not a candidate failure: the
+    run itself dies, as under Ctrl-C) on its ``after``-th call."""
+
+    def __init__(self, after: int):
+        self.after, self.calls = after, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.after:
+            raise KeyboardInterrupt
+        return fake_scorer(*args, **kwargs)
+
+
+class Counting:
+    def __init__(self, scorer=fake_scorer):
+        self.scorer, self.archs = scorer, []
+
+    def __call__(self, space, arch, *args, **kwargs):
+        self.archs.append(arch)
+        return self.scorer(space, arch, *args, **kwargs)
+
+
+# ------------------------------------------------------------------ the sequential reference
+
+
+def naive_aggregate(vectors: list[np.ndarray]) -> list[float]:
+    """SPEC eq. 15 by counting: rank = #smaller + (#equal + 1) / 2, summed log over proxies."""
+    table = np.array(vectors)
+    total = np.zeros(len(table))
+    for column in table.T:
+        ranks = np.array([np.sum(column < v) + (np.sum(column == v) + 1) / 2 for v in column])
+        total = total + np.log(ranks)
+    return list(total)
+
+
+def reference_search(space, seed, workers, iterations, size, proxies, score):
+    """The search as specified, sequentially: slot i is proposed after slots < i - W are
+    integrated (slots 0..W at once), results are integrated in slot order. ``score(arch)`` is
+    {proxy: value} or None for a failed candidate. Returns (arch per slot, final population as
+    [(slot, arch)] in joining order, best (slot, arch))."""
+    rng = np.random.default_rng(seed)
+    initial = mbv2.initial_arch() if isinstance(space, MBV2Space) else space.sample(rng)
+    slots: list[str] = []
+    population: list[tuple[int, str, np.ndarray]] = []
+    draws, integrated, successes = 0, 0, 0
+
+    def propose():
+        nonlocal draws
+        while True:
+            if draws == 0:
+                arch = initial
+            else:
+                parent = population[rng.integers(len(population))][1] if population else initial
+                if isinstance(space, MBV2Space):
+                    arch = space.mutate(parent, rng, num_replaces=1 if len(population) <= 10 else 2)
+                else:
+                    arch = space.mutate(parent, rng)
+            draws += 1
+            if space.is_feasible(arch)[0] and arch not in slots:
+                slots.append(arch)
+                return
+
+    while True:
+        while len(slots) <= integrated + workers and successes + len(slots) - integrated < iterations:
+            propose()
+        if integrated == len(slots):
+            break
+        values = score(slots[integrated])
+        if values is not None:
+            successes += 1
+            population.append((integrated, slots[integrated], np.array([values[p] for p in proxies])))
+            if len(population) > size:
+                scores = naive_aggregate([v for _, _, v in population])
+                worst = max(i for i, s in enumerate(scores) if s == min(scores))
+                population.pop(worst)
+        integrated += 1
+    scores = naive_aggregate([v for _, _, v in population])
+    best = scores.index(max(scores))
+    return slots, [(s, a) for s, a, _ in population], population[best][:2]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def config(space=NB201, iterations=40, population=6, seed=0, workers=1, proxies=FAKE_PROXIES):
+    return SearchConfig(space=space, proxies=proxies, iterations=iterations, population=population, seed=seed,
+                        workers=workers)
+
+
+def search(cfg, out, scorer=fake_scorer, backend=None):
+    if backend is None and cfg.workers > 1:
+        backend = InProcessBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed, None, scorer))
+    return run_search(cfg, out, backend=backend, scorer=scorer, progress=False)
+
+
+def rows(out, where="1"):
+    db = sqlite3.connect(Path(out) / "search.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute(f"SELECT * FROM candidates WHERE {where} ORDER BY seq")]
+    finally:
+        db.close()
+
+
+def slot_archs(out):
+    return [r["arch"] for r in sorted(rows(out, "slot IS NOT NULL"), key=lambda r: r["slot"])]
+
+
+def population_of(out):
+    return sorted((r["slot"], r["arch"]) for r in rows(out, "in_population = 1"))
+
+
+def evaluated(out):
+    return [(r["slot"], r["arch"], r["values_json"]) for r in rows(out, "status = 'evaluated'")]
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_parse_count():
+    assert parse_count("450M") == 450_000_000
+    assert parse_count("1.2G") == 1_200_000_000
+    assert parse_count("100k") == 100_000
+    assert parse_count("5e6") == 5_000_000
+    assert parse_count("1000") == 1000
+    for bad in ("12X", "", "1.5", "M", "-3"):
+        with pytest.raises(ValueError):
+            parse_count(bad)
+
+
+# flops and params alone tie often in NB201 (the same ops on other edges), so the tie rules matter.
+@pytest.mark.parametrize("workers,proxies", [(1, FAKE_PROXIES), (3, FAKE_PROXIES), (2, ("flops", "params"))])
+def test_matches_sequential_reference(tmp_path, workers, proxies):
+    cfg = config(workers=workers, proxies=proxies)
+    result = search(cfg, tmp_path)
+    space = NB201Space("cifar10")
+    slots, population, best = reference_search(space, 0, workers, 40, 6, proxies,
+                                               lambda arch: fake_scorer(space, arch, proxies))
+    assert slot_archs(tmp_path) == slots
+    assert population_of(tmp_path) == sorted(population)
+    assert (result.best_slot, result.best_arch) == best
+    assert result.counts["evaluated"] == 40
+    assert len(result.population) == 6
+    # The candidates whose mutation drew an architecture already proposed are on record, unscored.
+    for row in rows(tmp_path, "status = 'duplicate'"):
+        assert row["arch"] in slots and row["slot"] is None and row["values_json"] is None
+
+
+def test_answer_depends_on_seed_and_workers_only(tmp_path):
+    first = search(config(seed=3), tmp_path / "a")
+    again = search(config(seed=3), tmp_path / "b")
+    other_seed = search(config(seed=4), tmp_path / "c")
+    assert evaluated(tmp_path / "a") == evaluated(tmp_path / "b")
+    assert first.best_arch == again.best_arch and first.population == again.population
+    assert slot_archs(tmp_path / "a") != slot_archs(tmp_path / "c")
+    assert other_seed.counts["evaluated"] == 40
+
+
+@pytest.mark.parametrize("proxies", [FAKE_PROXIES, ("flops", "params")])
+def test_population_is_the_top_by_aggregated_rank(tmp_path, proxies):
+    """Re-derive every drop and every best from the stored scores alone, by brute force."""
+    size = 5
+    search(config(iterations=30, population=size, proxies=proxies), tmp_path)
+    history = rows(tmp_path, "status = 'evaluated'")
+    members: list[tuple[int, np.ndarray]] = []
+    for row in sorted(history, key=lambda r: r["slot"]):
+        values = json.loads(row["values_json"])
+        members.append((row["slot"], np.array([values[p] for p in proxies])))
+        if len(members) > size:
+            scores = naive_aggregate([v for _, v in members])
+            members.pop(max(i for i, s in enumerate(scores) if s == min(scores)))
+        scores = naive_aggregate([v for _, v in members])
+        assert row["population_size"] == len(members) <= size
+        assert row["best_slot"] == members[scores.index(max(scores))][0]
+        assert row["best_aggregate"] == pytest.approx(max(scores), rel=1e-12)
+        assert row["best_normalised"] == pytest.approx(max(scores) - len(proxies) * math.log(len(members)), abs=1e-12)
+    arch_of = {r["slot"]: r["arch"] for r in history}
+    assert len(members) == size
+    assert population_of(tmp_path) == sorted((s, arch_of[s]) for s, _ in members)
+
+
+@pytest.mark.parametrize("workers,crash_at", [(1, 1), (1, 9), (1, 27), (3, 2), (3, 14)])
+def test_resume_after_crash_equals_uninterrupted(tmp_path, workers, crash_at):
+    cfg = config(workers=workers, iterations=30)
+    reference = search(cfg, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        search(cfg, tmp_path / "crashed", scorer=Interrupting(crash_at))
+    stored = evaluated(tmp_path / "crashed")
+    assert len(stored) == crash_at - 1
+    assert not (tmp_path / "crashed" / "best.txt").exists()
+    counting = Counting()
+    resumed = search(cfg, tmp_path / "crashed", scorer=counting)
+    assert evaluated(tmp_path / "crashed") == evaluated(tmp_path / "whole")
+    assert (resumed.best_arch, resumed.population) == (reference.best_arch, reference.population)
+    # Nothing scored before the crash was scored again.
+    assert not set(counting.archs) & {arch for _, arch, _ in stored}
+    assert len(counting.archs) == 30 - len(stored)
+
+
+def test_infeasible_candidates_are_recorded_and_not_counted(tmp_path):
+    space = dict(MBV2_32, flops_budget=4e6, max_layers=8)
+    result = search(config(space=space, iterations=25, population=8), tmp_path)
+    rejected = rows(tmp_path, "status = 'rejected'")
+    assert len(rejected) > 0
+    for row in rejected:
+        flops, layers = mbv2.flops(row["arch"], 32, 10), mbv2.num_layers(row["arch"])
+        assert flops > 4e6 or layers > 8
+        assert ("> budget" in row["reason"]) == (flops > 4e6)
+        assert ("> max_layers" in row["reason"]) == (layers > 8)
+        assert row["slot"] is None and row["values_json"] is None
+    scored = rows(tmp_path, "status = 'evaluated'")
+    assert [r["iteration"] for r in scored] == list(range(1, 26)) == [r["slot"] + 1 for r in scored]
+    assert all(mbv2.flops(r["arch"], 32, 10) <= 4e6 and mbv2.num_layers(r["arch"]) <= 8 for r in scored)
+    assert result.counts["evaluated"] == 25 and result.counts["rejected"] == len(rejected)
+
+
+def failing_scorer(space, arch, proxies, presets=("paper",), seed=0, device=None):
+    if nb201.parse(arch)[0] == "avg_pool_3x3":
+        raise ValueError(f"refusing {arch}")
+    values = fake_scorer(space, arch, proxies, seed=seed)
+    if nb201.parse(arch)[0] == "none":
+        values["naswot"] = float("nan")
+    return values
+
+
+def test_failed_candidates_are_recorded_with_their_reason(tmp_path):
+    result = search(config(iterations=30), tmp_path, scorer=failing_scorer)
+    failed = rows(tmp_path, "status = 'failed'")
+    assert {nb201.parse(r["arch"])[0] for r in failed} == {"avg_pool_3x3", "none"}
+    for row in failed:
+        expected = (f"ValueError: refusing {row['arch']}" if nb201.parse(row["arch"])[0] == "avg_pool_3x3"
+                    else "the scorer returned NaN for ['naswot']")
+        assert row["reason"] == expected
+        assert row["iteration"] is None and row["in_population"] == 0 and row["integrated"] == 1
+    scored = rows(tmp_path, "status = 'evaluated'")
+    assert len(scored) == 30 and [r["iteration"] for r in scored] == list(range(1, 31))
+    assert all(nb201.parse(a)[0] not in ("avg_pool_3x3", "none") for a in result.population)
+
+
+def test_configuration_mismatch_names_the_field(tmp_path):
+    search(config(iterations=5), tmp_path)
+    with pytest.raises(SearchError, match=r"population \(stored 6, requested 7\)"):
+        search(config(iterations=5, population=7), tmp_path)
+    with pytest.raises(SearchError, match=r"space\.dataset \(stored 'cifar10', requested 'cifar100'\)"):
+        search(config(space=dict(NB201, dataset="cifar100"), iterations=5), tmp_path)
+    with pytest.raises(SearchError, match=r"workers \(stored 1, requested 2\)"):
+        search(config(iterations=5, workers=2), tmp_path)
+
+
+def test_outputs(tmp_path):
+    result = search(config(iterations=12, population=4), tmp_path)
+    space = NB201Space("cifar10")
+    lines = (tmp_path / "best.txt").read_text().splitlines()
+    assert lines[0] == result.best_arch
+    assert lines[1] == f"flops {nb201.flops(result.best_arch, 'cifar10'):.0f}"
+    assert lines[2] == f"params {nb201.params(result.best_arch, 'cifar10')}"
+    with open(tmp_path / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in history] == list(range(1, 13))
+    for r in history:
+        assert float(r["naswot"]) == fake_scorer(space, r["arch"], ["naswot"])["naswot"]
+    assert history[-1]["best_arch"] == result.best_arch
+    assert (tmp_path / "best_score.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pool_backend_with_two_workers_matches_reference(tmp_path):
+    cfg = config(space=MBV2_32, iterations=12, population=5, workers=2)
+    backend = PoolBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed), 2)
+    try:
+        result = run_search(cfg, tmp_path, backend=backend, progress=False)
+    finally:
+        backend.close()
+    values = {arch: json.loads(v) for _, arch, v in evaluated(tmp_path)}
+    pids = {r["worker"].split(":")[1] for r in rows(tmp_path, "status = 'evaluated'")}
+    assert str(os.getpid()) not in pids  # scored in the pool's processes
+    slots, population, best = reference_search(MBV2Space(32, 10, 6e6, 14), 0, 2, 12, 5, FAKE_PROXIES, values.__getitem__)
+    assert slot_archs(tmp_path) == slots and population_of(tmp_path) == sorted(population)
+    assert (result.best_slot, result.best_arch) == best
+    # The real scorer ran: its flops is the exact MAC count of the space.
+    assert all(v["flops"] == mbv2.flops(a, 32, 10) for a, v in values.items())
+    # In-process scoring (one torch thread, like the workers) gives the same bits.
+    in_process = search(cfg, tmp_path / "in_process", scorer=score_architecture)
+    assert evaluated(tmp_path / "in_process") == evaluated(tmp_path)
+    assert in_process.best_arch == result.best_arch
+
+
+def test_pool_worker_killed_mid_run_loses_no_evaluation(tmp_path):
+    cfg = config(space=MBV2_32, iterations=10, population=5, workers=2)
+    undisturbed = search(cfg, tmp_path / "undisturbed", scorer=score_architecture,
+                         backend=InProcessBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed)))
+    target = slot_archs(tmp_path / "undisturbed")[4]
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    scorer = functools.partial(killing_scorer, str(marker), target)
+    backend = PoolBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed, None, scorer), 2)
+    try:
+        result = run_search(cfg, tmp_path / "killed", backend=backend, progress=False)
+    finally:
+        backend.close()
+    assert (marker / "killed").exists()
+    scored = (marker / "scored.log").read_text().split()
+    assert sorted(scored) == sorted(slot_archs(tmp_path / "undisturbed"))  # each exactly once
+    assert slot_archs(tmp_path / "killed") == slot_archs(tmp_path / "undisturbed")
+    assert (result.best_arch, result.population) == (undisturbed.best_arch, undisturbed.population)
+    assert len(rows(tmp_path / "killed", "status = 'evaluated'")) == 10
+
+
+def test_candidate_that_always_kills_its_worker_is_failed(tmp_path):
+    cfg = config(iterations=4, population=4, workers=2)
+    search(cfg, tmp_path / "plain")
+    target = slot_archs(tmp_path / "plain")[1]
+    scorer = functools.partial(always_killing_scorer, target)
+    backend = PoolBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed, None, scorer), 2)
+    try:
+        result = run_search(cfg, tmp_path / "run", backend=backend, progress=False)
+    finally:
+        backend.close()
+    (failed,) = rows(tmp_path / "run", "status = 'failed'")
+    assert failed["arch"] == target and failed["attempts"] == 3
+    assert failed["reason"].startswith("the worker process died on each of 3 attempts (BrokenProcessPool")
+    assert result.counts["evaluated"] == 4 and target not in result.population
+    # The candidates that shared the broken pools with it were re-run, not failed.
+    assert [r["attempts"] for r in rows(tmp_path / "run", "status = 'evaluated'")] == [1] * 4
+
+
+def _cli(out, *extra):
+    return [sys.executable, "-m", "vkdnw_fast.search.cli", "--space", "mbv2", "--resolution", "32",
+            "--num-classes", "10", "--flops-budget", "6M", "--iterations", "24", "--population", "6",
+            "--proxies", "params", "--seed", "1", "--no-progress", "--out", str(out), *extra]
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(_cli(out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    killed_after = None
+    while time.time() < deadline and process.poll() is None:
+        if (out / "search.sqlite").exists():
+            try:
+                done = len(rows(out, "integrated = 1"))
+            except sqlite3.OperationalError:  # the schema is still being created
+                done = 0
+            if done >= 8:
+                process.send_signal(signal.SIGKILL)
+                killed_after = done
+                break
+        time.sleep(0.05)
+    process.wait()
+    assert killed_after is not None, process.stderr.read().decode()
+    before = evaluated(out)
+    assert 8 <= len(before) < 24 and not (out / "best.txt").exists()
+    subprocess.run(_cli(out, "--resume"), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    cfg = SearchConfig(space=MBV2_32, proxies=("params",), iterations=24, population=6, seed=1)
+    whole = run_search(cfg, tmp_path / "whole", progress=False)
+    assert [(s, a) for s, a, _ in evaluated(out)] == [(s, a) for s, a, _ in evaluated(tmp_path / "whole")]
+    assert evaluated(out)[:len(before)] == before  # stored scores were kept, not recomputed
+    assert (out / "best.txt").read_text().splitlines()[0] == whole.best_arch
+
+
+def test_cli_nb201_reports_accuracy_and_random_search(tmp_path, capsys):
+    assert main(["--space", "nb201", "--budget", "3", "--population", "2", "--proxies", "flops,params",
+                 "--seed", "5", "--repeats", "2", "--no-progress", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["optimum"] == pytest.approx(94.37, abs=0.005)
+    assert summary["seeds"] == [5, 6]
+    for run, seed in zip(summary["runs"], (5, 6)):
+        directory = tmp_path / f"seed_{seed}"
+        assert (directory / "best.txt").read_text().splitlines()[0] == run["found_arch"]
+        assert run["found_accuracy"] == nb201.accuracy(run["found_arch"], "cifar10")
+        assert run["random_accuracy"] == nb201.accuracy(run["random_arch"], "cifar10")
+        db = sqlite3.connect(directory / "search.sqlite")
+        baseline = db.execute("SELECT arch, values_json FROM baseline ORDER BY idx").fetchall()
+        db.close()
+        archs = nb201.archs("all")
+        assert [a for a, _ in baseline] == [archs[i] for i in np.random.default_rng(seed).choice(len(archs), 3, replace=False)]
+        vectors = [np.array([json.loads(v)[p] for p in ("flops", "params")]) for _, v in baseline]
+        assert vectors[0][0] == nb201.flops(baseline[0][0], "cifar10")
+        scores = naive_aggregate(vectors)
+        assert run["random_arch"] == baseline[scores.index(max(scores))][0]
+    found = [r["found_accuracy"] for r in summary["runs"]]
+    assert summary["found_mean"] == pytest.approx(np.mean(found))
+    assert summary["found_std"] == pytest.approx(np.std(found, ddof=1))
+    assert "2 seeds, budget 3: search" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--space", "nb201", "--budget", "3", "--flops-budget", "450M"], "--flops-budget apply to --space mbv2 only"),
+    (["--space", "mbv2", "--dataset", "cifar10"], "--dataset apply to --space nb201 only"),
+    (["--space", "nb201"], "--space nb201 needs --budget N"),
+    (["--space", "nb201", "--budget", "3", "--iterations", "4"], "--budget 3 and --iterations 4 disagree"),
+    (["--space", "nb201", "--budget", "12X"], "'12X' is not a count"),
+    (["--space", "nb201", "--budget", "3", "--proxies", "flops,nope"], "unknown proxies ['nope']"),
+    (["--space", "nb201", "--budget", "3", "--resume"], "--resume: no search recorded in"),
+    (["--space", "nb201", "--budget", "3", "--address", "h:1"], "--address is for --backend ray"),
+    (["--space", "mbv2", "--population", "0"], "population must be a positive integer, got 0"),
+    (["--space", "mbv2", "--resolution", "0"], "invalid MBV2Space(resolution=0"),
+    (["--space", "nb201", "--budget", "3", "--dataset", "mnist"], "unknown dataset 'mnist'"),
+])
+def test_cli_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_configuration_mismatch(tmp_path, capsys):
+    argv = ["--space", "nb201", "--budget", "1", "--population", "1", "--proxies", "flops", "--no-progress",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    with pytest.raises(SystemExit):
+        main(argv[:-2] + ["--seed", "1", "--out", str(tmp_path)])
+    assert "seed (stored 0, requested 1)" in capsys.readouterr().err
