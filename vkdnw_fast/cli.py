@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .config import DEFAULT_PRESET
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
 
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model-args", help='JSON keyword arguments for the class, e.g. \'{"num_classes": 10}\'')
     score.add_argument("--input-shape", required=True, type=_int_tuple, help="e.g. 3,32,32")
     score.add_argument("--batch-size", type=int, default=64)
-    score.add_argument("--preset", choices=("paper", "exact"), default="paper")
+    score.add_argument("--preset", choices=("paper", "exact"), default=DEFAULT_PRESET)
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--device", default=None)
     score.add_argument("--json", action="store_true", help="print one JSON object, eigenvalues included")
@@ -134,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=None, help="a seeded sample of this many architectures")
     evaluate.add_argument("--sample-seed", type=int, default=0)
     evaluate.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (init, input noise, nDCG tie order)")
-    evaluate.add_argument("--preset", type=_names, default=("paper",), help="paper, exact or paper,exact")
+    evaluate.add_argument("--preset", type=_names, default=(DEFAULT_PRESET,),
+                          help=f"paper, exact or paper,exact (default {DEFAULT_PRESET})")
     evaluate.add_argument("--ndcg-k", type=int, default=1000)
     evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
     evaluate.add_argument("--device", default=None)

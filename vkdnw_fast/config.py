@@ -100,8 +100,10 @@ class FisherConfig:
             raise ValueError(f"FisherConfig.pass_chunk must be None or a positive int, got {self.pass_chunk!r}")
 
     @classmethod
-    def preset(cls, name: str = "paper", **overrides: Any) -> "FisherConfig":
-        """The named preset (``paper`` or ``exact``), with any fields overridden."""
+    def preset(cls, name: str | None = None, **overrides: Any) -> "FisherConfig":
+        """The named preset (``paper`` or ``exact``; None: ``DEFAULT_PRESET``), with any fields
+        overridden."""
+        name = DEFAULT_PRESET if name is None else name
         if name not in PRESETS:
             raise ValueError(f"unknown FisherConfig preset {name!r}; presets are {sorted(PRESETS)}")
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
@@ -135,10 +137,14 @@ PRESETS: dict[str, FisherConfig] = {
 }
 
 
+# The library's default preset (see the README for why).
+DEFAULT_PRESET = "paper"
+
+
 def resolve_config(config: FisherConfig | str | None) -> FisherConfig:
     """Accept a FisherConfig, a preset name or None (the default preset)."""
     if config is None:
-        return PRESETS["paper"]
+        return PRESETS[DEFAULT_PRESET]
     if isinstance(config, str):
         return FisherConfig.preset(config)
     if not isinstance(config, FisherConfig):
@@ -146,4 +152,4 @@ def resolve_config(config: FisherConfig | str | None) -> FisherConfig:
     return config
 
 
-__all__ = ["FisherConfig", "PRESETS", "DECILES", "resolve_config"]
+__all__ = ["FisherConfig", "PRESETS", "DEFAULT_PRESET", "DECILES", "resolve_config"]

@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+from ..config import DEFAULT_PRESET
 from .backends import Job, make_backend
 from .driver import SearchConfig, random_search, run_search
 from .report import mean_std, nb201_summary
@@ -66,7 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proxies", dest="search_proxies",
                         help=f"comma-separated proxies aggregated by SPEC eq. 15 (mbv2 default "
                              f"{','.join(MBV2_PROXIES)}; nb201 {','.join(NB201_PROXIES)})")
-    parser.add_argument("--preset", choices=("paper", "exact"), default="paper", help="Fisher preset (default paper)")
+    parser.add_argument("--preset", choices=("paper", "exact"), default=None,
+                        help="Fisher preset (default: exact for mbv2, whose 1000 classes break the paper "
+                             "factor; the library default for nb201)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local")
     parser.add_argument("--workers", type=int,
                         help="parallel scorers W; the answer depends on it (default: local 1, ray one per slot)")
@@ -137,6 +140,8 @@ def run_command(args: argparse.Namespace) -> int:
     proxies = tuple(p.strip() for p in args.search_proxies.split(",") if p.strip()) if args.search_proxies else (
         MBV2_PROXIES if args.space == "mbv2" else NB201_PROXIES)
     population = _default(args.population, DEFAULTS[args.space]["population"])
+    # At 1000 classes the authors' float16 smoothing constants make the 'paper' factor NaN.
+    preset = _default(args.preset, "exact" if args.space == "mbv2" else DEFAULT_PRESET)
     repeats = _default(args.repeats, 1)
     if repeats < 1:
         _fail(f"--repeats must be at least 1, got {repeats}")
@@ -154,12 +159,12 @@ def run_command(args: argparse.Namespace) -> int:
     def config_for(seed: int, workers: int) -> SearchConfig:
         try:
             return SearchConfig(space=space, proxies=proxies, iterations=iterations, population=population,
-                                seed=seed, workers=workers, preset=args.preset)
+                                seed=seed, workers=workers, preset=preset)
         except ValueError as exc:
             _fail(str(exc))
 
     config_for(seeds[0], args.workers or 1)  # bad settings fail before a worker pool or Ray starts
-    job = Job(space, proxies, args.preset, seeds[0], args.device)
+    job = Job(space, proxies, preset, seeds[0], args.device)
     try:
         backend = make_backend(args.backend, job, args.workers, args.address)
     except ValueError as exc:
@@ -168,7 +173,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         for seed, directory in zip(seeds, directories):
             config = config_for(seed, backend.workers)
-            backend.set_job(Job(space, proxies, args.preset, seed, args.device))
+            backend.set_job(Job(space, proxies, preset, seed, args.device))
             result = run_search(config, directory, backend=backend, progress=not args.no_progress)
             print(f"{directory}: best {result.best_arch}\n  flops {result.best_cost['flops']:.0f} params "
                   f"{result.best_cost['params']:.0f} layers {result.best_cost['layers']:.0f}; "

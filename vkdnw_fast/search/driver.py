@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import PRESETS
+from ..config import DEFAULT_PRESET, PRESETS
 from ..metrics import aggregate
 from ..scoring import check_proxies, score_architecture
 from ..spaces.base import SearchSpace
@@ -86,7 +86,7 @@ class SearchConfig:
     population: int = 1024
     seed: int = 0
     workers: int = 1
-    preset: str = "paper"
+    preset: str = DEFAULT_PRESET
 
     def __post_init__(self):
         object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
