@@ -6,7 +6,8 @@ For each network and preset, in one run on the same prepared model and batch:
   engine    vkdnw_fast's engine (A = M J by taps and K data-only passes),
   baseline  vkdnw_fast.reference: vmap over samples of jacrev on the sampled weights,
 and prints engine/floor, baseline/engine and max |eigenvalue difference| / largest eigenvalue.
-Times are medians of --repeats runs after a warm-up.
+Each of --repeats rounds times all three back to back (after a warm-up); times are medians over
+rounds and the ratios medians of the per-round ratios, so drifts in machine speed cancel.
 
     python bench/bench_engine.py --out bench/results/engine_cpu.json
 """
@@ -75,14 +76,11 @@ def networks(num_classes):
     return nets
 
 
-def median_time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+def timed(fn, calls=1):
+    started = time.perf_counter()
+    for _ in range(calls):
         fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return (time.perf_counter() - started) / calls
 
 
 def bench_one(name, build, preset, args):
@@ -93,19 +91,30 @@ def bench_one(name, build, preset, args):
     if use_channels_last(model, x, config):
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     weights = select_weights(model, config)
-    with torch.no_grad():
-        forward = median_time(lambda: model(x), args.repeats)
-    factors = compute_factors(model, x, config, weights)[0]
-    engine = median_time(lambda: compute_factors(model, x, config, weights), args.repeats)
-    reference_run = reference_factors(model, x, config, weights)[0]
-    baseline = median_time(lambda: reference_factors(model, x, config, weights), max(1, args.repeats // 3))
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    def engine():
+        return compute_factors(model, x, config, weights)[0]
+
+    def baseline():
+        return reference_factors(model, x, config, weights)[0]
+
+    factors, reference_run = engine(), baseline()  # also the warm-up
+    forward()
+    # Rounds interleave the three measurements, so that drifts in machine speed hit all of them.
+    rounds = [(timed(forward, 3), timed(engine), timed(baseline)) for _ in range(args.repeats)]
+    forward_s, engine_s, baseline_s = (statistics.median(r[i] for r in rounds) for i in range(3))
     ours, theirs = fisher_eigenvalues(factors.a), fisher_eigenvalues(reference_run.a)
-    floor = (1 + factors.passes) * forward
     return {
         "network": name, "preset": preset, "params": sum(p.numel() for p in model.parameters()),
         "num_weights": len(weights), "strategy": factors.strategy, "passes": factors.passes,
-        "forward_s": forward, "floor_s": floor, "engine_s": engine, "baseline_s": baseline,
-        "engine_over_floor": engine / floor, "baseline_over_engine": baseline / engine,
+        "forward_s": forward_s, "floor_s": (1 + factors.passes) * forward_s, "engine_s": engine_s,
+        "baseline_s": baseline_s,
+        "engine_over_floor": statistics.median(e / ((1 + factors.passes) * f) for f, e, _ in rounds),
+        "baseline_over_engine": statistics.median(b / e for _, e, b in rounds),
         "spectrum_max_diff_over_largest": float((ours - theirs).abs().max() / theirs[0]),
     }
 
@@ -115,7 +124,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="measurement rounds")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--presets", default="paper,exact")

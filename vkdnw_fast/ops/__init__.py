@@ -5,6 +5,7 @@ compiled kernels (an error if they are not built). ``backend()`` says what is in
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Sequence
 
@@ -35,9 +36,15 @@ def extension_loaded() -> bool:
 
 
 def _has_kernel(op: str, device: torch.device) -> bool:
+    return _kernel_registered(op, device.type)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_registered(op: str, device_type: str) -> bool:
+    """Whether the extension has a kernel for ``op`` on this device type (fixed once loaded)."""
     if _extension_error is not None:
         return False
-    key = "CUDA" if device.type == "cuda" else "CPU" if device.type == "cpu" else None
+    key = {"cuda": "CUDA", "cpu": "CPU"}.get(device_type)
     return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"{_OPS}::{op}", key)
 
 

@@ -38,10 +38,10 @@ class BatchNormSampler(WeightSampler):
         return (flat_index, -1 if param_name == "bias" else flat_index, 0)
 
     def capture(self, module, plan, args):
-        x = flatten_spatial(args[0]).index_select(1, plan.input_channels)
+        x = plan.keep(flatten_spatial(args[0]), 1)
         shape = (1, -1, 1)
-        mean = module.running_mean.index_select(0, plan.input_channels).view(shape)
-        var = module.running_var.index_select(0, plan.input_channels).view(shape)
+        mean = plan.keep(module.running_mean, 0).view(shape)
+        var = plan.keep(module.running_var, 0).view(shape)
         return ((x - mean) * torch.rsqrt(var + module.eps),)
 
     def grads(self, module, plan, saved, grad_output):

@@ -37,7 +37,7 @@ class ConvSampler(WeightSampler):
         return (int(o), channel, *(int(k) for k in kernel))
 
     def capture(self, module, plan, args):
-        return (args[0].index_select(1, plan.input_channels),)
+        return (plan.keep(args[0], 1),)
 
     def grads(self, module, plan, saved, grad_output):
         return ops.sampled_grad(saved[0], grad_output, plan.op_coords, module.stride,

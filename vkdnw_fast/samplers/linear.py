@@ -23,7 +23,7 @@ class LinearSampler(WeightSampler):
         return (flat_index // module.in_features, flat_index % module.in_features, 0)
 
     def capture(self, module, plan, args):
-        return (as_channels_first(args[0].index_select(-1, plan.input_channels)),)
+        return (as_channels_first(plan.keep(args[0], -1)),)
 
     def grads(self, module, plan, saved, grad_output):
         n = saved[0].shape[0]
