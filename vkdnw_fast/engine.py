@@ -29,6 +29,7 @@ from torch.func import functional_call, jvp, vmap
 
 from . import ops
 from .config import FisherConfig, resolve_config
+from .hooks import removing
 from .init import gaussian_inputs, initialise
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.base import plan_coords
@@ -132,28 +133,25 @@ def use_channels_last(model: nn.Module, inputs: torch.Tensor, config: FisherConf
             and any(isinstance(m, nn.Conv2d) for m in model.modules()))
 
 
-class _BatchStatistics:
-    """Forward pre-hooks that freeze each BatchNorm's statistics of the scoring batch (biased
-    variance) into its buffers just before it runs, so the eval-mode output equals the
-    train-mode output while no gradient flows between samples."""
+def _freeze_batch_statistics(module, args):
+    """Forward pre-hook: the BatchNorm's statistics of the scoring batch (biased variance) go into
+    its buffers just before it runs, so the eval-mode output equals the train-mode output while no
+    gradient flows between samples."""
+    x = args[0].detach()
+    dims = [0] + list(range(2, x.dim()))
+    with torch.no_grad():
+        mean = x.mean(dims, keepdim=True)
+        module.running_mean.copy_(mean.flatten())
+        # Two passes: as accurate as Tensor.var here and 5x faster on channels-last CPU tensors.
+        module.running_var.copy_((x - mean).square().mean(dims))
 
-    def __init__(self, model: nn.Module):
-        self.handles = [m.register_forward_pre_hook(self._freeze) for m in model.modules()
-                        if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    @staticmethod
-    def _freeze(module, args):
-        x = args[0].detach()
-        dims = [0] + list(range(2, x.dim()))
-        with torch.no_grad():
-            mean = x.mean(dims, keepdim=True)
-            module.running_mean.copy_(mean.flatten())
-            # Two passes: as accurate as Tensor.var here and 5x faster on channels-last CPU tensors.
-            module.running_var.copy_((x - mean).square().mean(dims))
-
-    def remove(self):
-        for handle in self.handles:
-            handle.remove()
+def batch_statistics_hooks(model: nn.Module, config: FisherConfig) -> list:
+    """The pre-hooks that freeze batch statistics when ``config.batchnorm == 'batch'``."""
+    if config.batchnorm != "batch":
+        return []
+    return [m.register_forward_pre_hook(_freeze_batch_statistics) for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def _check_logits(z, model: nn.Module) -> torch.Tensor:
@@ -269,8 +267,6 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     n, num_weights = inputs.shape[0], len(weights)
     chunk = config.pass_chunk or (64 if device.type == "cuda" else 1)
     check_sample_independence(model)
-    statistics = _BatchStatistics(model) if config.batchnorm == "batch" else None
-
     sites, handles = [], []
     for module, plan in _group_by_module(model, weights, device):
         sink = torch.zeros(n, len(plan.columns), dtype=inputs.dtype, device=device, requires_grad=True)
@@ -285,14 +281,9 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     def record(mod, args, output):
         last_linear["call"] = (mod, args[0], output)
     handles += [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
-    try:
-        with stage("forward"):
-            logits = _check_logits(model(inputs), model)
-    finally:
-        for handle in handles:
-            handle.remove()
-        if statistics is not None:
-            statistics.remove()
+    handles += batch_statistics_hooks(model, config)
+    with removing(handles), stage("forward"):
+        logits = _check_logits(model(inputs), model)
 
     logits64 = logits.detach().to(torch.float64)
     num_classes = logits.shape[1]

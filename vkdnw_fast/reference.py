@@ -13,8 +13,9 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from .config import FisherConfig
-from .engine import (Factors, FisherResult, _BatchStatistics, _check_logits, check_sample_independence,
+from .engine import (Factors, FisherResult, _check_logits, batch_statistics_hooks, check_sample_independence,
                      matrix_from_factors, result_from_factors, run_pipeline)
+from .hooks import removing
 from .ops import twins
 from .selection import SampledWeight
 from .timing import stage
@@ -43,11 +44,8 @@ def dense_factor(logits: torch.Tensor, config: FisherConfig) -> torch.Tensor:
 def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig,
                       weights: list[SampledWeight]) -> tuple[Factors, torch.Tensor]:
     check_sample_independence(model)
-    statistics = _BatchStatistics(model) if config.batchnorm == "batch" else None
-    with torch.no_grad():
+    with removing(batch_statistics_hooks(model, config)), torch.no_grad():
         logits = _check_logits(model(inputs), model)
-    if statistics is not None:
-        statistics.remove()
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     keys = [f"{w.module_name}.{w.param_name}" if w.module_name else w.param_name for w in weights]

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hooks import removing
 from .registry import ProxyContext, register_proxy
 
 
@@ -77,14 +78,11 @@ def feature_maps(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
             return output.clone()
         return hook
 
-    handles = [block.register_forward_hook(hook_for(i)) for i, block in enumerate(blocks)]
-    try:
-        model(inputs)
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    with removing(block.register_forward_hook(hook_for(i)) for i, block in enumerate(blocks)):
+        try:
+            model(inputs)
+        except _StopForward:
+            pass
     if len(maps) != len(blocks):
         raise RuntimeError(f"only {len(maps)} of the {len(blocks)} feature blocks of "
                            f"{type(model).__name__} ran in its forward")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..hooks import removing
 from .registry import ProxyContext, register_proxy
 
 # Column chunk of the 0/1 code matrix per float32 matmul: every partial sum is an integer below
@@ -50,13 +51,8 @@ def hamming_kernel(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
             c = codes[:, start:start + _CHUNK].float()
             kernel.add_((c @ c.T + (1 - c) @ (1 - c).T).double())
 
-    handles = [m.register_forward_pre_hook(accumulate) for m in relus]
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with removing(m.register_forward_pre_hook(accumulate) for m in relus), torch.no_grad():
+        model(inputs)
     return kernel
 
 

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from ..hooks import removing
 from .registry import ProxyContext, register_proxy
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -32,13 +33,9 @@ def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
         else:
             total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
 
-    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (*_CONVS, nn.Linear))]
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
+    layers = [m for m in model.modules() if isinstance(m, (*_CONVS, nn.Linear))]
+    with removing(m.register_forward_hook(count) for m in layers), torch.no_grad():
+        model(sample)
     return total
 
 
