@@ -153,13 +153,13 @@ def test_both_exact_factors_give_the_exact_matrix(factor):
 
 def test_automatic_plan_is_the_cheapest_and_reported():
     x = batch()
-    # 11 sampled tensors: 10 factor rows beat 11 tangents (each costing about 1.5 cotangents).
+    # 11 sampled tensors: 6 factor rows beat 11 tangents (each costing about 4 cotangents).
     rows = vf.score(ResidualCNN(6).double(), x, config=config("paper"))
     assert rows.strategy.startswith("rows (K=6") and rows.passes == 6
     lt = vf.score(initialised("features_lt_classes"), x, config=config("exact"))
     assert lt.strategy.startswith("features (D=4") and lt.passes == 4
-    # 3 sampled weights (one per linear) against 11 factor rows and 16 features: forward mode.
-    forward = vf.score(MLP(classes=12, hidden=16).double(), x, config=config("exact"))
+    # 3 sampled weights (one per linear) against 39 factor rows and 50 features: forward mode.
+    forward = vf.score(MLP(classes=40, hidden=50).double(), x, config=config("exact"))
     assert forward.strategy.startswith("forward (P=3") and forward.passes == 3
     with pytest.raises(ValueError, match="final nn.Linear"):
         vf.score(initialised("post_scaled"), x, config=config("exact", strategy="features"))

@@ -56,7 +56,8 @@ class FisherConfig:
         (one tangent per sampled weight).
     spectrum_dtype: precision of the singular value decomposition of the stacked A.
     pass_chunk: cotangent rows per backward call (``is_grads_batched``), or tangents per
-        forward-mode call; None picks 1 on CPU, where a loop is faster, and 64 on GPU.
+        forward-mode call; None picks 1 row (a loop is faster there) or 4 tangents on CPU, and 64
+        on GPU.
     memory_format: ``auto`` runs 4-d convolutional models channels-last on CPU (about 2x faster
         forward and backward there) and contiguous on GPU.
     """

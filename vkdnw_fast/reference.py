@@ -48,7 +48,7 @@ def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConf
         logits = _check_logits(model(inputs), model)
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
-    keys = [f"{w.module_name}.{w.param_name}" if w.module_name else w.param_name for w in weights]
+    keys = [w.param_key for w in weights]
     values = torch.stack([params[k].reshape(-1)[w.flat_index] for k, w in zip(keys, weights)])
 
     def logits_of_one(sampled, sample):

@@ -21,6 +21,11 @@ class SampledWeight:
     coord: tuple[int, ...]
 
     @property
+    def param_key(self) -> str:
+        """The parameter's name in ``named_parameters()``."""
+        return f"{self.module_name}.{self.param_name}" if self.module_name else self.param_name
+
+    @property
     def name(self) -> str:
         prefix = f"{self.module_name}." if self.module_name else ""
         return f"{prefix}{self.param_name}[{self.flat_index}]"
