@@ -358,7 +358,7 @@ def test_opcheck():
 
 
 # ----------------------------------------------------------------------------------------------
-# vmap rule (per-sample gradients with is_grads_batched)
+# vmap rule (per-sample gradients of vmapped cotangents)
 # ----------------------------------------------------------------------------------------------
 
 class _ProbedConv(torch.autograd.Function):
@@ -392,8 +392,10 @@ def test_vmap_rule_with_batched_grads(dtype):
     cotangents = torch.randn(7, 3, 5, 6, 5, generator=gen, dtype=dtype)  # 7 batched grad_outputs
 
     def per_sample(op):
+        # As the engine's chunked backward does: functorch's vmap over autograd.grad, which
+        # dispatches the compiled op to its registered vmap rule.
         y = _ProbedConv.apply(x, weight, probe, coords, op)
-        return torch.autograd.grad(y, (probe, x), cotangents, is_grads_batched=True)
+        return torch.func.vmap(lambda c: torch.autograd.grad(y, (probe, x), c, retain_graph=True))(cotangents)
 
     got_probe, got_x = per_sample(torch.ops.vkdnw_fast.sampled_grad)
     assert got_probe.shape == (7, 3, 3)

@@ -55,7 +55,7 @@ class FisherConfig:
         factor row), ``features`` (one backward per feature of a final Linear) and ``forward``
         (one tangent per sampled weight).
     spectrum_dtype: precision of the singular value decomposition of the stacked A.
-    pass_chunk: cotangent rows per backward call (``is_grads_batched``), or tangents per
+    pass_chunk: cotangent rows per backward call (vmapped into one), or tangents per
         forward-mode call; None picks 1 row (a loop is faster there) or 4 tangents on CPU, and 64
         on GPU.
     memory_format: ``auto`` runs 4-d convolutional models channels-last on CPU (about 2x faster

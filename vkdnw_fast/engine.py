@@ -14,7 +14,8 @@
 Memory: the forward keeps what a data-only backward needs (much less than training: no
 activations are saved for weight gradients) plus, per sampled module, its input restricted to
 the channels the sampled coordinates read (N x |channels| x spatial). Each backward call with c
-cotangent rows needs about c times the activation-gradient memory of one backward of the batch;
+cotangent rows (vmapped into one backward) needs about c times the activation-gradient memory of
+one backward of the batch;
 c is ``FisherConfig.pass_chunk`` (1 on CPU, 64 on GPU by default). Forward mode holds c tangent
 copies of the activations (c = 4 on CPU, 64 on GPU by default).
 """
@@ -198,23 +199,24 @@ def _backward_passes(outputs: torch.Tensor, sites: list[_Site], cotangents: torc
     """Per-sample gradients of the sampled weights for each cotangent row.
 
     cotangents: (R, N, *outputs.shape[1:]); returns (N, R, P) with zeros for sites that the
-    output does not depend on.
+    output does not depend on. Chunks of rows run as one backward under ``torch.func.vmap``
+    (not ``is_grads_batched``, whose legacy vmap cannot batch view ops like ``flatten`` and
+    ignores the ops' registered vmap rules).
     """
     rows, n = cotangents.shape[0], cotangents.shape[1]
     result = outputs.new_zeros(n, rows, num_weights)
     sinks = [site.sink for site in sites]
     for start in range(0, rows, chunk):
         block = cotangents[start:start + chunk]
-        last = start + chunk >= rows
-        if block.shape[0] == 1:
-            grads = torch.autograd.grad(outputs, sinks, block[0], retain_graph=not last, allow_unused=True)
-            grads = [g if g is None else g.unsqueeze(0) for g in grads]
-        else:
-            grads = torch.autograd.grad(outputs, sinks, block, retain_graph=not last, allow_unused=True,
-                                        is_grads_batched=True)
+        retain = start + chunk < rows
+
+        def vjp(cotangent):
+            grads = torch.autograd.grad(outputs, sinks, cotangent, retain_graph=retain, allow_unused=True)
+            return tuple(torch.zeros_like(s) if g is None else g for s, g in zip(sinks, grads))
+
+        grads = [g.unsqueeze(0) for g in vjp(block[0])] if block.shape[0] == 1 else vmap(vjp)(block)
         for site, grad in zip(sites, grads):
-            if grad is not None:
-                result[:, start:start + block.shape[0], site.plan.columns] = grad.transpose(0, 1)
+            result[:, start:start + block.shape[0], site.plan.columns] = grad.transpose(0, 1)
     return result
 
 

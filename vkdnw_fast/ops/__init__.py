@@ -76,7 +76,7 @@ def multinomial_factor(logits: torch.Tensor, basis: torch.Tensor, variant: str,
 
 
 def _sampled_grad_vmap(info, in_dims, input, grad_output, coords, stride, padding, dilation, groups):
-    """Cotangents batched by ``is_grads_batched`` fold into the op's own K dimension."""
+    """Cotangents batched by vmap (the engine's chunked backward) fold into the op's own K dimension."""
     input_dim, grad_dim = in_dims[0], in_dims[1]
     if input_dim is not None or in_dims[2] is not None:
         raise NotImplementedError("sampled_grad: vmap over input or coords is not supported")
