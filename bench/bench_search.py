@@ -56,7 +56,7 @@ def bench_one(space_name: str, kind: str, workers: int, iterations: int, directo
                           workers=workers)
     load_before = _loadavg()
     start = time.perf_counter()
-    backend = make_backend(kind, Job(space, proxies, config.preset, config.seed), workers)
+    backend = make_backend(kind, Job(space, proxies, (config.preset,), config.seed), workers)
     startup = time.perf_counter() - start
     try:
         run_search(config, directory, backend=backend, progress=False)

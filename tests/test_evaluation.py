@@ -2,6 +2,7 @@
 computations, and the command line."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -11,6 +12,8 @@ from scipy import stats
 
 import vkdnw_fast as vf
 from vkdnw_fast import cli, evaluation, metrics
+from vkdnw_fast.backends import Job
+from vkdnw_fast.scoring import score_architecture
 from vkdnw_fast.evaluation import EvaluationSpec, ResultStore, compute_metrics, run_evaluation
 from vkdnw_fast.spaces import nb201
 
@@ -63,12 +66,15 @@ def test_resume_computes_only_what_is_missing_and_gives_the_same_metrics(tmp_pat
     (partial / "run.json").write_text(json.dumps(spec.to_json()))
     (partial / "results.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][:20])  # crash mid-line
     calls = []
-    scorer = evaluation._score_task
-    monkeypatch.setattr(evaluation, "_score_task", lambda *a: calls.append(a[1:3]) or scorer(*a))
+
+    def counting_scorer(space, arch, proxies, *, seed, **kwargs):
+        calls.append((arch, seed))
+        return score_architecture(space, arch, proxies, seed=seed, **kwargs)
+
+    monkeypatch.setattr(evaluation, "Job", functools.partial(Job, scorer=counting_scorer))
     resumed = run_evaluation(spec, partial, progress=False)
     assert len(calls) == len(lines) - 5
-    assert {tuple(c) for c in calls}.isdisjoint({(json.loads(line)["arch"], json.loads(line)["seed"])
-                                                 for line in lines[:5]})
+    assert set(calls).isdisjoint({(json.loads(line)["arch"], json.loads(line)["seed"]) for line in lines[:5]})
     assert resumed["rankings"] == full["rankings"]
 
 
@@ -180,3 +186,13 @@ def test_a_constant_ranking_is_reported_as_undefined_not_a_crash():
     row = next(line for line in evaluation.format_table(result).splitlines() if line.startswith("params"))
     assert row.split()[1:3] == ["n/a", "n/a"]          # nDCG stays defined: ties break at random
     assert result["rankings"]["params"]["ndcg"]["mean"] is not None
+
+
+def test_evaluation_on_a_worker_pool_equals_in_process(tmp_path):
+    spec = _cheap_spec(limit=4, seeds=(0, 1))
+    alone = run_evaluation(spec, tmp_path / "one", progress=False)
+    pooled = run_evaluation(spec, tmp_path / "two", workers=2, progress=False)
+    one = ResultStore(tmp_path / "one" / "results.jsonl").records
+    two = ResultStore(tmp_path / "two" / "results.jsonl").records
+    assert {k: v["values"] for k, v in one.items()} == {k: v["values"] for k, v in two.items()}
+    assert alone["rankings"] == pooled["rankings"]

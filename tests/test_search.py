@@ -160,7 +160,7 @@ def config(space=NB201, iterations=40, population=6, seed=0, workers=1, proxies=
 
 def search(cfg, out, scorer=fake_scorer, backend=None):
     if backend is None and cfg.workers > 1:
-        backend = InProcessBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed, None, scorer))
+        backend = InProcessBackend(Job(cfg.space, cfg.proxies, (cfg.preset,), cfg.seed, None, scorer))
     return run_search(cfg, out, backend=backend, scorer=scorer, progress=False)
 
 
@@ -336,7 +336,7 @@ def test_outputs(tmp_path):
 
 def test_pool_backend_with_two_workers_matches_reference(tmp_path):
     cfg = config(space=MBV2_32, iterations=12, population=5, workers=2)
-    backend = PoolBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed), 2)
+    backend = PoolBackend(Job(cfg.space, cfg.proxies, (cfg.preset,), cfg.seed), 2)
     try:
         result = run_search(cfg, tmp_path, backend=backend, progress=False)
     finally:
@@ -358,12 +358,12 @@ def test_pool_backend_with_two_workers_matches_reference(tmp_path):
 def test_pool_worker_killed_mid_run_loses_no_evaluation(tmp_path):
     cfg = config(space=MBV2_32, iterations=10, population=5, workers=2)
     undisturbed = search(cfg, tmp_path / "undisturbed", scorer=score_architecture,
-                         backend=InProcessBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed)))
+                         backend=InProcessBackend(Job(cfg.space, cfg.proxies, (cfg.preset,), cfg.seed)))
     target = slot_archs(tmp_path / "undisturbed")[4]
     marker = tmp_path / "marker"
     marker.mkdir()
     scorer = functools.partial(killing_scorer, str(marker), target)
-    backend = PoolBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed, None, scorer), 2)
+    backend = PoolBackend(Job(cfg.space, cfg.proxies, (cfg.preset,), cfg.seed, None, scorer), 2)
     try:
         result = run_search(cfg, tmp_path / "killed", backend=backend, progress=False)
     finally:
@@ -381,7 +381,7 @@ def test_candidate_that_always_kills_its_worker_is_failed(tmp_path):
     search(cfg, tmp_path / "plain")
     target = slot_archs(tmp_path / "plain")[1]
     scorer = functools.partial(always_killing_scorer, target)
-    backend = PoolBackend(Job(cfg.space, cfg.proxies, cfg.preset, cfg.seed, None, scorer), 2)
+    backend = PoolBackend(Job(cfg.space, cfg.proxies, (cfg.preset,), cfg.seed, None, scorer), 2)
     try:
         result = run_search(cfg, tmp_path / "run", backend=backend, progress=False)
     finally:

@@ -30,7 +30,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def ray_run(cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("ray")
-    backend = RayBackend(Job(CONFIG.space, CONFIG.proxies, CONFIG.preset, CONFIG.seed))
+    backend = RayBackend(Job(CONFIG.space, CONFIG.proxies, (CONFIG.preset,), CONFIG.seed))
     try:
         assert backend.workers == backend.slots == 2  # one per CPU slot of the cluster
         result = run_search(CONFIG, out, backend=backend, progress=False)
@@ -41,7 +41,7 @@ def ray_run(cluster, tmp_path_factory):
 
 def test_ray_and_local_pool_find_the_same(ray_run, tmp_path):
     ray_out, ray_result = ray_run
-    backend = PoolBackend(Job(CONFIG.space, CONFIG.proxies, CONFIG.preset, CONFIG.seed), 2)
+    backend = PoolBackend(Job(CONFIG.space, CONFIG.proxies, (CONFIG.preset,), CONFIG.seed), 2)
     try:
         local = run_search(CONFIG, tmp_path, backend=backend, progress=False)
     finally:
@@ -59,7 +59,7 @@ def test_killed_ray_worker_loses_no_evaluation(ray_run, tmp_path):
     marker = tmp_path / "marker"
     marker.mkdir()
     scorer = functools.partial(killing_scorer, str(marker), target)
-    backend = RayBackend(Job(CONFIG.space, CONFIG.proxies, CONFIG.preset, CONFIG.seed, None, scorer))
+    backend = RayBackend(Job(CONFIG.space, CONFIG.proxies, (CONFIG.preset,), CONFIG.seed, None, scorer))
     try:
         result = run_search(CONFIG, tmp_path / "run", backend=backend, progress=False)
     finally:

@@ -75,7 +75,8 @@ def cmd_nb201_evaluate(args) -> int:
     spec = EvaluationSpec(dataset=args.dataset, proxies=args.proxies, presets=args.preset, subset=args.subset,
                           limit=args.limit, sample_seed=args.sample_seed, seeds=tuple(range(args.seeds)),
                           ndcg_k=args.ndcg_k)
-    run_evaluation(spec, args.out, workers=args.workers, device=args.device, progress=not args.quiet)
+    run_evaluation(spec, args.out, workers=args.workers, device=args.device, progress=not args.quiet,
+                   backend=args.backend, address=args.address)
     results, table = report(args.out)
     print(table)
     if args.nats_path:
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"paper, exact or paper,exact (default {DEFAULT_PRESET})")
     evaluate.add_argument("--ndcg-k", type=int, default=1000)
     evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
+    evaluate.add_argument("--backend", choices=("local", "ray"), default="local",
+                          help="local processes, or tasks on a Ray cluster (one per GPU, else per CPU)")
+    evaluate.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--nats-path", default=None, help="NATS-Bench API files: read accuracies through nats_bench")
     evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it)")

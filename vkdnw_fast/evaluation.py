@@ -8,13 +8,10 @@ saved results alone.
 """
 from __future__ import annotations
 
-import concurrent.futures as futures
 import dataclasses
 import json
 import math
-import multiprocessing
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -23,6 +20,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from . import metrics
+from .backends import Job, make_backend
 from .scoring import check_proxies, column, columns, score_architecture
 from .spaces import nb201
 
@@ -105,23 +103,6 @@ class ResultStore:
             os.fsync(handle.fileno())
 
 
-def _score_task(dataset: str, arch: str, seed: int, proxies: tuple[str, ...], presets: tuple[str, ...],
-                device: str | None) -> dict:
-    started = time.perf_counter()
-    try:
-        values = score_architecture(nb201.NB201Space(dataset), arch, proxies, presets=presets, seed=seed,
-                                    device=device)
-        return {"arch": arch, "seed": seed, "values": values, "seconds": time.perf_counter() - started}
-    except Exception as exc:  # recorded and reported: one failing network must not stop a long run
-        return {"arch": arch, "seed": seed, "error": f"{type(exc).__name__}: {exc}",
-                "seconds": time.perf_counter() - started}
-
-
-def _worker_init(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
-
-
 def open_run(out_dir: str | Path, spec: EvaluationSpec) -> ResultStore:
     """Create ``out_dir`` for ``spec``, or check that it holds a run of the same spec."""
     out = Path(out_dir)
@@ -140,30 +121,40 @@ def open_run(out_dir: str | Path, spec: EvaluationSpec) -> ResultStore:
 
 
 def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, workers: int = 1, device: str | None = None,
-                   progress: bool = True) -> dict:
-    """Score every (architecture, seed) not yet in ``out_dir``, then compute and save the metrics."""
+                   progress: bool = True, backend: str = "local", address: str | None = None) -> dict:
+    """Score every (architecture, seed) not yet in ``out_dir`` on a ``backend`` (``local``: in
+    process or ``workers`` processes; ``ray``: a Ray cluster), then compute and save the metrics.
+    Each score uses one thread, so that it is the same bits whatever computed it."""
     from tqdm import tqdm
 
     store = open_run(out_dir, spec)
-    todo = [(arch, seed) for seed in spec.seeds for arch in spec.archs() if (arch, seed) not in store.records]
-    bar = tqdm(total=len(spec.archs()) * len(spec.seeds), initial=len(store.records), disable=not progress,
-               desc=f"nb201 {spec.dataset}", unit="net", smoothing=0.05)
-    task = (spec.dataset,)
-    tail = (spec.proxies, spec.presets, device)
+    archs = spec.archs()
+    todo = [(arch, seed) for seed in spec.seeds for arch in archs if (arch, seed) not in store.records]
+    bar = tqdm(total=len(archs) * len(spec.seeds), initial=len(archs) * len(spec.seeds) - len(todo),
+               disable=not progress, desc=f"nb201 {spec.dataset}", unit="net", smoothing=0.05)
+
+    def job(seed: int) -> Job:
+        return Job({"name": "nb201", "dataset": spec.dataset, "subset": spec.subset}, spec.proxies,
+                   spec.presets, seed, device)
+
     try:
-        if workers <= 1:
-            for arch, seed in todo:
-                store.append(_score_task(*task, arch, seed, *tail))
-                bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")  # fork + OpenMP threads can deadlock
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init,
-                                             initargs=(threads,)) as pool:
-                pending = [pool.submit(_score_task, *task, arch, seed, *tail) for arch, seed in todo]
-                for done in futures.as_completed(pending):
-                    store.append(done.result())
-                    bar.update()
+        if todo:
+            runner = make_backend(backend, job(spec.seeds[0]), workers, address)
+            try:
+                for seed in spec.seeds:  # seed-major, so an interrupted run holds whole seeds first
+                    runner.set_job(job(seed))
+                    for arch in (arch for arch, task_seed in todo if task_seed == seed):
+                        runner.submit((arch, seed), arch)
+                remaining = len(todo)
+                while remaining:
+                    for (arch, seed), outcome in runner.wait():
+                        record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
+                        record.update({"values": outcome["values"]} if outcome["ok"] else {"error": outcome["reason"]})
+                        store.append(record)
+                        bar.update()
+                        remaining -= 1
+            finally:
+                runner.close()
     finally:
         bar.close()
     results = compute_metrics(spec, store.records.values())

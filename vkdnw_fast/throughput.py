@@ -17,20 +17,10 @@ import numpy as np
 import torch
 
 from . import reference
+from .backends import make_space
 from .evaluation import AGGREGATE_PROXIES
 from .scoring import score_architecture
-from .spaces import nb201
 from .timing import record_stages
-
-
-def make_space(space: str, dataset: str = "cifar10", resolution: int = 32, num_classes: int = 10):
-    """NB201 for ``dataset``, or the MobileNetV2 space at ``resolution`` with ``num_classes``."""
-    if space == "nb201":
-        return nb201.NB201Space(dataset)
-    if space == "mbv2":
-        from .spaces.mbv2 import MBV2Space
-        return MBV2Space(resolution=resolution, num_classes=num_classes)
-    raise ValueError(f"unknown space {space!r}; use nb201 or mbv2")
 
 
 def sample_archs(space, count: int, seed: int) -> list[str]:
@@ -79,7 +69,8 @@ def run(space_name: str = "nb201", dataset: str = "cifar10", count: int = 20, re
         device: str | None = None, seed: int = 0, preset: str = "paper", prefetch: bool = True,
         batch_size: int = 64, resolution: int = 32, num_classes: int = 10) -> dict:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    space = make_space(space_name, dataset, resolution, num_classes)
+    space = make_space({"name": "nb201", "dataset": dataset} if space_name == "nb201" else
+                       {"name": space_name, "resolution": resolution, "num_classes": num_classes})
     archs = sample_archs(space, count, seed)
     build = space.build_model
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ..config import DEFAULT_PRESET
-from .backends import Job, make_backend
+from ..backends import Job, make_backend
 from .driver import SearchConfig, random_search, run_search
 from .report import mean_std, nb201_summary
 from .store import DB_NAME, SearchError
@@ -164,7 +164,7 @@ def run_command(args: argparse.Namespace) -> int:
             _fail(str(exc))
 
     config_for(seeds[0], args.workers or 1)  # bad settings fail before a worker pool or Ray starts
-    job = Job(space, proxies, preset, seeds[0], args.device)
+    job = Job(space, proxies, (preset,), seeds[0], args.device)
     try:
         backend = make_backend(args.backend, job, args.workers, args.address)
     except ValueError as exc:
@@ -173,7 +173,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         for seed, directory in zip(seeds, directories):
             config = config_for(seed, backend.workers)
-            backend.set_job(Job(space, proxies, preset, seed, args.device))
+            backend.set_job(Job(space, proxies, (preset,), seed, args.device))
             result = run_search(config, directory, backend=backend, progress=not args.no_progress)
             print(f"{directory}: best {result.best_arch}\n  flops {result.best_cost['flops']:.0f} params "
                   f"{result.best_cost['params']:.0f} layers {result.best_cost['layers']:.0f}; "

@@ -55,7 +55,7 @@ from ..metrics import aggregate
 from ..scoring import check_proxies, score_architecture
 from ..spaces.base import SearchSpace
 from ..spaces.mbv2 import MBV2Space, initial_arch
-from .backends import Job, Scorer, make_backend, make_space
+from ..backends import Job, Scorer, make_backend, make_space
 from .store import SearchError, Store
 
 # MobileNetV2: 1 block replaced while the population has at most this many members, 2 afterwards.
@@ -321,9 +321,10 @@ def _stored_outcome(row) -> dict[str, Any]:
 
 
 def _check_job(job: Job, config: SearchConfig) -> None:
-    expected = (config.space, config.proxies, config.preset, config.seed)
-    if (job.space, tuple(job.proxies), job.preset, job.seed) != expected:
-        raise ValueError(f"the backend scores (space, proxies, preset, seed) = {(job.space, job.proxies, job.preset, job.seed)}, "
+    expected = (config.space, config.proxies, (config.preset,), config.seed)
+    scored = (job.space, tuple(job.proxies), tuple(job.presets), job.seed)
+    if scored != expected:
+        raise ValueError(f"the backend scores (space, proxies, presets, seed) = {scored}, "
                          f"the search is configured for {expected}")
 
 
@@ -345,8 +346,8 @@ def run_search(config: SearchConfig, out: str | Path, *, backend=None, backend_k
         store.open_run(config.to_dict())
         owned = backend is None
         if owned:
-            backend = make_backend(backend_kind, Job(config.space, config.proxies, config.preset, config.seed,
-                                                     device, scorer), config.workers, address)
+            job = Job(config.space, config.proxies, (config.preset,), config.seed, device, scorer)
+            backend = make_backend(backend_kind, job, config.workers, address)
         else:
             _check_job(backend.job, config)
         try:

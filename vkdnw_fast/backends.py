@@ -1,4 +1,5 @@
-"""Where candidates are scored. The driver keeps the population; a backend only scores.
+"""Where architectures are scored, for the search and the NB201 evaluation: the caller keeps its
+state (a population, a results file); a backend only scores.
 
 Every backend has the same two calls: ``submit(key, arch)`` queues a candidate, ``wait()`` blocks
 until at least one queued candidate is done and returns [(key, outcome)], in any order. An outcome
@@ -30,8 +31,8 @@ from typing import Any, Callable
 import torch
 from threadpoolctl import threadpool_limits
 
-from ..scoring import score_architecture
-from ..spaces.base import SearchSpace
+from .scoring import score_architecture
+from .spaces.base import SearchSpace
 
 MAX_ATTEMPTS = 3
 Scorer = Callable[..., dict[str, float]]
@@ -39,8 +40,8 @@ Scorer = Callable[..., dict[str, float]]
 
 def make_space(spec: dict[str, Any]) -> SearchSpace:
     """The search space described by ``spec`` (``{"name": "nb201" | "mbv2", ...constructor args}``)."""
-    from ..spaces.mbv2 import MBV2Space
-    from ..spaces.nb201 import NB201Space
+    from .spaces.mbv2 import MBV2Space
+    from .spaces.nb201 import NB201Space
 
     spec = dict(spec)
     name = spec.pop("name", None)
@@ -59,7 +60,7 @@ class Job:
 
     space: dict[str, Any]
     proxies: tuple[str, ...]
-    preset: str
+    presets: tuple[str, ...]
     seed: int
     device: str | None = None
     scorer: Scorer = score_architecture
@@ -81,7 +82,7 @@ def evaluate(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        values = job.scorer(_space(job.space), arch, job.proxies, presets=(job.preset,), seed=job.seed,
+        values = job.scorer(_space(job.space), arch, job.proxies, presets=job.presets, seed=job.seed,
                             device=job.device)
         outcome = {"ok": True, "values": {k: float(v) for k, v in values.items()}}
     except Exception as exc:  # the scorer's failure is data about the candidate
