@@ -2,6 +2,7 @@
 computations, and the command line."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -196,3 +197,15 @@ def test_evaluation_on_a_worker_pool_equals_in_process(tmp_path):
     two = ResultStore(tmp_path / "two" / "results.jsonl").records
     assert {k: v["values"] for k, v in one.items()} == {k: v["values"] for k, v in two.items()}
     assert alone["rankings"] == pooled["rankings"]
+
+
+def test_report_can_rescale_ndcg_and_select_seeds(tmp_path):
+    spec = _cheap_spec(limit=6, seeds=(0, 1))
+    run_evaluation(spec, tmp_path, progress=False)
+    results, table = evaluation.report(tmp_path, ndcg_k=3, seeds=(1,))
+    assert results["spec"]["ndcg_k"] == 3 and tuple(results["spec"]["seeds"]) == (1,) and "nDCG@3" in table
+    records = [r for r in ResultStore(tmp_path / "results.jsonl").records.values() if r["seed"] == 1]
+    direct = compute_metrics(dataclasses.replace(spec, ndcg_k=3, seeds=(1,)), records)
+    assert results["rankings"] == direct["rankings"]
+    with pytest.raises(ValueError, match="not all among"):
+        evaluation.report(tmp_path, seeds=(7,))

@@ -92,7 +92,7 @@ def cmd_nb201_evaluate(args) -> int:
 def cmd_nb201_report(args) -> int:
     from .evaluation import report
 
-    results, table = report(args.dir)
+    results, table = report(args.dir, ndcg_k=args.ndcg_k, seeds=args.seeds)
     print(json.dumps(results, indent=2) if args.json else table)
     return 0
 
@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = nb_commands.add_parser("report", help="re-print the table of a saved run")
     report.add_argument("dir")
     report.add_argument("--json", action="store_true")
+    report.add_argument("--ndcg-k", type=int, default=None, help="nDCG cut-off for this report (default: the run's)")
+    report.add_argument("--seeds", type=lambda t: tuple(int(v) for v in t.split(",")), default=None,
+                        help="comma-separated subset of the run's seeds (e.g. those finished so far)")
     report.set_defaults(func=cmd_nb201_report)
 
     add_search_parser(commands)
