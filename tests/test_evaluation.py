@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gzip
 import json
 import sys
 
@@ -146,6 +147,7 @@ def test_cli_evaluate_and_report(tmp_path, capsys):
     assert capsys.readouterr().out.strip() in printed
     assert cli.main(["nb201", "report", str(out), "--json"]) == 0
     saved = json.loads(capsys.readouterr().out)
+    assert saved.pop("command") == f"vkdnw-fast nb201 report {out} --json"
     assert saved == json.loads((out / "metrics.json").read_text())
 
 
@@ -209,3 +211,20 @@ def test_report_can_rescale_ndcg_and_select_seeds(tmp_path):
     assert results["rankings"] == direct["rankings"]
     with pytest.raises(ValueError, match="not all among"):
         evaluation.report(tmp_path, seeds=(7,))
+
+
+def test_report_reads_a_published_run(tmp_path, capsys):
+    spec = _cheap_spec(limit=5, seeds=(0,))
+    live = run_evaluation(spec, tmp_path / "live", progress=False)
+    published = tmp_path / "published"
+    published.mkdir()
+    (published / "run.json").write_text((tmp_path / "live" / "run.json").read_text())
+    with open(tmp_path / "live" / "results.jsonl", "rb") as plain, gzip.open(published / "results.jsonl.gz", "wb") as packed:
+        packed.write(plain.read())
+    assert evaluation.report(published)[0]["rankings"] == live["rankings"]
+    assert cli.main(["nb201", "report", str(published), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["command"] == f"vkdnw-fast nb201 report {published} --json"
+    assert printed["rankings"] == live["rankings"]
+    with pytest.raises(FileNotFoundError, match="holds no results"):
+        evaluation.load_records(tmp_path)

@@ -67,7 +67,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_nb201_evaluate(args) -> int:
-    from .evaluation import EvaluationSpec, ResultStore, report, run_evaluation, scatter_plot
+    from .evaluation import EvaluationSpec, format_table, load_records, run_evaluation, scatter_plot
     from .spaces import nb201
 
     if args.nats_path:
@@ -75,16 +75,15 @@ def cmd_nb201_evaluate(args) -> int:
     spec = EvaluationSpec(dataset=args.dataset, proxies=args.proxies, presets=args.preset, subset=args.subset,
                           limit=args.limit, sample_seed=args.sample_seed, seeds=tuple(range(args.seeds)),
                           ndcg_k=args.ndcg_k)
-    run_evaluation(spec, args.out, workers=args.workers, device=args.device, progress=not args.quiet,
-                   backend=args.backend, address=args.address)
-    results, table = report(args.out)
-    print(table)
+    results = run_evaluation(spec, args.out, workers=args.workers, device=args.device, progress=not args.quiet,
+                             backend=args.backend, address=args.address)
+    print(format_table(results))
     if args.nats_path:
         archs = spec.archs()
         disagreements = nb201.compare_with_nats(args.nats_path, datasets=(spec.dataset,),
                                                 indices=[nb201.index_of(a) for a in archs])
         print(f"NATS-Bench API vs bundled data: {len(disagreements)} disagreements on {len(archs)} architectures")
-    scatter_plot(spec, ResultStore(Path(args.out) / "results.jsonl").records.values(), Path(args.out) / "scatter.png")
+    scatter_plot(spec, load_records(args.out), Path(args.out) / "scatter.png")
     print(f"wrote {args.out}/metrics.json, {args.out}/results.jsonl, {args.out}/scatter.png")
     return 0
 
@@ -93,6 +92,8 @@ def cmd_nb201_report(args) -> int:
     from .evaluation import report
 
     results, table = report(args.dir, ndcg_k=args.ndcg_k, seeds=args.seeds)
+    # The command goes with the JSON so that recorded metrics say how they were made.
+    results = {"command": args.command_line, **results}
     print(json.dumps(results, indent=2) if args.json else table)
     return 0
 
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = " ".join(["vkdnw-fast", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:

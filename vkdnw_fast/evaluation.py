@@ -4,11 +4,13 @@ rank them against the true accuracies (Kendall, Spearman, nDCG), aggregate, and 
 A run lives in a directory: ``run.json`` (what is computed) and ``results.jsonl`` (one line per
 finished (architecture, seed), appended and flushed as it finishes). Re-running the same command
 resumes where it stopped and computes nothing twice; ``report`` recomputes the metrics from the
-saved results alone.
+saved results alone. A published run keeps its results compressed as ``results.jsonl.gz``;
+``report`` reads either.
 """
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import math
 import os
@@ -27,6 +29,7 @@ from .spaces import nb201
 # SPEC §6 eq. 15: the non-linear aggregation of VKDNW_single, Jacov, expressivity, trainability, FLOPs.
 AGGREGATE_PROXIES = ("vkdnw_single", "jacov", "expressivity", "trainability", "flops")
 RF_TRAIN_SIZE = 1024
+RESULTS, PUBLISHED_RESULTS = "results.jsonl", "results.jsonl.gz"
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,19 @@ def open_run(out_dir: str | Path, spec: EvaluationSpec) -> ResultStore:
             raise ValueError(f"{out} holds a different evaluation ({detail}); use another --out directory")
     else:
         manifest.write_text(json.dumps(spec.to_json(), indent=2) + "\n")
-    return ResultStore(out / "results.jsonl")
+    return ResultStore(out / RESULTS)
+
+
+def load_records(out_dir: str | Path) -> list[dict]:
+    """The finished records of a run directory: its ``results.jsonl``, or else the compressed
+    ``results.jsonl.gz`` of a published run."""
+    out = Path(out_dir)
+    if (out / RESULTS).exists():
+        return list(ResultStore(out / RESULTS).records.values())
+    if (out / PUBLISHED_RESULTS).exists():
+        with gzip.open(out / PUBLISHED_RESULTS, "rt") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    raise FileNotFoundError(f"{out} holds no results ({RESULTS} or {PUBLISHED_RESULTS})")
 
 
 def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, workers: int = 1, device: str | None = None,
@@ -316,10 +331,9 @@ def report(out_dir: str | Path, ndcg_k: int | None = None, seeds: tuple[int, ...
     if seeds is not None and not set(seeds) <= set(spec.seeds):
         raise ValueError(f"seeds {seeds} are not all among the run's {spec.seeds}")
     spec = dataclasses.replace(spec, ndcg_k=ndcg_k or spec.ndcg_k, seeds=seeds or spec.seeds)
-    store = ResultStore(out / "results.jsonl")
-    results = compute_metrics(spec, store.records.values())
+    results = compute_metrics(spec, load_records(out))
     return results, format_table(results)
 
 
-__all__ = ["EvaluationSpec", "ResultStore", "run_evaluation", "compute_metrics", "format_table", "report",
+__all__ = ["EvaluationSpec", "ResultStore", "load_records", "run_evaluation", "compute_metrics", "format_table", "report",
            "scatter_plot", "AGGREGATE_PROXIES"]
