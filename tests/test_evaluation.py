@@ -206,6 +206,7 @@ def test_report_can_rescale_ndcg_and_select_seeds(tmp_path):
     run_evaluation(spec, tmp_path, progress=False)
     results, table = evaluation.report(tmp_path, ndcg_k=3, seeds=(1,))
     assert results["spec"]["ndcg_k"] == 3 and tuple(results["spec"]["seeds"]) == (1,) and "nDCG@3" in table
+    assert "±" not in table and "±" in evaluation.report(tmp_path)[1]  # a spread only over several seeds
     records = [r for r in ResultStore(tmp_path / "results.jsonl").records.values() if r["seed"] == 1]
     direct = compute_metrics(dataclasses.replace(spec, ndcg_k=3, seeds=(1,)), records)
     assert results["rankings"] == direct["rankings"]

@@ -274,10 +274,11 @@ def format_table(results: dict) -> str:
     lines = [f"NAS-Bench-201 {spec['dataset']}, {spec['subset']} set: {results['architectures']} architectures"
              f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}",
              f"{'ranking':<28} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"]
+    spread = " ± {:.3f}" if len(spec["seeds"]) > 1 else ""  # a spread over one seed would read as certainty
     for name, row in results["rankings"].items():
         if name.startswith("fim_q"):
             continue  # spectrum quantile levels: random-forest features, kept in metrics.json
-        cells = ["n/a" if row[m]["mean"] is None else f"{row[m]['mean']:.3f} ± {row[m]['std']:.3f}"
+        cells = ["n/a" if row[m]["mean"] is None else f"{row[m]['mean']:.3f}" + spread.format(row[m]["std"])
                  for m in ("kendall", "spearman", "ndcg")]
         lines.append(f"{name:<28} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
     if results["failed"]:
