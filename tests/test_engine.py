@@ -3,6 +3,7 @@ engine handles, for both presets and every pass plan."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -26,6 +27,13 @@ class PlainCNN(nn.Module):
     def forward(self, x):
         x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
         return self.fc(x.mean((2, 3)))
+
+
+class PooledCNN(PlainCNN):
+    """Ends in adaptive average pooling, whose forward-mode rule has no vmap batching rule."""
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
 class ResidualCNN(nn.Module):
@@ -90,6 +98,7 @@ MODELS = {
     "features_lt_classes": lambda: MLP(classes=12, hidden=4),   # D = 4 < C = 12
     "features_gt_classes": lambda: MLP(classes=3, hidden=16),   # D = 16 > C = 3
     "post_scaled": lambda: PostScaled(7),
+    "adaptive_pooled": lambda: PooledCNN(10),
 }
 
 
@@ -162,6 +171,15 @@ def test_both_exact_factors_give_the_exact_matrix(factor):
     model, x = initialised("residual_bn"), batch()
     truth = oracle_fisher(initialised("residual_bn"), x, expected_coords(model, "exact"), "exact")
     assert relative_error(vf.fisher_matrix(model, x, config=config("exact", factor=factor)), truth) < 1e-9
+
+
+def test_forward_mode_through_an_op_without_a_batching_rule_is_exact_and_quiet():
+    model, x = initialised("adaptive_pooled"), batch()
+    truth = oracle_fisher(initialised("adaptive_pooled"), x, expected_coords(model, "exact"), "exact")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # torch's "performance drop" note on the fallback must not reach users
+        matrix = vf.fisher_matrix(model, x, config=config("exact", strategy="forward", pass_chunk=4))
+    assert relative_error(matrix, truth) < 1e-9
 
 
 def test_automatic_plan_is_the_cheapest_and_reported():

@@ -22,6 +22,7 @@ copies of the activations (c = 4 on CPU, 64 on GPU by default).
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -253,7 +254,11 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk):
     p = len(weights)
     origin = inputs.new_zeros(p)
     tangents = torch.eye(p, dtype=inputs.dtype, device=device)
-    jacobian = vmap(lambda t: jvp(logits_of, (origin,), (t,))[1], chunk_size=chunk)(tangents)  # (P, N, C)
+    with warnings.catch_warnings():
+        # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
+        # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+        jacobian = vmap(lambda t: jvp(logits_of, (origin,), (t,))[1], chunk_size=chunk)(tangents)  # (P, N, C)
     basis = jacobian.permute(1, 2, 0).to(torch.float64)
     return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
 
