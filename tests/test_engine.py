@@ -373,6 +373,10 @@ def test_config_presets_and_fields():
     paper, exact = vf.FisherConfig.preset("paper"), vf.FisherConfig.preset("exact")
     assert paper.preset_name == "paper" and exact.preset_name == "exact"
     assert (exact.weights, exact.batchnorm, exact.factor, exact.aleph) == ("layers", "batch", "cholesky", "layers")
+    assert (paper.weights, paper.batchnorm, paper.smoothing, paper.fp16_smoothing_constants, paper.factor,
+            paper.aleph) == ("parameter_tensors", "running", 0.05, True, "paper", "parameter_tensors")
+    # The field defaults, the unnamed preset and the default preset are one configuration.
+    assert vf.FisherConfig() == vf.FisherConfig.preset() == vf.FisherConfig.preset(vf.DEFAULT_PRESET)
     custom = dataclasses.replace(exact, max_weights=3)
     assert custom.preset_name is None and custom.max_weights == 3
     with pytest.raises(ValueError, match="unknown FisherConfig preset 'papr'"):

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--batch-size", type=int, default=64)
     tp.add_argument("--count", type=int, default=20, help="random architectures scored by the engine")
     tp.add_argument("--reference-count", type=int, default=3, help="of those, scored by the reference too")
-    tp.add_argument("--preset", choices=("paper", "exact"), default="paper")
+    tp.add_argument("--preset", choices=("paper", "exact"), default=DEFAULT_PRESET)
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     tp.add_argument("--no-prefetch", action="store_true", help="build each model on the critical path")

@@ -62,16 +62,17 @@ class FisherConfig:
         forward and backward there) and contiguous on GPU.
     """
 
-    weights: str = "parameter_tensors"
+    # The field defaults are the default preset, ``exact`` (the README says why).
+    weights: str = "layers"
     max_weights: int = 128
     element: str = "first"
     element_position: float = 0.0
     element_seed: int = 0
-    batchnorm: str = "running"
-    smoothing: float = 0.05
-    fp16_smoothing_constants: bool = True
-    factor: str = "paper"
-    aleph: str = "parameter_tensors"
+    batchnorm: str = "batch"
+    smoothing: float = 0.0
+    fp16_smoothing_constants: bool = False
+    factor: str = "cholesky"
+    aleph: str = "layers"
     init: str | None = "kaiming_normal_fan_in"
     quantiles: tuple[float, ...] = DECILES
     strategy: str = "auto"
@@ -126,20 +127,21 @@ class FisherConfig:
 
 
 PRESETS: dict[str, FisherConfig] = {
-    "paper": FisherConfig(),
-    "exact": FisherConfig(
-        weights="layers",
-        batchnorm="batch",
-        smoothing=0.0,
-        fp16_smoothing_constants=False,
-        factor="cholesky",
-        aleph="layers",
+    "paper": FisherConfig(
+        weights="parameter_tensors",
+        batchnorm="running",
+        smoothing=0.05,
+        fp16_smoothing_constants=True,
+        factor="paper",
+        aleph="parameter_tensors",
     ),
+    "exact": FisherConfig(),
 }
 
 
-# The library's default preset (see the README for why).
-DEFAULT_PRESET = "paper"
+# The library's default: on the NB201 reproduction (README) ``exact`` ranks as well as ``paper`` on
+# CIFAR-10 and better on ImageNet16-120, and unlike ``paper`` it stays finite at 1,000 classes.
+DEFAULT_PRESET = "exact"
 
 
 def resolve_config(config: FisherConfig | str | None) -> FisherConfig:

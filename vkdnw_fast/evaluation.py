@@ -23,6 +23,7 @@ from scipy.stats import rankdata
 
 from . import metrics
 from .backends import Job, make_backend
+from .config import DEFAULT_PRESET
 from .scoring import check_proxies, column, columns, score_architecture
 from .spaces import nb201
 
@@ -38,7 +39,7 @@ class EvaluationSpec:
 
     dataset: str = "cifar10"
     proxies: tuple[str, ...] = AGGREGATE_PROXIES
-    presets: tuple[str, ...] = ("paper",)
+    presets: tuple[str, ...] = (DEFAULT_PRESET,)
     subset: str = "unique"
     limit: int | None = None
     sample_seed: int = 0

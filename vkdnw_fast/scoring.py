@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .config import FisherConfig
+from .config import DEFAULT_PRESET, FisherConfig
 from .proxies import available_proxies, compute_proxies
 from .spaces.base import SearchSpace
 from .timing import stage
@@ -36,7 +36,7 @@ def check_proxies(proxies: Iterable[str]) -> list[str]:
 
 
 def score_architecture(space: SearchSpace, arch: str, proxies: Sequence[str], *,
-                       presets: Sequence[str | FisherConfig] = ("paper",), seed: int = 0,
+                       presets: Sequence[str | FisherConfig] = (DEFAULT_PRESET,), seed: int = 0,
                        device=None, batch_size: int = 64, model=None) -> dict[str, float]:
     """{column: value} for ``arch`` (see ``column`` for the names). ``model``: a network already
     built for ``arch`` (e.g. on another thread), else it is built here."""

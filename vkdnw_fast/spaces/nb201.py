@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vkdnw_fast.config import DEFAULT_PRESET
 from vkdnw_fast.data import NB201_SIZE, nb201_table
 from vkdnw_fast.spaces.base import SearchSpace
 
@@ -530,7 +531,7 @@ class NB201Space(SearchSpace):
         return True, ""
 
 
-def score(arch: str, dataset: str, proxies: Sequence[str] = ("vkdnw_single",), preset: str = "paper",
+def score(arch: str, dataset: str, proxies: Sequence[str] = ("vkdnw_single",), preset: str = DEFAULT_PRESET,
           seed: int = 0, device=None) -> dict[str, float]:
     """{proxy: value} for ``arch`` at initialisation, with the dataset's resolution and classes
     (32/10, 32/100, 16/120), one model build, one init and one input batch from ``seed``."""
