@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .config import DEFAULT_PRESET
+from . import throughput
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
 
@@ -99,8 +100,6 @@ def cmd_nb201_report(args) -> int:
 
 
 def cmd_bench_throughput(args) -> int:
-    from . import throughput
-
     result = throughput.run(args.space, args.dataset, count=args.count, reference_count=args.reference_count,
                             device=args.device, seed=args.seed, preset=args.preset, prefetch=not args.no_prefetch,
                             batch_size=args.batch_size, resolution=args.resolution, num_classes=args.num_classes)
@@ -169,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--batch-size", type=int, default=64)
     tp.add_argument("--count", type=int, default=20, help="random architectures scored by the engine")
     tp.add_argument("--reference-count", type=int, default=3, help="of those, scored by the reference too")
-    tp.add_argument("--preset", choices=("paper", "exact"), default=DEFAULT_PRESET)
+    tp.add_argument("--preset", choices=("paper", "exact"), default=throughput.BENCHMARK_PRESET)
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     tp.add_argument("--no-prefetch", action="store_true", help="build each model on the critical path")
