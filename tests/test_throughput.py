@@ -13,7 +13,8 @@ def test_throughput_run_on_cpu_agrees_with_direct_scoring():
     result = throughput.run("nb201", "cifar10", count=2, reference_count=1, device="cpu", seed=3, batch_size=8)
     archs = throughput.sample_archs(nb201.NB201Space("cifar10"), 2, 3)
     engine, with_proxies, ref = result["runs"]
-    direct = [score_architecture(nb201.NB201Space("cifar10"), a, ["vkdnw"], seed=3, batch_size=8)["vkdnw"]
+    direct = [score_architecture(nb201.NB201Space("cifar10"), a, ["vkdnw"], seed=3, batch_size=8,
+                                  presets=(throughput.BENCHMARK_PRESET,))["vkdnw"]
               for a in archs]
     assert engine["values"] == pytest.approx(direct, abs=1e-12)
     assert with_proxies["values"] == pytest.approx(direct, abs=1e-12)
