@@ -68,8 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated proxies aggregated by SPEC eq. 15 (mbv2 default "
                              f"{','.join(MBV2_PROXIES)}; nb201 {','.join(NB201_PROXIES)})")
     parser.add_argument("--preset", choices=("paper", "exact"), default=None,
-                        help="Fisher preset (default: exact for mbv2, whose 1000 classes break the paper "
-                             "factor; the library default for nb201)")
+                        help=f"Fisher preset (default {DEFAULT_PRESET}; at mbv2's 1000 classes the paper "
+                             "factor is NaN)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local")
     parser.add_argument("--workers", type=int,
                         help="parallel scorers W; the answer depends on it (default: local 1, ray one per slot)")
@@ -140,8 +140,7 @@ def run_command(args: argparse.Namespace) -> int:
     proxies = tuple(p.strip() for p in args.search_proxies.split(",") if p.strip()) if args.search_proxies else (
         MBV2_PROXIES if args.space == "mbv2" else NB201_PROXIES)
     population = _default(args.population, DEFAULTS[args.space]["population"])
-    # At 1000 classes the authors' float16 smoothing constants make the 'paper' factor NaN.
-    preset = _default(args.preset, "exact" if args.space == "mbv2" else DEFAULT_PRESET)
+    preset = _default(args.preset, DEFAULT_PRESET)
     repeats = _default(args.repeats, 1)
     if repeats < 1:
         _fail(f"--repeats must be at least 1, got {repeats}")
