@@ -7,6 +7,7 @@ import functools
 import gzip
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +230,26 @@ def test_report_reads_a_published_run(tmp_path, capsys):
     assert printed["rankings"] == live["rankings"]
     with pytest.raises(FileNotFoundError, match="holds no results"):
         evaluation.load_records(tmp_path)
+
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "bench" / "results" / "nb201"
+
+
+def _flat(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}/").items()}
+    return {prefix: tree}
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "ImageNet16-120"])
+def test_the_published_scores_give_the_published_metrics(dataset):
+    """The README's reproduction table comes from committed per-architecture scores: recompute it."""
+    directory = PUBLISHED / dataset
+    saved = json.loads((directory / "metrics.json").read_text())
+    assert saved["command"].startswith(f"vkdnw-fast nb201 report bench/results/nb201/{dataset} ")
+    results, _ = evaluation.report(directory, ndcg_k=saved["spec"]["ndcg_k"], seeds=tuple(saved["spec"]["seeds"]))
+    assert results["architectures"] == saved["architectures"] >= 1000 and not results["failed"]
+    recomputed, published = _flat(results["rankings"]), _flat(saved["rankings"])
+    assert recomputed.keys() == published.keys()
+    for key, value in published.items():
+        assert recomputed[key] == (pytest.approx(value, abs=1e-9) if isinstance(value, float) else value), key

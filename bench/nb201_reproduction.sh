@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The NAS-Bench-201 reproduction (README, "Reproducing the paper's Table I").
+#   bench/nb201_reproduction.sh run      score (resumable: run it again after an interruption)
+#   bench/nb201_reproduction.sh publish  copy the finished seeds to bench/results/nb201/<dataset>/
+# Settings: WORKERS (default 1), LIMIT (unique-set sample size, default 1000; 9444 = the whole set),
+# SEEDS (default 5), NDCG_K (default: 1000 scaled to the sample, 1000 * LIMIT / 9444).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKERS=${WORKERS:-1}
+LIMIT=${LIMIT:-1000}
+SEEDS=${SEEDS:-5}
+NDCG_K=${NDCG_K:-$(( (1000 * LIMIT + 4722) / 9444 ))}
+PROXIES=vkdnw_single,vkdnw,aleph,jacov,expressivity,progressivity,trainability,flops,naswot,synflow
+PROXIES=$PROXIES,fim_q1,fim_q2,fim_q3,fim_q4,fim_q5,fim_q6,fim_q7,fim_q8,fim_q9
+declare -A RUN_DIR=([cifar10]=runs/nb201_cifar10 [ImageNet16-120]=runs/nb201_imagenet16)
+
+run() {
+    local dataset
+    for dataset in cifar10 ImageNet16-120; do
+        python -m vkdnw_fast.cli nb201 evaluate --dataset "$dataset" --subset unique --limit "$LIMIT" \
+            --sample-seed 0 --seeds "$SEEDS" --preset paper,exact --proxies "$PROXIES" \
+            --workers "$WORKERS" --out "${RUN_DIR[$dataset]}"
+    done
+}
+
+# The seeds every sampled architecture has finished, as "0,1,...".
+finished_seeds() {
+    python - "$1" <<'EOF'
+import json, sys
+from vkdnw_fast.evaluation import EvaluationSpec, load_records
+spec = EvaluationSpec.from_json(json.load(open(f"{sys.argv[1]}/run.json")))
+done = {(r["arch"], r["seed"]) for r in load_records(sys.argv[1])}  # failures are reported, not rerun
+print(",".join(str(s) for s in spec.seeds if all((a, s) in done for a in spec.archs())))
+EOF
+}
+
+publish() {
+    local dataset src dst seeds
+    for dataset in cifar10 ImageNet16-120; do
+        src=${RUN_DIR[$dataset]}
+        dst=bench/results/nb201/$dataset
+        seeds=$(finished_seeds "$src")
+        [ -n "$seeds" ] || { echo "$src: no seed finished for every architecture yet" >&2; exit 1; }
+        mkdir -p "$dst"
+        cp "$src/run.json" "$dst/run.json"
+        gzip -9 -n -c "$src/results.jsonl" > "$dst/results.jsonl.gz"
+        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --seeds "$seeds" --json > "$dst/metrics.json"
+        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --seeds "$seeds" | tee "$dst/table.txt"
+    done
+}
+
+case "${1:-}" in
+    run) run ;;
+    publish) publish ;;
+    *) echo "usage: $0 run|publish" >&2; exit 2 ;;
+esac
