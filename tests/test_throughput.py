@@ -2,6 +2,8 @@
 with the reference, stage times that account for the work."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from vkdnw_fast import cli, throughput
@@ -34,4 +36,5 @@ def test_throughput_cli_prints_and_saves(tmp_path, capsys):
                      "--reference-count", "1", "--batch-size", "4", "--preset", "exact", "--device", "cpu",
                      "--out", str(out)]) == 0
     assert "archs/min" in capsys.readouterr().out
-    assert '"space": "mbv2"' in out.read_text()
+    saved = json.loads(out.read_text())
+    assert saved["space"] == "mbv2" and saved["command"].startswith("vkdnw-fast bench throughput --space mbv2 ")

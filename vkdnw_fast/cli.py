@@ -105,8 +105,7 @@ def cmd_bench_throughput(args) -> int:
                             batch_size=args.batch_size, resolution=args.resolution, num_classes=args.num_classes)
     print(throughput.format_report(result))
     if args.out:
-        Path(args.out).write_text(json.dumps({"command": "vkdnw-fast " + " ".join(sys.argv[1:]), **result},
-                                             indent=2) + "\n")
+        Path(args.out).write_text(json.dumps({"command": args.command_line, **result}, indent=2) + "\n")
     return 0
 
 

@@ -63,8 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the same command without it continues too")
     parser.add_argument("--iterations", type=_count, help="scored candidates (mbv2 default 100000)")
     parser.add_argument("--population", type=int, help="population size (mbv2 default 1024, nb201 64)")
-    # dest is not "proxies": vkdnw_fast.cli.main replaces a None "proxies" with the NB201 default.
-    parser.add_argument("--proxies", dest="search_proxies",
+    parser.add_argument("--proxies",
                         help=f"comma-separated proxies aggregated by SPEC eq. 15 (mbv2 default "
                              f"{','.join(MBV2_PROXIES)}; nb201 {','.join(NB201_PROXIES)})")
     parser.add_argument("--preset", choices=("paper", "exact"), default=None,
@@ -137,7 +136,7 @@ def _space_and_iterations(args) -> tuple[dict, int | None]:
 
 def run_command(args: argparse.Namespace) -> int:
     space, iterations = _space_and_iterations(args)
-    proxies = tuple(p.strip() for p in args.search_proxies.split(",") if p.strip()) if args.search_proxies else (
+    proxies = tuple(p.strip() for p in args.proxies.split(",") if p.strip()) if args.proxies else (
         MBV2_PROXIES if args.space == "mbv2" else NB201_PROXIES)
     population = _default(args.population, DEFAULTS[args.space]["population"])
     preset = _default(args.preset, DEFAULT_PRESET)
