@@ -253,3 +253,22 @@ def test_the_published_scores_give_the_published_metrics(dataset):
     assert recomputed.keys() == published.keys()
     for key, value in published.items():
         assert recomputed[key] == (pytest.approx(value, abs=1e-9) if isinstance(value, float) else value), key
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "ImageNet16-120"])
+def test_the_sample_spread_record_describes_the_published_sample(dataset):
+    """bench/results/nb201/sample_spread.json (the README's sampling argument) speaks of the sample the
+    reproduction scored: its sample-seed-0 and full-set rows are recomputed on that sample's architectures."""
+    record = json.loads((PUBLISHED / "sample_spread.json").read_text())
+    spec = EvaluationSpec.from_json(json.loads((PUBLISHED / dataset / "run.json").read_text()))
+    assert (record["limit"], record["ndcg_k"]["sample"]) == (spec.limit, 106) and spec.sample_seed == 0
+    pool = nb201.archs("unique")
+    sample = spec.archs()
+    for archs, key, k in [(pool, "full_set", 1000), (sample, "sample_seed_0", 106)]:
+        accuracy = np.array([nb201.accuracy(a, dataset) for a in archs])
+        for name, score in [("flops", [nb201.flops(a, dataset) for a in archs]),
+                            ("aleph", [nb201.aleph(a) for a in archs])]:
+            recorded = record["results"][dataset][name][key]
+            assert stats.kendalltau(score, accuracy)[0] == pytest.approx(recorded["kendall"], abs=1e-4)
+            assert stats.spearmanr(score, accuracy)[0] == pytest.approx(recorded["spearman"], abs=1e-4)
+            assert metrics.ndcg_mean(score, accuracy, k=k) == pytest.approx(recorded["ndcg"], abs=1e-4)
