@@ -15,12 +15,16 @@ PROXIES=vkdnw_single,vkdnw,aleph,jacov,expressivity,progressivity,trainability,f
 PROXIES=$PROXIES,fim_q1,fim_q2,fim_q3,fim_q4,fim_q5,fim_q6,fim_q7,fim_q8,fim_q9
 declare -A RUN_DIR=([cifar10]=runs/nb201_cifar10 [ImageNet16-120]=runs/nb201_imagenet16)
 
+# Seed by seed, both datasets each time (a run extended by a seed scores only that seed), so an
+# interrupted run leaves the two datasets with the same seeds finished.
 run() {
-    local dataset
-    for dataset in cifar10 ImageNet16-120; do
-        python -m vkdnw_fast.cli nb201 evaluate --dataset "$dataset" --subset unique --limit "$LIMIT" \
-            --sample-seed 0 --seeds "$SEEDS" --preset paper,exact --proxies "$PROXIES" \
-            --workers "$WORKERS" --out "${RUN_DIR[$dataset]}"
+    local seeds dataset
+    for seeds in $(seq 1 "$SEEDS"); do
+        for dataset in cifar10 ImageNet16-120; do
+            python -m vkdnw_fast.cli nb201 evaluate --dataset "$dataset" --subset unique --limit "$LIMIT" \
+                --sample-seed 0 --seeds "$seeds" --preset paper,exact --proxies "$PROXIES" \
+                --workers "$WORKERS" --out "${RUN_DIR[$dataset]}"
+        done
     done
 }
 

@@ -82,9 +82,28 @@ def test_resume_computes_only_what_is_missing_and_gives_the_same_metrics(tmp_pat
 
 
 def test_a_different_spec_in_the_same_directory_is_refused(tmp_path):
-    run_evaluation(_cheap_spec(seeds=(0,)), tmp_path, progress=False)
-    with pytest.raises(ValueError, match=r"seeds: saved \[0\], now \(0, 1\)"):
-        run_evaluation(_cheap_spec(), tmp_path, progress=False)
+    run_evaluation(_cheap_spec(), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"sample_seed: saved 3, now 4"):
+        run_evaluation(_cheap_spec(sample_seed=4), tmp_path, progress=False)
+
+
+def test_a_run_is_extended_with_more_seeds_scoring_only_the_new_ones(tmp_path, monkeypatch):
+    full = run_evaluation(_cheap_spec(seeds=(0, 1, 2)), tmp_path / "full", progress=False)
+    calls = []
+
+    def counting_scorer(space, arch, proxies, *, seed, **kwargs):
+        calls.append(seed)
+        return score_architecture(space, arch, proxies, seed=seed, **kwargs)
+
+    monkeypatch.setattr(evaluation, "Job", functools.partial(Job, scorer=counting_scorer))
+    for seeds, new_calls in [((0,), [0] * 6), ((0, 1, 2), [1] * 6 + [2] * 6), ((0, 1), [])]:
+        calls.clear()
+        grown = run_evaluation(_cheap_spec(seeds=seeds), tmp_path / "grown", progress=False)
+        assert calls == new_calls
+        assert json.loads((tmp_path / "grown" / "run.json").read_text())["seeds"] == list(seeds)
+        if seeds == (0, 1, 2):
+            assert grown["rankings"] == full["rankings"]
+    assert grown == evaluation.report(tmp_path / "full", seeds=(0, 1))[0]
 
 
 def test_metrics_equal_direct_computations():

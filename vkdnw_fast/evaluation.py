@@ -108,19 +108,20 @@ class ResultStore:
 
 
 def open_run(out_dir: str | Path, spec: EvaluationSpec) -> ResultStore:
-    """Create ``out_dir`` for ``spec``, or check that it holds a run of the same spec."""
+    """Create ``out_dir`` for ``spec``, or check that it holds a run of the same spec. Only the seeds
+    may differ: a run is extended with more seeds (or reported on fewer) without scoring anything
+    twice, and ``run.json`` then names the seeds of the latest call."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "run.json"
+    current = spec.to_json()
     if manifest.exists():
         saved = json.loads(manifest.read_text())
-        current = spec.to_json()
-        differing = [k for k in current if json.dumps(saved.get(k)) != json.dumps(current[k])]
+        differing = [k for k in current if k != "seeds" and json.dumps(saved.get(k)) != json.dumps(current[k])]
         if differing:
             detail = ", ".join(f"{k}: saved {saved.get(k)!r}, now {current[k]!r}" for k in differing)
             raise ValueError(f"{out} holds a different evaluation ({detail}); use another --out directory")
-    else:
-        manifest.write_text(json.dumps(spec.to_json(), indent=2) + "\n")
+    manifest.write_text(json.dumps(current, indent=2) + "\n")
     return ResultStore(out / RESULTS)
 
 
