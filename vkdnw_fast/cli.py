@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--subset", choices=("unique", "all"), default="unique")
     evaluate.add_argument("--limit", type=int, default=None, help="a seeded sample of this many architectures")
     evaluate.add_argument("--sample-seed", type=int, default=0)
-    evaluate.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (init, input noise, nDCG tie order); a larger N extends a saved run")
+    evaluate.add_argument("--seeds", type=int, default=5,
+                          help="seeds 0..N-1 (init, input noise, nDCG tie order); a larger N extends a saved run")
     evaluate.add_argument("--preset", type=_names, default=(DEFAULT_PRESET,),
                           help=f"paper, exact or paper,exact (default {DEFAULT_PRESET})")
     evaluate.add_argument("--ndcg-k", type=int, default=1000)
