@@ -274,6 +274,29 @@ def test_the_published_scores_give_the_published_metrics(dataset):
         assert recomputed[key] == (pytest.approx(value, abs=1e-9) if isinstance(value, float) else value), key
 
 
+README_ROWS = {"VKDNW_single, `paper` preset": "vkdnw_single@paper", "VKDNW_single, `exact` preset": "vkdnw_single@exact",
+               "aggregate (eq. 15), `paper`": "aggregate@paper", "aggregate (eq. 15), `exact`": "aggregate@exact",
+               "random forest (500 train / 500 test), `paper`": "random_forest@paper",
+               "random forest (500 train / 500 test), `exact`": "random_forest@exact"}
+
+
+def test_the_readme_table_is_the_published_five_seed_run():
+    """The README's Table I reproduction quotes the committed metrics: five seeds, both presets."""
+    readme = (PUBLISHED.parents[2] / "README.md").read_text()
+    cells = {}
+    for line in readme.splitlines():
+        parts = [p.strip() for p in line.strip("|").split("|")]
+        if parts[0] in README_ROWS:
+            cells[README_ROWS[parts[0]]] = parts[1:3]
+    assert cells.keys() == set(README_ROWS.values())
+    for column, dataset in enumerate(["cifar10", "ImageNet16-120"]):
+        saved = json.loads((PUBLISHED / dataset / "metrics.json").read_text())
+        assert saved["spec"]["seeds"] == [0, 1, 2, 3, 4] and saved["spec"]["presets"] == ["paper", "exact"]
+        for key, row in cells.items():
+            quoted = [float(v) for v in row[column].split(" / ")]
+            assert quoted == [round(saved["rankings"][key][m]["mean"], 3) for m in ("kendall", "spearman", "ndcg")], key
+
+
 @pytest.mark.parametrize("dataset", ["cifar10", "ImageNet16-120"])
 def test_the_sample_spread_record_describes_the_published_sample(dataset):
     """bench/results/nb201/sample_spread.json (the README's sampling argument) speaks of the sample the
