@@ -30,13 +30,7 @@ run() {
 
 # The seeds every sampled architecture has finished, as "0,1,...".
 finished_seeds() {
-    python - "$1" <<'EOF'
-import json, sys
-from vkdnw_fast.evaluation import EvaluationSpec, load_records
-spec = EvaluationSpec.from_json(json.load(open(f"{sys.argv[1]}/run.json")))
-done = {(r["arch"], r["seed"]) for r in load_records(sys.argv[1])}  # failures are reported, not rerun
-print(",".join(str(s) for s in spec.seeds if all((a, s) in done for a in spec.archs())))
-EOF
+    python -c 'import sys; from vkdnw_fast.evaluation import finished_seeds as f; print(",".join(map(str, f(sys.argv[1]))))' "$1"
 }
 
 publish() {

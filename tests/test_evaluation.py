@@ -106,6 +106,24 @@ def test_a_run_is_extended_with_more_seeds_scoring_only_the_new_ones(tmp_path, m
     assert grown == evaluation.report(tmp_path / "full", seeds=(0, 1))[0]
 
 
+def test_finished_seeds_are_those_every_architecture_has_a_record_of(tmp_path):
+    spec = _cheap_spec(seeds=(0, 1, 2))
+    run_evaluation(spec, tmp_path / "full", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "full" / "results.jsonl").read_text().splitlines()]
+    first = spec.archs()[0]
+    failure = {"arch": first, "seed": 2, "error": "RuntimeError: out of memory"}  # reported, not rerun
+    kept = [r for r in records if r["seed"] == 0 or (r["seed"] == 2 and r["arch"] != first)
+            or (r["seed"] == 1 and r["arch"] != first)] + [failure]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "run.json").write_text(json.dumps(spec.to_json()))
+    (partial / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    assert evaluation.finished_seeds(tmp_path / "full") == (0, 1, 2)
+    assert evaluation.finished_seeds(partial) == (0, 2)
+    with pytest.raises(FileNotFoundError, match="no run.json"):
+        evaluation.finished_seeds(tmp_path)
+
+
 def test_metrics_equal_direct_computations():
     spec = _cheap_spec(limit=40, seeds=(0, 1))
     archs = spec.archs()

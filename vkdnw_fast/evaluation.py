@@ -137,6 +137,17 @@ def load_records(out_dir: str | Path) -> list[dict]:
     raise FileNotFoundError(f"{out} holds no results ({RESULTS} or {PUBLISHED_RESULTS})")
 
 
+def finished_seeds(out_dir: str | Path) -> tuple[int, ...]:
+    """The seeds of a run that every sampled architecture has finished (a failure counts as finished:
+    it is reported, not rerun): the seeds a report of a run still in progress can cover."""
+    out = Path(out_dir)
+    if not (out / "run.json").exists():
+        raise FileNotFoundError(f"{out} holds no evaluation (no run.json)")
+    spec = EvaluationSpec.from_json(json.loads((out / "run.json").read_text()))
+    done = {(r["arch"], r["seed"]) for r in load_records(out)}
+    return tuple(s for s in spec.seeds if all((a, s) in done for a in spec.archs()))
+
+
 def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, workers: int = 1, device: str | None = None,
                    progress: bool = True, backend: str = "local", address: str | None = None) -> dict:
     """Score every (architecture, seed) not yet in ``out_dir`` on a ``backend`` (``local``: in
@@ -338,5 +349,5 @@ def report(out_dir: str | Path, ndcg_k: int | None = None, seeds: tuple[int, ...
     return results, format_table(results)
 
 
-__all__ = ["EvaluationSpec", "ResultStore", "load_records", "run_evaluation", "compute_metrics", "format_table", "report",
+__all__ = ["EvaluationSpec", "ResultStore", "load_records", "finished_seeds", "run_evaluation", "compute_metrics", "format_table", "report",
            "scatter_plot", "AGGREGATE_PROXIES"]
