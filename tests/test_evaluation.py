@@ -112,8 +112,7 @@ def test_finished_seeds_are_those_every_architecture_has_a_record_of(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "full" / "results.jsonl").read_text().splitlines()]
     first = spec.archs()[0]
     failure = {"arch": first, "seed": 2, "error": "RuntimeError: out of memory"}  # reported, not rerun
-    kept = [r for r in records if r["seed"] == 0 or (r["seed"] == 2 and r["arch"] != first)
-            or (r["seed"] == 1 and r["arch"] != first)] + [failure]
+    kept = [r for r in records if r["seed"] == 0 or r["arch"] != first] + [failure]
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "run.json").write_text(json.dumps(spec.to_json()))

@@ -137,15 +137,20 @@ def load_records(out_dir: str | Path) -> list[dict]:
     raise FileNotFoundError(f"{out} holds no results ({RESULTS} or {PUBLISHED_RESULTS})")
 
 
+def _saved_spec(out: Path) -> EvaluationSpec:
+    if not (out / "run.json").exists():
+        raise FileNotFoundError(f"{out} holds no evaluation (no run.json)")
+    return EvaluationSpec.from_json(json.loads((out / "run.json").read_text()))
+
+
 def finished_seeds(out_dir: str | Path) -> tuple[int, ...]:
     """The seeds of a run that every sampled architecture has finished (a failure counts as finished:
     it is reported, not rerun): the seeds a report of a run still in progress can cover."""
     out = Path(out_dir)
-    if not (out / "run.json").exists():
-        raise FileNotFoundError(f"{out} holds no evaluation (no run.json)")
-    spec = EvaluationSpec.from_json(json.loads((out / "run.json").read_text()))
+    spec = _saved_spec(out)
     done = {(r["arch"], r["seed"]) for r in load_records(out)}
-    return tuple(s for s in spec.seeds if all((a, s) in done for a in spec.archs()))
+    archs = spec.archs()
+    return tuple(s for s in spec.seeds if all((a, s) in done for a in archs))
 
 
 def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, workers: int = 1, device: str | None = None,
@@ -339,9 +344,7 @@ def report(out_dir: str | Path, ndcg_k: int | None = None, seeds: tuple[int, ...
     the run's, e.g. the seeds finished so far) override the run's for this report only. On a sample
     of n architectures, nDCG@k matches the full set's nDCG@1000 in spirit for k = 1000 n / 9444."""
     out = Path(out_dir)
-    if not (out / "run.json").exists():
-        raise FileNotFoundError(f"{out} holds no evaluation (no run.json)")
-    spec = EvaluationSpec.from_json(json.loads((out / "run.json").read_text()))
+    spec = _saved_spec(out)
     if seeds is not None and not set(seeds) <= set(spec.seeds):
         raise ValueError(f"seeds {seeds} are not all among the run's {spec.seeds}")
     spec = dataclasses.replace(spec, ndcg_k=ndcg_k or spec.ndcg_k, seeds=seeds or spec.seeds)
