@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vkdnw_fast.proxies import (ProxyError, available_proxies, build_context, compute_proxies,
-                                evaluate, get_proxy, register_proxy)
+from vkdnw_fast.proxies import (ProxyError, available_proxies, build_context, compute_on, compute_proxies,
+                                get_proxy, register_proxy)
 from vkdnw_fast.proxies import naswot as naswot_module
 from vkdnw_fast.proxies import registry
 
@@ -86,7 +86,7 @@ def ctx():
 
 
 def value(ctx, name):
-    return evaluate(ctx, [name])[name]
+    return compute_on(ctx, [name])[name]
 
 
 def labels_of(ctx):
@@ -368,7 +368,7 @@ def test_flops_counts_groups_1d_3d_and_linear_on_extra_dims():
 
 def test_compute_proxies_agrees_with_the_context_it_builds():
     r = compute_proxies(TinyNet(), ALL_MINE, input_shape=SHAPE, batch_size=BATCH, seed=3)
-    assert r == evaluate(build_context(TinyNet(), input_shape=SHAPE, batch_size=BATCH, seed=3), ALL_MINE)
+    assert r == compute_on(build_context(TinyNet(), input_shape=SHAPE, batch_size=BATCH, seed=3), ALL_MINE)
     assert list(r) == ALL_MINE
 
 
@@ -387,7 +387,7 @@ def test_compute_proxies_leaves_model_and_global_rng_alone():
 def test_proxies_leave_the_shared_context_model_alone():
     c = build_context(TinyNet().eval(), input_shape=SHAPE, batch_size=BATCH)
     before = {k: v.clone() for k, v in c.model.state_dict().items()}
-    evaluate(c, ALL_MINE)
+    compute_on(c, ALL_MINE)
     assert not any(m.training for m in c.model.modules())
     assert all(torch.equal(before[k], v) for k, v in c.model.state_dict().items())
 

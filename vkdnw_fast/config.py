@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DECILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 
 _CHOICES = {
     "weights": ("parameter_tensors", "layers"),
@@ -21,7 +22,7 @@ _CHOICES = {
     "init": (None, "kaiming_normal_fan_in"),
     "strategy": ("auto", "rows", "features", "forward"),
     "spectrum_dtype": ("float64", "float32"),
-    "memory_format": ("auto", "contiguous", "channels_last"),
+    "memory_format": MEMORY_FORMATS,
 }
 
 
@@ -122,9 +123,6 @@ class FisherConfig:
                 return name
         return None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 PRESETS: dict[str, FisherConfig] = {
     "paper": FisherConfig(
@@ -156,4 +154,4 @@ def resolve_config(config: FisherConfig | str | None) -> FisherConfig:
     return config
 
 
-__all__ = ["FisherConfig", "PRESETS", "DEFAULT_PRESET", "DECILES", "resolve_config"]
+__all__ = ["FisherConfig", "PRESETS", "DEFAULT_PRESET", "DECILES", "MEMORY_FORMATS", "resolve_config"]

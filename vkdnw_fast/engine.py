@@ -21,9 +21,9 @@ copies of the activations (c = 4 on CPU, 64 on GPU by default).
 """
 from __future__ import annotations
 
-import copy
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -32,11 +32,10 @@ from torch.func import functional_call, jvp, vmap
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .init import gaussian_inputs, initialise
+from .prepare import PreparedModel, check_logits, check_sample_independence, prepare, scoring_mode
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.base import plan_coords
-from .samplers.batchnorm import check_batchnorm
-from .selection import SampledWeight, aleph as count_aleph, select_weights
+from .selection import SampledWeight, Selection, aleph as count_aleph, select_weights
 from .spectrum import fisher_eigenvalues, vkdnw_entropy
 from .timing import stage
 
@@ -48,7 +47,8 @@ _FORWARD_TANGENT_COST = 4.0
 
 @dataclass
 class FisherResult:
-    """What ``score`` returns. ``single`` = aleph + vkdnw (SPEC §2)."""
+    """What ``score`` returns. ``single`` = aleph + vkdnw (SPEC §2). ``weights`` names the sampled
+    scalars; ``skipped`` the layers left out ({module name: reason})."""
 
     vkdnw: float
     aleph: int
@@ -59,6 +59,7 @@ class FisherResult:
     passes: int
     weights: list[str] = field(repr=False)
     config: FisherConfig = field(repr=False)
+    skipped: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def single(self) -> float:
@@ -100,42 +101,6 @@ class _Site:
     sink: torch.Tensor
 
 
-def default_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def prepare_model(model: nn.Module, config: FisherConfig, generator: torch.Generator,
-                  device: torch.device) -> nn.Module:
-    """A copy of ``model`` initialised as the config says, in eval mode, with no parameter
-    requiring grad. The caller's model is untouched."""
-    prepared = copy.deepcopy(model)
-    if config.init is not None:
-        initialise(prepared.cpu(), config.init, generator)
-    prepared.to(device).eval()
-    for param in prepared.parameters():
-        param.requires_grad_(False)
-    return prepared
-
-
-def check_sample_independence(model: nn.Module) -> None:
-    """Per-sample gradients need samples that do not interact; BatchNorm is the usual culprit."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            check_batchnorm(module, name)
-
-
-def use_channels_last(model: nn.Module, inputs: torch.Tensor, config: FisherConfig) -> bool:
-    """Whether to run ``model`` channels-last: 4-d convolutional models on CPU for ``auto``."""
-    if config.memory_format != "auto":
-        return config.memory_format == "channels_last"
-    return (inputs.device.type == "cpu" and inputs.dim() == 4
-            and any(isinstance(m, nn.Conv2d) for m in model.modules()))
-
-
 def _freeze_batch_statistics(module, args):
     """Forward pre-hook: the BatchNorm's statistics of the scoring batch (biased variance) go into
     its buffers just before it runs, so the eval-mode output equals the train-mode output while no
@@ -155,22 +120,6 @@ def batch_statistics_hooks(model: nn.Module, config: FisherConfig) -> list:
         return []
     return [m.register_forward_pre_hook(_freeze_batch_statistics) for m in model.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def _check_logits(z, model: nn.Module) -> torch.Tensor:
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(f"{type(model).__name__} returned {type(z).__name__}; the engine needs the logits "
-                        "as one (N, C) tensor: wrap the model so that forward returns them")
-    if z.dim() != 2:
-        raise ValueError(f"{type(model).__name__} returned logits of shape {tuple(z.shape)}; expected (N, C)")
-    if z.shape[1] < 2:
-        raise ValueError(f"{type(model).__name__} returned C={z.shape[1]} logits; the Fisher information "
-                         "of a classifier needs at least 2 classes")
-    bad = ~torch.isfinite(z.detach())
-    if bad.any():
-        raise ValueError(f"{type(model).__name__} produced {int(bad.sum())} non-finite logits out of {z.numel()} "
-                         f"(first at sample {int(bad.nonzero()[0, 0])}); the Fisher information is undefined")
-    return z
 
 
 def _group_by_module(model: nn.Module, weights: list[SampledWeight], device) -> list[tuple[nn.Module, ModulePlan]]:
@@ -291,7 +240,7 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     handles += [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
     handles += batch_statistics_hooks(model, config)
     with removing(handles), stage("forward"):
-        logits = _check_logits(model(inputs), model)
+        logits = check_logits(model(inputs), model)
 
     logits64 = logits.detach().to(torch.float64)
     num_classes = logits.shape[1]
@@ -341,55 +290,58 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     return Factors(a, f"forward (P={num_weights} tangents)", num_weights), logits
 
 
-def _prepare_inputs(model, inputs, input_shape, batch_size, generator, device):
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    if inputs is None:
-        if input_shape is None:
-            raise ValueError("give either inputs or input_shape (e.g. input_shape=(3, 32, 32))")
-        inputs = gaussian_inputs(batch_size, tuple(input_shape), generator, dtype=dtype)
-    elif not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
-        raise ValueError("inputs must be a floating-point tensor (N, ...) with a batch dimension")
-    return inputs.to(device=device, dtype=dtype)
+FactorsFn = Callable[[nn.Module, torch.Tensor, FisherConfig, list[SampledWeight]], tuple[Factors, torch.Tensor]]
 
 
-def run_pipeline(model, inputs, input_shape, batch_size, config, device, seed, factors_fn=None):
-    """Prepare a copy of the model and the inputs, select the weights and compute the factors
-    with ``factors_fn`` (the engine's ``compute_factors`` unless the reference's is given)."""
-    config = resolve_config(config)
-    device = torch.device(device) if device is not None else default_device(model)
-    generator = torch.Generator().manual_seed(seed)
-    with stage("prepare"):
-        prepared = prepare_model(model, config, generator, device)
-        x = _prepare_inputs(prepared, inputs, input_shape, batch_size, generator, device)
-        if use_channels_last(prepared, x, config):
-            prepared = prepared.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
-        weights = select_weights(prepared, config)
-    factors, _ = (factors_fn or compute_factors)(prepared, x, config, weights)
+def _factors_of(prepared: PreparedModel, config: FisherConfig,
+                factors_fn: FactorsFn | None) -> tuple[Selection, Factors, int]:
+    """Select the weights of the prepared model and compute A = M J (with the engine's
+    ``compute_factors`` unless the reference's is given); the model is scored in place in eval
+    mode and left as it was. Also returns aleph."""
+    with scoring_mode(prepared.model) as model:
+        with stage("select"):
+            selection = select_weights(model, config)
+        factors, _ = (factors_fn or compute_factors)(model, prepared.inputs, config, selection.weights)
     if not torch.isfinite(factors.a).all():
         raise ValueError(
-            f"the {config.factor!r} factor produced non-finite values for {type(model).__name__}. With "
+            f"the {config.factor!r} factor produced non-finite values for {type(prepared.model).__name__}. With "
             "factor='paper' this is the authors' construction failing: d_j = sqrt(p_j q_j / q_(j-1)) with "
             "q = 1 - cumsum(p) is NaN once q turns negative (or 0/0) before the last class, which the fp16 "
             "smoothing constants (sum(p) > 1) cause whenever the tail probabilities are at the smoothing "
             "floor, typically for C of a few hundred or more; the authors' SVD then fails. Use the 'exact' "
             "preset (a stable factor) or fp16_smoothing_constants=False")
-    return config, prepared, weights, factors
+    return selection, factors, count_aleph(prepared.model, config)
 
 
-def result_from_factors(config, prepared, weights, factors) -> FisherResult:
+def score_prepared(prepared: PreparedModel, config: FisherConfig | str | None = None, *,
+                   factors_fn: FactorsFn | None = None) -> FisherResult:
+    """VKDNW of an already prepared model (``vkdnw_fast.prepare``) on its scoring batch; the
+    config's ``init`` and ``memory_format`` were the preparation's business."""
+    config = resolve_config(config)
+    selection, factors, aleph = _factors_of(prepared, config, factors_fn)
     with stage("spectrum"):
         eigenvalues = fisher_eigenvalues(factors.a, getattr(torch, config.spectrum_dtype))
         entropy, levels = vkdnw_entropy(eigenvalues, config.quantiles)
     return FisherResult(
-        vkdnw=entropy, aleph=count_aleph(prepared, config), eigenvalues=eigenvalues, quantile_levels=levels,
-        num_weights=len(weights), strategy=factors.strategy, passes=factors.passes,
-        weights=[w.name for w in weights], config=config)
+        vkdnw=entropy, aleph=aleph, eigenvalues=eigenvalues, quantile_levels=levels,
+        num_weights=len(selection.weights), strategy=factors.strategy, passes=factors.passes,
+        weights=[w.name for w in selection.weights], config=config, skipped=selection.skipped)
 
 
-def matrix_from_factors(factors: Factors) -> torch.Tensor:
+def fisher_matrix_prepared(prepared: PreparedModel, config: FisherConfig | str | None = None, *,
+                           factors_fn: FactorsFn | None = None) -> torch.Tensor:
+    """The P x P Fisher matrix (1/N) sum_n A_n^T A_n of a prepared model, in float64."""
+    _, factors, _ = _factors_of(prepared, resolve_config(config), factors_fn)
     a = factors.a.to(torch.float64)
     return torch.einsum("nkp,nkq->pq", a, a) / a.shape[0]
+
+
+def prepare_for(model: nn.Module, inputs, input_shape, batch_size: int, config: FisherConfig, device,
+                seed: int) -> PreparedModel:
+    """``prepare`` with the config's initialisation and memory format."""
+    with stage("prepare"):
+        return prepare(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size, seed=seed,
+                       device=device, init=config.init, memory_format=config.memory_format)
 
 
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
@@ -401,14 +353,17 @@ def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=N
     leaves the caller's model and the global RNG untouched. With ``init=None`` and given inputs
     the result is a function of (weights, inputs, config) alone.
     """
-    return result_from_factors(*run_pipeline(model, inputs, input_shape, batch_size, config, device, seed))
+    config = resolve_config(config)
+    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed), config)
 
 
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
                   seed: int = 0) -> torch.Tensor:
     """The P x P Fisher matrix (1/N) sum_n A_n^T A_n in float64, same arguments as ``score``."""
-    return matrix_from_factors(run_pipeline(model, inputs, input_shape, batch_size, config, device, seed)[3])
+    config = resolve_config(config)
+    return fisher_matrix_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed), config)
 
 
-__all__ = ["score", "fisher_matrix", "FisherResult", "compute_factors", "prepare_model"]
+__all__ = ["score", "fisher_matrix", "score_prepared", "fisher_matrix_prepared", "FisherResult", "Factors",
+           "compute_factors"]

@@ -4,18 +4,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import NORM_TYPES, is_layer
+
 INIT_METHODS = ("kaiming_normal_fan_in",)
-_CONV_LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
 
 
 def initialise(model: nn.Module, method: str | None, generator: torch.Generator) -> nn.Module:
     """Re-initialise ``model`` in place as the authors do, drawing from ``generator`` (CPU).
 
-    Conv/linear weights: Kaiming normal, fan-in, ReLU gain; biases zero; norm layers gamma 1,
-    beta 0; BatchNorm statistics reset to a fresh network's (mean 0, var 1). Parameters must be on
-    the CPU so that a seed gives the same network on every device. Modules are visited in
-    ``model.apply`` order, which fixes the order the random draws are consumed in.
+    Layer weights (``vkdnw_fast.layers``: every convolution and Linear): Kaiming normal, fan-in,
+    ReLU gain; their biases zero; norm layers (BatchNorm, GroupNorm, LayerNorm) gamma 1, beta 0;
+    BatchNorm statistics reset to a fresh network's (mean 0, var 1). Other parameters keep their
+    values. Parameters must be on the CPU so that a seed gives the same network on every device.
+    Modules are visited in ``model.apply`` order, which fixes the order the random draws are
+    consumed in.
     """
     if method is None:
         return model
@@ -23,16 +25,17 @@ def initialise(model: nn.Module, method: str | None, generator: torch.Generator)
         raise ValueError(f"unknown init method {method!r}; methods are {INIT_METHODS} or None")
 
     def init_module(module: nn.Module) -> None:
-        if isinstance(module, _CONV_LINEAR):
+        if is_layer(module) and module.weight is not None:
             if module.weight.device.type != "cpu":
                 raise ValueError("initialise() draws on the CPU; move the model there first")
             nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=generator)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, _NORMS):
-            if module.affine:
+        elif isinstance(module, NORM_TYPES):
+            if module.weight is not None:  # affine
                 nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
                 module.reset_running_stats()
 

@@ -3,8 +3,8 @@ authors' code does, then A_n = M_n J_n with a dense factor.
 
 It costs N x C single-sample backward passes that also form full weight gradients, and it is
 kept as the benchmark baseline and as a slow path that shares nothing with the engine but the
-model preparation and weight selection: ``reference.score`` has the signature of
-``vkdnw_fast.score``.
+model preparation (``vkdnw_fast.prepare``) and weight selection: ``reference.score`` has the
+signature of ``vkdnw_fast.score``.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from .config import FisherConfig
-from .engine import (Factors, FisherResult, _check_logits, batch_statistics_hooks, check_sample_independence,
-                     matrix_from_factors, result_from_factors, run_pipeline)
+from .config import FisherConfig, resolve_config
+from .engine import Factors, FisherResult, batch_statistics_hooks, fisher_matrix_prepared, prepare_for, score_prepared
 from .hooks import removing
+from .prepare import check_logits, check_sample_independence
 from .ops import twins
 from .selection import SampledWeight
 from .timing import stage
@@ -45,7 +45,7 @@ def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConf
                       weights: list[SampledWeight]) -> tuple[Factors, torch.Tensor]:
     check_sample_independence(model)
     with removing(batch_statistics_hooks(model, config)), torch.no_grad():
-        logits = _check_logits(model(inputs), model)
+        logits = check_logits(model(inputs), model)
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     keys = [w.param_key for w in weights]
@@ -70,12 +70,14 @@ def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConf
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
           config: FisherConfig | str | None = None, device=None, seed: int = 0) -> FisherResult:
     """``vkdnw_fast.score`` computed the slow, straightforward way."""
-    return result_from_factors(*run_pipeline(model, inputs, input_shape, batch_size, config, device, seed,
-                                             factors_fn=reference_factors))
+    config = resolve_config(config)
+    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed)
+    return score_prepared(prepared, config, factors_fn=reference_factors)
 
 
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
                   seed: int = 0) -> torch.Tensor:
-    return matrix_from_factors(run_pipeline(model, inputs, input_shape, batch_size, config, device, seed,
-                                            factors_fn=reference_factors)[3])
+    config = resolve_config(config)
+    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed)
+    return fisher_matrix_prepared(prepared, config, factors_fn=reference_factors)

@@ -1,15 +1,17 @@
 """Scoring one architecture of a search space with any proxies, for one or more Fisher presets.
 
-Every preset sees the same network initialisation and input batch (both come from ``seed``);
-the proxies that do not depend on the preset are computed once.
+The network is built once and prepared once per (initialisation, memory format), so every preset
+sees the same network initialisation and input batch (both come from ``seed``); the proxies that
+do not depend on the preset are computed once, on the first preset's context.
 """
 from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .config import DEFAULT_PRESET, FisherConfig
-from .proxies import available_proxies, compute_proxies
-from .spaces.base import SearchSpace
+from .config import DEFAULT_PRESET, FisherConfig, resolve_config
+from .prepare import check_seed, prepare, resolve_device
+from .proxies import ProxyContext, available_proxies, compute_on
+from .proxies.compute import seeded_global_rng
 from .timing import stage
 
 FISHER_PROXIES = ("vkdnw", "vkdnw_single", "aleph") + tuple(f"fim_q{k}" for k in range(1, 10))
@@ -35,25 +37,34 @@ def check_proxies(proxies: Iterable[str]) -> list[str]:
     return proxies
 
 
-def score_architecture(space: SearchSpace, arch: str, proxies: Sequence[str], *,
+def score_architecture(space, arch: str, proxies: Sequence[str], *,
                        presets: Sequence[str | FisherConfig] = (DEFAULT_PRESET,), seed: int = 0,
                        device=None, batch_size: int = 64, model=None) -> dict[str, float]:
-    """{column: value} for ``arch`` (see ``column`` for the names). ``model``: a network already
-    built for ``arch`` (e.g. on another thread), else it is built here."""
+    """{column: value} for ``arch`` of ``space`` (see ``column`` for the names). ``model``: a network
+    already built for ``arch`` (e.g. on another thread), else it is built here."""
     arch = space.validate(arch)
     proxies = check_proxies(proxies)
+    seed = check_seed(seed)
+    configs = [resolve_config(p) for p in presets]
     names = [p if isinstance(p, str) else (p.preset_name or "custom") for p in presets]
     if model is None:
         with stage("build"):
             model = space.build_model(arch)
-    common = dict(input_shape=space.input_shape, num_classes=space.num_classes, seed=seed, device=device,
-                  arch=arch, space=space, batch_size=batch_size)
+    device = resolve_device(model, None, device)
     fisher = [p for p in proxies if p in FISHER_PROXIES]
     others = [p for p in proxies if p not in FISHER_PROXIES]
+    prepared = {}
     values: dict[str, float] = {}
-    for i, (name, preset) in enumerate(zip(names, presets)):
+    for i, (name, config) in enumerate(zip(names, configs)):
         wanted = fisher + (others if i == 0 else [])
-        if wanted:
-            result = compute_proxies(model, wanted, fisher_config=preset, **common)
-            values.update({column(p, name, names): v for p, v in result.items()})
+        if not wanted:
+            continue
+        key = (config.init, config.memory_format)
+        if key not in prepared:
+            with stage("prepare"):
+                prepared[key] = prepare(model, input_shape=space.input_shape, batch_size=batch_size, seed=seed,
+                                        device=device, init=config.init, memory_format=config.memory_format)
+        ctx = ProxyContext(prepared[key], num_classes=space.num_classes, arch=arch, space=space, fisher_config=config)
+        with seeded_global_rng(seed, device):  # each preset's proxies see the same global stream
+            values.update({column(p, name, names): v for p, v in compute_on(ctx, wanted).items()})
     return values

@@ -7,6 +7,7 @@ import numpy as np
 from torch import nn
 
 from .config import FisherConfig
+from .layers import count_layers, named_layers
 from .samplers import sampler_for, supported_types
 
 
@@ -49,45 +50,61 @@ def _owners(model: nn.Module) -> dict[int, tuple[str, nn.Module, str]]:
     return owners
 
 
-def select_weights(model: nn.Module, config: FisherConfig) -> list[SampledWeight]:
-    """The sampled weights in column order. Raises naming the module when one cannot be sampled."""
+@dataclass(frozen=True)
+class Selection:
+    """The sampled weights in column order, and the layers left out with the reason."""
+
+    weights: list[SampledWeight]
+    skipped: dict[str, str]
+
+
+def _no_sampler(module: nn.Module) -> str:
+    return (f"no weight sampler is registered for {type(module).__name__} (supported: "
+            f"{', '.join(supported_types())}); register one with vkdnw_fast.samplers.register_sampler")
+
+
+def select_weights(model: nn.Module, config: FisherConfig) -> Selection:
+    """Which scalar weights are sampled (SPEC §3). ``parameter_tensors``: one element of each of the
+    first ``max_weights`` parameter tensors, an error naming the module if one cannot be sampled.
+    ``layers``: the ``weight`` of each of the first ``max_weights`` layers the engine can sample;
+    a layer it cannot is recorded in ``skipped``, not counted."""
     rng = np.random.default_rng(config.element_seed)
     chosen: list[tuple[str, nn.Module, str]] = []
+    skipped: dict[str, str] = {}
     if config.weights == "parameter_tensors":
         owners = _owners(model)
         for _, param in list(model.named_parameters())[: config.max_weights]:
-            chosen.append(owners[id(param)])
-    else:
-        for module_name, module in model.named_modules():
+            module_name, module, param_name = owners[id(param)]
             sampler = sampler_for(module)
-            if sampler is not None and sampler.is_layer:
-                chosen.append((module_name, module, "weight"))
+            if sampler is None or param_name not in sampler.sampled_params:
+                raise ValueError(f"cannot sample parameter '{param_name}' of {type(module).__name__} "
+                                 f"'{module_name}': {_no_sampler(module)}")
+            chosen.append((module_name, module, param_name))
+    else:
+        for module_name, module in named_layers(model):
             if len(chosen) == config.max_weights:
                 break
+            if getattr(module, "weight", None) is None:
+                skipped[module_name] = "it has no weight"
+            elif sampler_for(module) is None:
+                skipped[module_name] = _no_sampler(module)
+            else:
+                chosen.append((module_name, module, "weight"))
     selected = []
     for module_name, module, param_name in chosen:
-        sampler = sampler_for(module)
-        if sampler is None or param_name not in sampler.sampled_params:
-            raise ValueError(
-                f"cannot sample parameter '{param_name}' of {type(module).__name__} '{module_name}': "
-                f"no weight sampler is registered for it (supported: {', '.join(supported_types())}); "
-                "register one with vkdnw_fast.samplers.register_sampler")
         numel = getattr(module, param_name).numel()
         index = _element_index(config, numel, rng)
         selected.append(SampledWeight(module_name, param_name, index,
-                                      sampler.coordinate(module, param_name, index)))
+                                      sampler_for(module).coordinate(module, param_name, index)))
     if not selected:
         raise ValueError(f"{type(model).__name__} has no weights to sample for weights={config.weights!r} "
-                         "(no parameters, or no conv/linear layers)")
-    return selected
-
-
-def count_layers(model: nn.Module) -> int:
-    """Conv and linear layers (any convolution type), the unit of the ``layers`` aleph."""
-    return sum(isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) for m in model.modules())
+                         "(no parameters, or no layer the engine can sample: "
+                         f"{skipped or 'no conv/linear layers'})")
+    return Selection(selected, skipped)
 
 
 def aleph(model: nn.Module, config: FisherConfig) -> int:
+    """The size term: parameter tensors (the authors' code) or layers (``vkdnw_fast.layers``)."""
     if config.aleph == "parameter_tensors":
         return len(list(model.parameters()))
     return count_layers(model)

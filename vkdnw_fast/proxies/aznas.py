@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hooks import removing
-from .registry import ProxyContext, register_proxy
+from .context import ProxyContext
+from .registry import register_proxy
 
 
 class _StopForward(Exception):

@@ -22,7 +22,8 @@ import math
 import numpy as np
 import torch
 
-from .registry import ProxyContext, logits_of, register_proxy
+from .context import ProxyContext, as_logits
+from .registry import register_proxy
 
 
 def jacov_from_gradients(gradients: np.ndarray) -> float:
@@ -40,6 +41,6 @@ def jacov_from_gradients(gradients: np.ndarray) -> float:
 def jacov(ctx: ProxyContext) -> float:
     model = ctx.copy_model().train().requires_grad_(False)  # only input gradients are needed
     x = ctx.inputs.detach().clone().requires_grad_(True)
-    logits = logits_of(model(x), model)
+    logits = as_logits(model(x), model)
     (grad,) = torch.autograd.grad(logits.sum(), x)
     return jacov_from_gradients(grad.reshape(grad.shape[0], -1).double().cpu().numpy())

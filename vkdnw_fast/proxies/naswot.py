@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from ..hooks import removing
-from .registry import ProxyContext, register_proxy
+from .context import ProxyContext
+from .registry import register_proxy
 
 # Column chunk of the 0/1 code matrix per float32 matmul: every partial sum is an integer below
 # 2**24, so the float32 products are exact; they are accumulated in float64.

@@ -1,10 +1,12 @@
 """Size proxies: FLOPs (conv + linear multiply-accumulates) and the number of parameters.
 
-flops: multiply-accumulates of Conv1d/2d/3d and Linear modules in one forward of one sample (the
-first of the context's batch; only its shape matters), counted by forward hooks, so a module
-called twice counts twice; when the context names an architecture of a search space, the space's
-analytic count of the same quantity (``space.cost(arch)['flops']``, tested equal) instead. A convolution costs (output elements) x (input channels / groups) x
-(kernel volume), a Linear layer (output elements) x (in_features); biases, BatchNorm, pooling and
+flops: multiply-accumulates of the layers (``vkdnw_fast.layers``: every convolution and Linear)
+in one forward of one sample (the first of the context's batch; only its shape matters), counted
+by forward hooks, so a module called twice counts twice; when the context names an architecture
+of a search space, the space's analytic count of the same quantity (``space.cost(arch)['flops']``,
+tested equal) instead. A convolution costs (output elements) x (input channels / groups) x
+(kernel volume), a transposed one (input elements) x (output channels / groups) x (kernel
+volume), a Linear layer (output elements) x (in_features); biases, BatchNorm, pooling and
 activations are not counted. Run in eval mode on a copy (BatchNorm cannot use batch statistics of
 one sample).
 params: the number of scalar parameters (``model.parameters()``, shared tensors once).
@@ -17,9 +19,9 @@ import torch
 from torch import nn
 
 from ..hooks import removing
-from .registry import ProxyContext, register_proxy
-
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+from ..layers import named_layers
+from .context import ProxyContext
+from .registry import register_proxy
 
 
 def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
@@ -30,10 +32,12 @@ def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
         nonlocal total
         if isinstance(module, nn.Linear):
             total += output.numel() * module.in_features
+        elif module.transposed:  # every input element is scattered over out/groups x kernel outputs
+            total += args[0].numel() * (module.out_channels // module.groups) * math.prod(module.kernel_size)
         else:
             total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
 
-    layers = [m for m in model.modules() if isinstance(m, (*_CONVS, nn.Linear))]
+    layers = [module for _, module in named_layers(model)]
     with removing(m.register_forward_hook(count) for m in layers), torch.no_grad():
         model(sample)
     return total

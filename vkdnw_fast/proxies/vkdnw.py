@@ -1,18 +1,17 @@
 """The Fisher proxies: VKDNW (spectrum entropy), aleph (network size) and VKDNW_single = aleph +
-VKDNW (SPEC §2), from one engine run per context, configured by ``ctx.fisher_config``."""
+VKDNW (SPEC §2), from one engine run per context on its prepared model, configured by
+``ctx.fisher_config``."""
 from __future__ import annotations
 
-import dataclasses
-
-from ..engine import FisherResult, score
-from .registry import ProxyContext, register_proxy
+from ..engine import FisherResult, score_prepared
+from .context import ProxyContext
+from .registry import register_proxy
 
 
 def fisher_result(ctx: ProxyContext) -> FisherResult:
-    """The engine's result for the context's (already initialised) model and batch, cached."""
+    """The engine's result for the context's prepared model and batch, cached."""
     if "fisher" not in ctx.cache:
-        config = dataclasses.replace(ctx.fisher_config, init=None)
-        ctx.cache["fisher"] = score(ctx.model, ctx.inputs, config=config, device=ctx.device)
+        ctx.cache["fisher"] = score_prepared(ctx.prepared, ctx.fisher_config)
     return ctx.cache["fisher"]
 
 

@@ -3,8 +3,8 @@ github.com/SamsungLabs/zero-cost-nas), as the VKDNW/AZ-NAS authors' NB201 code c
 (VKDNW repo, NB201/ZeroShotProxy/compute_{synflow,gradnorm,snip,grasp}_score.py).
 
 Common to all four: a copy of the initialised network in training mode (BatchNorm with batch
-statistics). "Layer weights" are the weights of Conv1d/2d/3d and Linear modules (the authors
-list Conv2d and Linear; the other convolutions are the same kind of layer). Where a loss is
+statistics). "Layer weights" are the weights of the layers of ``vkdnw_fast.layers`` (every
+convolution and Linear; the authors list Conv2d and Linear, the others are the same kind of layer). Where a loss is
 needed it is the mean cross-entropy of the logits of the context's Gaussian batch against random
 labels, uniform over the classes, drawn as ``randint(0, C, (N,), generator=ctx.generator())``.
 The authors use those random labels for GradNorm; for SNIP and GraSP they use a batch of real
@@ -30,15 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import ProxyContext, logits_of, register_proxy
-
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
+from .. import layers
+from .context import ProxyContext, as_logits
+from .registry import register_proxy
 
 def layer_weights(model: nn.Module) -> list[torch.Tensor]:
-    weights = [m.weight for m in model.modules() if isinstance(m, _LAYERS)]
+    weights = layers.layer_weights(model)
     if not weights:
-        raise ValueError(f"{type(model).__name__} has no Conv1d/2d/3d or Linear layers to score")
+        raise ValueError(f"{type(model).__name__} has no convolution or Linear layers to score")
     return weights
 
 
@@ -51,7 +50,7 @@ def random_labels(ctx: ProxyContext, num_classes: int) -> torch.Tensor:
 def _training_loss(ctx: ProxyContext) -> tuple[nn.Module, torch.Tensor]:
     """A training-mode copy of the model and its loss on the context's batch."""
     model = ctx.copy_model().train().requires_grad_(True)
-    logits = logits_of(model(ctx.inputs), model)
+    logits = as_logits(model(ctx.inputs), model)
     if ctx.num_classes is not None and logits.shape[1] != ctx.num_classes:
         raise ValueError(f"the model returns {logits.shape[1]} logits, the context says {ctx.num_classes} classes")
     return model, F.cross_entropy(logits, random_labels(ctx, logits.shape[1]))
@@ -74,7 +73,7 @@ def synflow(ctx: ProxyContext) -> float:
                 tensor.abs_()
     ones = torch.ones((1, *ctx.inputs.shape[1:]), dtype=torch.float64, device=ctx.device)
     weights = layer_weights(model)
-    grads = torch.autograd.grad(logits_of(model(ones), model).sum(), weights, allow_unused=True)
+    grads = torch.autograd.grad(as_logits(model(ones), model).sum(), weights, allow_unused=True)
     return sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None)
 
 

@@ -31,10 +31,9 @@ class ModulePlan:
 
 
 class WeightSampler:
-    """Interface of a per-layer sampler. ``is_layer`` marks conv/linear layers, the units of the
-    ``layers`` weight selection and of the ``layers`` aleph."""
+    """Interface of a per-layer sampler. ``sampled_params``: the parameters it can sample; the
+    ``layers`` weight selection samples ``weight`` of every layer (``vkdnw_fast.layers``)."""
 
-    is_layer: bool = False
     sampled_params: tuple[str, ...] = ("weight", "bias")
 
     def check(self, module: nn.Module, module_name: str) -> None:

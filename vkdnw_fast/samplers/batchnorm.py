@@ -10,23 +10,14 @@ import torch
 from torch import nn
 
 from .. import ops
-from . import register_sampler
+from ..prepare import check_batchnorm
+from .registry import register_sampler
 from .base import WeightSampler
 
 
 def flatten_spatial(t: torch.Tensor) -> torch.Tensor:
     """(N, C, *S) -> (N, C, L) with L = prod(S) (1 for (N, C) inputs)."""
     return t.unsqueeze(-1) if t.dim() == 2 else t.flatten(2)
-
-
-def check_batchnorm(module: nn.Module, module_name: str) -> None:
-    """BatchNorm couples the samples unless it normalises with fixed (running) statistics."""
-    if module.training:
-        raise ValueError(f"{type(module).__name__} '{module_name}' is in training mode: batch "
-                         "statistics couple the samples, so per-sample gradients are undefined")
-    if module.running_mean is None:
-        raise ValueError(f"{type(module).__name__} '{module_name}' has track_running_stats=False "
-                         "and normalises with batch statistics even in eval mode; samples interact")
 
 
 @register_sampler(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

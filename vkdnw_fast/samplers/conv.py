@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .. import ops
-from . import register_sampler
+from .registry import register_sampler
 from .base import ModulePlan, WeightSampler
 
 
@@ -20,8 +20,6 @@ def left_padding(module: nn.Module) -> tuple[int, ...]:
 
 @register_sampler(nn.Conv1d, nn.Conv2d)
 class ConvSampler(WeightSampler):
-    is_layer = True
-
     def check(self, module, module_name):
         if module.padding_mode != "zeros":
             raise ValueError(f"{type(module).__name__} '{module_name}' uses padding_mode="

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from .. import ops
-from . import register_sampler
+from .registry import register_sampler
 from .base import WeightSampler
 
 
@@ -15,8 +15,6 @@ def as_channels_first(t):
 
 @register_sampler(nn.Linear)
 class LinearSampler(WeightSampler):
-    is_layer = True
-
     def coordinate(self, module, param_name, flat_index):
         if param_name == "bias":
             return (flat_index, -1, 0)

@@ -1,0 +1,85 @@
+"""Evaluating proxies: on a context (``compute_on``), or on a model from scratch
+(``compute_proxies``, which prepares it once for all the proxies asked for)."""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from ..config import FisherConfig
+from ..prepare import check_seed, resolve_device
+from ..timing import stage
+from .context import FROM_CONFIG, GLOBAL_STREAM, ArchitectureSpace, ProxyContext, build_context, derived_seed
+from .registry import ProxyError, entry
+
+
+def compute_on(ctx: ProxyContext, names: str | Iterable[str]) -> dict[str, float]:
+    """Evaluate the named proxies on one context; failures and disallowed non-finite values
+    raise ProxyError naming the proxy and the network."""
+    names = [names] if isinstance(names, str) else list(names)
+    entries = {name: entry(name) for name in names}  # unknown names fail before any work
+    results: dict[str, float] = {}
+    for name, proxy in entries.items():
+        try:
+            with stage(f"proxy:{name}"):
+                value = float(proxy.fn(ctx))
+        except Exception as exc:
+            raise ProxyError(name, ctx.describe(), f"{type(exc).__name__}: {exc}") from exc
+        if math.isnan(value) or value == math.inf or (value == -math.inf and not proxy.may_be_neg_inf):
+            raise ProxyError(name, ctx.describe(), f"returned {value}, which its definition does not allow")
+        results[name] = value
+    return results
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Torch's global generators (CPU, and ``device``'s if CUDA) seeded from ``seed`` for the block,
+    and restored afterwards: randomness inside a model (e.g. dropout) is then reproducible and the
+    caller's RNG state is left as it was."""
+    cuda_devices = [device.index] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        global_seed = derived_seed(seed, GLOBAL_STREAM)
+        torch.default_generator.manual_seed(global_seed)
+        for index in cuda_devices:
+            torch.cuda.default_generators[index].manual_seed(global_seed)
+        yield
+
+
+def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: torch.Tensor | None = None,
+                    input_shape: tuple[int, ...] | None = None, batch_size: int = 64,
+                    num_classes: int | None = None, seed: int = 0,
+                    device: torch.device | str | None = None, arch: str | None = None,
+                    space: ArchitectureSpace | None = None, fisher_config: FisherConfig | str | None = None,
+                    init: str | None = FROM_CONFIG) -> dict[str, float]:
+    """Evaluate the named proxies on one initialised copy of ``model`` and one input batch.
+
+    inputs: the scoring batch; default ``batch_size`` samples of N(0, 1) noise of shape
+        ``input_shape`` (or ``space.input_shape``), drawn after the initialisation from the
+        same seeded stream. Proxies needing another batch size (``naswot_128``) always draw
+        Gaussian noise from that stream.
+    num_classes: default ``space.num_classes``, else read off the model's logits.
+    device: default the device of the caller's model (or of ``inputs``).
+    fisher_config: the Fisher proxies' configuration (default the default preset); its ``init``
+        initialises the copy every proxy sees, unless ``init`` is given: a method
+        (``kaiming_normal_fan_in``) or None to keep the model's weights.
+    Returns {name: value}, higher is better. The caller's model and torch's global RNG state
+    are left unchanged: the proxies run inside ``torch.random.fork_rng`` with the global generator
+    seeded from ``seed``, so that randomness inside a model (e.g. dropout) is reproducible.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        entry(name)
+    seed = check_seed(seed)
+    device = resolve_device(model, inputs, device)
+    with seeded_global_rng(seed, device):
+        with stage("prepare"):
+            ctx = build_context(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size,
+                                num_classes=num_classes, seed=seed, device=device, arch=arch, space=space,
+                                fisher_config=fisher_config, init=init)
+        return compute_on(ctx, names)
+
+
+__all__ = ["compute_on", "compute_proxies", "seeded_global_rng"]
