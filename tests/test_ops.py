@@ -332,7 +332,7 @@ def test_sampled_grad_argument_errors(change, message):
 
 def test_sampled_grad_refuses_other_dtypes_and_accepts_bias_with_any_kernel_index():
     args = _valid_sampled_grad_args()
-    with pytest.raises(ValueError, match="float32 or float64"):
+    with pytest.raises(ValueError, match="sampled_grad: .*float32 or float64, got Half"):
         torch.ops.vkdnw_fast.sampled_grad(args["input"].half(), args["grad_output"].half(), args["coords"],
                                           [1, 1], [0, 0], [1, 1], 2)
     coords = torch.tensor([[1, -1, -5, 7]])  # bias: kernel indices are ignored, as in the twin
@@ -494,7 +494,8 @@ def _valid_factor_args():
     (dict(basis=torch.randn(2, 5, 2)), r"logits must be \(N, C\) and basis \(N, C, P\)"),
     (dict(logits=torch.randn(3, 1), basis=torch.randn(3, 1, 2)), r"needs at least 2 classes, got C=1"),
     (dict(basis=torch.randn(3, 5, 2, dtype=torch.float64)), r"must both be float32 or float64"),
-    (dict(logits=torch.randn(3, 5).half(), basis=torch.randn(3, 5, 2).half()), r"must both be float32 or float64"),
+    (dict(logits=torch.randn(3, 5).half(), basis=torch.randn(3, 5, 2).half()),
+     r"multinomial_factor: .*must both be float32 or float64, got Half and Half"),
     (dict(prob_scale=0.0), r"need prob_scale > 0 and prob_offset >= 0"),
     (dict(prob_offset=-0.1), r"need prob_scale > 0 and prob_offset >= 0"),
     (dict(prob_scale=0.9), r"variant 'cholesky' needs probabilities summing to 1, these sum to 0.9"),

@@ -1,6 +1,7 @@
 // CPU kernel of vkdnw_fast::multinomial_factor: the parallel loop runs over (sample, block of up to
 // 64 columns), so the per-class exp/log of the sweeps is shared by the block's columns.
 
+#include <ATen/Dispatch_v2.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -33,11 +34,11 @@ at::Tensor multinomial_factor_cpu(const at::Tensor& logits, const at::Tensor& ba
   TORCH_CHECK_VALUE(logits.is_cpu(), "multinomial_factor: the CPU kernel needs CPU tensors, got ", logits.device());
   at::Tensor out = factor_output(logits, basis, v);
   if (out.numel() == 0) return out;
-  if (logits.scalar_type() == at::kFloat) {
-    factor_cpu_loop(factor_problem<float>(logits, basis, v, prob_scale, prob_offset, out));
-  } else {
-    factor_cpu_loop(factor_problem<double>(logits, basis, v, prob_scale, prob_offset, out));
-  }
+  // check_factor_args lets only float32 and float64 through (a ValueError naming the op and the
+  // dtype); the macro instantiates the kernel for each of them.
+  AT_DISPATCH_V2(logits.scalar_type(), "multinomial_factor_cpu", AT_WRAP([&] {
+    factor_cpu_loop(factor_problem<scalar_t>(logits, basis, v, prob_scale, prob_offset, out));
+  }), AT_EXPAND(AT_FLOATING_TYPES));
   return out;
 }
 

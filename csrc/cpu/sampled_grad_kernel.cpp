@@ -1,6 +1,7 @@
 // CPU kernel of vkdnw_fast::sampled_grad: one output (k, n, p) per iteration of a parallel loop,
 // reading the inputs in place whatever their strides.
 
+#include <ATen/Dispatch_v2.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -35,13 +36,12 @@ at::Tensor sampled_grad_cpu(const at::Tensor& input, const at::Tensor& grad_outp
   check_sampled_grad_coords(coords, grad_output.size(-(d + 1)), input.size(1) / groups);
   at::Tensor out = sampled_grad_output(input, grad_output, coords);
   if (out.numel() == 0) return out;
-  if (input.scalar_type() == at::kFloat) {
-    sampled_grad_cpu_loop(sampled_grad_problem<float>(input, grad_output, coords, stride, padding, dilation, groups),
-                          out.mutable_data_ptr<float>());
-  } else {
-    sampled_grad_cpu_loop(sampled_grad_problem<double>(input, grad_output, coords, stride, padding, dilation, groups),
-                          out.mutable_data_ptr<double>());
-  }
+  // check_sampled_grad_shapes lets only float32 and float64 through (a ValueError naming the op
+  // and the dtype); the macro instantiates the kernel for each of them.
+  AT_DISPATCH_V2(input.scalar_type(), "sampled_grad_cpu", AT_WRAP([&] {
+    sampled_grad_cpu_loop(sampled_grad_problem<scalar_t>(input, grad_output, coords, stride, padding, dilation, groups),
+                          out.mutable_data_ptr<scalar_t>());
+  }), AT_EXPAND(AT_FLOATING_TYPES));
   return out;
 }
 

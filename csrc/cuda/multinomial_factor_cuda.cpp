@@ -1,6 +1,7 @@
 // CUDA registration of vkdnw_fast::multinomial_factor: checks, allocation and launch on the
 // current stream.
 
+#include <ATen/Dispatch_v2.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -20,11 +21,11 @@ at::Tensor multinomial_factor_cuda(const at::Tensor& logits, const at::Tensor& b
   at::Tensor out = factor_output(logits, basis, v);
   if (out.numel() == 0) return out;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  if (logits.scalar_type() == at::kFloat) {
-    launch_multinomial_factor(factor_problem<float>(logits, basis, v, prob_scale, prob_offset, out), stream);
-  } else {
-    launch_multinomial_factor(factor_problem<double>(logits, basis, v, prob_scale, prob_offset, out), stream);
-  }
+  // check_factor_args lets only float32 and float64 through (a ValueError naming the op and the
+  // dtype); the macro picks the launcher for each of them.
+  AT_DISPATCH_V2(logits.scalar_type(), "multinomial_factor_cuda", AT_WRAP([&] {
+    launch_multinomial_factor(factor_problem<scalar_t>(logits, basis, v, prob_scale, prob_offset, out), stream);
+  }), AT_EXPAND(AT_FLOATING_TYPES));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }

@@ -1,5 +1,6 @@
 // CUDA registration of vkdnw_fast::sampled_grad: checks, allocation and launch on the current stream.
 
+#include <ATen/Dispatch_v2.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -24,15 +25,13 @@ at::Tensor sampled_grad_cuda(const at::Tensor& input, const at::Tensor& grad_out
   at::Tensor out = sampled_grad_output(input, grad_output, coords);
   if (out.numel() == 0) return out;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  if (input.scalar_type() == at::kFloat) {
-    launch_sampled_grad(
-        sampled_grad_problem<float>(input, grad_output, device_coords, stride, padding, dilation, groups),
-        out.mutable_data_ptr<float>(), stream);
-  } else {
-    launch_sampled_grad(
-        sampled_grad_problem<double>(input, grad_output, device_coords, stride, padding, dilation, groups),
-        out.mutable_data_ptr<double>(), stream);
-  }
+  // check_sampled_grad_shapes lets only float32 and float64 through (a ValueError naming the op
+  // and the dtype); the macro picks the launcher for each of them.
+  AT_DISPATCH_V2(input.scalar_type(), "sampled_grad_cuda", AT_WRAP([&] {
+    launch_sampled_grad(sampled_grad_problem<scalar_t>(input, grad_output, device_coords, stride, padding, dilation,
+                                                       groups),
+                        out.mutable_data_ptr<scalar_t>(), stream);
+  }), AT_EXPAND(AT_FLOATING_TYPES));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
