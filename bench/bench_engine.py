@@ -27,7 +27,8 @@ from torch import nn
 
 import vkdnw_fast as vf
 from vkdnw_fast import reference
-from vkdnw_fast.engine import compute_factors, prepare_model, use_channels_last
+from vkdnw_fast.engine import compute_factors
+from vkdnw_fast.prepare import prepare, scoring_mode
 from vkdnw_fast.reference import reference_factors
 from vkdnw_fast.selection import select_weights
 from vkdnw_fast.spaces import nb201
@@ -85,12 +86,15 @@ def timed(fn, calls=1):
 
 def bench_one(name, build, preset, args):
     config = vf.FisherConfig.preset(preset)
-    model = prepare_model(build(), config, torch.Generator().manual_seed(0), torch.device(args.device))
-    x = torch.randn(args.batch_size, 3, args.resolution, args.resolution,
-                    generator=torch.Generator().manual_seed(1)).to(args.device)
-    if use_channels_last(model, x, config):
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    weights = select_weights(model, config)
+    x = torch.randn(args.batch_size, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(1))
+    prepared = prepare(build(), inputs=x, seed=0, device=args.device, init=config.init,
+                       memory_format=config.memory_format)
+    with scoring_mode(prepared.model) as model:
+        return _bench_prepared(name, preset, config, model, prepared.inputs, args)
+
+
+def _bench_prepared(name, preset, config, model, x, args):
+    weights = select_weights(model, config).weights
 
     def forward():
         with torch.no_grad():
