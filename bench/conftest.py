@@ -4,7 +4,7 @@ Run them with ``pytest bench --benchmark-only`` from the repository root (the pr
 ``python -m pytest`` collects only ``tests/``). Defaults here keep the whole run to a few minutes
 on a 2-core machine; any ``--benchmark-min-rounds`` / ``--benchmark-max-time`` given on the command
 line wins. The saved JSON gets the command that made it, the torch version, the torch thread count
-and the ops backend.
+and the ops backend, and loses the per-round times unless ``--benchmark-save-data`` is given.
 """
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
+    # --benchmark-json always writes every round's time (about 1 MB for this folder); the statistics
+    # are enough to compare runs, so the raw times are kept only with --benchmark-save-data.
+    if not config.getoption("benchmark_save_data"):
+        for bench in output_json["benchmarks"]:
+            bench["stats"].pop("data", None)
     threads = os.environ.get("OMP_NUM_THREADS")
     prefix = f"OMP_NUM_THREADS={threads} " if threads else ""
     output_json["command"] = prefix + shlex.join([os.path.basename(sys.executable), "-m", "pytest",
