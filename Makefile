@@ -1,7 +1,9 @@
 # make run         install, then the main job: a short NAS-Bench-201 evaluation on the bundled data
 # make test        install, then every test (pytest; it runs ctest and cuda-check too)
-# make install     torch only if none is importable (keeps a user's CPU or CUDA torch), then this
-#                  package in editable mode, its extension built against that torch
+# make install     torch only if none is importable (keeps a user's CPU or CUDA torch), ninja only if
+#                  none is on the PATH (torch's extension builder compiles in parallel with it, one file
+#                  at a time without), then this package in editable mode, its extension built against
+#                  that torch
 # make ctest       build and run the C++ unit tests of the kernel headers (CMake, no torch)
 # make cuda-check  compile every CUDA kernel and link the launch harness with nvcc (no GPU needed)
 
@@ -17,9 +19,13 @@ CUDA_OBJECTS := $(patsubst csrc/cuda/%.cu,$(CUDA_BUILD)/%.o,$(wildcard csrc/cuda
 
 .PHONY: run test install ctest cuda-check
 
+# pip puts ninja into the Python's scripts folder, which need not be on the PATH (a venv not activated).
+SCRIPTS = $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_path('scripts'))")
+
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install --no-build-isolation -e ".[test]"
+	@PATH="$(SCRIPTS):$$PATH" ninja --version >/dev/null 2>&1 || $(PYTHON) -m pip install ninja
+	PATH="$(SCRIPTS):$$PATH" $(PYTHON) -m pip install --no-build-isolation -e ".[test]"
 
 run: install
 	$(PYTHON) -m vkdnw_fast.cli nb201 evaluate --dataset cifar10 --limit 100 --seeds 1 --workers 2 \
