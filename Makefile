@@ -25,6 +25,9 @@ SCRIPTS = $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_path('scri
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
 	@PATH="$(SCRIPTS):$$PATH" ninja --version >/dev/null 2>&1 || $(PYTHON) -m pip install ninja
+	@# Likewise the setuptools that reads pyproject's license field (a fresh venv's may be older).
+	@$(PYTHON) -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)" 2>/dev/null \
+		|| $(PYTHON) -m pip install "setuptools>=77"
 	PATH="$(SCRIPTS):$$PATH" $(PYTHON) -m pip install --no-build-isolation -e ".[test]"
 
 run: install
