@@ -80,10 +80,10 @@ def test_sizes_against_the_built_network(arch, dataset, side, classes):
 
 def test_layer_count_depends_only_on_width_changes_into_cells():
     """ℵ (conv + linear layers) is 23, plus one FactorizedReduce per cell whose input width differs
-    from its own (positions 1->2 and 3->4): three values over the whole space."""
-    assert nats_sss.num_layers("8:16:16:32:32") == 23
-    assert nats_sss.num_layers("8:16:24:32:32") == 24
-    assert nats_sss.num_layers("8:16:24:32:40") == 25
+    from its own (positions 1->2 and 3->4): three values over the whole space (66, 69, 72 tensors)."""
+    for arch, layers, tensors in [("8:16:16:32:32", 23, 66), ("8:16:24:32:32", 24, 69), ("8:16:24:32:40", 25, 72)]:
+        assert nats_sss.num_layers(arch) == layers
+        assert len(list(nats_sss.SSSNetwork(arch).parameters())) == tensors
     assert {nats_sss.num_layers(a) for a in nats_sss.archs()[::61]} == {23, 24, 25}
 
 

@@ -12,6 +12,12 @@ has other channels than its output maps them on the edges leaving its input (xau
 
 Indices follow NATS-Bench: position i's choice (0..7) is digit i of the index in base 8, the first
 position the most significant (``8:8:8:16:32`` is 11, ``8:8:40:32:40`` is 284).
+
+Every network has the same topology, so VKDNW's size term ℵ is nearly constant: 23 conv/linear
+layers (66 parameter tensors), plus 1 (3) for each cell whose width differs from its input's
+(positions 1→2 and 3→4): three values, unrelated to the network's size. Here VKDNW_single ranks
+by the Fisher spectrum's entropy within those three groups, which is what makes this space the
+test of "information orthogonal to size".
 """
 from __future__ import annotations
 
