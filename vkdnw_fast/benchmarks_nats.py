@@ -1,0 +1,81 @@
+"""NATS-Bench ground truth (Dong et al. 2021) read through the ``nats_bench`` package from the API
+files a user owns; nothing of it is bundled.
+
+Two search spaces: ``sss`` (the size space, architectures of ``spaces.nats_sss``, trained 12 and
+90 epochs) and ``tss`` (the topology space = NAS-Bench-201, architectures of ``spaces.nb201``,
+trained 12 and 200 epochs). Datasets cifar10, cifar100, ImageNet16-120. Metrics ``test@E`` and
+``valid@E``: ``get_more_info(index, dataset, hp=E, is_random=False)``, the mean over the training
+seeds, in %. For cifar10, ``test`` is the network trained on train+valid evaluated on the test
+set (dataset ``cifar10``), ``valid`` the network trained on the train half evaluated on the
+validation half (dataset ``cifar10-valid``), as NATS-Bench's searches use it; for the other two
+datasets both come from one training run (splits ``x-test`` and ``x-valid``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vkdnw_fast.spaces import nats_sss, nb201
+
+# search space -> (its vkdnw_fast space, the module with archs/index_of, the epoch budgets)
+_SPACES = {"sss": ("nats_sss", nats_sss, (12, 90)), "tss": ("nb201", nb201, (12, 200))}
+_VALID_DATASET = {"cifar10": "cifar10-valid"}
+
+
+class NATSBenchmark:
+    """NATS-Bench accuracies of one search space (``"sss"`` or ``"tss"``) from ``nats_path``, the
+    directory of its API files (e.g. ``NATS-sss-v1_0-50262-simple``), opened on first use."""
+
+    name = "nats"
+
+    def __init__(self, nats_path: str | Path, search_space: str = "sss"):
+        if search_space not in _SPACES:
+            raise ValueError(f"unknown NATS-Bench search space {search_space!r}; use one of {sorted(_SPACES)}")
+        self.nats_path = str(nats_path)
+        self.search_space = search_space
+        self.space, self._module, self._epochs = _SPACES[search_space]
+        self.default_metric = f"test@{self._epochs[-1]}"
+        self._api = None
+
+    def archs(self) -> list[str]:
+        """Every architecture of the space, in NATS-Bench index order."""
+        return self._module.archs()
+
+    def datasets(self) -> tuple[str, ...]:
+        return nb201.DATASETS
+
+    def metrics(self, dataset: str) -> tuple[str, ...]:
+        nb201.canonical_dataset(dataset)
+        return tuple(f"{split}@{e}" for e in self._epochs for split in ("test", "valid"))
+
+    def values(self, archs: Sequence[str], dataset: str, metric: str | None = None) -> np.ndarray:
+        """Accuracies (%) of ``archs`` under ``metric`` (default: test after the longest
+        schedule), in that order."""
+        dataset = nb201.canonical_dataset(dataset)
+        metric = self.default_metric if metric is None else metric
+        if metric not in self.metrics(dataset):
+            raise ValueError(f"NATS-Bench {self.search_space} has no metric {metric!r}; "
+                             f"it has {list(self.metrics(dataset))}")
+        split, epochs = metric.split("@")
+        query_dataset = _VALID_DATASET.get(dataset, dataset) if split == "valid" else dataset
+        api = self._open()
+        return np.array([
+            api.get_more_info(self._module.index_of(arch), query_dataset, hp=f"{int(epochs):02d}",
+                              is_random=False)[f"{split}-accuracy"]
+            for arch in archs
+        ], dtype=np.float64)
+
+    def value(self, arch: str, dataset: str, metric: str | None = None) -> float:
+        return float(self.values([arch], dataset, metric)[0])
+
+    def _open(self):
+        if self._api is None:
+            try:
+                from nats_bench import create
+            except ImportError as error:
+                raise ImportError("NATS-Bench ground truth is read through the `nats_bench` package: "
+                                  "pip install 'vkdnw_fast[nats]' (or nats_bench)") from error
+            self._api = create(self.nats_path, self.search_space, fast_mode=True, verbose=False)
+        return self._api
