@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from vkdnw_fast import spaces
 from vkdnw_fast.data import nb201_table
 from vkdnw_fast.spaces import nb201
 from vkdnw_fast.spaces.nb201 import NB201Space
@@ -380,3 +381,26 @@ def test_missing_nats_bench_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "nats_bench", None)  # makes the import fail
     with pytest.raises(ImportError, match="pip install nats_bench"):
         nb201.accuracy(MIXED, "cifar10", nats_path=tmp_path / "missing")
+
+
+def test_spaces_by_name():
+    assert spaces.available() == ["mbv2", "nb201"]
+    space = spaces.get("nb201", dataset="imagenet16", subset="unique")
+    assert isinstance(space, NB201Space) and space.name == "nb201" and space.dataset == "ImageNet16-120"
+    assert spaces.from_spec({"name": "nb201", "dataset": "cifar100"}).num_classes == 100
+    with pytest.raises(ValueError, match=r"unknown search space 'nb101'; search spaces are \['mbv2', 'nb201'\]"):
+        spaces.get("nb101")
+    with pytest.raises(ValueError, match="bad arguments for the nb201 search space: .*'resolution'"):
+        spaces.from_spec({"name": "nb201", "resolution": 32})
+    with pytest.raises(ValueError, match="described by {'name': ..., \\*\\*arguments}"):
+        spaces.from_spec({"dataset": "cifar10"})
+    with pytest.raises(ValueError, match="unknown subset"):  # the constructor's own check
+        spaces.get("nb201", subset="live")
+    with pytest.raises(ValueError, match="the search space name 'nb201' is taken by NB201Space"):
+        spaces.register_space("nb201")(type("Other", (NB201Space,), {}))
+
+
+def test_initial_and_evolve_are_sample_and_mutate():
+    space = NB201Space()
+    assert space.initial(np.random.default_rng(3)) == space.sample(np.random.default_rng(3))
+    assert space.evolve(MIXED, np.random.default_rng(4), 50) == space.mutate(MIXED, np.random.default_rng(4))

@@ -31,34 +31,19 @@ from typing import Any, Callable
 import torch
 from threadpoolctl import threadpool_limits
 
+from . import spaces
 from .scoring import score_architecture
-from .spaces.base import SearchSpace
+from .spaces import SearchSpace
 
 MAX_ATTEMPTS = 3
 Scorer = Callable[..., dict[str, float]]
-
-
-def make_space(spec: dict[str, Any]) -> SearchSpace:
-    """The search space described by ``spec`` (``{"name": "nb201" | "mbv2", ...constructor args}``)."""
-    from .spaces.mbv2 import MBV2Space
-    from .spaces.nb201 import NB201Space
-
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    spaces = {"nb201": NB201Space, "mbv2": MBV2Space}
-    if name not in spaces:
-        raise ValueError(f"unknown search space {name!r} in {spec}; spaces are {sorted(spaces)}")
-    try:
-        return spaces[name](**spec)
-    except TypeError as exc:  # an argument the constructor does not take
-        raise ValueError(f"bad arguments for the {name} space: {exc}") from None
 
 
 @dataclass(frozen=True)
 class Job:
     """What a worker needs to score candidates: everything but the architecture."""
 
-    space: dict[str, Any]
+    space: dict[str, Any]  # {"name": ..., **constructor arguments}: see spaces.from_spec
     proxies: tuple[str, ...]
     presets: tuple[str, ...]
     seed: int
@@ -70,9 +55,10 @@ _SPACES: dict[str, SearchSpace] = {}
 
 
 def _space(spec: dict[str, Any]) -> SearchSpace:
+    """The space of ``spec``, built once per process (a worker scores many candidates of one space)."""
     key = repr(sorted(spec.items()))
     if key not in _SPACES:
-        _SPACES[key] = make_space(spec)
+        _SPACES[key] = spaces.from_spec(spec)
     return _SPACES[key]
 
 

@@ -3,12 +3,12 @@ durable, resumable record.
 
 The algorithm
 -------------
-* Candidate 0 is the space's initial architecture: ``mbv2.initial_arch()`` for MobileNetV2 (the
-  authors' initial net), the first draw of ``space.sample(rng)`` for NAS-Bench-201 (which has none).
-* Every later candidate mutates a parent drawn uniformly from the population (the initial
-  architecture while the population is still empty). MobileNetV2 replaces 1 block while the
-  population has at most 10 members and 2 afterwards, as the authors do; other spaces use their
-  ``mutate``.
+* Candidate 0 is the space's initial architecture (``space.initial``): for MobileNetV2 the
+  authors' initial net, for NAS-Bench-201 (which has none) the first draw of ``space.sample``.
+* Every later candidate is a child (``space.evolve``) of a parent drawn uniformly from the
+  population (the initial architecture while the population is still empty). MobileNetV2
+  replaces 1 block while the population has at most 10 members and 2 afterwards, as the authors
+  do; other spaces use their ``mutate``.
 * A draw that is infeasible (``space.is_feasible``) is recorded as ``rejected``; one already
   proposed before is recorded as ``duplicate`` (each architecture is scored once); neither is an
   iteration, and drawing goes on until a new feasible candidate comes up.
@@ -50,16 +50,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import spaces
+from ..backends import Job, Scorer, make_backend
 from ..config import DEFAULT_PRESET, PRESETS
 from ..metrics import aggregate
 from ..scoring import check_proxies, score_architecture
-from ..spaces.base import SearchSpace
-from ..spaces.mbv2 import MBV2Space, initial_arch
-from ..backends import Job, Scorer, make_backend, make_space
+from ..spaces import SearchSpace
 from .store import SearchError, Store
 
-# MobileNetV2: 1 block replaced while the population has at most this many members, 2 afterwards.
-SINGLE_REPLACE_POPULATION = 10
 # Draws in a row without a new feasible candidate before the search gives up (space exhausted).
 MAX_DRAWS = 10_000
 # Failed candidates in a row before the search gives up (the scorer is broken, not the candidates).
@@ -71,7 +69,7 @@ class SearchConfig:
     """Everything the answer depends on; stored with the run and checked on resume.
 
     space: ``{"name": "nb201", "dataset", "subset"}`` or ``{"name": "mbv2", "resolution",
-        "num_classes", "flops_budget", "max_layers", "flops_count"}`` (constructor arguments).
+        "num_classes", "flops_budget", "max_layers", "flops_count"}`` (``spaces.from_spec``).
     proxies: the columns aggregated by SPEC eq. 15 (and scored).
     iterations: scored candidates to integrate.
     population: population size.
@@ -100,7 +98,7 @@ class SearchConfig:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; presets are {sorted(PRESETS)}")
-        make_space(self.space)  # fails early, naming a bad space argument
+        spaces.from_spec(self.space)  # fails early, naming a bad space argument
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps({**asdict(self), "proxies": list(self.proxies)}))
@@ -116,18 +114,6 @@ class SearchResult:
     population: list[str]
     counts: dict[str, int] = field(default_factory=dict)
     directory: Path | None = None
-
-
-def initial_architecture(space: SearchSpace, rng: np.random.Generator) -> str:
-    if isinstance(space, MBV2Space):
-        return initial_arch()
-    return space.validate(space.sample(rng))
-
-
-def mutate(space: SearchSpace, arch: str, rng: np.random.Generator, population_size: int) -> str:
-    if isinstance(space, MBV2Space):
-        return space.mutate(arch, rng, num_replaces=1 if population_size <= SINGLE_REPLACE_POPULATION else 2)
-    return space.mutate(arch, rng)
 
 
 def _rng_state(rng: np.random.Generator) -> str:
@@ -162,7 +148,7 @@ class Evolution:
         self.config, self.space, self.store, self.backend = config, space, store, backend
         self.proxies = config.proxies
         self.rng = np.random.default_rng(config.seed)
-        self.initial = initial_architecture(space, self.rng)
+        self.initial = space.initial(self.rng)
         feasible, reason = space.is_feasible(self.initial)
         if not feasible:
             raise SearchError(f"the initial architecture {self.initial} is infeasible: {reason}")
@@ -218,7 +204,7 @@ class Evolution:
                 if self.members:
                     parent_slot = self.members[int(self.rng.integers(len(self.members)))]
                 parent = self.initial if parent_slot is None else self.arch_of[parent_slot]
-                arch = self.space.validate(mutate(self.space, parent, self.rng, len(self.members)))
+                arch = self.space.validate(self.space.evolve(parent, self.rng, len(self.members)))
             seq, state = self.seq, _rng_state(self.rng)
             self.seq += 1
             feasible, reason = self.space.is_feasible(arch)
@@ -341,7 +327,7 @@ def run_search(config: SearchConfig, out: str | Path, *, backend=None, backend_k
     """
     from .report import write_outputs
 
-    space = make_space(config.space)
+    space = spaces.from_spec(config.space)
     with Store(out) as store:
         store.open_run(config.to_dict())
         owned = backend is None
@@ -381,7 +367,7 @@ def random_search(config: SearchConfig, out: str | Path, backend) -> BaselineRes
     scored like a search candidate; the best by the aggregated score over them (the first among
     equals) is its answer. Scores the search already has are reused; results go to the record's
     ``baseline`` table, so a rerun scores nothing twice."""
-    space = make_space(config.space)
+    space = spaces.from_spec(config.space)
     try:
         members = list(space.enumerate())
     except NotImplementedError as exc:

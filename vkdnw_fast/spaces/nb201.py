@@ -22,6 +22,7 @@ from torch import nn
 from vkdnw_fast.config import DEFAULT_PRESET
 from vkdnw_fast.data import NB201_SIZE, nb201_table
 from vkdnw_fast.spaces.base import SearchSpace
+from vkdnw_fast.spaces.registry import register_space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 CONV_KERNELS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
@@ -479,10 +480,9 @@ def build_model(arch: str, num_classes: int = 10) -> NB201Network:
 # ---------------------------------------------------------------- the search space
 
 
+@register_space("nb201")
 class NB201Space(SearchSpace):
     """NAS-Bench-201 for one dataset, over all 15,625 cells or the 9,444 "unique" (live) ones."""
-
-    name = "nb201"
 
     def __init__(self, dataset: str = "cifar10", subset: str = "all"):
         self.dataset = canonical_dataset(dataset)
