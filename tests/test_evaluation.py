@@ -14,11 +14,13 @@ import pytest
 from scipy import stats
 
 import vkdnw_fast as vf
-from vkdnw_fast import cli, evaluation, metrics
+from vkdnw_fast import benchmarks, cli, evaluation, metrics, spaces
 from vkdnw_fast.backends import Job
 from vkdnw_fast.scoring import score_architecture
 from vkdnw_fast.evaluation import EvaluationSpec, ResultStore, compute_metrics, run_evaluation
 from vkdnw_fast.spaces import nb201
+
+NB201 = benchmarks.get("nb201")
 
 
 def test_store_appends_reloads_and_drops_a_torn_last_line(tmp_path):
@@ -131,7 +133,7 @@ def test_metrics_equal_direct_computations():
                                                  "naswot": float(rng.normal())}}
                for s in spec.seeds for i, a in enumerate(archs)]
     result = compute_metrics(spec, records)
-    accuracy = np.array([nb201.accuracy(a, "cifar10") for a in archs])
+    accuracy = np.array([NB201.value(a, "cifar10") for a in archs])
     flops = np.array([nb201.flops(a, "cifar10") for a in archs])
     assert result["rankings"]["flops"]["kendall"]["mean"] == pytest.approx(stats.kendalltau(flops, accuracy)[0])
     assert result["rankings"]["flops"]["spearman"]["std"] == pytest.approx(0.0, abs=1e-12)
@@ -163,15 +165,15 @@ def test_two_presets_and_the_aggregate_on_real_scores(tmp_path):
     records = ResultStore(tmp_path / "results.jsonl").records
     archs = spec.archs()
     a = archs[0]
-    direct = nb201.score(a, "cifar10", proxies=("vkdnw_single",), preset="exact", seed=0)
+    direct = score_architecture(spaces.get("nb201", dataset="cifar10"), a, ("vkdnw_single",), presets=("exact",), seed=0)
     assert records[(a, 0)]["values"]["vkdnw_single@exact"] == pytest.approx(direct["vkdnw_single"], abs=1e-9)
     table = {c: np.array([records[(x, 0)]["values"][c] for x in archs])
              for c in ("vkdnw_single@paper", "jacov", "expressivity", "trainability", "flops")}
     aggregate = sum(np.log(stats.rankdata(v)) for v in table.values())
-    accuracy = np.array([nb201.accuracy(x, "cifar10") for x in archs])
+    accuracy = np.array([NB201.value(x, "cifar10") for x in archs])
     assert result["rankings"]["aggregate@paper"]["kendall"]["mean"] == pytest.approx(stats.kendalltau(aggregate, accuracy)[0])
     assert result["best"]["arch"] == archs[int(np.argmax(aggregate))]
-    assert result["best"]["accuracy"] == pytest.approx(nb201.accuracy(result["best"]["arch"], "cifar10"))
+    assert result["best"]["accuracy"] == pytest.approx(NB201.value(result["best"]["arch"], "cifar10"))
 
 
 def test_cli_evaluate_and_report(tmp_path, capsys):
@@ -324,7 +326,7 @@ def test_the_sample_spread_record_describes_the_published_sample(dataset):
     pool = nb201.archs("unique")
     sample = spec.archs()
     for archs, key, k in [(pool, "full_set", 1000), (sample, "sample_seed_0", 106)]:
-        accuracy = np.array([nb201.accuracy(a, dataset) for a in archs])
+        accuracy = np.array([NB201.value(a, dataset) for a in archs])
         for name, score in [("flops", [nb201.flops(a, dataset) for a in archs]),
                             ("aleph", [nb201.aleph(a) for a in archs])]:
             recorded = record["results"][dataset][name][key]

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score
 
-from vkdnw_fast import metrics
+from vkdnw_fast import benchmarks, metrics
 from vkdnw_fast.spaces import nb201
+
+NB201 = benchmarks.get("nb201")
 
 LOG2_3 = math.log2(3)
 # scikit-learn's input-type check casts gains near 2^95 to int along the way; harmless here.
@@ -187,7 +189,7 @@ def proxy_scores(proxy: str, dataset: str) -> np.ndarray:
 def test_calibration_table(proxy, subset, dataset):
     indices = nb201.subset_indices(subset)
     scores = proxy_scores(proxy, dataset)[indices]
-    result = metrics.evaluate_ranking(scores, nb201.accuracies(dataset, subset), k=1000, seeds=range(5))
+    result = metrics.evaluate_ranking(scores, NB201.values(nb201.archs(subset), dataset), k=1000, seeds=range(5))
     kendall, spearman, ndcg = CALIBRATION[(proxy, subset)][DATASET_COLUMNS[dataset]]
     assert result["kendall"] == pytest.approx(kendall, abs=0.002)
     assert result["spearman"] == pytest.approx(spearman, abs=0.002)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vkdnw_fast import benchmarks
 from vkdnw_fast.scoring import score_architecture
 from vkdnw_fast.search import InProcessBackend, Job, PoolBackend, SearchConfig, SearchError, run_search
 from vkdnw_fast.search.cli import main, parse_count
@@ -437,8 +438,8 @@ def test_cli_nb201_reports_accuracy_and_random_search(tmp_path, capsys):
     for run, seed in zip(summary["runs"], (5, 6)):
         directory = tmp_path / f"seed_{seed}"
         assert (directory / "best.txt").read_text().splitlines()[0] == run["found_arch"]
-        assert run["found_accuracy"] == nb201.accuracy(run["found_arch"], "cifar10")
-        assert run["random_accuracy"] == nb201.accuracy(run["random_arch"], "cifar10")
+        assert run["found_accuracy"] == benchmarks.get("nb201").value(run["found_arch"], "cifar10")
+        assert run["random_accuracy"] == benchmarks.get("nb201").value(run["random_arch"], "cifar10")
         db = sqlite3.connect(directory / "search.sqlite")
         baseline = db.execute("SELECT arch, values_json FROM baseline ORDER BY idx").fetchall()
         db.close()

@@ -68,23 +68,23 @@ def cmd_score(args) -> int:
 
 
 def cmd_nb201_evaluate(args) -> int:
+    from .benchmarks import get as get_benchmark
+    from .benchmarks.nb201 import compare_with_nats
     from .evaluation import EvaluationSpec, format_table, load_records, run_evaluation, scatter_plot
-    from .spaces import nb201
+    from .spaces.nb201 import index_of
 
-    if args.nats_path:
-        nb201.set_nats_path(args.nats_path)
     spec = EvaluationSpec(dataset=args.dataset, proxies=args.proxies, presets=args.preset, subset=args.subset,
                           limit=args.limit, sample_seed=args.sample_seed, seeds=tuple(range(args.seeds)),
                           ndcg_k=args.ndcg_k)
-    results = run_evaluation(spec, args.out, workers=args.workers, device=args.device, progress=not args.quiet,
-                             backend=args.backend, address=args.address)
+    benchmark = get_benchmark("nb201", nats_path=args.nats_path)
+    results = run_evaluation(spec, args.out, benchmark=benchmark, workers=args.workers, device=args.device,
+                             progress=not args.quiet, backend=args.backend, address=args.address)
     print(format_table(results))
     if args.nats_path:
         archs = spec.archs()
-        disagreements = nb201.compare_with_nats(args.nats_path, datasets=(spec.dataset,),
-                                                indices=[nb201.index_of(a) for a in archs])
+        disagreements = compare_with_nats(args.nats_path, datasets=(spec.dataset,), indices=[index_of(a) for a in archs])
         print(f"NATS-Bench API vs bundled data: {len(disagreements)} disagreements on {len(archs)} architectures")
-    scatter_plot(spec, load_records(args.out), Path(args.out) / "scatter.png")
+    scatter_plot(spec, load_records(args.out), Path(args.out) / "scatter.png", benchmark)
     print(f"wrote {args.out}/metrics.json, {args.out}/results.jsonl, {args.out}/scatter.png")
     return 0
 

@@ -1,5 +1,5 @@
 """NAS-Bench-201 evaluation (SPEC §5): score architectures with proxies over several seeds,
-rank them against the true accuracies (Kendall, Spearman, nDCG), aggregate, and report.
+rank them against a benchmark's ground truth (Kendall, Spearman, nDCG), aggregate, and report.
 
 A run lives in a directory: ``run.json`` (what is computed) and ``results.jsonl`` (one line per
 finished (architecture, seed), appended and flushed as it finishes). Re-running the same command
@@ -22,7 +22,9 @@ import numpy as np
 from scipy.stats import rankdata
 
 from . import metrics
+from . import benchmarks
 from .backends import Job, make_backend
+from .benchmarks import Benchmark
 from .config import DEFAULT_PRESET
 from .scoring import check_proxies, column, columns, score_architecture
 from .spaces import nb201
@@ -153,10 +155,16 @@ def finished_seeds(out_dir: str | Path) -> tuple[int, ...]:
     return tuple(s for s in spec.seeds if all((a, s) in done for a in archs))
 
 
-def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, workers: int = 1, device: str | None = None,
-                   progress: bool = True, backend: str = "local", address: str | None = None) -> dict:
+def _ground_truth(benchmark: Benchmark | None) -> Benchmark:
+    return benchmarks.get("nb201") if benchmark is None else benchmark
+
+
+def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benchmark | None = None, workers: int = 1,
+                   device: str | None = None, progress: bool = True, backend: str = "local",
+                   address: str | None = None) -> dict:
     """Score every (architecture, seed) not yet in ``out_dir`` on a ``backend`` (``local``: in
-    process or ``workers`` processes; ``ray``: a Ray cluster), then compute and save the metrics.
+    process or ``workers`` processes; ``ray``: a Ray cluster), then compute the metrics against
+    ``benchmark`` (default: the bundled ground truth) and save them in ``metrics.json``.
     Each score uses one thread, so that it is the same bits whatever computed it."""
     from tqdm import tqdm
 
@@ -190,7 +198,7 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, workers: int = 
                 runner.close()
     finally:
         bar.close()
-    results = compute_metrics(spec, store.records.values())
+    results = compute_metrics(spec, store.records.values(), benchmark)
     (Path(out_dir) / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -232,9 +240,10 @@ def _rank_metrics(scores: np.ndarray, accuracy: np.ndarray, k: int, seed: int) -
             "ndcg": _defined(metrics.ndcg, ranked, accuracy, k=min(k, len(accuracy)), seed=seed)}
 
 
-def compute_metrics(spec: EvaluationSpec, records: Iterable[dict]) -> dict:
+def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Benchmark | None = None) -> dict:
     """KT / SPR / nDCG@k per column, for the aggregated and the model-driven rankings; each the
-    mean (and std) over seeds, on the architectures scored without error for every seed."""
+    mean (and std) over seeds, on the architectures scored without error for every seed, against
+    ``benchmark``'s test accuracy (default: the bundled ground truth)."""
     records = list(records)
     failed = sorted({r["arch"] for r in records if "error" in r})
     by_key = {(r["arch"], r["seed"]): r["values"] for r in records if "error" not in r}
@@ -242,7 +251,7 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict]) -> dict:
     seeds = list(spec.seeds)
     if len(archs) < 2:
         return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": {}}
-    accuracy = np.array([nb201.accuracy(a, spec.dataset) for a in archs])
+    accuracy = _ground_truth(benchmark).values(archs, spec.dataset)
     table = {c: np.array([[by_key[(a, s)][c] for a in archs] for s in seeds]) for c in spec.columns()}
 
     rankings: dict[str, dict] = {}
@@ -309,8 +318,10 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path) -> None:
-    """One panel per proxy column: its mean over seeds against the true accuracy."""
+def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path,
+                 benchmark: Benchmark | None = None) -> None:
+    """One panel per proxy column: its mean over seeds against the true accuracy (``benchmark``'s,
+    by default the bundled one)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -325,11 +336,11 @@ def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path
     width = min(4, n)
     fig, axes = plt.subplots(math.ceil(n / width), width, figsize=(4 * width, 3.4 * math.ceil(n / width)),
                              squeeze=False)
-    accuracy = [nb201.accuracy(a, spec.dataset) for a in archs]
+    accuracy = _ground_truth(benchmark).values(archs, spec.dataset)
     for ax, col in zip(axes.flat, cols):
         values = np.array([np.mean([v[col] for v in by_arch[a]]) for a in archs])
         finite = np.isfinite(values)
-        ax.scatter(values[finite], np.array(accuracy)[finite], s=4, alpha=0.5)
+        ax.scatter(values[finite], accuracy[finite], s=4, alpha=0.5)
         ax.set_xlabel(col)
         ax.set_ylabel(f"{spec.dataset} test accuracy (%)")
     for ax in list(axes.flat)[n:]:
@@ -339,7 +350,8 @@ def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path
     plt.close(fig)
 
 
-def report(out_dir: str | Path, ndcg_k: int | None = None, seeds: tuple[int, ...] | None = None) -> tuple[dict, str]:
+def report(out_dir: str | Path, ndcg_k: int | None = None, seeds: tuple[int, ...] | None = None,
+           benchmark: Benchmark | None = None) -> tuple[dict, str]:
     """Recompute the metrics of a saved run and format them; ``ndcg_k`` and ``seeds`` (a subset of
     the run's, e.g. the seeds finished so far) override the run's for this report only. On a sample
     of n architectures, nDCG@k matches the full set's nDCG@1000 in spirit for k = 1000 n / 9444."""
@@ -348,7 +360,7 @@ def report(out_dir: str | Path, ndcg_k: int | None = None, seeds: tuple[int, ...
     if seeds is not None and not set(seeds) <= set(spec.seeds):
         raise ValueError(f"seeds {seeds} are not all among the run's {spec.seeds}")
     spec = dataclasses.replace(spec, ndcg_k=ndcg_k or spec.ndcg_k, seeds=seeds or spec.seeds)
-    results = compute_metrics(spec, load_records(out))
+    results = compute_metrics(spec, load_records(out), benchmark)
     return results, format_table(results)
 
 
