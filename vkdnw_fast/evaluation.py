@@ -223,21 +223,9 @@ def _summary(per_seed: list[dict]) -> dict:
     return summary
 
 
-def _defined(metric, *args, **kwargs) -> float:
-    """The metric, or NaN where it is undefined because the ranking is constant."""
-    try:
-        return metric(*args, **kwargs)
-    except ValueError as exc:
-        if "undefined" not in str(exc):
-            raise
-        return math.nan
-
-
 def _rank_metrics(scores: np.ndarray, accuracy: np.ndarray, k: int, seed: int) -> dict:
-    ranked = _ranks(scores)
-    return {"kendall": _defined(metrics.kendall, ranked, accuracy),
-            "spearman": _defined(metrics.spearman, ranked, accuracy),
-            "ndcg": _defined(metrics.ndcg, ranked, accuracy, k=min(k, len(accuracy)), seed=seed)}
+    """One seed's metrics; NaN where a metric is undefined (a constant ranking)."""
+    return metrics.evaluate_ranking(_ranks(scores), accuracy, k, seeds=(seed,), undefined_as_nan=True)
 
 
 def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Benchmark | None = None) -> dict:
