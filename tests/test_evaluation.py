@@ -76,7 +76,7 @@ def test_resume_computes_only_what_is_missing_and_gives_the_same_metrics(tmp_pat
         calls.append((arch, seed))
         return score_architecture(space, arch, proxies, seed=seed, **kwargs)
 
-    monkeypatch.setattr(evaluation, "Job", functools.partial(Job, scorer=counting_scorer))
+    monkeypatch.setattr(evaluation.run, "Job", functools.partial(Job, scorer=counting_scorer))
     resumed = run_evaluation(spec, partial, progress=False)
     assert len(calls) == len(lines) - 5
     assert set(calls).isdisjoint({(json.loads(line)["arch"], json.loads(line)["seed"]) for line in lines[:5]})
@@ -85,8 +85,20 @@ def test_resume_computes_only_what_is_missing_and_gives_the_same_metrics(tmp_pat
 
 def test_a_different_spec_in_the_same_directory_is_refused(tmp_path):
     run_evaluation(_cheap_spec(), tmp_path, progress=False)
-    with pytest.raises(ValueError, match=r"sample_seed: saved 3, now 4"):
+    with pytest.raises(ValueError, match=r"sample_seed \(stored 3, requested 4\)"):
         run_evaluation(_cheap_spec(sample_seed=4), tmp_path, progress=False)
+
+
+def test_a_run_json_from_before_the_space_and_metric_fields_resumes(tmp_path):
+    spec = _cheap_spec()
+    written_by_older_code = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("space", "metric")}
+    (tmp_path / "run.json").write_text(json.dumps(written_by_older_code))
+    evaluation.open_results(tmp_path, spec)
+    assert json.loads((tmp_path / "run.json").read_text()) == json.loads(json.dumps(written_by_older_code))
+    with pytest.raises(ValueError, match=r"metric \(stored 'test@200', requested 'valid@12'\)"):
+        evaluation.open_results(tmp_path, dataclasses.replace(spec, metric="valid@12"))
+    with pytest.raises(ValueError, match=r"unknown EvaluationSpec field\(s\) \['budget'\]"):
+        EvaluationSpec.from_json({**written_by_older_code, "budget": 3})
 
 
 def test_a_run_is_extended_with_more_seeds_scoring_only_the_new_ones(tmp_path, monkeypatch):
@@ -97,7 +109,7 @@ def test_a_run_is_extended_with_more_seeds_scoring_only_the_new_ones(tmp_path, m
         calls.append(seed)
         return score_architecture(space, arch, proxies, seed=seed, **kwargs)
 
-    monkeypatch.setattr(evaluation, "Job", functools.partial(Job, scorer=counting_scorer))
+    monkeypatch.setattr(evaluation.run, "Job", functools.partial(Job, scorer=counting_scorer))
     for seeds, new_calls in [((0,), [0] * 6), ((0, 1, 2), [1] * 6 + [2] * 6), ((0, 1), [])]:
         calls.clear()
         grown = run_evaluation(_cheap_spec(seeds=seeds), tmp_path / "grown", progress=False)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,56 +52,16 @@ import numpy as np
 
 from .. import spaces
 from ..backends import Job, Scorer, make_backend
-from ..config import DEFAULT_PRESET, PRESETS
 from ..metrics import aggregate
-from ..scoring import check_proxies, score_architecture
+from ..scoring import score_architecture
 from ..spaces import SearchSpace
+from .config import SearchConfig
 from .store import SearchError, Store
 
 # Draws in a row without a new feasible candidate before the search gives up (space exhausted).
 MAX_DRAWS = 10_000
 # Failed candidates in a row before the search gives up (the scorer is broken, not the candidates).
 MAX_FAILURE_STREAK = 50
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Everything the answer depends on; stored with the run and checked on resume.
-
-    space: ``{"name": "nb201", "dataset", "subset"}`` or ``{"name": "mbv2", "resolution",
-        "num_classes", "flops_budget", "max_layers", "flops_count"}`` (``spaces.from_spec``).
-    proxies: the columns aggregated by SPEC eq. 15 (and scored).
-    iterations: scored candidates to integrate.
-    population: population size.
-    seed: of the search RNG and of every score (network init and input noise).
-    workers: W, the lag of the deterministic asynchronous schedule (see the module docstring).
-    preset: the Fisher preset of the Fisher proxies.
-    """
-
-    space: dict[str, Any]
-    proxies: tuple[str, ...]
-    iterations: int
-    population: int = 1024
-    seed: int = 0
-    workers: int = 1
-    preset: str = DEFAULT_PRESET
-
-    def __post_init__(self):
-        object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
-        if len(set(self.proxies)) != len(self.proxies):
-            raise ValueError(f"proxies are listed more than once: {list(self.proxies)}")
-        for name in ("iterations", "population", "workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; presets are {sorted(PRESETS)}")
-        spaces.from_spec(self.space)  # fails early, naming a bad space argument
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps({**asdict(self), "proxies": list(self.proxies)}))
 
 
 @dataclass
@@ -329,7 +289,7 @@ def run_search(config: SearchConfig, out: str | Path, *, backend=None, backend_k
 
     space = spaces.from_spec(config.space)
     with Store(out) as store:
-        store.open_run(config.to_dict())
+        store.start_or_resume(config)
         owned = backend is None
         if owned:
             job = Job(config.space, config.proxies, (config.preset,), config.seed, device, scorer)
@@ -378,7 +338,7 @@ def random_search(config: SearchConfig, out: str | Path, backend) -> BaselineRes
     archs = [space.validate(members[i]) for i in picks]
     _check_job(backend.job, config)
     with Store(out) as store:
-        store.open_run(config.to_dict())
+        store.start_or_resume(config)
         done, scored = store.baseline(), store.values_by_arch()
         outcomes: dict[int, dict[str, Any]] = {}
         for idx, arch in enumerate(archs):
