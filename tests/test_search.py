@@ -319,6 +319,25 @@ def test_configuration_mismatch_names_the_field(tmp_path):
         search(config(iterations=5, workers=2), tmp_path)
 
 
+def test_a_record_from_before_the_algorithm_field_resumes(tmp_path):
+    cfg = config(iterations=5)
+    first = search(cfg, tmp_path)
+    db = sqlite3.connect(tmp_path / "search.sqlite")
+    stored = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    del stored["algorithm"]  # as the code before search algorithms wrote it
+    db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(stored, sort_keys=True),))
+    db.commit()
+    db.close()
+    counting = Counting()
+    again = search(cfg, tmp_path, scorer=counting)
+    assert counting.archs == [] and (again.best_arch, again.population) == (first.best_arch, first.population)
+
+
+def test_unknown_algorithm_is_named():
+    with pytest.raises(ValueError, match=r"unknown search algorithm 'annealing'; search algorithms are \['evolution'\]"):
+        SearchConfig(space=NB201, proxies=FAKE_PROXIES, iterations=5, algorithm="annealing")
+
+
 def test_outputs(tmp_path):
     result = search(config(iterations=12, population=4), tmp_path)
     space = NB201Space("cifar10")

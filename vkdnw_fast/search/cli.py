@@ -20,8 +20,9 @@ from pathlib import Path
 from .. import benchmarks
 from ..backends import Job, make_backend
 from ..config import DEFAULT_PRESET
+from .baseline import random_search
 from .config import SearchConfig
-from .driver import random_search, run_search
+from .driver import run_search
 from .report import benchmark_summary, mean_std
 from .store import DB_NAME, SearchError
 

@@ -11,6 +11,7 @@ from .. import spaces
 from ..config import DEFAULT_PRESET, PRESETS
 from ..runs import config_from_saved
 from ..scoring import check_proxies
+from .algorithms import get_algorithm
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class SearchConfig:
     seed: of the search RNG and of every score (network init and input noise).
     workers: W, the lag of the deterministic asynchronous schedule (see ``driver``).
     preset: the Fisher preset of the Fisher proxies.
+    algorithm: the search algorithm (``algorithms.available_algorithms()``).
     """
 
     space: dict[str, Any]
@@ -34,6 +36,7 @@ class SearchConfig:
     seed: int = 0
     workers: int = 1
     preset: str = DEFAULT_PRESET
+    algorithm: str = "evolution"
 
     def __post_init__(self):
         object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
@@ -47,6 +50,7 @@ class SearchConfig:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; presets are {sorted(PRESETS)}")
+        get_algorithm(self.algorithm)
         spaces.from_spec(self.space)  # fails early, naming a bad space argument
 
     def to_dict(self) -> dict[str, Any]:
