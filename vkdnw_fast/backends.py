@@ -62,8 +62,8 @@ def _space(spec: dict[str, Any]) -> SearchSpace:
     return _SPACES[key]
 
 
-def evaluate(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]:
-    """Score ``arch``; any exception becomes a failed outcome with its type and message."""
+def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]:
+    """Score ``arch`` as ``job`` says; any exception becomes a failed outcome with its type and message."""
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -107,11 +107,11 @@ class InProcessBackend:
     def wait(self) -> list[tuple[Any, dict[str, Any]]]:
         key, job, arch = self._queue.popleft()
         if self.threads is None:
-            return [(key, {**evaluate(job, arch), "attempts": 1})]
+            return [(key, {**score_job(job, arch), "attempts": 1})]
         previous = torch.get_num_threads()
         try:
             with threadpool_limits(self.threads):  # BLAS threads too, as in the workers
-                return [(key, {**evaluate(job, arch, self.threads), "attempts": 1})]
+                return [(key, {**score_job(job, arch, self.threads), "attempts": 1})]
         finally:
             torch.set_num_threads(previous)
 
@@ -179,7 +179,7 @@ class PoolBackend:
 
     def _send(self, task: tuple[Any, Job, str]) -> None:
         _, job, arch = task
-        self._pending[self._pool.submit(evaluate, job, arch)] = task
+        self._pending[self._pool.submit(score_job, job, arch)] = task
 
     def _done(self, task: tuple[Any, Job, str], outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         if self._suspects and self._suspects[0] == task:
@@ -257,8 +257,8 @@ class RayBackend:
             raise RuntimeError(f"the Ray cluster offers no CPU or GPU slot: {resources}")
         self.workers = self.slots if workers is None else workers
         self._gpus = gpus
-        self._task = ray.remote(evaluate).options(num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
-                                                  max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False)
+        self._task = ray.remote(score_job).options(num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
+                                                   max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False)
         self._pending: dict[Any, Any] = {}
         self.set_job(job)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import benchmarks
 from ..backends import Job, make_backend
-from ..config import DEFAULT_PRESET
+from ..config import DEFAULT_PRESET, PRESETS
 from .baseline import random_search
 from .config import SearchConfig
 from .driver import run_search
@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proxies",
                         help=f"comma-separated proxies aggregated by SPEC eq. 15 (mbv2 default "
                              f"{','.join(MBV2_PROXIES)}; nb201 {','.join(NB201_PROXIES)})")
-    parser.add_argument("--preset", choices=("paper", "exact"), default=None,
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help=f"Fisher preset (default {DEFAULT_PRESET}; at mbv2's 1000 classes the paper "
                              "factor is NaN)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local")
