@@ -43,8 +43,8 @@ publish() {
         mkdir -p "$dst"
         cp "$src/run.json" "$dst/run.json"
         gzip -9 -n -c "$src/results.jsonl" > "$dst/results.jsonl.gz"
-        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --seeds "$seeds" --json > "$dst/metrics.json"
-        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --seeds "$seeds" | tee "$dst/table.txt"
+        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" --json > "$dst/metrics.json"
+        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" | tee "$dst/table.txt"
     done
 }
 

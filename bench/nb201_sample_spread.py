@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from vkdnw_fast import metrics  # noqa: E402
+from vkdnw_fast import benchmarks, metrics  # noqa: E402
 from vkdnw_fast.evaluation import EvaluationSpec  # noqa: E402
 from vkdnw_fast.spaces import nb201  # noqa: E402
 
@@ -47,7 +47,7 @@ def main() -> None:
     sample_k = (full_k * args.limit + len(pool) // 2) // len(pool)  # the same top share
     results = {}
     for dataset in DATASETS:
-        accuracy = nb201.accuracies(dataset, "unique")
+        accuracy = benchmarks.get("nb201").values(pool, dataset)
         rankings = size_rankings(dataset, pool)
         per_sample = {name: [] for name in rankings}
         for sample_seed in tqdm(range(args.samples), desc=dataset, unit="sample"):

@@ -14,11 +14,13 @@ import pytest
 from scipy import stats
 
 import vkdnw_fast as vf
-from vkdnw_fast import cli, evaluation, metrics
+from vkdnw_fast import benchmarks, cli, evaluation, metrics, spaces
 from vkdnw_fast.backends import Job
 from vkdnw_fast.scoring import score_architecture
 from vkdnw_fast.evaluation import EvaluationSpec, ResultStore, compute_metrics, run_evaluation
 from vkdnw_fast.spaces import nb201
+
+NB201 = benchmarks.get("nb201")
 
 
 def test_store_appends_reloads_and_drops_a_torn_last_line(tmp_path):
@@ -74,7 +76,7 @@ def test_resume_computes_only_what_is_missing_and_gives_the_same_metrics(tmp_pat
         calls.append((arch, seed))
         return score_architecture(space, arch, proxies, seed=seed, **kwargs)
 
-    monkeypatch.setattr(evaluation, "Job", functools.partial(Job, scorer=counting_scorer))
+    monkeypatch.setattr(evaluation.run, "Job", functools.partial(Job, scorer=counting_scorer))
     resumed = run_evaluation(spec, partial, progress=False)
     assert len(calls) == len(lines) - 5
     assert set(calls).isdisjoint({(json.loads(line)["arch"], json.loads(line)["seed"]) for line in lines[:5]})
@@ -83,8 +85,20 @@ def test_resume_computes_only_what_is_missing_and_gives_the_same_metrics(tmp_pat
 
 def test_a_different_spec_in_the_same_directory_is_refused(tmp_path):
     run_evaluation(_cheap_spec(), tmp_path, progress=False)
-    with pytest.raises(ValueError, match=r"sample_seed: saved 3, now 4"):
+    with pytest.raises(ValueError, match=r"sample_seed \(stored 3, requested 4\)"):
         run_evaluation(_cheap_spec(sample_seed=4), tmp_path, progress=False)
+
+
+def test_a_run_json_from_before_the_space_and_metric_fields_resumes(tmp_path):
+    spec = _cheap_spec()
+    written_by_older_code = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("space", "metric")}
+    (tmp_path / "run.json").write_text(json.dumps(written_by_older_code))
+    evaluation.open_results(tmp_path, spec)
+    assert json.loads((tmp_path / "run.json").read_text()) == json.loads(json.dumps(written_by_older_code))
+    with pytest.raises(ValueError, match=r"metric \(stored 'test@200', requested 'valid@12'\)"):
+        evaluation.open_results(tmp_path, dataclasses.replace(spec, metric="valid@12"))
+    with pytest.raises(ValueError, match=r"unknown EvaluationSpec field\(s\) \['budget'\]"):
+        EvaluationSpec.from_json({**written_by_older_code, "budget": 3})
 
 
 def test_a_run_is_extended_with_more_seeds_scoring_only_the_new_ones(tmp_path, monkeypatch):
@@ -95,7 +109,7 @@ def test_a_run_is_extended_with_more_seeds_scoring_only_the_new_ones(tmp_path, m
         calls.append(seed)
         return score_architecture(space, arch, proxies, seed=seed, **kwargs)
 
-    monkeypatch.setattr(evaluation, "Job", functools.partial(Job, scorer=counting_scorer))
+    monkeypatch.setattr(evaluation.run, "Job", functools.partial(Job, scorer=counting_scorer))
     for seeds, new_calls in [((0,), [0] * 6), ((0, 1, 2), [1] * 6 + [2] * 6), ((0, 1), [])]:
         calls.clear()
         grown = run_evaluation(_cheap_spec(seeds=seeds), tmp_path / "grown", progress=False)
@@ -131,7 +145,7 @@ def test_metrics_equal_direct_computations():
                                                  "naswot": float(rng.normal())}}
                for s in spec.seeds for i, a in enumerate(archs)]
     result = compute_metrics(spec, records)
-    accuracy = np.array([nb201.accuracy(a, "cifar10") for a in archs])
+    accuracy = np.array([NB201.value(a, "cifar10") for a in archs])
     flops = np.array([nb201.flops(a, "cifar10") for a in archs])
     assert result["rankings"]["flops"]["kendall"]["mean"] == pytest.approx(stats.kendalltau(flops, accuracy)[0])
     assert result["rankings"]["flops"]["spearman"]["std"] == pytest.approx(0.0, abs=1e-12)
@@ -163,15 +177,15 @@ def test_two_presets_and_the_aggregate_on_real_scores(tmp_path):
     records = ResultStore(tmp_path / "results.jsonl").records
     archs = spec.archs()
     a = archs[0]
-    direct = nb201.score(a, "cifar10", proxies=("vkdnw_single",), preset="exact", seed=0)
+    direct = score_architecture(spaces.get("nb201", dataset="cifar10"), a, ("vkdnw_single",), presets=("exact",), seed=0)
     assert records[(a, 0)]["values"]["vkdnw_single@exact"] == pytest.approx(direct["vkdnw_single"], abs=1e-9)
     table = {c: np.array([records[(x, 0)]["values"][c] for x in archs])
              for c in ("vkdnw_single@paper", "jacov", "expressivity", "trainability", "flops")}
     aggregate = sum(np.log(stats.rankdata(v)) for v in table.values())
-    accuracy = np.array([nb201.accuracy(x, "cifar10") for x in archs])
+    accuracy = np.array([NB201.value(x, "cifar10") for x in archs])
     assert result["rankings"]["aggregate@paper"]["kendall"]["mean"] == pytest.approx(stats.kendalltau(aggregate, accuracy)[0])
     assert result["best"]["arch"] == archs[int(np.argmax(aggregate))]
-    assert result["best"]["accuracy"] == pytest.approx(nb201.accuracy(result["best"]["arch"], "cifar10"))
+    assert result["best"]["accuracy"] == pytest.approx(NB201.value(result["best"]["arch"], "cifar10"))
 
 
 def test_cli_evaluate_and_report(tmp_path, capsys):
@@ -324,7 +338,7 @@ def test_the_sample_spread_record_describes_the_published_sample(dataset):
     pool = nb201.archs("unique")
     sample = spec.archs()
     for archs, key, k in [(pool, "full_set", 1000), (sample, "sample_seed_0", 106)]:
-        accuracy = np.array([nb201.accuracy(a, dataset) for a in archs])
+        accuracy = np.array([NB201.value(a, dataset) for a in archs])
         for name, score in [("flops", [nb201.flops(a, dataset) for a in archs]),
                             ("aleph", [nb201.aleph(a) for a in archs])]:
             recorded = record["results"][dataset][name][key]

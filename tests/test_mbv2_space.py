@@ -65,6 +65,16 @@ def hook_macs(model: nn.Module, resolution: int) -> int:
 
 # ----------------------------------------------------------------------------- strings
 
+def test_search_starts_at_the_initial_net_and_steps_as_the_authors():
+    space = MBV2Space()
+    assert space.initial(np.random.default_rng(0)) == INITIAL
+    # 1 block replaced while the population has at most 10 members, 2 afterwards
+    for population, replaces in [(0, 1), (10, 1), (11, 2), (500, 2)]:
+        expected = mutate(INITIAL, np.random.default_rng(5), num_replaces=replaces)
+        assert space.evolve(INITIAL, np.random.default_rng(5), population) == expected
+    assert mutate(INITIAL, np.random.default_rng(5), num_replaces=1) != mutate(INITIAL, np.random.default_rng(5))
+
+
 def test_initial_arch_is_the_authors_string():
     # scripts/search_AZ-NAS_flops450M-bs64.sh, init_plainnet.txt
     assert initial_arch() == INITIAL

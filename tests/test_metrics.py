@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score
 
-from vkdnw_fast import metrics
+from vkdnw_fast import benchmarks, metrics
 from vkdnw_fast.spaces import nb201
+
+NB201 = benchmarks.get("nb201")
 
 LOG2_3 = math.log2(3)
 # scikit-learn's input-type check casts gains near 2^95 to int along the way; harmless here.
@@ -117,6 +119,17 @@ def test_evaluate_ranking_by_hand():
     assert result["ndcg"] == pytest.approx((1 + 7 / LOG2_3 + 3 / 2) / (7 + 3 / LOG2_3 + 1 / 2), rel=1e-12)
 
 
+def test_evaluate_ranking_can_report_an_undefined_metric_as_nan():
+    constant = [2.0, 2.0, 2.0]
+    with pytest.raises(metrics.UndefinedMetricError, match="Kendall's tau is undefined: all scores are equal"):
+        metrics.evaluate_ranking(constant, [1.0, 2.0, 3.0], k=3)
+    result = metrics.evaluate_ranking(constant, [1.0, 2.0, 3.0], k=3, seeds=(4,), undefined_as_nan=True)
+    assert math.isnan(result["kendall"]) and math.isnan(result["spearman"])
+    assert result["ndcg"] == metrics.ndcg(constant, [1.0, 2.0, 3.0], k=3, seed=4)  # ties broken at random
+    with pytest.raises(ValueError, match="NaN or infinite"):  # bad input stays an error
+        metrics.evaluate_ranking([1.0, np.nan, 2.0], [1.0, 2.0, 3.0], undefined_as_nan=True)
+
+
 def test_aggregate_sums_log_ranks_with_ties_averaged():
     table = {"a": [1.0, 2.0, 2.0, 3.0], "b": [4.0, 3.0, 2.0, 1.0], "c": [-np.inf, 0.0, 5.0, 0.0]}
     # ranks a: 1, 2.5, 2.5, 4; b: 4, 3, 2, 1; c: 1, 2.5, 4, 2.5
@@ -187,7 +200,7 @@ def proxy_scores(proxy: str, dataset: str) -> np.ndarray:
 def test_calibration_table(proxy, subset, dataset):
     indices = nb201.subset_indices(subset)
     scores = proxy_scores(proxy, dataset)[indices]
-    result = metrics.evaluate_ranking(scores, nb201.accuracies(dataset, subset), k=1000, seeds=range(5))
+    result = metrics.evaluate_ranking(scores, NB201.values(nb201.archs(subset), dataset), k=1000, seeds=range(5))
     kendall, spearman, ndcg = CALIBRATION[(proxy, subset)][DATASET_COLUMNS[dataset]]
     assert result["kendall"] == pytest.approx(kendall, abs=0.002)
     assert result["spearman"] == pytest.approx(spearman, abs=0.002)

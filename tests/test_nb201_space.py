@@ -1,14 +1,12 @@
-"""The NAS-Bench-201 space: strings, the "unique" set, the NATS-Bench network, sizes, ground truth."""
+"""The NAS-Bench-201 space: strings, the "unique" set, the NATS-Bench network, sizes, the registry."""
 from __future__ import annotations
-
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from vkdnw_fast import spaces
 from vkdnw_fast.data import nb201_table
 from vkdnw_fast.spaces import nb201
 from vkdnw_fast.spaces.nb201 import NB201Space
@@ -134,20 +132,6 @@ def test_dataset_info_and_aliases():
     assert nb201.dataset_info("cifar100") == ((3, 32, 32), 100)
     assert nb201.dataset_info("ImageNet16-120") == ((3, 16, 16), 120)
     assert nb201.dataset_info("imagenet16") == nb201.dataset_info("imagenet16-120") == ((3, 16, 16), 120)
-
-
-def test_accuracy_known_values():
-    # Maxima recorded in data/README.md (NATS-Bench 200-epoch test accuracy, mean over seeds).
-    archs = nb201.archs()
-    assert nb201.accuracy(archs[6111], "cifar10") == pytest.approx(94.3733, abs=1e-4)
-    assert nb201.accuracy(archs[13714], "cifar10") == pytest.approx(94.3733, abs=1e-4)
-    assert nb201.accuracy(archs[9930], "cifar100") == pytest.approx(73.5133, abs=1e-4)
-    assert nb201.accuracy(archs[857], "ImageNet16-120") == pytest.approx(47.3111, abs=1e-4)
-    assert nb201.accuracy(archs[857], "imagenet16") == nb201.accuracy(archs[857], "ImageNet16-120")
-    assert nb201.accuracy(archs[1], "cifar10") == pytest.approx(93.66)
-    unique = nb201.accuracies("cifar100", "unique")
-    assert len(unique) == 9444
-    assert unique[:5].tolist() == [nb201.accuracy(arch, "cifar100") for arch in nb201.archs("unique")[:5]]
 
 
 def test_params_match_the_naslib_derived_columns_for_every_arch():
@@ -335,48 +319,24 @@ def test_mutation_changes_one_uniform_edge_to_another_op():
     assert all(abs(count - draws / 24) < 80 for count in counts.values())
 
 
-class FakeNatsAPI:
-    def __init__(self, path, offset_at):
-        self.path, self.offset_at, self.queries = path, offset_at, []
-
-    def get_more_info(self, index, dataset, hp, is_random):
-        self.queries.append((index, dataset, hp, is_random))
-        column = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "ImageNet16-120": "imagenet16_test"}[dataset]
-        value = float(nb201_table()[column][index])
-        return {"test-accuracy": value + (0.5 if (index, dataset) == self.offset_at else 0.0)}
-
-
-@pytest.fixture
-def fake_nats(monkeypatch):
-    """A stand-in ``nats_bench`` module whose API returns the CSV values, except +0.5 at (7, cifar100)."""
-    created = []
-
-    def create(path, search_space, fast_mode, verbose):
-        assert search_space == "tss"
-        created.append(FakeNatsAPI(path, offset_at=(7, "cifar100")))
-        return created[-1]
-
-    monkeypatch.setitem(sys.modules, "nats_bench", types.SimpleNamespace(create=create))
-    yield created
-    nb201.set_nats_path(None)
+def test_spaces_by_name():
+    assert spaces.available() == ["mbv2", "nb201"]
+    space = spaces.get("nb201", dataset="imagenet16", subset="unique")
+    assert isinstance(space, NB201Space) and space.name == "nb201" and space.dataset == "ImageNet16-120"
+    assert spaces.from_spec({"name": "nb201", "dataset": "cifar100"}).num_classes == 100
+    with pytest.raises(ValueError, match=r"unknown search space 'nb101'; search spaces are \['mbv2', 'nb201'\]"):
+        spaces.get("nb101")
+    with pytest.raises(ValueError, match="bad arguments for the nb201 search space: .*'resolution'"):
+        spaces.from_spec({"name": "nb201", "resolution": 32})
+    with pytest.raises(ValueError, match="described by {'name': ..., \\*\\*arguments}"):
+        spaces.from_spec({"dataset": "cifar10"})
+    with pytest.raises(ValueError, match="unknown subset"):  # the constructor's own check
+        spaces.get("nb201", subset="live")
+    with pytest.raises(ValueError, match="the search space name 'nb201' is taken by NB201Space"):
+        spaces.register_space("nb201")(type("Other", (NB201Space,), {}))
 
 
-def test_accuracy_through_the_nats_api(fake_nats, tmp_path):
-    arch = nb201.archs()[7]
-    assert nb201.accuracy(arch, "cifar100", nats_path=tmp_path) == nb201.accuracy(arch, "cifar100") + 0.5
-    assert fake_nats[0].path == str(tmp_path)
-    assert fake_nats[0].queries == [(7, "cifar100", "200", False)]
-    nb201.set_nats_path(tmp_path)
-    assert nb201.accuracy(arch, "imagenet16") == float(nb201_table()["imagenet16_test"][7])
-    nb201.set_nats_path(None)
-    assert nb201.accuracy(arch, "cifar100") == float(nb201_table()["cifar100_test"][7])
-    mismatches = nb201.compare_with_nats(tmp_path, indices=range(20))
-    csv_value = float(nb201_table()["cifar100_test"][7])
-    assert mismatches == [(7, "cifar100", csv_value, csv_value + 0.5)]
-    assert nb201.compare_with_nats(tmp_path, datasets=["cifar10", "ImageNet16-120"], indices=range(20)) == []
-
-
-def test_missing_nats_bench_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "nats_bench", None)  # makes the import fail
-    with pytest.raises(ImportError, match="pip install nats_bench"):
-        nb201.accuracy(MIXED, "cifar10", nats_path=tmp_path / "missing")
+def test_initial_and_evolve_are_sample_and_mutate():
+    space = NB201Space()
+    assert space.initial(np.random.default_rng(3)) == space.sample(np.random.default_rng(3))
+    assert space.evolve(MIXED, np.random.default_rng(4), 50) == space.mutate(MIXED, np.random.default_rng(4))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vkdnw_fast import benchmarks
 from vkdnw_fast.scoring import score_architecture
 from vkdnw_fast.search import InProcessBackend, Job, PoolBackend, SearchConfig, SearchError, run_search
 from vkdnw_fast.search.cli import main, parse_count
@@ -318,6 +319,25 @@ def test_configuration_mismatch_names_the_field(tmp_path):
         search(config(iterations=5, workers=2), tmp_path)
 
 
+def test_a_record_from_before_the_algorithm_field_resumes(tmp_path):
+    cfg = config(iterations=5)
+    first = search(cfg, tmp_path)
+    db = sqlite3.connect(tmp_path / "search.sqlite")
+    stored = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    del stored["algorithm"]  # as the code before search algorithms wrote it
+    db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(stored, sort_keys=True),))
+    db.commit()
+    db.close()
+    counting = Counting()
+    again = search(cfg, tmp_path, scorer=counting)
+    assert counting.archs == [] and (again.best_arch, again.population) == (first.best_arch, first.population)
+
+
+def test_unknown_algorithm_is_named():
+    with pytest.raises(ValueError, match=r"unknown search algorithm 'annealing'; search algorithms are \['evolution'\]"):
+        SearchConfig(space=NB201, proxies=FAKE_PROXIES, iterations=5, algorithm="annealing")
+
+
 def test_outputs(tmp_path):
     result = search(config(iterations=12, population=4), tmp_path)
     space = NB201Space("cifar10")
@@ -437,8 +457,8 @@ def test_cli_nb201_reports_accuracy_and_random_search(tmp_path, capsys):
     for run, seed in zip(summary["runs"], (5, 6)):
         directory = tmp_path / f"seed_{seed}"
         assert (directory / "best.txt").read_text().splitlines()[0] == run["found_arch"]
-        assert run["found_accuracy"] == nb201.accuracy(run["found_arch"], "cifar10")
-        assert run["random_accuracy"] == nb201.accuracy(run["random_arch"], "cifar10")
+        assert run["found_accuracy"] == benchmarks.get("nb201").value(run["found_arch"], "cifar10")
+        assert run["random_accuracy"] == benchmarks.get("nb201").value(run["random_arch"], "cifar10")
         db = sqlite3.connect(directory / "search.sqlite")
         baseline = db.execute("SELECT arch, values_json FROM baseline ORDER BY idx").fetchall()
         db.close()

@@ -31,34 +31,19 @@ from typing import Any, Callable
 import torch
 from threadpoolctl import threadpool_limits
 
+from . import spaces
 from .scoring import score_architecture
-from .spaces.base import SearchSpace
+from .spaces import SearchSpace
 
 MAX_ATTEMPTS = 3
 Scorer = Callable[..., dict[str, float]]
-
-
-def make_space(spec: dict[str, Any]) -> SearchSpace:
-    """The search space described by ``spec`` (``{"name": "nb201" | "mbv2", ...constructor args}``)."""
-    from .spaces.mbv2 import MBV2Space
-    from .spaces.nb201 import NB201Space
-
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    spaces = {"nb201": NB201Space, "mbv2": MBV2Space}
-    if name not in spaces:
-        raise ValueError(f"unknown search space {name!r} in {spec}; spaces are {sorted(spaces)}")
-    try:
-        return spaces[name](**spec)
-    except TypeError as exc:  # an argument the constructor does not take
-        raise ValueError(f"bad arguments for the {name} space: {exc}") from None
 
 
 @dataclass(frozen=True)
 class Job:
     """What a worker needs to score candidates: everything but the architecture."""
 
-    space: dict[str, Any]
+    space: dict[str, Any]  # {"name": ..., **constructor arguments}: see spaces.from_spec
     proxies: tuple[str, ...]
     presets: tuple[str, ...]
     seed: int
@@ -70,14 +55,15 @@ _SPACES: dict[str, SearchSpace] = {}
 
 
 def _space(spec: dict[str, Any]) -> SearchSpace:
+    """The space of ``spec``, built once per process (a worker scores many candidates of one space)."""
     key = repr(sorted(spec.items()))
     if key not in _SPACES:
-        _SPACES[key] = make_space(spec)
+        _SPACES[key] = spaces.from_spec(spec)
     return _SPACES[key]
 
 
-def evaluate(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]:
-    """Score ``arch``; any exception becomes a failed outcome with its type and message."""
+def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]:
+    """Score ``arch`` as ``job`` says; any exception becomes a failed outcome with its type and message."""
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -121,11 +107,11 @@ class InProcessBackend:
     def wait(self) -> list[tuple[Any, dict[str, Any]]]:
         key, job, arch = self._queue.popleft()
         if self.threads is None:
-            return [(key, {**evaluate(job, arch), "attempts": 1})]
+            return [(key, {**score_job(job, arch), "attempts": 1})]
         previous = torch.get_num_threads()
         try:
             with threadpool_limits(self.threads):  # BLAS threads too, as in the workers
-                return [(key, {**evaluate(job, arch, self.threads), "attempts": 1})]
+                return [(key, {**score_job(job, arch, self.threads), "attempts": 1})]
         finally:
             torch.set_num_threads(previous)
 
@@ -193,7 +179,7 @@ class PoolBackend:
 
     def _send(self, task: tuple[Any, Job, str]) -> None:
         _, job, arch = task
-        self._pending[self._pool.submit(evaluate, job, arch)] = task
+        self._pending[self._pool.submit(score_job, job, arch)] = task
 
     def _done(self, task: tuple[Any, Job, str], outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         if self._suspects and self._suspects[0] == task:
@@ -271,8 +257,8 @@ class RayBackend:
             raise RuntimeError(f"the Ray cluster offers no CPU or GPU slot: {resources}")
         self.workers = self.slots if workers is None else workers
         self._gpus = gpus
-        self._task = ray.remote(evaluate).options(num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
-                                                  max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False)
+        self._task = ray.remote(score_job).options(num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
+                                                   max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False)
         self._pending: dict[Any, Any] = {}
         self.set_job(job)
 

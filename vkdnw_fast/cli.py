@@ -8,20 +8,25 @@ import sys
 import time
 from pathlib import Path
 
-from .config import DEFAULT_PRESET
 from . import throughput
+from .config import DEFAULT_PRESET, PRESETS
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
 
 
-def _int_tuple(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+def _int_tuple(minimum: int):
+    """An argparse type: comma-separated integers, each at least ``minimum``."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        if any(v < minimum for v in values):
+            raise argparse.ArgumentTypeError(f"expected integers of at least {minimum}, got {text!r}")
+        return values
+
+    return parse
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -68,23 +73,23 @@ def cmd_score(args) -> int:
 
 
 def cmd_nb201_evaluate(args) -> int:
+    from .benchmarks import get as get_benchmark
+    from .benchmarks.nb201 import compare_with_nats
     from .evaluation import EvaluationSpec, format_table, load_records, run_evaluation, scatter_plot
-    from .spaces import nb201
+    from .spaces.nb201 import index_of
 
-    if args.nats_path:
-        nb201.set_nats_path(args.nats_path)
     spec = EvaluationSpec(dataset=args.dataset, proxies=args.proxies, presets=args.preset, subset=args.subset,
                           limit=args.limit, sample_seed=args.sample_seed, seeds=tuple(range(args.seeds)),
                           ndcg_k=args.ndcg_k)
-    results = run_evaluation(spec, args.out, workers=args.workers, device=args.device, progress=not args.quiet,
-                             backend=args.backend, address=args.address)
+    benchmark = get_benchmark("nb201", nats_path=args.nats_path)
+    results = run_evaluation(spec, args.out, benchmark=benchmark, workers=args.workers, device=args.device,
+                             progress=not args.quiet, backend=args.backend, address=args.address)
     print(format_table(results))
     if args.nats_path:
         archs = spec.archs()
-        disagreements = nb201.compare_with_nats(args.nats_path, datasets=(spec.dataset,),
-                                                indices=[nb201.index_of(a) for a in archs])
+        disagreements = compare_with_nats(args.nats_path, datasets=(spec.dataset,), indices=[index_of(a) for a in archs])
         print(f"NATS-Bench API vs bundled data: {len(disagreements)} disagreements on {len(archs)} architectures")
-    scatter_plot(spec, load_records(args.out), Path(args.out) / "scatter.png")
+    scatter_plot(spec, load_records(args.out), Path(args.out) / "scatter.png", benchmark)
     print(f"wrote {args.out}/metrics.json, {args.out}/results.jsonl, {args.out}/scatter.png")
     return 0
 
@@ -92,7 +97,7 @@ def cmd_nb201_evaluate(args) -> int:
 def cmd_nb201_report(args) -> int:
     from .evaluation import report
 
-    results, table = report(args.dir, ndcg_k=args.ndcg_k, seeds=args.seeds)
+    results, table = report(args.dir, ndcg_k=args.ndcg_k, seeds=args.only_seeds)
     # The command goes with the JSON so that recorded metrics say how they were made.
     results = {"command": args.command_line, **results}
     print(json.dumps(results, indent=2) if args.json else table)
@@ -116,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="VKDNW of one PyTorch model")
     score.add_argument("--model", required=True, help="module:ClassName (imported from the current directory)")
     score.add_argument("--model-args", help='JSON keyword arguments for the class, e.g. \'{"num_classes": 10}\'')
-    score.add_argument("--input-shape", required=True, type=_int_tuple, help="e.g. 3,32,32")
+    score.add_argument("--input-shape", required=True, type=_int_tuple(1), help="e.g. 3,32,32")
     score.add_argument("--batch-size", type=int, default=64)
-    score.add_argument("--preset", choices=("paper", "exact"), default=DEFAULT_PRESET)
+    score.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--device", default=None)
     score.add_argument("--json", action="store_true", help="print one JSON object, eigenvalues included")
@@ -137,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seeds", type=int, default=5,
                           help="seeds 0..N-1 (init, input noise, nDCG tie order); a larger N extends a saved run")
     evaluate.add_argument("--preset", type=_names, default=(DEFAULT_PRESET,),
-                          help=f"paper, exact or paper,exact (default {DEFAULT_PRESET})")
+                          help=f"comma-separated, of {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET})")
     evaluate.add_argument("--ndcg-k", type=int, default=1000)
     evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
     evaluate.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -152,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir")
     report.add_argument("--json", action="store_true")
     report.add_argument("--ndcg-k", type=int, default=None, help="nDCG cut-off for this report (default: the run's)")
-    report.add_argument("--seeds", type=lambda t: tuple(int(v) for v in t.split(",")), default=None,
-                        help="comma-separated subset of the run's seeds (e.g. those finished so far)")
+    report.add_argument("--only-seeds", type=_int_tuple(0), default=None,
+                        help="report on these of the run's seeds only, comma-separated (e.g. those finished so far)")
     report.set_defaults(func=cmd_nb201_report)
 
     add_search_parser(commands)
@@ -168,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--batch-size", type=int, default=64)
     tp.add_argument("--count", type=int, default=20, help="random architectures scored by the engine")
     tp.add_argument("--reference-count", type=int, default=3, help="of those, scored by the reference too")
-    tp.add_argument("--preset", choices=("paper", "exact"), default=throughput.BENCHMARK_PRESET)
+    tp.add_argument("--preset", choices=sorted(PRESETS), default=throughput.BENCHMARK_PRESET)
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     tp.add_argument("--no-prefetch", action="store_true", help="build each model on the critical path")

@@ -3,11 +3,12 @@ scores (SPEC §6): Kendall τ-b, Spearman ρ, nDCG@k, the log-rank aggregate and
 ("model-driven") ranking.
 
 Scores are "higher is better". NaN or ±inf in a score is refused with a ValueError naming where
-(``aggregate`` accepts ±inf, which ranks); a rank correlation that is undefined (a constant input)
-is refused too, so no function returns NaN silently.
+(``aggregate`` accepts ±inf, which ranks); a metric that is undefined (a constant input) raises
+``UndefinedMetricError``, so no function returns NaN unless asked to (``evaluate_ranking``).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,10 @@ from sklearn.ensemble import RandomForestRegressor
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 _SHOWN_POSITIONS = 10
+
+
+class UndefinedMetricError(ValueError):
+    """The metric has no value for this input (all scores, or all accuracies, are equal)."""
 
 
 def _vector(values: Any, name: str, allow_inf: bool = False) -> np.ndarray:
@@ -49,7 +54,7 @@ def _score_accuracy_pair(scores: Any, accuracies: Any) -> tuple[np.ndarray, np.n
 def _require_variation(scores: np.ndarray, accuracies: np.ndarray, name: str) -> None:
     for values, what in ((scores, "scores"), (accuracies, "accuracies")):
         if np.all(values == values[0]):
-            raise ValueError(f"{name} is undefined: all {what} are equal")
+            raise UndefinedMetricError(f"{name} is undefined: all {what} are equal")
 
 
 def kendall(scores: Any, accuracies: Any) -> float:
@@ -84,7 +89,7 @@ def ndcg(scores: Any, accuracies: Any, k: int = 1000, seed: int = 0) -> float:
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.sort(gains)[::-1][:k] @ discounts
     if ideal <= 0:
-        raise ValueError("nDCG is undefined: every accuracy is 0, so every gain is 0")
+        raise UndefinedMetricError("nDCG is undefined: every accuracy is 0, so every gain is 0")
     return float(gains[ranked] @ discounts / ideal)
 
 
@@ -97,15 +102,24 @@ def ndcg_mean(scores: Any, accuracies: Any, k: int = 1000, seeds: Iterable[int] 
 
 
 def evaluate_ranking(
-    scores: Any, accuracies: Any, k: int = 1000, seeds: Iterable[int] = DEFAULT_SEEDS
+    scores: Any, accuracies: Any, k: int = 1000, seeds: Iterable[int] = DEFAULT_SEEDS, *,
+    undefined_as_nan: bool = False,
 ) -> dict[str, float]:
     """{'kendall', 'spearman', 'ndcg'} of ``scores`` against ``accuracies``; nDCG@k is the mean
-    over the tie orders of ``seeds``."""
-    return {
-        "kendall": kendall(scores, accuracies),
-        "spearman": spearman(scores, accuracies),
-        "ndcg": ndcg_mean(scores, accuracies, k, seeds),
-    }
+    over the tie orders of ``seeds``. With ``undefined_as_nan`` a metric that is undefined for this
+    input is NaN instead of an ``UndefinedMetricError``, for a summary over several rankings (seeds)
+    that leaves it out where it is undefined and reports the others."""
+    measures = {"kendall": lambda: kendall(scores, accuracies), "spearman": lambda: spearman(scores, accuracies),
+                "ndcg": lambda: ndcg_mean(scores, accuracies, k, seeds)}
+    result = {}
+    for name, measure in measures.items():
+        try:
+            result[name] = measure()
+        except UndefinedMetricError:
+            if not undefined_as_nan:
+                raise
+            result[name] = math.nan
+    return result
 
 
 def aggregate(table: Mapping[str, Any] | Any, proxies: Sequence[str]) -> np.ndarray:

@@ -16,8 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import reference
-from .backends import make_space
+from . import reference, spaces
 from .evaluation import AGGREGATE_PROXIES
 from .scoring import score_architecture
 from .timing import record_stages
@@ -72,8 +71,8 @@ def run(space_name: str = "nb201", dataset: str = "cifar10", count: int = 20, re
         device: str | None = None, seed: int = 0, preset: str = BENCHMARK_PRESET, prefetch: bool = True,
         batch_size: int = 64, resolution: int = 32, num_classes: int = 10) -> dict:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    space = make_space({"name": "nb201", "dataset": dataset} if space_name == "nb201" else
-                       {"name": space_name, "resolution": resolution, "num_classes": num_classes})
+    space = (spaces.get("nb201", dataset=dataset) if space_name == "nb201" else
+             spaces.get(space_name, resolution=resolution, num_classes=num_classes))
     archs = sample_archs(space, count, seed)
     build = space.build_model
 

@@ -17,10 +17,13 @@ import re
 import sys
 from pathlib import Path
 
-from ..config import DEFAULT_PRESET
+from .. import benchmarks
 from ..backends import Job, make_backend
-from .driver import SearchConfig, random_search, run_search
-from .report import mean_std, nb201_summary
+from ..config import DEFAULT_PRESET, PRESETS
+from .baseline import random_search
+from .config import SearchConfig
+from .driver import run_search
+from .report import benchmark_summary, mean_std
 from .store import DB_NAME, SearchError
 
 MBV2_PROXIES = ("flops", "expressivity", "progressivity", "vkdnw", "trainability")  # the authors' MBV2 set
@@ -66,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proxies",
                         help=f"comma-separated proxies aggregated by SPEC eq. 15 (mbv2 default "
                              f"{','.join(MBV2_PROXIES)}; nb201 {','.join(NB201_PROXIES)})")
-    parser.add_argument("--preset", choices=("paper", "exact"), default=None,
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help=f"Fisher preset (default {DEFAULT_PRESET}; at mbv2's 1000 classes the paper "
                              "factor is NaN)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local")
@@ -167,6 +170,7 @@ def run_command(args: argparse.Namespace) -> int:
         backend = make_backend(args.backend, job, args.workers, args.address)
     except ValueError as exc:
         _fail(str(exc))
+    benchmark = benchmarks.get(args.space) if args.space in benchmarks.available() else None
     summaries = []
     try:
         for seed, directory in zip(seeds, directories):
@@ -176,8 +180,8 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"{directory}: best {result.best_arch}\n  flops {result.best_cost['flops']:.0f} params "
                   f"{result.best_cost['params']:.0f} layers {result.best_cost['layers']:.0f}; "
                   f"{_counts(result.counts)}")
-            if args.space == "nb201":
-                summary = nb201_summary(config, result, random_search(config, directory, backend))
+            if benchmark is not None:
+                summary = benchmark_summary(config, result, random_search(config, directory, backend), benchmark)
                 (directory / "nb201.json").write_text(json.dumps(summary, indent=2) + "\n")
                 print(f"  test accuracy {summary['found_accuracy']:.2f} (optimum {summary['optimum']:.2f}); random "
                       f"search of {iterations}: {summary['random_accuracy']:.2f} ({summary['random_arch']})")

@@ -1,24 +1,13 @@
-"""Evolutionary search over any SearchSpace (SPEC §7), with deterministic asynchronous scoring and a
-durable, resumable record.
+"""The search driver: any search algorithm (``algorithms``) over any search space, with
+deterministic asynchronous scoring on a backend and a durable, resumable record.
 
-The algorithm
--------------
-* Candidate 0 is the space's initial architecture: ``mbv2.initial_arch()`` for MobileNetV2 (the
-  authors' initial net), the first draw of ``space.sample(rng)`` for NAS-Bench-201 (which has none).
-* Every later candidate mutates a parent drawn uniformly from the population (the initial
-  architecture while the population is still empty). MobileNetV2 replaces 1 block while the
-  population has at most 10 members and 2 afterwards, as the authors do; other spaces use their
-  ``mutate``.
-* A draw that is infeasible (``space.is_feasible``) is recorded as ``rejected``; one already
-  proposed before is recorded as ``duplicate`` (each architecture is scored once); neither is an
-  iteration, and drawing goes on until a new feasible candidate comes up.
-* A scored candidate joins the population. When that makes the population larger than its size,
-  the member with the lowest aggregated score (SPEC eq. 15, Σ_m log rank_m over the configured
-  proxies, computed over the current population) is dropped; among equal scores the most recently
-  added goes. A candidate that cannot be built or scored (any exception) is recorded as
-  ``failed`` with the reason and skipped; it is not an iteration either.
-* The search stops after ``iterations`` scored candidates. The answer is the member of the final
-  population with the highest aggregated score (the earliest added among equals).
+Screening
+---------
+Each draw of the algorithm is validated; one that is infeasible (``space.is_feasible``) is recorded
+as ``rejected``; one already proposed before is recorded as ``duplicate`` where the algorithm
+proposes each architecture once; neither is an iteration, and drawing goes on until a candidate
+passes. A candidate that cannot be built or scored (any exception, a missing or NaN proxy value) is
+recorded as ``failed`` with the reason and is not an iteration either.
 
 Deterministic asynchrony
 ------------------------
@@ -42,92 +31,26 @@ are scored; from there the run goes on. The result equals that of an uninterrupt
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..config import DEFAULT_PRESET, PRESETS
-from ..metrics import aggregate
-from ..scoring import check_proxies, score_architecture
-from ..spaces.base import SearchSpace
-from ..spaces.mbv2 import MBV2Space, initial_arch
-from ..backends import Job, Scorer, make_backend, make_space
+from .. import spaces
+from ..backends import Job, Scorer, make_backend
+from ..scoring import score_architecture
+from ..spaces import SearchSpace
+from .algorithms import SearchAlgorithm, SearchResult, get_algorithm
+from .config import SearchConfig
 from .store import SearchError, Store
 
-# MobileNetV2: 1 block replaced while the population has at most this many members, 2 afterwards.
-SINGLE_REPLACE_POPULATION = 10
 # Draws in a row without a new feasible candidate before the search gives up (space exhausted).
 MAX_DRAWS = 10_000
 # Failed candidates in a row before the search gives up (the scorer is broken, not the candidates).
 MAX_FAILURE_STREAK = 50
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Everything the answer depends on; stored with the run and checked on resume.
-
-    space: ``{"name": "nb201", "dataset", "subset"}`` or ``{"name": "mbv2", "resolution",
-        "num_classes", "flops_budget", "max_layers", "flops_count"}`` (constructor arguments).
-    proxies: the columns aggregated by SPEC eq. 15 (and scored).
-    iterations: scored candidates to integrate.
-    population: population size.
-    seed: of the search RNG and of every score (network init and input noise).
-    workers: W, the lag of the deterministic asynchronous schedule (see the module docstring).
-    preset: the Fisher preset of the Fisher proxies.
-    """
-
-    space: dict[str, Any]
-    proxies: tuple[str, ...]
-    iterations: int
-    population: int = 1024
-    seed: int = 0
-    workers: int = 1
-    preset: str = DEFAULT_PRESET
-
-    def __post_init__(self):
-        object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
-        if len(set(self.proxies)) != len(self.proxies):
-            raise ValueError(f"proxies are listed more than once: {list(self.proxies)}")
-        for name in ("iterations", "population", "workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; presets are {sorted(PRESETS)}")
-        make_space(self.space)  # fails early, naming a bad space argument
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps({**asdict(self), "proxies": list(self.proxies)}))
-
-
-@dataclass
-class SearchResult:
-    best_arch: str
-    best_slot: int
-    best_values: dict[str, float]
-    best_cost: dict[str, float]
-    best_aggregate: float
-    population: list[str]
-    counts: dict[str, int] = field(default_factory=dict)
-    directory: Path | None = None
-
-
-def initial_architecture(space: SearchSpace, rng: np.random.Generator) -> str:
-    if isinstance(space, MBV2Space):
-        return initial_arch()
-    return space.validate(space.sample(rng))
-
-
-def mutate(space: SearchSpace, arch: str, rng: np.random.Generator, population_size: int) -> str:
-    if isinstance(space, MBV2Space):
-        return space.mutate(arch, rng, num_replaces=1 if population_size <= SINGLE_REPLACE_POPULATION else 2)
-    return space.mutate(arch, rng)
 
 
 def _rng_state(rng: np.random.Generator) -> str:
@@ -155,20 +78,15 @@ class _Progress:
             self.bar.close()
 
 
-class Evolution:
-    """The search state and its rules; talks to the world only through ``store`` and ``backend``."""
+class SearchDriver:
+    """Runs ``algorithm`` to the budget: proposes, screens, records, scores on ``backend`` and
+    integrates in slot order; talks to the world only through ``store`` and ``backend``."""
 
-    def __init__(self, config: SearchConfig, space: SearchSpace, store: Store, backend, progress: bool = True):
-        self.config, self.space, self.store, self.backend = config, space, store, backend
-        self.proxies = config.proxies
-        self.rng = np.random.default_rng(config.seed)
-        self.initial = initial_architecture(space, self.rng)
-        feasible, reason = space.is_feasible(self.initial)
-        if not feasible:
-            raise SearchError(f"the initial architecture {self.initial} is infeasible: {reason}")
+    def __init__(self, config: SearchConfig, space: SearchSpace, algorithm: SearchAlgorithm, rng: np.random.Generator,
+                 store: Store, backend, progress: bool = True):
+        self.config, self.space, self.algorithm, self.rng = config, space, algorithm, rng
+        self.store, self.backend = store, backend
         self.stored = store.draws()
-        self.members: list[int] = []           # slots of the population, in the order they joined
-        self.vectors: dict[int, np.ndarray] = {}
         self.arch_of: dict[int, str] = {}
         self.known: dict[str, int] = {}        # every proposed architecture -> its slot
         self.seq = 0                           # draws so far
@@ -177,17 +95,16 @@ class Evolution:
         self.successes = 0
         self.failure_streak = 0
         self.held: dict[int, tuple[dict[str, Any], bool]] = {}  # arrived, not yet integrated
-        self.best: tuple[int | None, float | None, float | None] = (None, None, None)
         self.progress = _Progress(progress, config.iterations)
 
     # ------------------------------------------------------------------ schedule
-    def run(self) -> None:
+    def run(self) -> SearchResult:
         try:
             self._propose_allowed()
             while self.integrated < self.next_slot:
                 if self.integrated not in self.held:
                     for slot, outcome in self.backend.wait():
-                        outcome = check_outcome(outcome, self.proxies)
+                        outcome = check_outcome(outcome, self.config.proxies)
                         self.store.record_outcome(slot, outcome)
                         self.held[slot] = (outcome, False)
                 # One integration, then the proposals it allows: slot i must see exactly the
@@ -201,6 +118,8 @@ class Evolution:
             self.store.commit()
         finally:
             self.progress.close()
+        return dataclasses.replace(self.algorithm.result(), counts=self.store.counts(),
+                                   directory=self.store.directory)
 
     def _propose_allowed(self) -> None:
         while (self.next_slot <= self.integrated + self.config.workers
@@ -211,20 +130,14 @@ class Evolution:
     def _propose(self) -> None:
         slot = self.next_slot
         for _ in range(MAX_DRAWS):
-            parent_slot = None
-            if self.seq == 0:
-                arch = self.initial
-            else:
-                if self.members:
-                    parent_slot = self.members[int(self.rng.integers(len(self.members)))]
-                parent = self.initial if parent_slot is None else self.arch_of[parent_slot]
-                arch = self.space.validate(mutate(self.space, parent, self.rng, len(self.members)))
+            arch, parent_slot = self.algorithm.propose()
+            arch = self.space.validate(arch)
             seq, state = self.seq, _rng_state(self.rng)
             self.seq += 1
             feasible, reason = self.space.is_feasible(arch)
             if not feasible:
                 status = "rejected"
-            elif arch in self.known:
+            elif self.algorithm.unique_candidates and arch in self.known:
                 status, reason = "duplicate", f"already proposed as slot {self.known[arch]}"
             else:
                 status, reason = "proposed", None
@@ -237,13 +150,13 @@ class Evolution:
             self.arch_of[slot] = arch
             self.next_slot += 1
             if stored is not None and stored["status"] in ("evaluated", "failed"):
-                self.held[slot] = (_stored_outcome(stored), True)
+                self.held[slot] = (stored_outcome(stored), True)
             else:
                 self.backend.submit(slot, arch)
             return
-        raise SearchError(f"no new feasible candidate in {MAX_DRAWS} draws in a row (population of "
-                          f"{len(self.members)}, {len(self.known)} architectures proposed so far): the "
-                          "reachable space looks exhausted; lower the iterations or relax the constraints")
+        raise SearchError(f"no new feasible candidate in {MAX_DRAWS} draws in a row ({len(self.known)} "
+                          "architectures proposed so far): the reachable space looks exhausted; lower the "
+                          "iterations or relax the constraints")
 
     def _replayed(self, seq: int, arch: str, status: str, state: str):
         """The stored row of draw ``seq``, after checking that this run drew the same."""
@@ -259,47 +172,25 @@ class Evolution:
         return stored
 
     # ------------------------------------------------------------------ integration
-    def _aggregate(self) -> np.ndarray:
-        table = np.stack([self.vectors[slot] for slot in self.members])
-        return aggregate({p: table[:, j] for j, p in enumerate(self.proxies)}, self.proxies)
-
     def _integrate(self, slot: int, outcome: dict[str, Any], replayed: bool) -> None:
-        dropped, iteration = None, None
-        if not outcome["ok"]:
+        iteration = None
+        if outcome["ok"]:
+            self.failure_streak = 0
+            self.successes += 1
+            iteration = self.successes
+        else:
             self.failure_streak += 1
             if self.failure_streak >= MAX_FAILURE_STREAK:
                 raise SearchError(f"{self.failure_streak} candidates in a row could not be scored; the last, "
                                   f"{self.arch_of[slot]}: {outcome['reason']}")
-        else:
-            self.failure_streak = 0
-            self.successes += 1
-            iteration = self.successes
-            self.members.append(slot)
-            self.vectors[slot] = np.array([outcome["values"][p] for p in self.proxies], dtype=np.float64)
-            if len(self.members) > self.config.population:
-                scores = self._aggregate()
-                worst = len(scores) - 1 - int(np.argmin(scores[::-1]))  # the newest among the lowest
-                dropped = self.members.pop(worst)
-                del self.vectors[dropped]
-            scores = self._aggregate()
-            top = int(np.argmax(scores))  # the earliest added among the highest
-            normalised = float(scores[top] - len(self.proxies) * math.log(len(scores)))
-            self.best = (self.members[top], float(scores[top]), normalised)
-        self.store.record_integration(slot, iteration=iteration, added=outcome["ok"] and slot in self.vectors,
-                                      dropped=dropped, population_size=len(self.members), best_slot=self.best[0],
-                                      best_aggregate=self.best[1], best_normalised=self.best[2])
+        standing = self.algorithm.integrate(slot, self.arch_of[slot], outcome["values"] if outcome["ok"] else None)
+        self.store.record_integration(slot, iteration=iteration, added=standing.added, dropped=standing.dropped,
+                                      population_size=standing.population_size, best_slot=standing.best_slot,
+                                      best_aggregate=standing.best_aggregate,
+                                      best_normalised=standing.best_normalised)
         if iteration is not None:
-            self.progress.update(iteration, replayed, {"best": f"{self.best[2]:.3f}", "population": len(self.members)})
-
-    def result(self) -> SearchResult:
-        best_slot, best_aggregate, _ = self.best
-        if best_slot is None:
-            raise SearchError("the search integrated no scored candidate")
-        arch = self.arch_of[best_slot]
-        values = dict(zip(self.proxies, map(float, self.vectors[best_slot])))
-        return SearchResult(best_arch=arch, best_slot=best_slot, best_values=values, best_cost=self.space.cost(arch),
-                            best_aggregate=best_aggregate, population=[self.arch_of[s] for s in self.members],
-                            counts=self.store.counts(), directory=self.store.directory)
+            self.progress.update(iteration, replayed, {"best": f"{standing.best_normalised:.3f}",
+                                                       "population": standing.population_size})
 
 
 def check_outcome(outcome: dict[str, Any], proxies: tuple[str, ...]) -> dict[str, Any]:
@@ -314,13 +205,15 @@ def check_outcome(outcome: dict[str, Any], proxies: tuple[str, ...]) -> dict[str
     return outcome
 
 
-def _stored_outcome(row) -> dict[str, Any]:
+def stored_outcome(row) -> dict[str, Any]:
+    """The outcome a record row holds (``evaluated`` or ``failed``)."""
     if row["status"] == "evaluated":
         return {"ok": True, "values": json.loads(row["values_json"])}
     return {"ok": False, "reason": row["reason"]}
 
 
-def _check_job(job: Job, config: SearchConfig) -> None:
+def check_job(job: Job, config: SearchConfig) -> None:
+    """ValueError unless ``job`` scores what ``config`` asks for."""
     expected = (config.space, config.proxies, (config.preset,), config.seed)
     scored = (job.space, tuple(job.proxies), tuple(job.presets), job.seed)
     if scored != expected:
@@ -341,18 +234,19 @@ def run_search(config: SearchConfig, out: str | Path, *, backend=None, backend_k
     """
     from .report import write_outputs
 
-    space = make_space(config.space)
+    space = spaces.from_spec(config.space)
     with Store(out) as store:
-        store.open_run(config.to_dict())
+        store.start_or_resume(config)
         owned = backend is None
         if owned:
             job = Job(config.space, config.proxies, (config.preset,), config.seed, device, scorer)
             backend = make_backend(backend_kind, job, config.workers, address)
         else:
-            _check_job(backend.job, config)
+            check_job(backend.job, config)
         try:
-            evolution = Evolution(config, space, store, backend, progress)
-            evolution.run()
+            rng = np.random.default_rng(config.seed)
+            algorithm = get_algorithm(config.algorithm)(config, space, rng)
+            result = SearchDriver(config, space, algorithm, rng, store, backend, progress).run()
         except BaseException:
             store.commit()
             backend.cancel()
@@ -360,62 +254,7 @@ def run_search(config: SearchConfig, out: str | Path, *, backend=None, backend_k
         finally:
             if owned:
                 backend.close()
-        result = evolution.result()
         store.set_meta("best", {"arch": result.best_arch, "slot": result.best_slot})
         store.commit()
         write_outputs(store, config, result)
     return result
-
-
-@dataclass
-class BaselineResult:
-    best_arch: str
-    best_values: dict[str, float]
-    archs: list[str]
-    failed: int
-
-
-def random_search(config: SearchConfig, out: str | Path, backend) -> BaselineResult:
-    """Random search with the same budget: ``config.iterations`` distinct architectures drawn
-    uniformly without replacement from the (finite) space with ``default_rng(config.seed)``, each
-    scored like a search candidate; the best by the aggregated score over them (the first among
-    equals) is its answer. Scores the search already has are reused; results go to the record's
-    ``baseline`` table, so a rerun scores nothing twice."""
-    space = make_space(config.space)
-    try:
-        members = list(space.enumerate())
-    except NotImplementedError as exc:
-        raise SearchError(f"random search needs a finite space: {exc}") from None
-    if config.iterations > len(members):
-        raise SearchError(f"random search of {config.iterations} architectures in a space of {len(members)}")
-    picks = np.random.default_rng(config.seed).choice(len(members), size=config.iterations, replace=False)
-    archs = [space.validate(members[i]) for i in picks]
-    _check_job(backend.job, config)
-    with Store(out) as store:
-        store.open_run(config.to_dict())
-        done, scored = store.baseline(), store.values_by_arch()
-        outcomes: dict[int, dict[str, Any]] = {}
-        for idx, arch in enumerate(archs):
-            if idx in done:
-                if done[idx]["arch"] != arch:
-                    raise SearchError(f"{out}: stored random-search architecture {idx} is {done[idx]['arch']}, "
-                                      f"drawn now {arch}")
-                outcomes[idx] = _stored_outcome(done[idx])
-            elif arch in scored:
-                outcomes[idx] = {"ok": True, "values": scored[arch]}
-                store.add_baseline(idx, arch, outcomes[idx])
-            else:
-                backend.submit(idx, arch)
-        store.commit()
-        while len(outcomes) < len(archs):
-            for idx, outcome in backend.wait():
-                outcome = outcomes[idx] = check_outcome(outcome, config.proxies)
-                store.add_baseline(idx, arch=archs[idx], outcome=outcome)
-            store.commit()
-    good = [i for i in range(len(archs)) if outcomes[i]["ok"]]
-    if not good:
-        raise SearchError("random search: no architecture could be scored")
-    table = {p: np.array([outcomes[i]["values"][p] for i in good]) for p in config.proxies}
-    best = good[int(np.argmax(aggregate(table, config.proxies)))]
-    return BaselineResult(best_arch=archs[best], best_values={p: outcomes[best]["values"][p] for p in config.proxies},
-                          archs=archs, failed=len(archs) - len(good))

@@ -1,5 +1,6 @@
 """What a finished search leaves next to its record: ``best.txt``, ``history.csv``, ``best_score.png``,
-and for NAS-Bench-201 the true accuracies of the found and the random-search architectures."""
+and where a benchmark has the space, the true accuracies of the found and the random-search
+architectures."""
 from __future__ import annotations
 
 import csv
@@ -8,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import spaces
+from ..benchmarks import Benchmark
 from .store import Store
 
 
@@ -57,17 +60,17 @@ def _plot(path, rows, proxies: list[str]) -> None:
     plt.close(fig)
 
 
-def nb201_summary(config, result, baseline) -> dict[str, Any]:
-    """True test accuracies of the found and random-search architectures, and the optimum."""
-    from ..spaces.nb201 import accuracies, accuracy
-
-    dataset, subset = config.space["dataset"], config.space["subset"]
+def benchmark_summary(config, result, baseline, benchmark: Benchmark) -> dict[str, Any]:
+    """The found and the random-search architectures' true accuracies (the benchmark's default
+    metric on the space's dataset), and the best of the space."""
+    dataset = config.space["dataset"]
+    everything = list(spaces.from_spec(config.space).enumerate())
     return {
-        "dataset": dataset, "subset": subset, "seed": config.seed, "budget": config.iterations,
-        "found_arch": result.best_arch, "found_accuracy": accuracy(result.best_arch, dataset),
-        "random_arch": baseline.best_arch, "random_accuracy": accuracy(baseline.best_arch, dataset),
+        "dataset": dataset, "subset": config.space["subset"], "seed": config.seed, "budget": config.iterations,
+        "found_arch": result.best_arch, "found_accuracy": benchmark.value(result.best_arch, dataset),
+        "random_arch": baseline.best_arch, "random_accuracy": benchmark.value(baseline.best_arch, dataset),
         "random_failed": baseline.failed,
-        "optimum": float(np.max(accuracies(dataset, subset))),
+        "optimum": float(np.max(benchmark.values(everything, dataset))),
     }
 
 

@@ -34,7 +34,12 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..runs import check_saved_config
+
+if TYPE_CHECKING:
+    from .config import SearchConfig
 
 SCHEMA = 1
 DB_NAME = "search.sqlite"
@@ -132,24 +137,21 @@ class Store:
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
 
-    def open_run(self, config: dict[str, Any]) -> bool:
+    def start_or_resume(self, config: "SearchConfig") -> bool:
         """Record ``config`` for a new run, or check it against the stored one; True if the
-        directory already held this run. SearchError naming every differing field otherwise."""
+        directory already held this run. The stored configuration is read back into a
+        ``SearchConfig`` first, so a field the record predates compares as its default; a
+        SearchError names every differing field."""
         stored = self.get_meta("config")
         if stored is None:
             self.set_meta("schema", SCHEMA)
-            self.set_meta("config", config)
+            self.set_meta("config", config.to_dict())
             self.db.commit()
             return False
         if self.get_meta("schema") != SCHEMA:
             raise SearchError(f"{self.directory} holds a search record of schema {self.get_meta('schema')}, "
                               f"this code reads schema {SCHEMA}")
-        mine, theirs = _flatten(config), _flatten(stored)
-        differing = [f"{key} (stored {theirs.get(key)!r}, requested {mine.get(key)!r})"
-                     for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
-        if differing:
-            raise SearchError(f"{self.directory} holds a search with a different configuration: "
-                              + "; ".join(differing) + ". Use another --out directory, or the stored settings.")
+        check_saved_config(self.directory, config.from_dict(stored).to_dict(), config.to_dict(), error=SearchError)
         return True
 
     # ------------------------------------------------------------------ candidates
@@ -207,12 +209,3 @@ class Store:
                         (idx, arch, "evaluated" if outcome["ok"] else "failed", outcome.get("reason"),
                          dumps(outcome["values"]) if outcome["ok"] else None))
 
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

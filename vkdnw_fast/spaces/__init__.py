@@ -1,0 +1,9 @@
+"""Search spaces: architectures named by strings, their networks, sizes, sampling, mutation and
+feasibility, behind one interface (``base.SearchSpace``) and a registry by name. A space knows
+nothing of proxies or scores: scoring an architecture is ``scoring.score_architecture``'s job, and
+ground truth (trained accuracies) lives in ``vkdnw_fast.benchmarks``."""
+from . import mbv2, nb201  # noqa: F401  (registers the built-in spaces)
+from .base import SearchSpace
+from .registry import available, from_spec, get, register_space
+
+__all__ = ["SearchSpace", "available", "from_spec", "get", "register_space"]

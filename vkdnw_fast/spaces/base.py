@@ -1,4 +1,5 @@
-"""The interface every search space implements, so drivers and benchmarks treat them alike."""
+"""The interface every search space implements, so that the search, the scoring backends and the
+benchmarks treat all spaces alike, and nothing outside this package needs to know which space it has."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -13,7 +14,8 @@ class SearchSpace(ABC):
 
     Implementations fix the task (input shape, number of classes) at construction, so that
     ``build_model`` and ``cost`` need only the architecture. All randomness comes from the
-    ``numpy.random.Generator`` passed in, so a seed reproduces a run.
+    ``numpy.random.Generator`` passed in, so a seed reproduces a run. ``name`` is the name the
+    space is registered under (``spaces.register_space``).
     """
 
     name: str
@@ -31,6 +33,17 @@ class SearchSpace(ABC):
     @abstractmethod
     def mutate(self, arch: str, rng: np.random.Generator) -> str:
         """A random neighbour of ``arch`` (may violate constraints; see ``is_feasible``)."""
+
+    def initial(self, rng: np.random.Generator) -> str:
+        """Where an evolutionary search starts: a random architecture, unless the space has a
+        conventional starting net (MobileNetV2: the authors' initial net)."""
+        return self.validate(self.sample(rng))
+
+    def evolve(self, parent: str, rng: np.random.Generator, population_size: int) -> str:
+        """The child an evolutionary search makes of ``parent`` while its population has
+        ``population_size`` members: ``mutate``, unless the space's search varies the step with
+        the population (MobileNetV2's authors replace one block in a small population, two later)."""
+        return self.mutate(parent, rng)
 
     @abstractmethod
     def build_model(self, arch: str) -> nn.Module:

@@ -102,6 +102,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SearchSpace
+from .registry import register_space
 
 STEM = "SuperConvK3BNRELU"
 HEAD = "SuperConvK1BNRELU"
@@ -113,6 +114,8 @@ IDW_TYPES: dict[str, tuple[int, int]] = dict(sorted(
 _SCALE_UP = (2.5, 2.0, 1.5, 1.25, 1.0)  # channels * f, and channels / f for f != 1
 SUB_LAYER_DELTAS = (-2, -1, 0, 1, 2)
 SPLIT_THRESHOLD = 6
+# The search replaces 1 block while the population has at most this many members, 2 afterwards.
+SINGLE_REPLACE_POPULATION = 10
 BN_EPS = 1e-3
 INPUT_CHANNELS = 3
 
@@ -472,6 +475,7 @@ def mutate(arch: str, rng: np.random.Generator, num_replaces: int = 2) -> str:
 
 # ----------------------------------------------------------------------------- the space
 
+@register_space("mbv2")
 class MBV2Space(SearchSpace):
     """The IDW space at a fixed task. Feasible: FLOPs <= ``flops_budget`` at ``resolution`` and
     the authors' layer count <= ``max_layers``. ``flops_count`` says which FLOPs: ``macs`` (exact
@@ -482,7 +486,6 @@ class MBV2Space(SearchSpace):
     of the current net until one is feasible (at most ``max_tries``), so a sample is feasible.
     """
 
-    name = "mbv2"
     sample_steps = 10
     max_tries = 1000
 
@@ -505,6 +508,15 @@ class MBV2Space(SearchSpace):
 
     def mutate(self, arch: str, rng: np.random.Generator, num_replaces: int = 2) -> str:
         return mutate(arch, rng, num_replaces)
+
+    def initial(self, rng: np.random.Generator) -> str:
+        """The authors' initial net (draws nothing from ``rng``)."""
+        return initial_arch()
+
+    def evolve(self, parent: str, rng: np.random.Generator, population_size: int) -> str:
+        """The authors' step: 1 block replaced while the population has at most
+        ``SINGLE_REPLACE_POPULATION`` members (all mutants of the initial net), 2 afterwards."""
+        return mutate(parent, rng, num_replaces=1 if population_size <= SINGLE_REPLACE_POPULATION else 2)
 
     def sample(self, rng: np.random.Generator) -> str:
         arch = initial_arch()

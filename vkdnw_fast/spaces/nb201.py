@@ -5,23 +5,23 @@ An architecture is a cell string such as
 node j (1..3) sums one op applied to each earlier node i, written ``op~i``; node 0 is the cell input
 and node 3 its output. The network is the NATS-Bench ``TinyNetwork`` (C=16, N=5) with exactly its
 parameter names and registration order, because the ``paper`` preset samples "the first 128
-parameter tensors". Ground truth comes from the bundled CSV (``vkdnw_fast/data``), or from the
-NATS-Bench API files through the ``nats_bench`` package when a path is given.
+parameter tensors". The space enumerates its cells in NATS-Bench index order (``index_of``), the
+order of the bundled table (``vkdnw_fast/data``); their trained accuracies are ground truth, a
+benchmark's business (``vkdnw_fast.benchmarks.nb201``), not the space's.
 """
 from __future__ import annotations
 
 import functools
 import operator
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from vkdnw_fast.config import DEFAULT_PRESET
 from vkdnw_fast.data import NB201_SIZE, nb201_table
 from vkdnw_fast.spaces.base import SearchSpace
+from vkdnw_fast.spaces.registry import register_space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 CONV_KERNELS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
@@ -50,7 +50,6 @@ _DATASET_INFO = {
     "cifar100": ((3, 32, 32), 100),
     "ImageNet16-120": ((3, 16, 16), 120),
 }
-_ACCURACY_COLUMNS = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "ImageNet16-120": "imagenet16_test"}
 
 # Conv/linear layers and parameter tensors of the network outside the cells: stem conv (+BN γ, β),
 # per reduction block conv_a and conv_b (+BN γ, β each) and the downsample conv, lastact BN γ, β,
@@ -164,7 +163,7 @@ def is_live(arch: str) -> bool:
     return OUTPUT_NODE in reached_from_input and on_a_path
 
 
-# ---------------------------------------------------------------- the benchmark's architectures
+# ---------------------------------------------------------------- the cells in NATS-Bench order
 
 
 def _check_subset(subset: str) -> str:
@@ -205,86 +204,9 @@ def _index_by_arch() -> dict[str, int]:
 
 
 def index_of(arch: str) -> int:
-    """The NATS-Bench index (0..15624) of ``arch``."""
-    return _index_by_arch()[canonical(arch)]
-
-
-# ---------------------------------------------------------------- ground truth
-
-
-_nats_path: str | None = None
-
-
-def set_nats_path(path: str | Path | None) -> None:
-    """Read accuracies through the ``nats_bench`` API from the NATS-Bench TSS files at ``path``
-    from now on; None goes back to the bundled CSV."""
-    global _nats_path
-    _nats_path = None if path is None else str(path)
-
-
-@functools.lru_cache(maxsize=2)
-def _nats_api(path: str):
-    try:
-        from nats_bench import create
-    except ImportError as error:
-        raise ImportError(
-            "reading accuracies from NATS-Bench files needs the `nats_bench` package "
-            "(pip install nats_bench); leave nats_path unset to use the bundled CSV"
-        ) from error
-    return create(path, "tss", fast_mode=True, verbose=False)
-
-
-def _nats_accuracy(path: str, index: int, dataset: str) -> float:
-    # The same query the bundled CSV was built with (data/README.md): 200 epochs, mean over seeds.
-    info = _nats_api(path).get_more_info(index, dataset, hp="200", is_random=False)
-    return float(info["test-accuracy"])
-
-
-def accuracy(arch: str, dataset: str, nats_path: str | Path | None = None) -> float:
-    """Test accuracy (%) of ``arch`` trained 200 epochs on ``dataset``, mean over seeds.
-
-    Read from the bundled CSV, or through ``nats_bench`` from ``nats_path`` (or the path given to
-    ``set_nats_path``).
-    """
-    dataset = canonical_dataset(dataset)
-    index = index_of(arch)
-    path = _nats_path if nats_path is None else str(nats_path)
-    if path is not None:
-        return _nats_accuracy(path, index, dataset)
-    return float(nb201_table()[_ACCURACY_COLUMNS[dataset]][index])
-
-
-def accuracies(dataset: str, subset: str = "all", nats_path: str | Path | None = None) -> np.ndarray:
-    """Accuracies (%) of ``archs(subset)`` in that order, from the same source as ``accuracy``."""
-    dataset = canonical_dataset(dataset)
-    indices = subset_indices(subset)
-    path = _nats_path if nats_path is None else str(nats_path)
-    if path is not None:
-        return np.array([_nats_accuracy(path, int(index), dataset) for index in indices])
-    return nb201_table()[_ACCURACY_COLUMNS[dataset]][indices].copy()
-
-
-def compare_with_nats(
-    nats_path: str | Path,
-    datasets: Sequence[str] = DATASETS,
-    indices: Sequence[int] | None = None,
-    tolerance: float = 1e-6,
-) -> list[tuple[int, str, float, float]]:
-    """(index, dataset, CSV value, NATS value) for every accuracy on which the bundled CSV and the
-    NATS-Bench API disagree by more than ``tolerance``; empty when the two sources agree.
-
-    The CSV stores 10 significant digits, so agreement is to about 1e-8.
-    """
-    table = nb201_table()
-    indices = range(NB201_SIZE) if indices is None else indices
-    mismatches = []
-    for dataset in map(canonical_dataset, datasets):
-        for index in indices:
-            bundled = float(table[_ACCURACY_COLUMNS[dataset]][index])
-            from_nats = _nats_accuracy(str(nats_path), int(index), dataset)
-            if not abs(bundled - from_nats) <= tolerance:
-                mismatches.append((int(index), dataset, bundled, from_nats))
-    return mismatches
+    """The NATS-Bench index (0..15624) of ``arch``: its row in the bundled table and in the API."""
+    index = _index_by_arch().get(arch)  # a canonical string, as the space hands out, needs no parse
+    return _index_by_arch()[canonical(arch)] if index is None else index
 
 
 # ---------------------------------------------------------------- size figures
@@ -479,10 +401,9 @@ def build_model(arch: str, num_classes: int = 10) -> NB201Network:
 # ---------------------------------------------------------------- the search space
 
 
+@register_space("nb201")
 class NB201Space(SearchSpace):
     """NAS-Bench-201 for one dataset, over all 15,625 cells or the 9,444 "unique" (live) ones."""
-
-    name = "nb201"
 
     def __init__(self, dataset: str = "cifar10", subset: str = "all"):
         self.dataset = canonical_dataset(dataset)
@@ -529,12 +450,3 @@ class NB201Space(SearchSpace):
                 "its input, or an op lies on no input-to-output path"
             )
         return True, ""
-
-
-def score(arch: str, dataset: str, proxies: Sequence[str] = ("vkdnw_single",), preset: str = DEFAULT_PRESET,
-          seed: int = 0, device=None) -> dict[str, float]:
-    """{proxy: value} for ``arch`` at initialisation, with the dataset's resolution and classes
-    (32/10, 32/100, 16/120), one model build, one init and one input batch from ``seed``."""
-    from vkdnw_fast.scoring import score_architecture  # scoring imports the proxies, which import spaces
-
-    return score_architecture(NB201Space(dataset), arch, proxies, presets=(preset,), seed=seed, device=device)

@@ -1,0 +1,96 @@
+"""NAS-Bench-201 / NATS-Bench (topology search space) ground truth.
+
+Values come from the bundled table (``vkdnw_fast/data``, provenance in its README), or, when a path
+is given, from the user's NATS-Bench TSS API files through the ``nats_bench`` package. Both are
+queried by NATS-Bench index (``spaces.nb201.index_of``), and both answer the same metrics: those the
+bundled table has, so that a result does not depend on which source was at hand.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..data import nb201_table
+from ..spaces import nb201 as space
+from .base import Benchmark, parse_metric
+from .registry import register_benchmark
+
+# metric -> {dataset: its column in the bundled table}. "test@200": test accuracy (%) after 200
+# epochs, mean over the training seeds (data/README.md says which split of each dataset).
+_COLUMNS = {"test@200": {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "ImageNet16-120": "imagenet16_test"}}
+
+
+@register_benchmark("nb201")
+class NB201Benchmark(Benchmark):
+    """NAS-Bench-201 accuracies of all 15,625 cells on cifar10, cifar100 and ImageNet16-120.
+
+    ``nats_path``: the NATS-Bench TSS files to read through ``nats_bench`` (loaded on first use);
+    None reads the bundled table. Architectures may be given in any valid form, datasets by any
+    alias ``spaces.nb201.canonical_dataset`` accepts.
+    """
+
+    space = "nb201"
+    default_metric = "test@200"
+
+    def __init__(self, nats_path: str | Path | None = None):
+        self.nats_path = None if nats_path is None else str(nats_path)
+        self._api = None
+
+    def archs(self) -> list[str]:
+        return space.archs("all")
+
+    def datasets(self) -> tuple[str, ...]:
+        return space.DATASETS
+
+    def metrics(self, dataset: str) -> tuple[str, ...]:
+        dataset = space.canonical_dataset(dataset)
+        return tuple(metric for metric, columns in _COLUMNS.items() if dataset in columns)
+
+    def values(self, archs: Sequence[str], dataset: str, metric: str | None = None) -> np.ndarray:
+        dataset = space.canonical_dataset(dataset)
+        metric = self.check_metric(dataset, metric)
+        indices = np.array([space.index_of(arch) for arch in archs], dtype=np.int64)
+        if self.nats_path is None:
+            return nb201_table()[_COLUMNS[metric][dataset]][indices]
+        return np.array([self._nats_value(int(index), dataset, metric) for index in indices], dtype=np.float64)
+
+    def _nats_value(self, index: int, dataset: str, metric: str) -> float:
+        split, epochs = parse_metric(metric)
+        if self._api is None:
+            self._api = _open_nats(self.nats_path)
+        # The query the bundled table was built with (data/README.md): is_random=False is the mean over seeds.
+        info = self._api.get_more_info(index, dataset, hp=str(epochs), is_random=False)
+        return float(info[f"{split}-accuracy"])
+
+
+def _open_nats(path: str):
+    try:
+        from nats_bench import create
+    except ImportError as error:
+        raise ImportError(
+            "reading accuracies from NATS-Bench files needs the `nats_bench` package "
+            "(pip install nats_bench); leave nats_path unset to use the bundled table"
+        ) from error
+    return create(path, "tss", fast_mode=True, verbose=False)
+
+
+def compare_with_nats(
+    nats_path: str | Path,
+    datasets: Sequence[str] = space.DATASETS,
+    indices: Sequence[int] | None = None,
+    tolerance: float = 1e-6,
+) -> list[tuple[int, str, float, float]]:
+    """(index, dataset, bundled value, NATS value) for every default-metric value on which the
+    bundled table and the NATS-Bench API at ``nats_path`` disagree by more than ``tolerance``;
+    empty when they agree. The table stores 10 significant digits, so agreement is to about 1e-8."""
+    bundled, official = NB201Benchmark(), NB201Benchmark(nats_path)
+    all_archs = space.archs("all")
+    archs = all_archs if indices is None else [all_archs[i] for i in indices]
+    mismatches = []
+    for dataset in map(space.canonical_dataset, datasets):
+        for arch, ours, theirs in zip(archs, bundled.values(archs, dataset), official.values(archs, dataset)):
+            if not abs(ours - theirs) <= tolerance:
+                mismatches.append((space.index_of(arch), dataset, float(ours), float(theirs)))
+    return mismatches

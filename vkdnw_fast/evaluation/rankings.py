@@ -1,0 +1,96 @@
+"""Rankings of a run's scores against the ground truth (docs/method.md §5, §6): per seed KT / SPR /
+nDCG@k of every proxy column, of the log-rank aggregate and of the random-forest ranking; their
+mean and std over seeds; and the architecture the aggregate picks."""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+from scipy.stats import rankdata
+
+from .. import metrics
+from ..benchmarks import Benchmark
+from ..scoring import column
+from .spec import AGGREGATE_PROXIES, EvaluationSpec
+
+RF_TRAIN_SIZE = 1024
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Rank transform (ties averaged): the metrics only see order, and -inf proxies stay usable."""
+    if np.isnan(values).any():
+        raise ValueError(f"{int(np.isnan(values).sum())} NaN proxy values")
+    return rankdata(values, method="average")
+
+
+def _rank_metrics(scores: np.ndarray, accuracy: np.ndarray, k: int, seed: int) -> dict:
+    """One seed's metrics; NaN where a metric is undefined (a constant ranking)."""
+    return metrics.evaluate_ranking(_ranks(scores), accuracy, k, seeds=(seed,), undefined_as_nan=True)
+
+
+def _summary(per_seed: list[dict]) -> dict:
+    """Mean and std over seeds; a metric undefined for a seed (a constant ranking) is left out,
+    and None when it is undefined for every seed."""
+    summary = {}
+    for name in ("kendall", "spearman", "ndcg"):
+        defined = [m[name] for m in per_seed if not math.isnan(m[name])]
+        summary[name] = {"mean": float(np.mean(defined)) if defined else None,
+                         "std": float(np.std(defined)) if defined else None}
+        if len(defined) < len(per_seed):
+            summary[name]["undefined_seeds"] = len(per_seed) - len(defined)
+    return summary
+
+
+def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Benchmark | None = None) -> dict:
+    """KT / SPR / nDCG@k per column, for the aggregated and the model-driven rankings; each the
+    mean (and std) over seeds, on the architectures scored without error for every seed, against
+    ``spec.metric`` of ``benchmark`` (default: the bundled one, ``spec.ground_truth``)."""
+    records = list(records)
+    failed = sorted({r["arch"] for r in records if "error" in r})
+    by_key = {(r["arch"], r["seed"]): r["values"] for r in records if "error" not in r}
+    archs = [a for a in spec.archs() if a not in failed and all((a, s) in by_key for s in spec.seeds)]
+    seeds = list(spec.seeds)
+    if len(archs) < 2:
+        return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": {}}
+    accuracy = spec.ground_truth(benchmark).values(archs, spec.dataset, spec.metric)
+    table = {c: np.array([[by_key[(a, s)][c] for a in archs] for s in seeds]) for c in spec.columns()}
+
+    rankings: dict[str, dict] = {}
+    for name, scores in table.items():
+        rankings[name] = _summary([_rank_metrics(scores[i], accuracy, spec.ndcg_k, s) for i, s in enumerate(seeds)])
+    for preset in spec.presets:
+        agg_columns = [column(p, preset, spec.presets) for p in AGGREGATE_PROXIES]
+        suffix = f"@{preset}" if len(spec.presets) > 1 else ""
+        if all(c in table for c in agg_columns):
+            rankings[f"aggregate{suffix}"] = _summary([
+                _rank_metrics(metrics.aggregate({c: table[c][i] for c in agg_columns}, agg_columns), accuracy,
+                              spec.ndcg_k, s) for i, s in enumerate(seeds)])
+        features = [c for c in table if not c.partition("@")[2] or c.endswith(f"@{preset}")]
+        train_size = min(RF_TRAIN_SIZE, len(archs) // 2)
+        per_seed = []
+        for i, s in enumerate(seeds):
+            x = np.column_stack([_ranks(table[c][i]) for c in features])
+            test, predicted = metrics.model_driven_ranking(x, accuracy, train_size=train_size, seed=s)
+            per_seed.append(_rank_metrics(predicted, accuracy[test], spec.ndcg_k, s))
+        rankings[f"random_forest{suffix}"] = {**_summary(per_seed), "train_size": train_size,
+                                              "features": features}
+    best = _best_architecture(spec, archs, accuracy, table)
+    return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": rankings,
+            "best": best}
+
+
+def _best_architecture(spec, archs, accuracy, table) -> dict:
+    """The architecture the first ranking picks (aggregate if available), by mean rank over seeds."""
+    agg_columns = [column(p, spec.presets[0], spec.presets) for p in AGGREGATE_PROXIES]
+    if all(c in table for c in agg_columns):
+        by, scores = "aggregate", [metrics.aggregate({c: table[c][i] for c in agg_columns}, agg_columns)
+                                   for i in range(len(spec.seeds))]
+    else:
+        by = spec.columns()[0]
+        scores = list(table[by])
+    mean_rank = np.mean([_ranks(s) for s in scores], axis=0)
+    pick = int(np.argmax(mean_rank))
+    return {"by": by, "arch": archs[pick], "accuracy": float(accuracy[pick]),
+            "accuracy_rank": int((accuracy > accuracy[pick]).sum()) + 1,
+            "sample_best_accuracy": float(accuracy.max()), "dataset": spec.dataset}

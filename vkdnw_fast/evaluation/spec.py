@@ -1,0 +1,94 @@
+"""What an evaluation computes (``EvaluationSpec``), and the ground truth it ranks against."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import benchmarks, spaces
+from ..benchmarks import Benchmark
+from ..config import DEFAULT_PRESET, PRESETS
+from ..runs import config_from_saved
+from ..scoring import check_proxies, columns
+
+# docs/method.md §6 eq. 15: the non-linear aggregation of VKDNW_single, Jacov, expressivity, trainability, FLOPs.
+AGGREGATE_PROXIES = ("vkdnw_single", "jacov", "expressivity", "trainability", "flops")
+# Fields added after runs were first recorded: written only where they differ from their default,
+# so that the record (run.json) and report (metrics.json) of such a run read as they always did.
+_LATER_FIELDS = ("space", "metric")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """What a run computes; stored in ``run.json`` and checked on resume.
+
+    ``space`` and ``dataset`` name the architectures' search space and the dataset their networks
+    are built for; ``subset`` a structural subset of the space (NB201: "unique" or "all"), ``limit``
+    a seeded sample of it; ``metric`` the ground truth they are ranked against (a metric of the
+    benchmark registered under the space's name, ``benchmarks.get(space)``).
+    """
+
+    dataset: str = "cifar10"
+    proxies: tuple[str, ...] = AGGREGATE_PROXIES
+    presets: tuple[str, ...] = (DEFAULT_PRESET,)
+    subset: str = "unique"
+    limit: int | None = None
+    sample_seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    ndcg_k: int = 1000
+    space: str = "nb201"
+    metric: str = "test@200"
+
+    def __post_init__(self):
+        object.__setattr__(self, "dataset", self.space_object().dataset)  # canonical, checked by the space
+        object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
+        object.__setattr__(self, "presets", tuple(self.presets))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if not self.presets or any(p not in PRESETS for p in self.presets):
+            raise ValueError(f"presets must be a non-empty subset of {sorted(PRESETS)}, got {self.presets}")
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+        if self.limit is not None and self.limit < 2:
+            raise ValueError(f"--limit must be at least 2 architectures, got {self.limit}")
+        benchmarks.parse_metric(self.metric)
+
+    def space_spec(self) -> dict:
+        """The space as a scoring job carries it (``spaces.from_spec``)."""
+        return {"name": self.space, "dataset": self.dataset, "subset": self.subset}
+
+    def space_object(self) -> spaces.SearchSpace:
+        return spaces.from_spec(self.space_spec())
+
+    def archs(self) -> list[str]:
+        """The evaluated architectures in the space's order: the subset, or a seeded sample of it."""
+        pool = list(self.space_object().enumerate())
+        if self.limit is None or self.limit >= len(pool):
+            return pool
+        chosen = np.random.default_rng(self.sample_seed).choice(len(pool), self.limit, replace=False)
+        return [pool[i] for i in sorted(chosen)]
+
+    def columns(self) -> list[str]:
+        return columns(self.proxies, self.presets)
+
+    def fields(self) -> dict:
+        """Every field, defaults included: what two specs are compared by."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> dict:
+        """The fields as ``run.json`` and the report store them (see ``_LATER_FIELDS``)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {k: v for k, v in self.fields().items() if k not in _LATER_FIELDS or v != defaults[k]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EvaluationSpec":
+        return config_from_saved(cls, data)
+
+    def ground_truth(self, benchmark: Benchmark | None = None) -> Benchmark:
+        """``benchmark`` (default: the bundled one of the space's name), checked to answer this spec."""
+        benchmark = benchmarks.get(self.space) if benchmark is None else benchmark
+        if benchmark.space != self.space:
+            raise ValueError(f"the {benchmark.name} benchmark has architectures of the {benchmark.space} space, "
+                             f"the evaluation is of the {self.space} space")
+        benchmark.check_metric(self.dataset, self.metric)
+        return benchmark

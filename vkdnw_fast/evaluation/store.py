@@ -1,0 +1,84 @@
+"""A run directory: ``run.json`` (the spec) and ``results.jsonl`` (one line per finished
+(architecture, seed), appended and flushed as it finishes), or ``results.jsonl.gz`` once published."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+from ..runs import check_saved_config
+from .spec import EvaluationSpec
+
+RUN, RESULTS, PUBLISHED_RESULTS = "run.json", "results.jsonl", "results.jsonl.gz"
+
+
+class ResultStore:
+    """``results.jsonl``: one JSON object per finished (arch, seed). Each line is flushed and
+    fsynced when written; a line cut short by a crash is dropped on the next open."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[tuple[str, int], dict] = {}
+        if path.exists():
+            lines = path.read_bytes().split(b"\n")
+            good = []
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the torn last write of an interrupted run
+                good.append(line)
+                self.records[(record["arch"], record["seed"])] = record
+            if len(good) != sum(1 for line in lines if line.strip()):
+                path.write_bytes(b"".join(line + b"\n" for line in good))
+
+    def append(self, record: dict) -> None:
+        self.records[(record["arch"], record["seed"])] = record
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def open_results(out_dir: str | Path, spec: EvaluationSpec) -> ResultStore:
+    """Create ``out_dir`` for ``spec``, or check that it holds a run of the same spec. Only the seeds
+    may differ: a run is extended with more seeds (or reported on fewer) without scoring anything
+    twice, and ``run.json`` then names the seeds of the latest call. Specs are compared field by
+    field after reading, so a ``run.json`` written before a field existed matches its default."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / RUN).exists():
+        check_saved_config(out, saved_spec(out).fields(), spec.fields(), ignore=("seeds",))
+    (out / RUN).write_text(json.dumps(spec.to_json(), indent=2) + "\n")
+    return ResultStore(out / RESULTS)
+
+
+def saved_spec(out_dir: str | Path) -> EvaluationSpec:
+    out = Path(out_dir)
+    if not (out / RUN).exists():
+        raise FileNotFoundError(f"{out} holds no evaluation (no {RUN})")
+    return EvaluationSpec.from_json(json.loads((out / RUN).read_text()))
+
+
+def load_records(out_dir: str | Path) -> list[dict]:
+    """The finished records of a run directory: its ``results.jsonl``, or else the compressed
+    ``results.jsonl.gz`` of a published run."""
+    out = Path(out_dir)
+    if (out / RESULTS).exists():
+        return list(ResultStore(out / RESULTS).records.values())
+    if (out / PUBLISHED_RESULTS).exists():
+        with gzip.open(out / PUBLISHED_RESULTS, "rt") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    raise FileNotFoundError(f"{out} holds no results ({RESULTS} or {PUBLISHED_RESULTS})")
+
+
+def finished_seeds(out_dir: str | Path) -> tuple[int, ...]:
+    """The seeds of a run that every sampled architecture has finished (a failure counts as finished:
+    it is reported, not rerun): the seeds a report of a run still in progress can cover."""
+    spec = saved_spec(out_dir)
+    done = {(r["arch"], r["seed"]) for r in load_records(out_dir)}
+    archs = spec.archs()
+    return tuple(s for s in spec.seeds if all((a, s) in done for a in archs))
