@@ -11,7 +11,8 @@ import pytest
 import torch
 from nats_bench import create
 
-from vkdnw_fast.benchmarks_nats import NATSBenchmark
+from vkdnw_fast.benchmarks.nats import NATSBenchmark
+from vkdnw_fast.benchmarks.nb201 import compare_with_nats
 from vkdnw_fast.data import nb201_table
 from vkdnw_fast.proxies.size import count_macs
 from vkdnw_fast.spaces import nats_sss, nb201
@@ -100,13 +101,15 @@ def test_tss_accuracies_through_the_package_equal_the_bundled_table():
                                table["cifar10valid_valid_nb201"][list(INDICES)], atol=1e-6)
     np.testing.assert_allclose(benchmark.values(archs, "cifar10"), [85.8633333, 91.5833333, 88.79], atol=1e-6)
     np.testing.assert_allclose(benchmark.values(archs, "cifar10", "valid@12"), [63.364, 63.278, 72.876], atol=1e-6)
+    # NB201's benchmark reads these files through the same class, and the bundled table agrees.
+    assert compare_with_nats(TSS_PATH, indices=INDICES) == []
 
 
 def test_bad_queries_say_what_is_wrong(monkeypatch):
     with pytest.raises(ValueError, match="unknown NATS-Bench search space 'size'; use one of \\['sss', 'tss'\\]"):
         NATSBenchmark(SSS_PATH, "size")
     benchmark = NATSBenchmark(SSS_PATH)
-    with pytest.raises(ValueError, match="no metric 'test@200'; it has \\['test@12', 'valid@12', 'test@90', 'valid@90'\\]"):
+    with pytest.raises(ValueError, match="no metric 'test@200' for cifar10; it has \\['test@12', 'valid@12', 'test@90', 'valid@90'\\]"):
         benchmark.value("8:8:8:8:8", "cifar10", "test@200")
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         benchmark.value("8:8:8:8:8", "svhn")

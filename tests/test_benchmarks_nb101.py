@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vkdnw_fast.benchmarks_nb101 import SUBSET_CSV, NB101Benchmark
+from vkdnw_fast.benchmarks.nb101 import SUBSET_CSV, NB101Benchmark
 from vkdnw_fast.spaces import nb101
 
 FIXTURE = Path(__file__).parent / "data" / "nb101_30cells_108epochs.pkl"
@@ -81,7 +81,7 @@ def test_bad_queries_say_what_is_wrong():
     benchmark = NB101Benchmark()
     with pytest.raises(ValueError, match="one dataset, 'cifar10'; got 'cifar100'"):
         benchmark.values(["01.00|"], "cifar100")
-    with pytest.raises(ValueError, match="no metric 'test@108'; it has \\['valid@108'\\]"):
+    with pytest.raises(ValueError, match="no metric 'test@108' for cifar10; it has \\['valid@108'\\]"):
         benchmark.value("01.00|", "cifar10", "test@108")
     missing = "0100000.0010000.0001000.0000100.0000010.0000001.0000000|" + ",".join(["conv3x3-bn-relu"] * 5)
     with pytest.raises(ValueError, match=f"hash {nb101.spec_hash(missing)}\\) is not in the nb101 benchmark's bundled subset"):

@@ -320,12 +320,12 @@ def test_mutation_changes_one_uniform_edge_to_another_op():
 
 
 def test_spaces_by_name():
-    assert spaces.available() == ["mbv2", "nb201"]
+    assert spaces.available() == ["mbv2", "nats_sss", "nb101", "nb201"]
     space = spaces.get("nb201", dataset="imagenet16", subset="unique")
     assert isinstance(space, NB201Space) and space.name == "nb201" and space.dataset == "ImageNet16-120"
     assert spaces.from_spec({"name": "nb201", "dataset": "cifar100"}).num_classes == 100
-    with pytest.raises(ValueError, match=r"unknown search space 'nb101'; search spaces are \['mbv2', 'nb201'\]"):
-        spaces.get("nb101")
+    with pytest.raises(ValueError, match=r"unknown search space 'nb301'; search spaces are \['mbv2', 'nats_sss', 'nb101', 'nb201'\]"):
+        spaces.get("nb301")
     with pytest.raises(ValueError, match="bad arguments for the nb201 search space: .*'resolution'"):
         spaces.from_spec({"name": "nb201", "resolution": 32})
     with pytest.raises(ValueError, match="described by {'name': ..., \\*\\*arguments}"):

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..data import nb201_table
 from ..spaces import nb201 as space
-from .base import Benchmark, parse_metric
+from .base import Benchmark
+from .nats import NATSBenchmark
 from .registry import register_benchmark
 
 # metric -> {dataset: its column in the bundled table}. "test@200": test accuracy (%) after 200
@@ -36,7 +37,7 @@ class NB201Benchmark(Benchmark):
 
     def __init__(self, nats_path: str | Path | None = None):
         self.nats_path = None if nats_path is None else str(nats_path)
-        self._api = None
+        self._nats = None if nats_path is None else NATSBenchmark(nats_path, "tss")
 
     def archs(self) -> list[str]:
         return space.archs("all")
@@ -51,29 +52,10 @@ class NB201Benchmark(Benchmark):
     def values(self, archs: Sequence[str], dataset: str, metric: str | None = None) -> np.ndarray:
         dataset = space.canonical_dataset(dataset)
         metric = self.check_metric(dataset, metric)
+        if self._nats is not None:  # the query the bundled table was built with (data/README.md)
+            return self._nats.values(archs, dataset, metric)
         indices = np.array([space.index_of(arch) for arch in archs], dtype=np.int64)
-        if self.nats_path is None:
-            return nb201_table()[_COLUMNS[metric][dataset]][indices]
-        return np.array([self._nats_value(int(index), dataset, metric) for index in indices], dtype=np.float64)
-
-    def _nats_value(self, index: int, dataset: str, metric: str) -> float:
-        split, epochs = parse_metric(metric)
-        if self._api is None:
-            self._api = _open_nats(self.nats_path)
-        # The query the bundled table was built with (data/README.md): is_random=False is the mean over seeds.
-        info = self._api.get_more_info(index, dataset, hp=str(epochs), is_random=False)
-        return float(info[f"{split}-accuracy"])
-
-
-def _open_nats(path: str):
-    try:
-        from nats_bench import create
-    except ImportError as error:
-        raise ImportError(
-            "reading accuracies from NATS-Bench files needs the `nats_bench` package "
-            "(pip install nats_bench); leave nats_path unset to use the bundled table"
-        ) from error
-    return create(path, "tss", fast_mode=True, verbose=False)
+        return nb201_table()[_COLUMNS[metric][dataset]][indices]
 
 
 def compare_with_nats(

@@ -31,6 +31,7 @@ from torch import nn
 
 from vkdnw_fast.spaces import nb201
 from vkdnw_fast.spaces.base import SearchSpace
+from vkdnw_fast.spaces.registry import register_space
 
 CHANNELS = (8, 16, 24, 32, 40, 48, 56, 64)
 POSITIONS = 5
@@ -217,6 +218,7 @@ class SSSNetwork(nn.Module):
 # ---------------------------------------------------------------- the search space
 
 
+@register_space("nats_sss")
 class NATSSSSpace(SearchSpace):
     """NATS-Bench's size space for one dataset (cifar10, cifar100 or ImageNet16-120)."""
 

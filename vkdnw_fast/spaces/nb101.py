@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from vkdnw_fast.spaces.base import SearchSpace
+from vkdnw_fast.spaces.registry import register_space
 
 INPUT, OUTPUT = "input", "output"
 CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
@@ -392,6 +393,7 @@ def _padded(cell: Cell, rng: np.random.Generator) -> tuple[np.ndarray, list[str]
     return matrix, [*cell.ops[:-1], *filler, OUTPUT]
 
 
+@register_space("nb101")
 class NB101Space(SearchSpace):
     """NAS-Bench-101 on CIFAR-10 (the benchmark's only task)."""
 

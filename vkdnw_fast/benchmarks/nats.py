@@ -17,16 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from vkdnw_fast.spaces import nats_sss, nb201
+from ..spaces import nats_sss, nb201
+from .base import Benchmark, parse_metric
+from .registry import register_benchmark
 
 # search space -> (its vkdnw_fast space, the module with archs/index_of, the epoch budgets)
 _SPACES = {"sss": ("nats_sss", nats_sss, (12, 90)), "tss": ("nb201", nb201, (12, 200))}
 _VALID_DATASET = {"cifar10": "cifar10-valid"}
 
 
-class NATSBenchmark:
+class NATSBenchmark(Benchmark):
     """NATS-Bench accuracies of one search space (``"sss"`` or ``"tss"``) from ``nats_path``, the
-    directory of its API files (e.g. ``NATS-sss-v1_0-50262-simple``), opened on first use."""
+    directory of its API files (e.g. ``NATS-sss-v1_0-50262-simple``), opened on first use. The
+    size space is registered as ``nats_sss``; the topology space is NAS-Bench-201's
+    (``benchmarks.get("nb201", nats_path=...)`` reads it through this class)."""
 
     name = "nats"
 
@@ -54,11 +58,7 @@ class NATSBenchmark:
         """Accuracies (%) of ``archs`` under ``metric`` (default: test after the longest
         schedule), in that order."""
         dataset = nb201.canonical_dataset(dataset)
-        metric = self.default_metric if metric is None else metric
-        if metric not in self.metrics(dataset):
-            raise ValueError(f"NATS-Bench {self.search_space} has no metric {metric!r}; "
-                             f"it has {list(self.metrics(dataset))}")
-        split, epochs = metric.split("@")
+        split, epochs = parse_metric(self.check_metric(dataset, metric))
         query_dataset = _VALID_DATASET.get(dataset, dataset) if split == "valid" else dataset
         api = self._open()
         return np.array([
@@ -66,9 +66,6 @@ class NATSBenchmark:
                               is_random=False)[f"{split}-accuracy"]
             for arch in archs
         ], dtype=np.float64)
-
-    def value(self, arch: str, dataset: str, metric: str | None = None) -> float:
-        return float(self.values([arch], dataset, metric)[0])
 
     def _open(self):
         if self._api is None:
@@ -79,3 +76,13 @@ class NATSBenchmark:
                                   "pip install 'vkdnw_fast[nats]' (or nats_bench)") from error
             self._api = create(self.nats_path, self.search_space, fast_mode=True, verbose=False)
         return self._api
+
+
+@register_benchmark("nats_sss")
+class NATSSizeBenchmark(NATSBenchmark):
+    """NATS-Bench's size space (``spaces.nats_sss``), from the user's API files."""
+
+    name = "nats_sss"
+
+    def __init__(self, nats_path: str | Path):
+        super().__init__(nats_path, "sss")

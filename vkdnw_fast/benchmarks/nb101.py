@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vkdnw_fast import data
-from vkdnw_fast.spaces import nb101
+from .. import data
+from ..spaces import nb101
+from .base import Benchmark
+from .registry import register_benchmark
 
 SUBSET_CSV = Path(data.__file__).with_name("nb101_subset_val.csv.gz")
 DATASET = "cifar10"
@@ -50,7 +52,8 @@ def _subset() -> tuple[tuple[str, ...], dict[str, float]]:
     return tuple(archs.values()), {key: float(np.mean(values)) for key, values in accuracies.items()}
 
 
-class NB101Benchmark:
+@register_benchmark("nb101")
+class NB101Benchmark(Benchmark):
     """NAS-Bench-101 accuracies on CIFAR-10, from the bundled subset or from ``path``."""
 
     name = "nb101"
@@ -91,9 +94,7 @@ class NB101Benchmark:
     def values(self, archs: Sequence[str], dataset: str, metric: str | None = None) -> np.ndarray:
         """Accuracies (%) of ``archs`` under ``metric`` (default ``valid@108``), in that order;
         ValueError naming a cell the benchmark does not have."""
-        metric = self.default_metric if metric is None else metric
-        if metric not in self.metrics(dataset):
-            raise ValueError(f"the nb101 benchmark has no metric {metric!r}; it has {list(self.metrics(dataset))}")
+        metric = self.check_metric(dataset, metric)
         result = np.empty(len(archs))
         for i, arch in enumerate(archs):
             key = nb101.spec_hash(arch)
@@ -110,6 +111,3 @@ class NB101Benchmark:
         split, epochs = metric.split("@")
         runs = self._data()[key][1][int(epochs)]
         return 100.0 * float(np.mean([run[_SPLITS[split]] for run in runs]))
-
-    def value(self, arch: str, dataset: str, metric: str | None = None) -> float:
-        return float(self.values([arch], dataset, metric)[0])
