@@ -340,3 +340,21 @@ def test_initial_and_evolve_are_sample_and_mutate():
     space = NB201Space()
     assert space.initial(np.random.default_rng(3)) == space.sample(np.random.default_rng(3))
     assert space.evolve(MIXED, np.random.default_rng(4), 50) == space.mutate(MIXED, np.random.default_rng(4))
+
+
+def test_the_papers_subset_is_the_unique_set_and_the_all_none_cell():
+    paper, unique = nb201.archs("paper"), set(nb201.archs("unique"))
+    assert len(paper) == 9445 and set(paper) - unique == {nb201.ALL_NONE}
+    space = NB201Space("cifar10", subset="paper")
+    assert space.is_feasible(nb201.ALL_NONE) == (True, "")
+    assert not space.is_feasible("|none~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|")[0]
+
+
+def test_the_all_none_network_has_a_zero_fisher_matrix_and_vkdnw_0():
+    """docs/method.md §5: its logits do not depend on the input; exact samples only layer weights, whose
+    gradients are all 0; paper's sampled classifier bias gives one non-zero eigenvalue of 21."""
+    model = nb201.NB201Network(nb201.ALL_NONE, 10)
+    exact = vf.score(model, input_shape=(3, 8, 8), batch_size=4, config="exact")
+    paper = vf.score(model, input_shape=(3, 8, 8), batch_size=4, config="paper")
+    assert exact.vkdnw == 0 and exact.single == exact.aleph == 8 and float(exact.eigenvalues.abs().max()) == 0
+    assert paper.vkdnw == 0 and paper.aleph == 21 and int((paper.eigenvalues > 0).sum()) == 1

@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--proxies", type=_names, default=AGGREGATE_PROXIES,
                           help="comma-separated (default: the SPEC §6 aggregation: vkdnw_single, jacov, "
                                "expressivity, trainability, flops)")
-    evaluate.add_argument("--subset", choices=("unique", "all"), default="unique")
+    evaluate.add_argument("--subset", choices=("unique", "all", "paper"), default="unique",
+                          help="the 9,444 live cells (default), all 15,625, or the paper's 9,445 (live + all-none)")
     evaluate.add_argument("--limit", type=int, default=None, help="a seeded sample of this many architectures")
     evaluate.add_argument("--sample-seed", type=int, default=0)
     evaluate.add_argument("--seeds", type=int, default=5,

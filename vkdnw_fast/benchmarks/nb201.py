@@ -12,15 +12,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import nb201_table
+from ..data import nb201_extra_table, nb201_table
 from ..spaces import nb201 as space
 from .base import Benchmark
 from .nats import NATSBenchmark
 from .registry import register_benchmark
 
-# metric -> {dataset: its column in the bundled table}. "test@200": test accuracy (%) after 200
-# epochs, mean over the training seeds (data/README.md says which split of each dataset).
-_COLUMNS = {"test@200": {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "ImageNet16-120": "imagenet16_test"}}
+# metric -> {dataset: (bundled table, its column)}, accuracies in % (data/README.md says which split of
+# each dataset and where each column comes from). test@200: mean over the training seeds. valid@200:
+# CIFAR-10's cifar10-valid mean over seeds; CIFAR-100's and ImageNet16-120's one seed (NASLib's), the
+# only 200-epoch validation accuracies available for every cell. valid@12, test@12: the 12-epoch
+# schedule (hp=12), mean over seeds; CIFAR-10's valid is cifar10-valid, regularised evolution's fitness.
+_MAIN, _EXTRA = nb201_table, nb201_extra_table
+_COLUMNS = {
+    "test@200": {"cifar10": (_MAIN, "cifar10_test"), "cifar100": (_MAIN, "cifar100_test"),
+                 "ImageNet16-120": (_MAIN, "imagenet16_test")},
+    "valid@200": {"cifar10": (_MAIN, "cifar10valid_valid_nb201"), "cifar100": (_EXTRA, "cifar100_valid_naslib"),
+                  "ImageNet16-120": (_EXTRA, "imagenet16_valid_naslib")},
+    "valid@12": {"cifar10": (_EXTRA, "cifar10_valid_hp12"), "cifar100": (_EXTRA, "cifar100_valid_hp12"),
+                 "ImageNet16-120": (_EXTRA, "imagenet16_valid_hp12")},
+    "test@12": {"cifar10": (_EXTRA, "cifar10_test_hp12"), "cifar100": (_EXTRA, "cifar100_test_hp12"),
+                "ImageNet16-120": (_EXTRA, "imagenet16_test_hp12")},
+}
 
 
 @register_benchmark("nb201")
@@ -55,7 +68,8 @@ class NB201Benchmark(Benchmark):
         if self._nats is not None:  # the query the bundled table was built with (data/README.md)
             return self._nats.values(archs, dataset, metric)
         indices = np.array([space.index_of(arch) for arch in archs], dtype=np.int64)
-        return nb201_table()[_COLUMNS[metric][dataset]][indices]
+        table, column = _COLUMNS[metric][dataset]
+        return table()[column][indices]
 
 
 def compare_with_nats(

@@ -10,6 +10,7 @@ import numpy as np
 
 NB201_CSV = Path(__file__).with_name("nb201_accuracies.csv.gz")
 NB201_SIZE = 15625
+NB201_EXTRA_CSV = Path(__file__).with_name("nb201_extra_accuracies.csv.gz")
 NASLIB_ZC_CSV = Path(__file__).with_name("nb201_naslib_zc_proxies_725.csv.gz")
 _TEXT_COLUMNS = ("arch", "dataset")
 
@@ -40,6 +41,16 @@ def nb201_table() -> dict[str, np.ndarray]:
         raise ValueError(f"{NB201_CSV} has {len(table['index'])} rows, expected {NB201_SIZE}")
     if not np.array_equal(table["index"], np.arange(NB201_SIZE)):
         raise ValueError(f"{NB201_CSV}: the index column is not 0..{NB201_SIZE - 1} in order")
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def nb201_extra_table() -> dict[str, np.ndarray]:
+    """NAS-Bench-201's 12-epoch accuracies and NASLib's 200-epoch validation accuracies of all 15,625
+    cells (``README.md``), row i = NATS index i, checked against ``nb201_table``'s cell strings."""
+    table = _read_columns(NB201_EXTRA_CSV)
+    if not np.array_equal(table["arch"], nb201_table()["arch"]):
+        raise ValueError(f"{NB201_EXTRA_CSV}: its cells are not nb201_accuracies.csv.gz's, in the same order")
     return table
 
 

@@ -28,7 +28,10 @@ CONV_KERNELS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 # (source node, target node) of the six cell edges, in the order the cell string lists them.
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
 OUTPUT_NODE = 3
-SUBSETS = ("all", "unique")
+# "all": 15,625 cells; "unique": the 9,444 live ones (``is_live``); "paper": those and the all-``none``
+# cell, the VKDNW paper's 9,445 (docs/method.md §5).
+SUBSETS = ("all", "unique", "paper")
+ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 
 STEM_CHANNELS = 16
 STAGE_CHANNELS = (16, 32, 64)  # stages are joined by stride-2 ResNet basic blocks
@@ -178,7 +181,8 @@ def _subset_indices(subset: str) -> np.ndarray:
     if subset == "all":
         indices = np.arange(NB201_SIZE)
     else:
-        indices = np.flatnonzero([is_live(arch) for arch in arch_column])
+        extra = {ALL_NONE} if subset == "paper" else set()
+        indices = np.flatnonzero([is_live(arch) or arch in extra for arch in arch_column])
     indices.flags.writeable = False
     return indices
 
@@ -194,7 +198,8 @@ def subset_indices(subset: str = "all") -> np.ndarray:
 
 
 def archs(subset: str = "all") -> list[str]:
-    """Canonical cell strings of ``subset`` ("all": 15,625; "unique": 9,444) in NATS index order."""
+    """Canonical cell strings of ``subset`` ("all": 15,625; "unique": 9,444; "paper": 9,445) in NATS
+    index order."""
     return list(_subset_archs(_check_subset(subset)))
 
 
@@ -403,7 +408,8 @@ def build_model(arch: str, num_classes: int = 10) -> NB201Network:
 
 @register_space("nb201")
 class NB201Space(SearchSpace):
-    """NAS-Bench-201 for one dataset, over all 15,625 cells or the 9,444 "unique" (live) ones."""
+    """NAS-Bench-201 for one dataset, over all 15,625 cells, the 9,444 "unique" (live) ones, or the
+    paper's 9,445 (``SUBSETS``)."""
 
     def __init__(self, dataset: str = "cifar10", subset: str = "all"):
         self.dataset = canonical_dataset(dataset)
@@ -444,9 +450,9 @@ class NB201Space(SearchSpace):
         return iter(_subset_archs(self.subset))
 
     def is_feasible(self, arch: str) -> tuple[bool, str]:
-        if self.subset == "unique" and not is_live(arch):
+        if self.subset != "all" and not is_live(arch) and not (self.subset == "paper" and canonical(arch) == ALL_NONE):
             return False, (
-                f"{canonical(arch)} is outside the 'unique' subset: its output does not depend on "
+                f"{canonical(arch)} is outside the {self.subset!r} subset: its output does not depend on "
                 "its input, or an op lies on no input-to-output path"
             )
         return True, ""
