@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import vkdnw_fast as vf
 from vkdnw_fast import spaces
 from vkdnw_fast.data import nb201_table
 from vkdnw_fast.spaces import nb201
