@@ -306,3 +306,36 @@ def make_backend(kind: str, job: Job, workers: int | None = None, address: str |
     if kind == "ray":
         return RayBackend(job, workers, address)
     raise ValueError(f"unknown backend {kind!r}; backends are 'local' and 'ray'")
+
+
+def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
+              on_result: Callable[[str, int, dict[str, Any]], None], *, kind: str = "local",
+              workers: int | None = None, address: str | None = None, progress: bool = True, desc: str = "score",
+              done: int = 0) -> None:
+    """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
+    holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
+    arrives: ``record`` is ``{"arch", "seed", "seconds", "values"}`` or ``{..., "error"}``. A tqdm
+    bar counts ``done`` (finished before) plus the tasks."""
+    from tqdm import tqdm
+
+    if not tasks:
+        return
+    seeds = list(dict.fromkeys(seed for _, seed in tasks))
+    bar = tqdm(total=done + len(tasks), initial=done, disable=not progress, desc=desc, unit="net", smoothing=0.05)
+    runner = make_backend(kind, job_for_seed(seeds[0]), workers, address)
+    try:
+        for seed in seeds:
+            runner.set_job(job_for_seed(seed))
+            for arch in (arch for arch, task_seed in tasks if task_seed == seed):
+                runner.submit((arch, seed), arch)
+        remaining = len(tasks)
+        while remaining:
+            for (arch, seed), outcome in runner.wait():
+                record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
+                record.update({"values": outcome["values"]} if outcome["ok"] else {"error": outcome["reason"]})
+                on_result(arch, seed, record)
+                bar.update()
+                remaining -= 1
+    finally:
+        runner.close()
+        bar.close()

@@ -23,10 +23,14 @@ class SearchConfig:
     proxies: the columns aggregated by docs/method.md eq. 15 (and scored).
     iterations: scored candidates to integrate.
     population: population size.
-    seed: of the search RNG and of every score (network init and input noise).
+    seed: of the search RNG, and of every score (network init and input noise) unless ``init_seed``.
     workers: W, the lag of the deterministic asynchronous schedule (see ``driver``).
     preset: the Fisher preset of the Fisher proxies.
     algorithm: the search algorithm (``algorithms.available_algorithms()``).
+    init_seed: the seed of every score when it is not ``seed``: repeated runs of a sampling
+        algorithm then share one score per architecture (``search.protocol``).
+    fitness, fitness_dataset, tournament, warmup: regularised evolution's (``rea``, ``area``)
+        benchmark metric and dataset, tournament size, and ``area``'s number of proxy-scored draws.
     """
 
     space: dict[str, Any]
@@ -37,21 +41,40 @@ class SearchConfig:
     workers: int = 1
     preset: str = DEFAULT_PRESET
     algorithm: str = "evolution"
+    init_seed: int | None = None
+    fitness: str = "valid@12"
+    fitness_dataset: str = "cifar10"
+    tournament: int = 3
+    warmup: int = 20
 
     def __post_init__(self):
-        object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
+        algorithm = get_algorithm(self.algorithm)
+        proxies = tuple(self.proxies)
+        object.__setattr__(self, "proxies", tuple(check_proxies(proxies)) if proxies or algorithm.needs_proxies
+                           else ())
         if len(set(self.proxies)) != len(self.proxies):
             raise ValueError(f"proxies are listed more than once: {list(self.proxies)}")
-        for name in ("iterations", "population", "workers"):
+        for name in ("iterations", "population", "workers", "tournament", "warmup"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("seed", "init_seed"):
+            value = getattr(self, name)
+            if value is None and name == "init_seed":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.algorithm == "area" and self.warmup < self.population:
+            raise ValueError(f"area starts from the best {self.population} of its {self.warmup} scored draws: "
+                             "warmup must be at least the population")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; presets are {sorted(PRESETS)}")
-        get_algorithm(self.algorithm)
         spaces.from_spec(self.space)  # fails early, naming a bad space argument
+
+    @property
+    def scoring_seed(self) -> int:
+        """The seed every score is computed with (network init and input noise)."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps({**asdict(self), "proxies": list(self.proxies)}))

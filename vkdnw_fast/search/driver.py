@@ -214,7 +214,7 @@ def stored_outcome(row) -> dict[str, Any]:
 
 def check_job(job: Job, config: SearchConfig) -> None:
     """ValueError unless ``job`` scores what ``config`` asks for."""
-    expected = (config.space, config.proxies, (config.preset,), config.seed)
+    expected = (config.space, config.proxies, (config.preset,), config.scoring_seed)
     scored = (job.space, tuple(job.proxies), tuple(job.presets), job.seed)
     if scored != expected:
         raise ValueError(f"the backend scores (space, proxies, presets, seed) = {scored}, "
@@ -239,7 +239,7 @@ def run_search(config: SearchConfig, out: str | Path, *, backend=None, backend_k
         store.start_or_resume(config)
         owned = backend is None
         if owned:
-            job = Job(config.space, config.proxies, (config.preset,), config.seed, device, scorer)
+            job = Job(config.space, config.proxies, (config.preset,), config.scoring_seed, device, scorer)
             backend = make_backend(backend_kind, job, config.workers, address)
         else:
             check_job(backend.job, config)

@@ -1,5 +1,5 @@
 """Search algorithms behind one interface (``base.SearchAlgorithm``), by name."""
-from . import evolution  # noqa: F401  (registers the built-in algorithms)
+from . import evolution, rea, sampling  # noqa: F401  (registers the built-in algorithms)
 from .base import Integration, SearchAlgorithm, SearchResult
 from .registry import available_algorithms, get_algorithm, register_algorithm
 

@@ -79,6 +79,9 @@ class SearchAlgorithm(ABC):
     # An architecture is proposed at most once; a repeat is recorded as a ``duplicate`` draw and
     # drawing goes on.
     unique_candidates: bool = True
+    # Whether results are made of the configured proxies (scored at initialisation); algorithms that
+    # only query a benchmark (``rea``, ``random``) need none.
+    needs_proxies: bool = True
 
     def __init__(self, config: "SearchConfig", space: SearchSpace, rng: np.random.Generator):
         self.config, self.space, self.rng = config, space, rng
@@ -91,6 +94,17 @@ class SearchAlgorithm(ABC):
     @abstractmethod
     def integrate(self, slot: int, arch: str, values: dict[str, Any] | None) -> Integration:
         """Fold in the result of ``slot`` (its outcome's values, or None if it failed)."""
+
+    def evaluates(self) -> str:
+        """What the result of the proposal just made is: ``"proxy"`` (the proxies' values at
+        initialisation), ``"fitness"`` (a benchmark query: the architecture "trained") or ``"none"``
+        (nothing: the algorithm only needs the architecture)."""
+        return "proxy"
+
+    def done(self) -> bool:
+        """Whether a run repeated by ``search.protocol`` has used its budget. The driver counts
+        ``config.iterations`` scored candidates instead; an algorithm the protocol cannot run says so."""
+        raise NotImplementedError(f"the {self.name} algorithm runs under the search driver only")
 
     @abstractmethod
     def result(self) -> SearchResult:
