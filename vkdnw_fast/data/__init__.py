@@ -10,6 +10,23 @@ import numpy as np
 
 NB201_CSV = Path(__file__).with_name("nb201_accuracies.csv.gz")
 NB201_SIZE = 15625
+NASLIB_ZC_CSV = Path(__file__).with_name("nb201_naslib_zc_proxies_725.csv.gz")
+_TEXT_COLUMNS = ("arch", "dataset")
+
+
+def _read_columns(path: Path) -> dict[str, np.ndarray]:
+    """A bundled CSV as one read-only array per column: text columns str, ``index`` int64, the rest
+    float64."""
+    with gzip.open(path, "rt", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        columns = list(zip(*reader))
+    table: dict[str, np.ndarray] = {}
+    for name, values in zip(header, columns):
+        dtype = str if name in _TEXT_COLUMNS else np.int64 if name == "index" else np.float64
+        table[name] = np.array(values, dtype=dtype)
+        table[name].flags.writeable = False
+    return table
 
 
 @functools.lru_cache(maxsize=1)
@@ -18,22 +35,17 @@ def nb201_table() -> dict[str, np.ndarray]:
 
     ``arch`` is an array of str, ``index`` of int64, every other column float64.
     """
-    with gzip.open(NB201_CSV, "rt", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        rows = list(reader)
-    if len(rows) != NB201_SIZE:
-        raise ValueError(f"{NB201_CSV} has {len(rows)} rows, expected {NB201_SIZE}")
-    columns = list(zip(*rows))
-    table: dict[str, np.ndarray] = {}
-    for name, values in zip(header, columns):
-        if name == "arch":
-            table[name] = np.array(values, dtype=str)
-        elif name == "index":
-            table[name] = np.array(values, dtype=np.int64)
-        else:
-            table[name] = np.array(values, dtype=np.float64)
-        table[name].flags.writeable = False
+    table = _read_columns(NB201_CSV)
+    if len(table["index"]) != NB201_SIZE:
+        raise ValueError(f"{NB201_CSV} has {len(table['index'])} rows, expected {NB201_SIZE}")
     if not np.array_equal(table["index"], np.arange(NB201_SIZE)):
         raise ValueError(f"{NB201_CSV}: the index column is not 0..{NB201_SIZE - 1} in order")
     return table
+
+
+@functools.lru_cache(maxsize=1)
+def naslib_zc_table() -> dict[str, np.ndarray]:
+    """NAS-Bench-Suite-Zero's zero-cost proxy scores on about 725 NB201 cells per dataset (``README.md``):
+    columns ``index``, ``arch``, ``dataset`` (``cifar10``, ``cifar100``, ``imagenet16``), one per proxy
+    in NASLib's names, ``naslib_val_accuracy``; read-only arrays, one row per (dataset, cell)."""
+    return _read_columns(NASLIB_ZC_CSV)
