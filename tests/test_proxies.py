@@ -24,7 +24,8 @@ from vkdnw_fast.proxies import registry
 WIDTH, CLASSES, RES, BATCH = 4, 5, 8, 16
 SHAPE = (3, RES, RES)
 ALL_MINE = ["naswot", "naswot_128", "jacov", "expressivity", "progressivity", "trainability",
-            "synflow", "grad_norm", "snip", "grasp", "flops", "params"]
+            "synflow", "grad_norm", "snip", "grasp", "flops", "params", "plain", "fisher", "l2_norm", "epe_nas",
+            "zen", "swap", "swap_reg", "meco", "meco_opt", "zico", "te_nas_ntk", "te_nas_lr"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -401,7 +402,10 @@ def test_seed_determines_everything_that_is_random():
     again = compute_proxies(TinyNet(), ALL_MINE, input_shape=SHAPE, batch_size=BATCH, seed=0)
     r1 = compute_proxies(TinyNet(), ALL_MINE, input_shape=SHAPE, batch_size=BATCH, seed=1)
     assert r0 == again
-    assert {k for k in ALL_MINE if r0[k] == r1[k]} == {"flops", "params"}
+    # Counts may coincide: 16 distinct activation patterns of 16 samples (te_nas_lr), about 630 of the
+    # 640 ReLU units' patterns distinct (swap).
+    assert {"flops", "params"} <= {k for k in ALL_MINE if r0[k] == r1[k]} <= {"flops", "params", "te_nas_lr",
+                                                                          "swap", "swap_reg"}
 
 
 def test_init_none_keeps_the_weights_and_inputs_can_be_given():

@@ -3,11 +3,16 @@
 
 ``training_forward(ctx)``: a copy of the context's network in training mode (BatchNorm with the
 batch's statistics), parameters and input requiring grad, one forward of the context's batch with
-its autograd graph kept for the context's lifetime. It serves NASWOT (the sign codes of every ``nn.ReLU``
-input), AZ-NAS (the feature maps of
+its autograd graph kept for the context's lifetime. It serves NASWOT and TE-NAS's linear regions
+(the sign codes of every ``nn.ReLU`` input), AZ-NAS (the feature maps of
 ``model.feature_blocks()``), Jacov and EPE-NAS (the input gradient of the summed logits), GradNorm,
-SNIP, plain and Fisher (one backward of the loss to every parameter and layer output) and GraSP
-(a double backward).
+SNIP, plain and Fisher (one backward of the loss to every parameter and layer output), GraSP (a
+double backward) and TE-NAS's NTK (per-sample gradients).
+
+``gaussian_forward(ctx)``: a copy re-initialised with N(0, 1) layer weights (``init.initialise``,
+``standard_normal``, drawn from ``ctx.generator()``), training mode, one forward of a Gaussian
+batch without a graph. It serves Zen-NAS (the input of the global average pooling) and SWAP (the
+sign codes of every ``nn.ReLU`` input).
 
 A statistic that cannot be recorded on some network (no ``nn.ReLU``, no ``feature_blocks``,
 non-finite activations) is kept as an error and raised only by the proxies that need it, so one
@@ -24,12 +29,15 @@ from torch import nn
 
 from .. import layers
 from ..hooks import removing
+from ..init import initialise
 from .batches import labelled_batch
 from .context import ProxyContext, as_logits
 
 # Column chunk of the 0/1 code matrix per float32 matmul: every partial sum is an integer below
 # 2**24, so the float32 products are exact; they are accumulated in float64.
 _CODE_CHUNK = 1 << 23
+# SWAP's batch: the first 16 samples (the authors' default ``--input_samples``).
+SWAP_SAMPLES = 16
 
 
 @dataclass
@@ -255,3 +263,81 @@ def input_gradients(ctx: ProxyContext) -> torch.Tensor:
         grad = torch.zeros_like(forward.inputs) if grad is None else check_finite(grad, "the input gradient")
         forward.cache["input_gradients"] = grad.reshape(grad.shape[0], -1).double().cpu()
     return forward.cache["input_gradients"]
+
+
+# ----------------------------------------------------------------------------- Gaussian forward
+
+
+class _PoolInput:
+    """Forward pre-hooks keeping the input of the last ``nn.AdaptiveAvgPool2d`` called."""
+
+    def __init__(self, model: nn.Module):
+        self.pools = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+        self.value: torch.Tensor | None = None
+
+    def hooks(self) -> list:
+        return [m.register_forward_pre_hook(self._hook) for m in self.pools]
+
+    def _hook(self, module: nn.Module, args: tuple) -> None:
+        self.value = args[0].detach()
+
+    def get(self, model: nn.Module) -> torch.Tensor:
+        if self.value is None:
+            raise ValueError(f"Zen-NAS needs the feature map before the global average pooling: "
+                             f"{type(model).__name__} calls no nn.AdaptiveAvgPool2d")
+        return check_finite(self.value, "the feature map before the global average pooling")
+
+
+def pre_pool_features(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The input of ``model``'s last global average pooling for ``inputs`` (a no-grad forward)."""
+    pool = _PoolInput(model)
+    with removing(pool.hooks()), torch.no_grad():
+        model(inputs)
+    return pool.get(model)
+
+
+@dataclass
+class GaussianForward:
+    """The shared forward of the N(0, 1)-initialised copy (see the module docstring).
+
+    model: the copy, in training mode, its BatchNorm running statistics updated once by the
+        forward of ``inputs`` (from a fresh mean 0, var 1).
+    inputs, perturbation: the first and second halves of ``ctx.gaussian_inputs(2 B)`` (``inputs``
+        is the context's batch unless the caller gave one).
+    pre_pool: the input of the last ``nn.AdaptiveAvgPool2d`` (Zen-NAS's pre-GAP feature map).
+    swap_codes: every ReLU unit's sign pattern over the first ``SWAP_SAMPLES`` samples, packed
+        into one int64 per unit (bit s = sample s).
+    """
+
+    model: nn.Module
+    inputs: torch.Tensor
+    perturbation: torch.Tensor
+    pre_pool: Recorded
+    swap_codes: Recorded
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def gaussian_forward(ctx: ProxyContext) -> GaussianForward:
+    if "gaussian_forward" in ctx.cache:
+        return ctx.cache["gaussian_forward"]
+    model = ctx.copy_model().cpu()  # initialise draws on the CPU
+    initialise(model, "standard_normal", ctx.generator())
+    model.to(ctx.device).train()
+    batch = ctx.inputs.shape[0]
+    inputs, perturbation = ctx.gaussian_inputs(2 * batch).split(batch)
+    samples = min(batch, SWAP_SAMPLES)
+    bits = torch.arange(samples, device=ctx.device)[:, None]
+    packed: list[torch.Tensor] = []
+    codes = Recorded(value=packed)
+    pool = _PoolInput(model)
+    pack = lambda c: packed.append((c[:samples].long() << bits).sum(0))  # noqa: E731
+    with removing([*relu_input_hooks(model, batch, codes, pack), *pool.hooks()]), torch.no_grad():
+        model(inputs)
+    pre_pool = Recorded()
+    try:
+        pre_pool.value = pool.get(model)
+    except ValueError as exc:
+        pre_pool.error = exc
+    forward = GaussianForward(model, inputs, perturbation, pre_pool, codes)
+    ctx.cache["gaussian_forward"] = forward
+    return forward

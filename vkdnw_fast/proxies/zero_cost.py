@@ -11,7 +11,7 @@ labels (``batches.labelled_batch``: one uniform class per sample, seeded), from 
 forward the proxies share (``forward.training_forward``: a copy of the initialised network,
 BatchNorm with batch statistics). The authors use random labels for GradNorm; for SNIP and GraSP,
 and NASLib for all of these, a batch of real images and labels, which a training-free, data-free
-comparison (SPEC §6) does not have. GradNorm and SNIP read one backward of that
+comparison (SPEC §6) does not have. GradNorm, SNIP, plain and Fisher read one backward of that
 loss (``forward.loss_gradients``).
 
 * synflow: BatchNorm bypassed, every parameter and buffer replaced by its absolute value, in
@@ -24,11 +24,22 @@ loss (``forward.loss_gradients``).
   Hessian of L over them (temperature 1, one iteration). The authors run two identical forward
   passes for g and for the Hessian-vector product; in training mode they give the same values,
   so one forward serves both here.
+* plain (zero-cost-nas/NASLib ``plain``): sum over layer weights of theta * dL/dtheta (signed).
+* fisher (Turner et al., "BlockSwap", ICLR 2020, the channel saliency as zero-cost-nas and NASLib
+  compute it): for every call of a layer with output a (N, K, *S) and g = dL/da,
+  Delta_k = 1/2 mean_n (sum_S a_nk g_nk)^2, the channel's saliency; the score sums, over layers,
+  fan_in x sum_k Delta_k, fan_in = the number of weights per output channel (their per-channel
+  values are broadcast over the weight tensor before the sum). The activations are the layers'
+  outputs, before any BatchNorm or ReLU that follows.
+* l2_norm (zero-cost-nas/NASLib ``l2_norm``): sum over layer weights of ||theta||_2 (Frobenius),
+  at initialisation; no data.
 
 All are finite by definition; non-finite logits or gradients are an error, as is a non-finite
 value (e.g. SynFlow overflowing float64 on a very deep network), which ``compute_proxies`` rejects.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -84,6 +95,11 @@ def snip(ctx: ProxyContext) -> float:
     return sum(float((w * g).abs().sum()) for w, g in _weights_and_gradients(ctx))
 
 
+@register_proxy("plain")
+def plain(ctx: ProxyContext) -> float:
+    return sum(float((w * g).double().sum()) for w, g in _weights_and_gradients(ctx))
+
+
 @register_proxy("grasp")
 def grasp(ctx: ProxyContext) -> float:
     weights = layer_weights(training_forward(ctx).model)
@@ -95,3 +111,24 @@ def grasp(ctx: ProxyContext) -> float:
     hessian_grads = torch.autograd.grad(z, [w for w, _ in used], retain_graph=True, allow_unused=True)
     return sum(float((-w.detach() * check_finite(hg, "a Hessian-vector product")).sum())
                for (w, _), hg in zip(used, hessian_grads) if hg is not None)
+
+
+@register_proxy("fisher")
+def fisher(ctx: ProxyContext) -> float:
+    outputs = training_forward(ctx).layer_outputs
+    if not outputs:
+        raise ValueError(f"{type(ctx.model).__name__} has no convolution or Linear layers to score")
+    total = 0.0
+    for (layer, a), g in zip(outputs, loss_gradients(ctx).layer_outputs):
+        if g is None:
+            continue
+        a, g = a.detach().double(), g.double()
+        per_channel = (a * g).sum(tuple(range(2, a.dim()))) if a.dim() > 2 else a * g  # (N, K)
+        saliency = 0.5 * per_channel.square().mean(0)
+        total += math.prod(layer.weight.shape[1:]) * float(saliency.sum())
+    return total
+
+
+@register_proxy("l2_norm")
+def l2_norm(ctx: ProxyContext) -> float:
+    return sum(float(w.detach().double().norm()) for w in layer_weights(ctx.model))
