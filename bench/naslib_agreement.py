@@ -12,7 +12,7 @@ the data (FLOPs, params, l2_norm, SynFlow) are flagged: they should agree to Spe
 Resumable: each cell's values are appended to --scores (JSON lines) as they are computed, and a
 rerun computes only the (dataset, cell, proxy) triples missing there. Cells are visited in a
 seeded random order, so a partial run is a random subsample. The summary (--out) is rewritten
-every --every cells and at the end.
+every --every cells and at the end, with the commands of every run that contributed.
 
     nohup nice -n 5 python bench/naslib_agreement.py --datasets cifar10 \\
         --proxies flops,params,l2_norm,synflow,nwot,jacov,epe_nas,grad_norm,snip,plain,fisher &
@@ -133,11 +133,15 @@ def main(argv=None):
             raise SystemExit(f"unknown {unknown}; choose from {list(known)}")
     table, scores = naslib_zc_table(), Path(args.scores)
     done = read_scores(scores)
+    # Every run that added to --scores, in order (resumed runs extend the same summary).
     command = "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
+    commands = [c for c in commands if c != command] + [command]
 
     def write_summary():
         record = {
-            "command": command,
+            "commands": commands,
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
