@@ -11,7 +11,9 @@ the data (FLOPs, params, l2_norm, SynFlow) are flagged: they should agree to Spe
 
 Resumable: each cell's values are appended to --scores (JSON lines) as they are computed, and a
 rerun computes only the (dataset, cell, proxy) triples missing there. Cells are visited in a
-seeded random order, so a partial run is a random subsample. The summary (--out) is rewritten
+seeded random order, so a partial run is a random subsample. ``--seed 1`` scores the cells again
+with another initialisation and batch (stored as ``name@seed1``): the Spearman between our seeds
+is the most any proxy can agree with a computation from other random draws. The summary (--out) is rewritten
 every --every cells and at the end, with the commands of every run that contributed.
 
     nohup nice -n 5 python bench/naslib_agreement.py --datasets cifar10 \\
@@ -48,7 +50,7 @@ COMMON = {"epe_nas": "epe_nas", "fisher": "fisher", "flops": "flops", "grad_norm
 # the architecture alone (FLOPs, params).
 DATA_INDEPENDENT = ("flops", "params", "l2_norm", "synflow")
 DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16": "ImageNet16-120"}
-SEED, BATCH_SIZE = 0, 64
+SEED, BATCH_SIZE = 0, 64  # the seed of the comparison; --seed gives others for the ceiling
 
 
 def read_scores(path: Path) -> dict[tuple[str, int], dict]:
@@ -64,13 +66,18 @@ def read_scores(path: Path) -> dict[tuple[str, int], dict]:
     return done
 
 
-def score_cell(arch: str, dataset: str, names: list[str]) -> tuple[dict, dict]:
-    """Our values of ``names`` for one cell, and the errors of those that failed."""
+def key(name: str, seed: int) -> str:
+    return name if seed == SEED else f"{name}@seed{seed}"
+
+
+def score_cell(arch: str, dataset: str, names: list[str], seed: int) -> tuple[dict, dict]:
+    """Our values of ``names`` for one cell, and the errors of those that failed, under ``key``."""
     shape, classes = nb201.dataset_info(DATASETS[dataset])
 
     def run(proxies):
-        return compute_proxies(nb201.NB201Network(arch, classes), proxies, input_shape=shape, seed=SEED,
-                               batch_size=BATCH_SIZE, arch=arch)
+        values = compute_proxies(nb201.NB201Network(arch, classes), proxies, input_shape=shape, seed=seed,
+                                 batch_size=BATCH_SIZE, arch=arch)
+        return {key(name, seed): v for name, v in values.items()}
     try:
         return run(names), {}
     except ProxyError:  # one by one, to keep the others
@@ -79,7 +86,7 @@ def score_cell(arch: str, dataset: str, names: list[str]) -> tuple[dict, dict]:
             try:
                 values.update(run([name]))
             except ProxyError as exc:
-                errors[name] = str(exc)
+                errors[key(name, seed)] = str(exc)
         return values, errors
 
 
@@ -90,25 +97,41 @@ def spearman_of_ranks(a, b) -> float | None:
         return None
 
 
+def ours_on(done: dict, dataset: str, indices, name: str) -> dict[int, float]:
+    """index -> our value of ``name`` (a ``key``) for the cells of ``indices`` that have it."""
+    found = {}
+    for index in indices:
+        values = done.get((dataset, int(index)), {}).get("values", {})
+        if name in values:
+            found[int(index)] = values[name]
+    return found
+
+
 def summarise(table: dict, done: dict, datasets: list[str]) -> dict:
     results = {}
     for dataset in datasets:
         rows = np.flatnonzero(table["dataset"] == dataset)
         per_proxy = {}
         for theirs_name, ours_name in COMMON.items():
-            cells = [i for i in rows if ours_name in done.get((dataset, int(table["index"][i])), {}).get("values", {})]
-            errors = sum(ours_name in done.get((dataset, int(table["index"][i])), {}).get("errors", {}) for i in rows)
-            if len(cells) < 3:
+            ours = ours_on(done, dataset, table["index"][rows], ours_name)
+            if len(ours) < 3:
                 continue
-            ours = [done[(dataset, int(table["index"][i]))]["values"][ours_name] for i in cells]
+            cells = [i for i in rows if int(table["index"][i]) in ours]
+            errors = sum(ours_name in done.get((dataset, int(table["index"][i])), {}).get("errors", {}) for i in rows)
             theirs, accuracy = table[theirs_name][cells], table["naslib_val_accuracy"][cells]
+            mine = [ours[int(table["index"][i])] for i in cells]
             per_proxy[theirs_name] = {
                 "ours": ours_name, "cells": len(cells), "errors": errors,
-                "spearman_ours_theirs": spearman_of_ranks(ours, theirs),
-                "spearman_ours_accuracy": spearman_of_ranks(ours, accuracy),
+                "spearman_ours_theirs": spearman_of_ranks(mine, theirs),
+                "spearman_ours_accuracy": spearman_of_ranks(mine, accuracy),
                 "spearman_theirs_accuracy": spearman_of_ranks(theirs, accuracy),
                 "data_independent": theirs_name in DATA_INDEPENDENT,
             }
+            other = ours_on(done, dataset, ours, key(ours_name, SEED + 1))
+            if len(other) >= 3:
+                per_proxy[theirs_name]["spearman_ours_seed0_seed1"] = spearman_of_ranks(
+                    [ours[i] for i in other], list(other.values()))
+                per_proxy[theirs_name]["cells_seed1"] = len(other)
         results[dataset] = {"cells": len(rows), "proxies": per_proxy}
     return results
 
@@ -122,6 +145,7 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=25, help="rewrite the summary every this many cells")
     parser.add_argument("--limit", type=int, default=None, help="at most this many new cells per dataset")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=SEED, help=f"{SEED}: the comparison; another: the ceiling")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,7 +170,7 @@ def main(argv=None):
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
             "torch": torch.__version__,
-            "settings": {"seed": SEED, "batch_size": BATCH_SIZE, "inputs": "Gaussian N(0, 1)",
+            "settings": {"seed": SEED, "ceiling_seed": SEED + 1, "batch_size": BATCH_SIZE, "inputs": "Gaussian N(0, 1)",
                          "labels": "random, seeded", "scores": args.scores},
             "results": summarise(table, done, list(DATASETS)),
         }
@@ -159,13 +183,14 @@ def main(argv=None):
         for i in order:
             index, arch = int(table["index"][i]), str(table["arch"][i])
             cell = done.get((dataset, index), {"values": {}, "errors": {}})
-            todo = [COMMON[n] for n in wanted if COMMON[n] not in cell["values"] and COMMON[n] not in cell["errors"]]
+            todo = [COMMON[n] for n in wanted
+                    if key(COMMON[n], args.seed) not in cell["values"] and key(COMMON[n], args.seed) not in cell["errors"]]
             if not todo:
                 continue
             if args.limit is not None and new >= args.limit:
                 break
             start = time.perf_counter()
-            values, errors = score_cell(arch, dataset, todo)
+            values, errors = score_cell(arch, dataset, todo, args.seed)
             row = {"dataset": dataset, "index": index, "arch": arch, "values": values, "errors": errors,
                    "seconds": {"proxies": todo, "total": round(time.perf_counter() - start, 3)}}
             with scores.open("a") as handle:

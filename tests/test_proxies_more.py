@@ -295,7 +295,7 @@ class Overflow(nn.Module):
         return x * math.inf  # inf, and NaN where x is 0
 
 
-# Data-free: the number of weights and multiply-accumulates, the norm of the initial weights.
+# They read no activation: the number of weights and of multiply-accumulates, the initial weights' norm.
 DATA_FREE = {"flops", "params", "l2_norm"}
 
 
@@ -306,7 +306,7 @@ def test_a_network_giving_nan_or_inf_is_an_error_naming_proxy_and_architecture(n
 
 
 @pytest.mark.parametrize("name", sorted(DATA_FREE))
-def test_data_free_proxies_do_not_run_the_network(name):
+def test_proxies_reading_no_activation_stay_finite_on_such_a_network(name):
     assert math.isfinite(compute_proxies(WithBlocks(Overflow()), name, input_shape=SHAPE, batch_size=BATCH)[name])
 
 
