@@ -14,7 +14,8 @@ rerun computes only the (dataset, cell, proxy) triples missing there. Cells are 
 seeded random order, so a partial run is a random subsample. ``--seed 1`` scores the cells again
 with another initialisation and batch (stored as ``name@seed1``): the Spearman between our seeds
 is the most any proxy can agree with a computation from other random draws. The summary (--out) is rewritten
-every --every cells and at the end, with the commands of every run that contributed.
+every --every cells and at the end from all of --scores (runs may add to it side by side), with
+the commands of every run that contributed; --summary-only just rewrites it.
 
     nohup nice -n 5 python bench/naslib_agreement.py --datasets cifar10 \\
         --proxies flops,params,l2_norm,synflow,nwot,jacov,epe_nas,grad_norm,snip,plain,fisher &
@@ -145,6 +146,7 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=25, help="rewrite the summary every this many cells")
     parser.add_argument("--limit", type=int, default=None, help="at most this many new cells per dataset")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--summary-only", action="store_true", help="rewrite --out from --scores, score nothing")
     parser.add_argument("--seed", type=int, default=SEED, help=f"{SEED}: the comparison; another: the ceiling")
     args = parser.parse_args(argv)
     if args.threads:
@@ -157,13 +159,15 @@ def main(argv=None):
             raise SystemExit(f"unknown {unknown}; choose from {list(known)}")
     table, scores = naslib_zc_table(), Path(args.scores)
     done = read_scores(scores)
-    # Every run that added to --scores, in order (resumed runs extend the same summary).
     command = "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:]))
-    previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-    commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
-    commands = [c for c in commands if c != command] + [command]
 
-    def write_summary():
+    def write_summary(contributed: bool):
+        """The summary of every row of --scores (other runs may be adding to it as well), with the
+        commands of every run that added to it, in order."""
+        previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
+        if contributed and command not in commands:
+            commands.append(command)
         record = {
             "commands": commands,
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -172,10 +176,14 @@ def main(argv=None):
             "torch": torch.__version__,
             "settings": {"seed": SEED, "ceiling_seed": SEED + 1, "batch_size": BATCH_SIZE, "inputs": "Gaussian N(0, 1)",
                          "labels": "random, seeded", "scores": args.scores},
-            "results": summarise(table, done, list(DATASETS)),
+            "results": summarise(table, read_scores(scores), list(DATASETS)),
         }
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
 
+    if args.summary_only:
+        write_summary(contributed=False)
+        return
+    scored = 0
     for dataset in datasets:
         rows = np.flatnonzero(table["dataset"] == dataset)
         order = rows[np.random.default_rng(SEED).permutation(len(rows))]
@@ -200,10 +208,11 @@ def main(argv=None):
             merged["errors"].update(errors)
             merged["seconds"].append(row["seconds"])
             new += 1
+            scored += 1
             if new % args.every == 0:
-                write_summary()
+                write_summary(contributed=True)
                 print(f"{dataset}: {new} cells scored", flush=True)
-    write_summary()
+    write_summary(contributed=scored > 0)
 
 
 if __name__ == "__main__":
