@@ -24,7 +24,8 @@ from vkdnw_fast.proxies import registry
 WIDTH, CLASSES, RES, BATCH = 4, 5, 8, 16
 SHAPE = (3, RES, RES)
 ALL_MINE = ["naswot", "naswot_128", "jacov", "expressivity", "progressivity", "trainability",
-            "synflow", "grad_norm", "snip", "grasp", "flops", "params"]
+            "synflow", "grad_norm", "snip", "grasp", "flops", "params", "plain", "fisher", "l2_norm", "epe_nas",
+            "zen", "swap", "swap_reg", "meco", "meco_opt", "zico", "te_nas_ntk", "te_nas_lr"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,9 +40,8 @@ def one_thread():
 class TinyNet(nn.Module):
     """stem conv-BN | ReLU-conv-BN | ReLU-conv(stride 2)-BN | ReLU-pool-linear."""
 
-    def __init__(self):
+    def __init__(self, w=WIDTH):
         super().__init__()
-        w = WIDTH
         self.stem = nn.Sequential(nn.Conv2d(3, w, 3, padding=1, bias=False), nn.BatchNorm2d(w))
         self.block1 = nn.Sequential(nn.ReLU(), nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w))
         self.block2 = nn.Sequential(nn.ReLU(), nn.Conv2d(w, 2 * w, 3, stride=2, padding=1, bias=False),
@@ -129,8 +129,13 @@ def test_naswot_needs_relu_modules():
         def forward(self, x):
             return self.fc(F.relu(x))
 
-    with pytest.raises(ProxyError, match="naswot.*FunctionalRelu has none"):
+    with pytest.raises(ProxyError, match="naswot.*FunctionalRelu has no nn.ReLU modules"):
         compute_proxies(FunctionalRelu(), "naswot", input_shape=(4,), batch_size=8)
+    # The shared forward keeps that error for the proxies reading ReLU codes; the others run.
+    c = build_context(FunctionalRelu(), input_shape=(4,), batch_size=8)
+    assert math.isfinite(value(c, "jacov"))
+    with pytest.raises(ProxyError, match="naswot"):
+        value(c, "naswot")
 
 
 # ----------------------------------------------------------------------------- Jacov
@@ -397,7 +402,10 @@ def test_seed_determines_everything_that_is_random():
     again = compute_proxies(TinyNet(), ALL_MINE, input_shape=SHAPE, batch_size=BATCH, seed=0)
     r1 = compute_proxies(TinyNet(), ALL_MINE, input_shape=SHAPE, batch_size=BATCH, seed=1)
     assert r0 == again
-    assert {k for k in ALL_MINE if r0[k] == r1[k]} == {"flops", "params"}
+    # Counts may coincide: 16 distinct activation patterns of 16 samples (te_nas_lr), about 630 of the
+    # 640 ReLU units' patterns distinct (swap).
+    assert {"flops", "params"} <= {k for k in ALL_MINE if r0[k] == r1[k]} <= {"flops", "params", "te_nas_lr",
+                                                                          "swap", "swap_reg"}
 
 
 def test_init_none_keeps_the_weights_and_inputs_can_be_given():

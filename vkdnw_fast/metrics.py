@@ -1,6 +1,6 @@
 """How well a score ranks architectures by accuracy (SPEC §5), and rankings built from several
-scores (SPEC §6): Kendall τ-b, Spearman ρ, nDCG@k, the log-rank aggregate and the random-forest
-("model-driven") ranking.
+scores (SPEC §6): Kendall τ-b, Spearman ρ, nDCG@k, the log-rank aggregate, TE-NAS's rank sum and
+the random-forest ("model-driven") ranking.
 
 Scores are "higher is better". NaN or ±inf in a score is refused with a ValueError naming where
 (``aggregate`` accepts ±inf, which ranks); a metric that is undefined (a constant input) raises
@@ -122,6 +122,24 @@ def evaluate_ranking(
     return result
 
 
+def _ranks(table: Mapping[str, Any] | Any, proxies: Sequence[str], method: str) -> list[np.ndarray]:
+    """The ascending ranks (``scipy.stats.rankdata`` ``method``) of each ``proxies`` column of
+    ``table``; ±inf rank as extremes, NaN is refused."""
+    if isinstance(proxies, str) or not len(proxies):
+        raise ValueError(f"proxies must be a non-empty sequence of column names, got {proxies!r}")
+    ranks: list[np.ndarray] = []
+    for proxy in proxies:
+        try:
+            column = table[proxy]
+        except (KeyError, IndexError):
+            raise ValueError(f"the table has no column {proxy!r}") from None
+        values = _vector(column, f"proxy {proxy!r}", allow_inf=True)
+        if ranks and len(values) != len(ranks[0]):
+            raise ValueError(f"proxy {proxy!r} has {len(values)} values, {proxies[0]!r} has {len(ranks[0])}")
+        ranks.append(stats.rankdata(values, method=method))
+    return ranks
+
+
 def aggregate(table: Mapping[str, Any] | Any, proxies: Sequence[str]) -> np.ndarray:
     """The non-linear aggregate of SPEC eq. 15: Σ_m log rank_m over the ``proxies`` columns of
     ``table`` (a dict of arrays, or anything indexable by column name such as a DataFrame).
@@ -129,20 +147,15 @@ def aggregate(table: Mapping[str, Any] | Any, proxies: Sequence[str]) -> np.ndar
     rank_m is ascending (the largest value gets the largest rank, n), ties get their average rank.
     ±inf values rank as extremes; NaN is refused.
     """
-    if isinstance(proxies, str) or not len(proxies):
-        raise ValueError(f"proxies must be a non-empty sequence of column names, got {proxies!r}")
-    total = None
-    for proxy in proxies:
-        try:
-            column = table[proxy]
-        except (KeyError, IndexError):
-            raise ValueError(f"the table has no column {proxy!r}") from None
-        values = _vector(column, f"proxy {proxy!r}", allow_inf=True)
-        if total is not None and len(values) != len(total):
-            raise ValueError(f"proxy {proxy!r} has {len(values)} values, {proxies[0]!r} has {len(total)}")
-        log_ranks = np.log(stats.rankdata(values, method="average"))
-        total = log_ranks if total is None else total + log_ranks
-    return total
+    return np.sum([np.log(r) for r in _ranks(table, proxies, "average")], axis=0)
+
+
+def rank_sum(table: Mapping[str, Any] | Any, proxies: Sequence[str]) -> np.ndarray:
+    """TE-NAS's combination (Chen et al., ICLR 2021; ``proxies.tenas.TE_NAS_TERMS``): Σ_m rank_m,
+    ranks ascending and dense as TE-NAS's pruning ranks them (tied values share a rank, the next
+    larger value gets the next rank: 1, 1, 2, ...). ±inf values rank as extremes; NaN is refused.
+    """
+    return np.sum(_ranks(table, proxies, "dense"), axis=0)
 
 
 def model_driven_ranking(

@@ -8,7 +8,7 @@ from .context import ProxyContext, build_context
 from .registry import ProxyError, available_proxies, get_proxy, register_proxy
 
 # Proxy modules, imported for their @register_proxy side effects.
-from . import aznas, jacov, naswot, size, vkdnw, zero_cost  # noqa: E402,F401
+from . import aznas, epe_nas, jacov, meco, naswot, size, swap, tenas, vkdnw, zen, zero_cost, zico  # noqa: E402,F401
 from .vkdnw import fisher_result
 
 __all__ = ["ProxyContext", "ProxyError", "available_proxies", "build_context", "compute_on", "compute_proxies",

@@ -14,9 +14,10 @@ input being (a function of) the previous block's output.
   g_in equals g_out exactly (an identity) scores -inf.
 
 As in the authors' code (VKDNW repo, NB201/ZeroShotProxy/compute_az_nas_score.py, and the MBV2
-copy): one forward in training mode (BatchNorm with the batch's statistics) on the Gaussian batch,
-the forward stopped after the last feature block (their ``extract_cell_features``); the
-Rademacher tensors are drawn block by block from the last to the first, here as
+copy): one forward in training mode (BatchNorm with the batch's statistics) on the Gaussian batch
+(the forward shared with the other training-mode proxies, ``forward.training_forward``; theirs
+stops after the last feature block, their ``extract_cell_features``); the Rademacher tensors
+are drawn block by block from the last to the first, here as
 ``randint(0, 2, generator=ctx.generator()) * 2 - 1`` on the CPU; NaN results become -inf.
 Differences: covariances, eigenvalues and the singular values in float64 (theirs float32); a
 feature map that does not depend on the previous one at all gets g_in = 0 (theirs would raise),
@@ -25,7 +26,7 @@ stored feature map, so an in-place op in them cannot change it (same values, one
 
 Non-finite values (-inf): E and P when some F_l is constant over the batch and positions (zero
 covariance, e.g. after an all-``none`` NB201 cell: 0/0 gives NaN, mapped to -inf as the authors
-do); T when some block is an identity.
+do); T when some block is an identity. A feature map with NaN or ±inf is an error.
 """
 from __future__ import annotations
 
@@ -34,60 +35,10 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..hooks import removing
 from .context import ProxyContext
+from .forward import check_finite, training_forward
 from .registry import register_proxy
-
-
-class _StopForward(Exception):
-    """Raised by the last feature block's hook: nothing after it is needed."""
-
-
-def feature_blocks(model: nn.Module) -> list[nn.Module]:
-    method = getattr(model, "feature_blocks", None)
-    if not callable(method):
-        raise TypeError(f"AZ-NAS needs the feature maps after the stem and every cell/block: "
-                        f"{type(model).__name__} must define feature_blocks() -> list[nn.Module]")
-    blocks = list(method())
-    if len(blocks) < 2:
-        raise ValueError(f"AZ-NAS needs at least 2 feature blocks, {type(model).__name__}.feature_blocks() "
-                         f"gave {len(blocks)}")
-    return blocks
-
-
-def feature_maps(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
-    """The outputs of ``model.feature_blocks()`` for ``inputs``, in order, still attached to the
-    autograd graph (``inputs`` should require grad). The model is run as it is (mode included)."""
-    blocks = feature_blocks(model)
-    maps: list[torch.Tensor] = []
-
-    def hook_for(index: int):
-        def hook(module: nn.Module, args: tuple, output):
-            if len(maps) != index:
-                raise RuntimeError(f"{type(model).__name__}.feature_blocks() must list blocks in forward "
-                                   f"order, each run once: block {index} ({type(module).__name__}) ran "
-                                   f"after {len(maps)} feature maps")
-            if not isinstance(output, torch.Tensor) or output.dim() < 2:
-                raise TypeError(f"feature block {index} ({type(module).__name__}) must return a "
-                                f"(B, C, ...) tensor")
-            maps.append(output)
-            if index == len(blocks) - 1:
-                raise _StopForward
-            # Later modules get a copy, so an in-place op there cannot alter the stored map.
-            return output.clone()
-        return hook
-
-    with removing(block.register_forward_hook(hook_for(i)) for i, block in enumerate(blocks)):
-        try:
-            model(inputs)
-        except _StopForward:
-            pass
-    if len(maps) != len(blocks):
-        raise RuntimeError(f"only {len(maps)} of the {len(blocks)} feature blocks of "
-                           f"{type(model).__name__} ran in its forward")
-    return maps
 
 
 def _channels_last_rows(t: torch.Tensor) -> torch.Tensor:
@@ -124,11 +75,12 @@ def block_trainability(g_in: torch.Tensor, g_out: torch.Tensor) -> float:
 
 
 def aznas_terms(ctx: ProxyContext) -> dict[str, float]:
-    """E, P and T from one forward, cached in ``ctx.cache['aznas']``."""
+    """E, P and T from the shared training forward, cached in ``ctx.cache['aznas']``."""
     if "aznas" in ctx.cache:
         return ctx.cache["aznas"]
-    model = ctx.copy_model().train().requires_grad_(False)  # only feature-map gradients are needed
-    maps = feature_maps(model, ctx.inputs.detach().clone().requires_grad_(True))
+    maps = training_forward(ctx).feature_maps.get()
+    for index, f in enumerate(maps):
+        check_finite(f, f"feature map {index}")
 
     entropies = np.array([spectral_entropy(f) for f in maps])
     expressivity = np.sum(entropies)
@@ -140,7 +92,7 @@ def aznas_terms(ctx: ProxyContext) -> dict[str, float]:
         f_in, f_out = maps[index - 1], maps[index]
         g_out = (torch.randint(0, 2, f_out.shape, generator=generator) * 2 - 1).to(f_out.device, f_out.dtype)
         g_in = None
-        if f_out.requires_grad:
+        if f_out.requires_grad and f_in.requires_grad:
             (g_in,) = torch.autograd.grad(f_out, f_in, g_out, retain_graph=True, allow_unused=True)
         scores.append(block_trainability(torch.zeros_like(f_in) if g_in is None else g_in, g_out))
     trainability = np.mean(scores)

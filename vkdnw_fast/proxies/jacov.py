@@ -9,28 +9,36 @@ As in the authors' code (VKDNW repo, NB201/ZeroShotProxy/compute_jacov_score.py)
 batch statistics a sample's logits depend on the other samples, so g_n also carries those
 cross-sample terms (in eval mode, or without BatchNorm, it is exactly the per-sample gradient).
 Input: the context's Gaussian batch (theirs reads a batch of real images from a loader; VKDNW's
-comparison, like SPEC §6, uses Gaussian noise). Correlations and eigenvalues in float64.
+comparison, like SPEC §6, uses Gaussian noise). The gradients come from the forward shared with
+the other training-mode proxies (``forward.input_gradients``). Correlations and eigenvalues in
+float64.
 
 Non-finite values: -inf when R is undefined, i.e. some sample's gradient is constant (e.g.
 zero); the authors' code returns NaN there (their try/except), which we map to the worst score
-so that rankings stay defined.
+so that rankings stay defined. Non-finite logits or gradients are an error.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import torch
 
-from .context import ProxyContext, as_logits
+from .context import ProxyContext
+from .forward import input_gradients
 from .registry import register_proxy
+
+
+def correlations(gradients: np.ndarray) -> np.ndarray | None:
+    """corrcoef of the rows of ``gradients`` (float64), None where some row is constant."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.corrcoef(np.asarray(gradients, dtype=np.float64))
+    return corr if np.all(np.isfinite(corr)) else None
 
 
 def jacov_from_gradients(gradients: np.ndarray) -> float:
     """The score of per-sample gradients given as the rows of a (N, D) array."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = np.corrcoef(np.asarray(gradients, dtype=np.float64))
-    if not np.all(np.isfinite(corr)):
+    corr = correlations(gradients)
+    if corr is None:
         return -math.inf
     v = np.linalg.eigvalsh(corr)
     k = 1e-5
@@ -39,8 +47,4 @@ def jacov_from_gradients(gradients: np.ndarray) -> float:
 
 @register_proxy("jacov", may_be_neg_inf=True)
 def jacov(ctx: ProxyContext) -> float:
-    model = ctx.copy_model().train().requires_grad_(False)  # only input gradients are needed
-    x = ctx.inputs.detach().clone().requires_grad_(True)
-    logits = as_logits(model(x), model)
-    (grad,) = torch.autograd.grad(logits.sum(), x)
-    return jacov_from_gradients(grad.reshape(grad.shape[0], -1).double().cpu().numpy())
+    return jacov_from_gradients(input_gradients(ctx).numpy())

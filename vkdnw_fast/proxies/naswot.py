@@ -15,60 +15,34 @@ As in the authors' code (VKDNW repo, NB201/ZeroShotProxy/compute_naswot_score.py
   ``nn.ReLU`` at all is an error.
 Differences: the codes are read by a forward *pre*-hook (the same codes, also for in-place
 ReLUs, since relu(x) > 0 exactly when x > 0) and no backward pass is run (theirs computes an
-unused input gradient).
+unused input gradient). ``naswot`` reads its codes from the forward shared with the other
+training-mode proxies (``forward.training_forward``); ``naswot_128`` runs its own.
 
 Non-finite values: -inf when K_H is singular (more samples than distinct activation patterns
-allow, e.g. a network with very few ReLU units), as slogdet defines it.
+allow, e.g. a network with very few ReLU units), as slogdet defines it. A ReLU input with NaN or
+±inf is an error.
 """
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ..hooks import removing
 from .context import ProxyContext
+from .forward import hamming_kernel, training_forward
 from .registry import register_proxy
 
-# Column chunk of the 0/1 code matrix per float32 matmul: every partial sum is an integer below
-# 2**24, so the float32 products are exact; they are accumulated in float64.
-_CHUNK = 1 << 23
 
-
-def hamming_kernel(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """K_H (float64, batch x batch) of ``model`` (used as is: the caller sets its mode)."""
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    if not relus:
-        raise ValueError(f"NASWOT needs nn.ReLU modules and {type(model).__name__} has none "
-                         "(functional relu calls cannot be hooked)")
-    batch = inputs.shape[0]
-    kernel = torch.zeros(batch, batch, dtype=torch.float64, device=inputs.device)
-
-    def accumulate(module: nn.Module, args: tuple) -> None:
-        if args[0].shape[0] != batch:
-            raise ValueError(f"an nn.ReLU of {type(model).__name__} got input of shape {tuple(args[0].shape)}; "
-                             f"NASWOT needs the batch ({batch}) as its first dimension")
-        codes = (args[0].detach() > 0).reshape(batch, -1)
-        for start in range(0, codes.shape[1], _CHUNK):
-            c = codes[:, start:start + _CHUNK].float()
-            kernel.add_((c @ c.T + (1 - c) @ (1 - c).T).double())
-
-    with removing(m.register_forward_pre_hook(accumulate) for m in relus), torch.no_grad():
-        model(inputs)
-    return kernel
-
-
-def naswot_score(ctx: ProxyContext, inputs: torch.Tensor) -> float:
-    model = ctx.copy_model().train()  # train-mode BN updates buffers: work on a copy
-    return float(torch.linalg.slogdet(hamming_kernel(model, inputs)).logabsdet)
+def log_abs_det(kernel: torch.Tensor) -> float:
+    return float(torch.linalg.slogdet(kernel).logabsdet)
 
 
 @register_proxy("naswot", may_be_neg_inf=True)
 def naswot(ctx: ProxyContext) -> float:
     """NASWOT on the context's batch (64 Gaussian samples by default)."""
-    return naswot_score(ctx, ctx.inputs)
+    return log_abs_det(training_forward(ctx).hamming.get())
 
 
 @register_proxy("naswot_128", may_be_neg_inf=True)
 def naswot_128(ctx: ProxyContext) -> float:
     """NASWOT on a Gaussian batch of 128 drawn from the context's seed."""
-    return naswot_score(ctx, ctx.gaussian_inputs(128))
+    model = ctx.copy_model().train()  # train-mode BN updates buffers: work on a copy
+    return log_abs_det(hamming_kernel(model, ctx.gaussian_inputs(128)))
