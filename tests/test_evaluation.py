@@ -95,7 +95,7 @@ def test_a_run_json_from_before_the_space_and_metric_fields_resumes(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(written_by_older_code))
     evaluation.open_results(tmp_path, spec)
     assert json.loads((tmp_path / "run.json").read_text()) == json.loads(json.dumps(written_by_older_code))
-    with pytest.raises(ValueError, match=r"metric \(stored 'test@200', requested 'valid@12'\)"):
+    with pytest.raises(ValueError, match=r"metric \(stored None, requested 'valid@12'\)"):
         evaluation.open_results(tmp_path, dataclasses.replace(spec, metric="valid@12"))
     with pytest.raises(ValueError, match=r"unknown EvaluationSpec field\(s\) \['budget'\]"):
         EvaluationSpec.from_json({**written_by_older_code, "budget": 3})

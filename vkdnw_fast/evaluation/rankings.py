@@ -49,7 +49,7 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
     records = list(records)
     failed = sorted({r["arch"] for r in records if "error" in r})
     by_key = {(r["arch"], r["seed"]): r["values"] for r in records if "error" not in r}
-    archs = [a for a in spec.archs() if a not in failed and all((a, s) in by_key for s in spec.seeds)]
+    archs = [a for a in spec.archs(benchmark) if a not in failed and all((a, s) in by_key for s in spec.seeds)]
     seeds = list(spec.seeds)
     if len(archs) < 2:
         return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": {}}

@@ -50,7 +50,7 @@ def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path
     for r in records:
         if "error" not in r:
             by_arch.setdefault(r["arch"], []).append(r["values"])
-    archs = [a for a in spec.archs() if len(by_arch.get(a, ())) == len(spec.seeds)]
+    archs = [a for a in spec.archs(benchmark) if len(by_arch.get(a, ())) == len(spec.seeds)]
     cols = spec.columns()
     n = len(cols)
     width = min(4, n)

@@ -21,7 +21,7 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
     Each score uses one thread, so that it is the same bits whatever computed it."""
     benchmark = spec.ground_truth(benchmark)  # a spec the benchmark cannot answer fails before scoring
     store = open_results(out_dir, spec)
-    archs = spec.archs()
+    archs = spec.archs(benchmark)
     todo = [(arch, seed) for seed in spec.seeds for arch in archs if (arch, seed) not in store.records]
     score_all(todo, lambda seed: Job(spec.space_spec(), spec.proxies, spec.presets, seed, device),
               lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,

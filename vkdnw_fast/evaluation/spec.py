@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +24,13 @@ _LATER_FIELDS = ("space", "metric")
 class EvaluationSpec:
     """What a run computes; stored in ``run.json`` and checked on resume.
 
-    ``space`` and ``dataset`` name the architectures' search space and the dataset their networks
-    are built for; ``subset`` a structural subset of the space (NB201: "unique" or "all"), ``limit``
-    a seeded sample of it; ``metric`` the ground truth they are ranked against (a metric of the
-    benchmark registered under the space's name, ``benchmarks.get(space)``).
+    ``space`` and ``dataset`` name the architectures' search space and the dataset (or task) their
+    networks are built for and ranked on; ``subset`` a structural subset of the space (NB201:
+    "unique", "all" or "paper"; ignored by spaces without subsets), ``limit`` a seeded sample of it;
+    ``metric`` the ground truth they are ranked against (a metric of the benchmark registered under
+    the space's name, ``benchmarks.get(space)``; None: its default). A space's constructor takes
+    ``dataset`` and ``subset`` where it has them; the architectures are the space's (or, where the
+    space is too large to enumerate, the benchmark's, e.g. NAS-Bench-101's 292 cells).
     """
 
     dataset: str = "cifar10"
@@ -38,10 +42,11 @@ class EvaluationSpec:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     ndcg_k: int = 1000
     space: str = "nb201"
-    metric: str = "test@200"
+    metric: str | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "dataset", self.space_object().dataset)  # canonical, checked by the space
+        # The space's canonical name of the dataset, where the space has one (it checks it).
+        object.__setattr__(self, "dataset", getattr(self.space_object(), "dataset", self.dataset))
         object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
         object.__setattr__(self, "presets", tuple(self.presets))
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -51,18 +56,25 @@ class EvaluationSpec:
             raise ValueError("at least one seed is needed")
         if self.limit is not None and self.limit < 2:
             raise ValueError(f"--limit must be at least 2 architectures, got {self.limit}")
-        benchmarks.parse_metric(self.metric)
+        if self.metric is not None:
+            benchmarks.parse_metric(self.metric)
 
     def space_spec(self) -> dict:
-        """The space as a scoring job carries it (``spaces.from_spec``)."""
-        return {"name": self.space, "dataset": self.dataset, "subset": self.subset}
+        """The space as a scoring job carries it (``spaces.from_spec``): its name, and the dataset
+        and subset where its constructor takes them."""
+        accepted = inspect.signature(spaces.space_class(self.space)).parameters
+        return {"name": self.space, **{k: getattr(self, k) for k in ("dataset", "subset") if k in accepted}}
 
     def space_object(self) -> spaces.SearchSpace:
         return spaces.from_spec(self.space_spec())
 
-    def archs(self) -> list[str]:
-        """The evaluated architectures in the space's order: the subset, or a seeded sample of it."""
-        pool = list(self.space_object().enumerate())
+    def archs(self, benchmark: Benchmark | None = None) -> list[str]:
+        """The evaluated architectures in the space's order (the benchmark's where the space cannot be
+        enumerated): the subset, or a seeded sample of it."""
+        try:
+            pool = list(self.space_object().enumerate())
+        except NotImplementedError:
+            pool = self.ground_truth(benchmark).archs()
         if self.limit is None or self.limit >= len(pool):
             return pool
         chosen = np.random.default_rng(self.sample_seed).choice(len(pool), self.limit, replace=False)

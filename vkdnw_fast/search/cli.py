@@ -1,41 +1,68 @@
-"""``vkdnw-fast search``: evolutionary search in the MobileNetV2 (SPEC §7) or NAS-Bench-201 space.
+"""``vkdnw-fast search``: architecture search on any registered space, with any registered algorithm.
 
+    vkdnw-fast search --space nb201 --algorithm naswot --proxy naswot_128 --samples 100 --runs 500 --out DIR
+    vkdnw-fast search --space nb201 --algorithm random --samples 100 --runs 500 --out DIR
+    vkdnw-fast search --space nb201 --algorithm rea --budget 300 --runs 50 --out DIR
+    vkdnw-fast search --space nb201 --algorithm area --proxy naswot_128 --budget 300 --runs 50 --out DIR
+    vkdnw-fast search --space nb201 --dataset cifar10 --budget 100 --seed 0 --out DIR [--runs 5]   (evolution)
     vkdnw-fast search --space mbv2 --flops-budget 450M --max-layers 14 --iterations 100000 \\
         --population 1024 --proxies flops,expressivity,progressivity,vkdnw,trainability --out DIR
-    vkdnw-fast search --space nb201 --dataset cifar10 --budget 100 --seed 0 --out DIR [--repeats 5]
 
-The directory holds the durable record (``search.sqlite``); re-running the same command there, or
-adding ``--resume``, continues the search to the answer an uninterrupted run gives. For NB201 the
-found architecture's true test accuracy is reported next to the optimum and next to random search
-with the same budget. ``main(argv)`` runs it standalone (``python -m vkdnw_fast.search.cli``).
+``evolution`` (the default) is the proxy-driven evolutionary search: its directory holds the durable
+record (``search.sqlite``); re-running the same command there, or adding ``--resume``, continues the
+search to the answer an uninterrupted run gives; on NAS-Bench-201 the found architecture's true
+accuracy is reported next to the optimum and to random search with the same budget.
+``naswot``, ``random``, ``rea`` and ``area`` run ``--runs R`` times (seeds S..S+R-1) against the
+space's benchmark, sharing one score per (architecture, ``--init-seed``) in DIR/scores.jsonl
+(resumable), and write DIR/results.json (see ``search.protocol``). Flags an algorithm does not use
+are refused. ``main(argv)`` runs it standalone (``python -m vkdnw_fast.search.cli``).
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import sys
 from pathlib import Path
 
-from .. import benchmarks
+from .. import benchmarks, spaces
 from ..backends import Job, make_backend
 from ..config import DEFAULT_PRESET, PRESETS
+from .algorithms import available_algorithms
 from .baseline import random_search
 from .config import SearchConfig
 from .driver import run_search
+from .protocol import format_results, run_protocol
 from .report import benchmark_summary, mean_std
 from .store import DB_NAME, SearchError
 
 MBV2_PROXIES = ("flops", "expressivity", "progressivity", "vkdnw", "trainability")  # the authors' MBV2 set
-NB201_PROXIES = ("vkdnw_single", "jacov", "expressivity", "trainability", "flops")  # SPEC §6 aggregation
+NB201_PROXIES = ("vkdnw_single", "jacov", "expressivity", "trainability", "flops")  # method.md §6 aggregation
 DEFAULTS = {
     "mbv2": {"iterations": 100_000, "population": 1024},
-    # A population of 1,024 would never drop anyone within a typical NB201 budget of 100-1000.
-    "nb201": {"population": 64},
+    # A population of 1,024 would never drop anyone within a typical cell-space budget of 100-1000.
+    "cell": {"population": 64},
+    "rea": {"population": 10},
 }
 MBV2_ONLY = {"flops_budget": "--flops-budget", "max_layers": "--max-layers", "resolution": "--resolution",
              "num_classes": "--num-classes", "flops_count": "--flops-count"}
-NB201_ONLY = {"dataset": "--dataset", "subset": "--subset", "repeats": "--repeats", "budget": "--budget"}
+CELL_ONLY = {"dataset": "--dataset", "subset": "--subset"}
+# The flags each algorithm reads, beyond --space, --out, --seed, --runs and the space's own.
+_SCORING = {"preset": "--preset", "backend": "--backend", "workers": "--workers", "address": "--address",
+            "device": "--device"}
+ALGORITHM_FLAGS = {
+    "evolution": {"proxies": "--proxies", "iterations": "--iterations", "budget": "--budget",
+                  "population": "--population", "resume": "--resume", **_SCORING},
+    "naswot": {"proxy": "--proxy", "samples": "--samples", "init_seed": "--init-seed",
+               "scores_from": "--scores-from", **_SCORING},
+    "random": {"samples": "--samples"},
+    "rea": {"budget": "--budget", "population": "--population", "tournament": "--tournament",
+            "fitness": "--fitness", "fitness_dataset": "--fitness-dataset"},
+    "area": {"proxy": "--proxy", "budget": "--budget", "population": "--population", "tournament": "--tournament",
+             "fitness": "--fitness", "fitness_dataset": "--fitness-dataset", "warmup": "--warmup",
+             "init_seed": "--init-seed", "scores_from": "--scores-from", **_SCORING},
+}
 _SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
@@ -58,26 +85,49 @@ def _count(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", choices=("mbv2", "nb201"), required=True)
-    parser.add_argument("--out", required=True, type=Path, help="search directory (record, best.txt, history.csv, ...)")
-    parser.add_argument("--seed", type=int, default=0, help="search and scoring seed (default 0)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the search recorded in --out (an error if there is none); re-running "
-                             "the same command without it continues too")
-    parser.add_argument("--iterations", type=_count, help="scored candidates (mbv2 default 100000)")
-    parser.add_argument("--population", type=int, help="population size (mbv2 default 1024, nb201 64)")
-    parser.add_argument("--proxies",
-                        help=f"comma-separated proxies aggregated by SPEC eq. 15 (mbv2 default "
-                             f"{','.join(MBV2_PROXIES)}; nb201 {','.join(NB201_PROXIES)})")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help=f"Fisher preset (default {DEFAULT_PRESET}; at mbv2's 1000 classes the paper "
-                             "factor is NaN)")
-    parser.add_argument("--backend", choices=("local", "ray"), default="local")
-    parser.add_argument("--workers", type=int,
-                        help="parallel scorers W; the answer depends on it (default: local 1, ray one per slot)")
-    parser.add_argument("--address", help="Ray cluster address HOST:PORT (default: a local Ray instance)")
-    parser.add_argument("--device", help="torch device for scoring (default cpu; cuda on Ray GPU slots)")
+    parser.add_argument("--space", choices=spaces.available(), required=True)
+    parser.add_argument("--algorithm", choices=available_algorithms(), default="evolution",
+                        help="evolution (default), naswot, random, rea or area")
+    parser.add_argument("--out", required=True, type=Path, help="search directory (record, results, ...)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first run (default 0)")
+    parser.add_argument("--runs", "--repeats", dest="runs", type=int,
+                        help="runs with seeds S..S+R-1, reported as mean ± std (default 1; evolution: one "
+                             "directory DIR/seed_S each)")
+    parser.add_argument("--resume", action="store_true", default=None,
+                        help="evolution: continue the search recorded in --out (an error if there is none); "
+                             "re-running the same command without it continues too")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evolution = parser.add_argument_group("evolution")
+    evolution.add_argument("--proxies",
+                           help=f"comma-separated proxies aggregated by docs/method.md eq. 15 (mbv2 default "
+                                f"{','.join(MBV2_PROXIES)}; cell spaces {','.join(NB201_PROXIES)})")
+    evolution.add_argument("--iterations", type=_count, help="scored candidates (mbv2 default 100000)")
+    evolution.add_argument("--budget", type=_count,
+                           help="evolution: scored candidates (the same as --iterations); rea, area: benchmark "
+                                "queries (architectures \"trained\")")
+    evolution.add_argument("--population", type=int,
+                           help="population size (evolution: mbv2 1024, cell spaces 64; rea, area: 10)")
+    sampling = parser.add_argument_group("naswot, random, area")
+    sampling.add_argument("--proxy", help="the proxy naswot and area score with (e.g. naswot_128, vkdnw_single)")
+    sampling.add_argument("--samples", type=_count, help="naswot, random: architectures drawn per run (N)")
+    sampling.add_argument("--init-seed", type=int, help="seed of every score, shared by the runs (default 0)")
+    sampling.add_argument("--scores-from", type=Path,
+                          help="an evaluation run directory (vkdnw-fast evaluate --out) to take scores from")
+    rea = parser.add_argument_group("rea, area")
+    rea.add_argument("--tournament", type=int, help="tournament size (default 3)")
+    rea.add_argument("--fitness", help="the benchmark metric a query returns (default valid@12)")
+    rea.add_argument("--fitness-dataset", help="the dataset it is queried on (default cifar10)")
+    rea.add_argument("--warmup", type=int, help="area: architectures scored with the proxy first (default 20)")
+    scoring = parser.add_argument_group("scoring")
+    scoring.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                         help=f"Fisher preset (default {DEFAULT_PRESET}; at mbv2's 1000 classes the paper "
+                              "factor is NaN)")
+    scoring.add_argument("--backend", choices=("local", "ray"), default=None, help="local (default) or ray")
+    scoring.add_argument("--workers", type=int,
+                         help="parallel scorers W (evolution: its answer depends on W; default: local 1, ray "
+                              "one per slot)")
+    scoring.add_argument("--address", help="Ray cluster address HOST:PORT (default: a local Ray instance)")
+    scoring.add_argument("--device", help="torch device for scoring (default cpu; cuda on Ray GPU slots)")
     mbv2 = parser.add_argument_group("mbv2")
     mbv2.add_argument("--flops-budget", type=_count, help="FLOPs (MACs) budget, e.g. 450M (default)")
     mbv2.add_argument("--max-layers", type=int, help="maximum number of layers (default 14)")
@@ -85,17 +135,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mbv2.add_argument("--num-classes", type=int, help="classes (default 1000)")
     mbv2.add_argument("--flops-count", choices=("macs", "authors"),
                       help="FLOPs compared with the budget: exact MACs (default) or the authors' count")
-    nb201 = parser.add_argument_group("nb201")
-    nb201.add_argument("--dataset", help="cifar10 (default), cifar100 or ImageNet16-120")
-    nb201.add_argument("--subset", choices=("all", "unique"), help="all 15,625 cells (default) or the 9,444 live ones")
-    nb201.add_argument("--budget", type=_count, help="scored candidates (the same as --iterations)")
-    nb201.add_argument("--repeats", type=int, help="run seeds S..S+R-1 in DIR/seed_S..., report mean ± std")
+    cells = parser.add_argument_group("cell spaces (nb201, nats_sss, ...)")
+    cells.add_argument("--dataset", help="cifar10 (default), cifar100 or ImageNet16-120: resolution and classes")
+    cells.add_argument("--subset", choices=spaces.nb201.SUBSETS,
+                       help="nb201: all 15,625 cells (default), the 9,444 live ones or the paper's 9,445")
 
 
 def add_search_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``search`` on an ``add_subparsers()`` object; the parsed namespace's ``func(args)``
     runs it and returns the exit status."""
-    parser = subparsers.add_parser("search", help="evolutionary architecture search",
+    parser = subparsers.add_parser("search", help="architecture search (evolution, naswot, random, rea, area)",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.set_defaults(func=run_command)
@@ -115,43 +164,94 @@ def _given(args, flags: dict[str, str]) -> list[str]:
     return [flag for name, flag in flags.items() if getattr(args, name) is not None]
 
 
-def _space_and_iterations(args) -> tuple[dict, int | None]:
+def _space(args) -> dict:
+    """The space's constructor arguments, defaults written out so that the record names them."""
     if args.space == "mbv2":
-        wrong = _given(args, NB201_ONLY)
+        wrong = _given(args, CELL_ONLY)
         if wrong:
-            _fail(f"{', '.join(wrong)} apply to --space nb201 only (mbv2 counts --iterations; its FLOPs budget "
-                  "is --flops-budget)")
-        space = {"name": "mbv2", "resolution": _default(args.resolution, 224),
-                 "num_classes": _default(args.num_classes, 1000),
-                 "flops_budget": float(_default(args.flops_budget, 450_000_000)),
-                 "max_layers": _default(args.max_layers, 14), "flops_count": _default(args.flops_count, "macs")}
-        return space, _default(args.iterations, DEFAULTS["mbv2"]["iterations"])
+            _fail(f"{', '.join(wrong)} do not apply to --space mbv2 (its FLOPs budget is --flops-budget)")
+        return {"name": "mbv2", "resolution": _default(args.resolution, 224),
+                "num_classes": _default(args.num_classes, 1000),
+                "flops_budget": float(_default(args.flops_budget, 450_000_000)),
+                "max_layers": _default(args.max_layers, 14), "flops_count": _default(args.flops_count, "macs")}
     wrong = _given(args, MBV2_ONLY)
     if wrong:
         _fail(f"{', '.join(wrong)} apply to --space mbv2 only")
-    if args.budget is not None and args.iterations is not None and args.budget != args.iterations:
-        _fail(f"--budget {args.budget} and --iterations {args.iterations} disagree (they are the same setting)")
-    iterations = _default(args.budget, args.iterations)
-    if iterations is None:
-        _fail("--space nb201 needs --budget N (the number of architectures to score)")
-    return {"name": "nb201", "dataset": _default(args.dataset, "cifar10"), "subset": _default(args.subset, "all")}, iterations
+    accepted = inspect.signature(spaces.space_class(args.space)).parameters
+    spec = {"name": args.space}
+    for name, flag in CELL_ONLY.items():
+        if name in accepted:
+            spec[name] = _default(getattr(args, name), accepted[name].default)
+        elif getattr(args, name) is not None:
+            _fail(f"{flag} does not apply to --space {args.space}")
+    return spec
 
 
-def run_command(args: argparse.Namespace) -> int:
-    space, iterations = _space_and_iterations(args)
-    proxies = tuple(p.strip() for p in args.proxies.split(",") if p.strip()) if args.proxies else (
-        MBV2_PROXIES if args.space == "mbv2" else NB201_PROXIES)
-    population = _default(args.population, DEFAULTS[args.space]["population"])
-    preset = _default(args.preset, DEFAULT_PRESET)
-    repeats = _default(args.repeats, 1)
-    if repeats < 1:
-        _fail(f"--repeats must be at least 1, got {repeats}")
+def _check_flags(args) -> None:
+    allowed = ALGORITHM_FLAGS[args.algorithm]
+    others = {name: flag for flags in ALGORITHM_FLAGS.values() for name, flag in flags.items() if name not in allowed}
+    wrong = _given(args, others)
+    if wrong:
+        _fail(f"{', '.join(sorted(set(wrong)))} not used by --algorithm {args.algorithm}")
+    if args.runs is not None and args.runs < 1:
+        _fail(f"--runs must be at least 1, got {args.runs}")
     if args.workers is not None and args.workers < 1:
         _fail(f"--workers must be at least 1, got {args.workers}")
     if args.address is not None and args.backend != "ray":
         _fail("--address is for --backend ray")
-    seeds = list(range(args.seed, args.seed + repeats))
-    directories = [args.out / f"seed_{s}" for s in seeds] if repeats > 1 else [args.out]
+
+
+def run_command(args: argparse.Namespace) -> int:
+    _check_flags(args)
+    space = _space(args)
+    if args.algorithm == "evolution":
+        return _evolution(args, space)
+    return _protocol(args, space)
+
+
+def _protocol(args, space: dict) -> int:
+    algorithm = args.algorithm
+    if algorithm in ("naswot", "area") and args.proxy is None:
+        _fail(f"--algorithm {algorithm} needs --proxy NAME (e.g. naswot_128 or vkdnw_single)")
+    budget = args.samples if algorithm in ("naswot", "random") else args.budget
+    if budget is None:
+        _fail(f"--algorithm {algorithm} needs " + ("--samples N" if algorithm in ("naswot", "random") else "--budget Q"))
+    try:
+        config = SearchConfig(space=space, proxies=(args.proxy,) if args.proxy else (), iterations=budget,
+                              population=_default(args.population, DEFAULTS["rea"]["population"]), seed=args.seed,
+                              preset=_default(args.preset, DEFAULT_PRESET), algorithm=algorithm,
+                              init_seed=_default(args.init_seed, 0), fitness=_default(args.fitness, "valid@12"),
+                              fitness_dataset=_default(args.fitness_dataset, "cifar10"),
+                              tournament=_default(args.tournament, 3), warmup=_default(args.warmup, 20))
+        results = run_protocol(config, _default(args.runs, 1), args.out, scores_from=args.scores_from,
+                               backend=_default(args.backend, "local"), workers=_default(args.workers, 1),
+                               address=args.address, device=args.device, progress=not args.no_progress,
+                               command=args.command_line)
+    except (SearchError, ValueError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue (finished scores are kept)", file=sys.stderr)
+        return 130
+    print(format_results(results))
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'runs.json'}")
+    return 0
+
+
+def _evolution(args, space: dict) -> int:
+    if args.budget is not None and args.iterations is not None and args.budget != args.iterations:
+        _fail(f"--budget {args.budget} and --iterations {args.iterations} disagree (they are the same setting)")
+    iterations = _default(args.budget, args.iterations)
+    if iterations is None:
+        if args.space != "mbv2":
+            _fail(f"--space {args.space} needs --budget N (the number of architectures to score)")
+        iterations = DEFAULTS["mbv2"]["iterations"]
+    proxies = tuple(p.strip() for p in args.proxies.split(",") if p.strip()) if args.proxies else (
+        MBV2_PROXIES if args.space == "mbv2" else NB201_PROXIES)
+    population = _default(args.population, DEFAULTS["mbv2" if args.space == "mbv2" else "cell"]["population"])
+    preset = _default(args.preset, DEFAULT_PRESET)
+    backend_kind = _default(args.backend, "local")
+    seeds = list(range(args.seed, args.seed + _default(args.runs, 1)))
+    directories = [args.out / f"seed_{s}" for s in seeds] if len(seeds) > 1 else [args.out]
     if args.resume:
         missing = [str(d) for d in directories if not (d / DB_NAME).exists()]
         if missing:
@@ -167,10 +267,10 @@ def run_command(args: argparse.Namespace) -> int:
     config_for(seeds[0], args.workers or 1)  # bad settings fail before a worker pool or Ray starts
     job = Job(space, proxies, (preset,), seeds[0], args.device)
     try:
-        backend = make_backend(args.backend, job, args.workers, args.address)
+        backend = make_backend(backend_kind, job, args.workers, args.address)
     except ValueError as exc:
         _fail(str(exc))
-    benchmark = benchmarks.get(args.space) if args.space in benchmarks.available() else None
+    benchmark = benchmarks.get("nb201") if args.space == "nb201" else None
     summaries = []
     try:
         for seed, directory in zip(seeds, directories):
@@ -212,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vkdnw-fast search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    return run_command(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    args.command_line = " ".join(["vkdnw-fast search", *(sys.argv[1:] if argv is None else argv)])
+    return run_command(args)
 
 
 if __name__ == "__main__":

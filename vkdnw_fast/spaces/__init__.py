@@ -4,6 +4,6 @@ nothing of proxies or scores: scoring an architecture is ``scoring.score_archite
 ground truth (trained accuracies) lives in ``vkdnw_fast.benchmarks``."""
 from . import mbv2, nats_sss, nb101, nb201  # noqa: F401  (registers the built-in spaces)
 from .base import SearchSpace
-from .registry import available, from_spec, get, register_space
+from .registry import available, from_spec, get, register_space, space_class
 
-__all__ = ["SearchSpace", "available", "from_spec", "get", "register_space"]
+__all__ = ["SearchSpace", "available", "from_spec", "get", "register_space", "space_class"]

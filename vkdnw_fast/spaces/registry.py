@@ -12,6 +12,7 @@ from .base import SearchSpace
 _SPACES: Registry[SearchSpace] = Registry("search space")
 register_space = _SPACES.register
 get = _SPACES.create  # get(name, **constructor arguments) -> SearchSpace
+space_class = _SPACES.get  # the registered class, e.g. to read its constructor's arguments
 available = _SPACES.names
 
 

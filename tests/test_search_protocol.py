@@ -1,0 +1,235 @@
+"""The repeated-run search algorithms (naswot, random, rea, area) and their protocol runner, on a small
+space with a ground truth where the right answer is known by brute force, and on NAS-Bench-201 for
+the protocol's figures that the NASWOT paper reports."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vkdnw_fast import benchmarks, spaces
+from vkdnw_fast.backends import Job
+from vkdnw_fast.benchmarks import Benchmark
+from vkdnw_fast.evaluation import EvaluationSpec, run_evaluation
+from vkdnw_fast.search import SearchConfig
+from vkdnw_fast.search.algorithms import get_algorithm
+from vkdnw_fast.search.cli import main
+from vkdnw_fast.search.protocol import run_protocol
+from vkdnw_fast.spaces import SearchSpace
+
+WIDTHS = 20
+
+
+class LineSpace(SearchSpace):
+    """Architectures "0".."19": an MLP whose hidden width is 2 + the architecture's number."""
+
+    name = "line"
+    input_shape = (4,)
+    num_classes = 3
+
+    def validate(self, arch):
+        if arch not in {str(k) for k in range(WIDTHS)}:
+            raise ValueError(f"{arch!r} is not one of 0..{WIDTHS - 1}")
+        return arch
+
+    def sample(self, rng):
+        return str(int(rng.integers(WIDTHS)))
+
+    def mutate(self, arch, rng):
+        return str((int(arch) + int(rng.choice([-1, 1]))) % WIDTHS)
+
+    def build_model(self, arch):
+        hidden = 2 + int(arch)
+        return nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+
+    def cost(self, arch):
+        hidden = 2 + int(arch)
+        return {"flops": 4.0 * hidden + 3 * hidden, "params": 4.0 * hidden + hidden + 3 * hidden + 3, "layers": 2.0}
+
+    def enumerate(self):
+        return iter(str(k) for k in range(WIDTHS))
+
+
+def truth(arch: str) -> float:
+    """A ground truth with one best architecture (BEST = 13) that is not the largest, rising towards it one
+    mutation step at a time (so evolution can climb to it)."""
+    return 70.0 - abs(int(arch) - 13)
+
+
+BEST = max((str(k) for k in range(WIDTHS)), key=truth)
+
+
+class LineBenchmark(Benchmark):
+    name = space = "line"
+    default_metric = "test@10"
+
+    def archs(self):
+        return [str(k) for k in range(WIDTHS)]
+
+    def datasets(self):
+        return ("toy",)
+
+    def metrics(self, dataset):
+        if dataset != "toy":
+            raise ValueError(f"unknown dataset {dataset!r}")
+        return ("test@10", "valid@10", "valid@1")
+
+    def values(self, archs, dataset, metric=None):
+        metric = self.check_metric(dataset, metric)
+        offset = {"test@10": 0.0, "valid@10": -1.0, "valid@1": -30.0}[metric]
+        return np.array([truth(a) + offset for a in archs])
+
+
+@pytest.fixture(autouse=True)
+def line_space():
+    """The toy space and benchmark in the registries for one test (scored in-process only)."""
+    spaces.registry._SPACES._classes["line"] = LineSpace
+    benchmarks.registry._BENCHMARKS._classes["line"] = LineBenchmark
+    yield
+    del spaces.registry._SPACES._classes["line"], benchmarks.registry._BENCHMARKS._classes["line"]
+
+
+def config(algorithm, **fields):
+    base = dict(space={"name": "line"}, proxies=("params",), iterations=10, seed=0, init_seed=0,
+                fitness="valid@1", fitness_dataset="toy", population=4, warmup=8)
+    base.update(fields)
+    return SearchConfig(algorithm=algorithm, **base)
+
+
+def test_naswot_with_every_architecture_drawn_returns_the_proxys_argmax(tmp_path):
+    results = run_protocol(config("naswot", iterations=400), runs=3, out=tmp_path, progress=False)
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    # 400 draws with replacement from 20 cover all of them for these seeds; then the answer is the
+    # largest network, params' argmax, and the best in the sample is the space's optimum.
+    assert all(run["arch"] == "19" for run in runs)
+    assert results["optimal_in_sample"]["toy"]["test"] == [truth(BEST), 0.0]
+    assert results["accuracy"]["toy"]["test"] == [truth("19"), 0.0]
+    assert results["proxy_evaluations_per_run"] == 400 and results["benchmark_queries_per_run"] == 0
+    scores = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert sorted(r["arch"] for r in scores) == sorted(str(k) for k in range(WIDTHS))  # each scored once
+    # The search time counts every draw at its recorded scoring time, repeats included.
+    seconds = {r["arch"]: r["seconds"] for r in scores}
+    rng = np.random.default_rng(0)
+    drawn = [str(int(rng.integers(WIDTHS))) for _ in range(400)]
+    assert runs[0]["search_seconds"] == pytest.approx(sum(seconds[a] for a in drawn))
+
+
+def test_naswot_picks_the_best_of_its_own_sample(tmp_path):
+    results = run_protocol(config("naswot", iterations=5), runs=4, out=tmp_path, progress=False)
+    for run in json.loads((tmp_path / "runs.json").read_text()):
+        rng = np.random.default_rng(run["seed"])
+        drawn = [str(int(rng.integers(WIDTHS))) for _ in range(5)]
+        assert run["arch"] == max(drawn, key=int)  # params grows with the width
+        assert run["accuracy"]["toy"]["valid"] == truth(run["arch"]) - 1.0
+    found = [truth(run["arch"]) for run in json.loads((tmp_path / "runs.json").read_text())]
+    assert results["accuracy"]["toy"]["test"] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
+
+
+def test_random_returns_one_of_its_sample(tmp_path):
+    run_protocol(config("random", proxies=(), iterations=6), runs=5, out=tmp_path, progress=False)
+    assert not (tmp_path / "scores.jsonl").exists() or not (tmp_path / "scores.jsonl").read_text()
+    for run in json.loads((tmp_path / "runs.json").read_text()):
+        rng = np.random.default_rng(run["seed"])
+        assert run["arch"] in [str(int(rng.integers(WIDTHS))) for _ in range(6)]
+
+
+def test_rea_with_the_ground_truth_as_fitness_finds_the_optimum(tmp_path):
+    results = run_protocol(config("rea", proxies=(), iterations=60), runs=5, out=tmp_path, progress=False)
+    assert [run["arch"] for run in json.loads((tmp_path / "runs.json").read_text())] == [BEST] * 5
+    assert results["benchmark_queries_per_run"] == 60 and results["search_seconds_per_run"] == 0
+
+
+def test_rea_keeps_the_youngest_population_and_mutates_the_tournament_winner():
+    rng = np.random.default_rng(3)
+    algorithm = get_algorithm("rea")(config("rea", proxies=(), iterations=30), LineSpace(), rng)
+    born = []
+    for slot in range(30):
+        arch, parent = algorithm.propose()
+        if slot >= 4:  # after the 4 founders: a neighbour of a living member
+            assert parent in [member[0] for member in algorithm.population]
+            assert (int(arch) - int(born[parent])) % WIDTHS in (1, WIDTHS - 1)
+        born.append(arch)
+        algorithm.integrate(slot, arch, {"fitness": truth(arch)})
+        assert [member[0] for member in algorithm.population] == list(range(max(0, slot - 3), slot + 1))
+    assert algorithm.result().best_arch == max(born, key=truth)
+
+
+def test_area_starts_from_the_proxys_top_of_its_warmup():
+    rng = np.random.default_rng(1)
+    algorithm = get_algorithm("area")(config("area", iterations=10, warmup=8), LineSpace(), rng)
+    warmup, founders = [], []
+    while not algorithm.done():
+        arch, _ = algorithm.propose()
+        kind = algorithm.evaluates()
+        if kind == "proxy":
+            warmup.append(arch)
+            algorithm.integrate(len(warmup) - 1, arch, {"params": float(int(arch))})
+        else:
+            founders.append(arch)
+            algorithm.integrate(len(warmup) + len(founders) - 1, arch, {"fitness": truth(arch)})
+    assert len(warmup) == 8 and len(founders) == 10  # queries count, proxy scores do not
+    ranked = sorted(range(8), key=lambda i: -int(warmup[i]))
+    assert founders[:4] == [warmup[i] for i in ranked[:4]]
+
+
+def test_runs_share_and_resume_their_scores(tmp_path, monkeypatch):
+    calls = []
+    original = Job.__init__
+
+    def counting(self, *args, **kwargs):
+        calls.append(args)
+        original(self, *args, **kwargs)
+    first = run_protocol(config("naswot", iterations=8), runs=6, out=tmp_path, progress=False)
+    monkeypatch.setattr(Job, "__init__", counting)
+    again = run_protocol(config("naswot", iterations=8), runs=6, out=tmp_path, progress=False)
+    assert calls == [] and again == first  # nothing scored twice; the same answer
+    more = run_protocol(config("naswot", iterations=8), runs=9, out=tmp_path, progress=False)
+    assert more["runs"] == 9
+    with pytest.raises(ValueError, match=r"iterations \(stored 8, requested 9\)"):
+        run_protocol(config("naswot", iterations=9), runs=6, out=tmp_path, progress=False)
+
+
+def test_scores_can_come_from_an_evaluation_run(tmp_path, monkeypatch):
+    spec = EvaluationSpec(space="line", dataset="toy", proxies=("params", "flops"), presets=("exact",), seeds=(0,))
+    run_evaluation(spec, tmp_path / "evaluation", progress=False)
+    own = run_protocol(config("naswot", iterations=12), runs=4, out=tmp_path / "own", progress=False)
+    monkeypatch.setattr(Job, "__init__", lambda *a, **k: pytest.fail("nothing should be scored"))
+    borrowed = run_protocol(config("naswot", iterations=12), runs=4, out=tmp_path / "borrowed", progress=False,
+                            scores_from=tmp_path / "evaluation")
+    # The same scores, so the same answers (the search time is the evaluation's recorded one).
+    assert borrowed["accuracy"] == own["accuracy"] and borrowed["scores_from"] == str(tmp_path / "evaluation")
+    archs = [[run["arch"] for run in json.loads((tmp_path / d / "runs.json").read_text())] for d in ("own", "borrowed")]
+    assert archs[0] == archs[1]
+    with pytest.raises(ValueError, match=r"the search needs \['naswot'\] with preset 'exact'"):
+        run_protocol(config("naswot", proxies=("naswot",), iterations=3), runs=1, out=tmp_path / "x", progress=False,
+                     scores_from=tmp_path / "evaluation")
+
+
+def test_cli_refuses_flags_an_algorithm_does_not_use(tmp_path, capsys):
+    for argv, message in [
+        (["--algorithm", "rea", "--budget", "5", "--samples", "3"], "--samples not used by --algorithm rea"),
+        (["--algorithm", "naswot", "--samples", "3"], "--algorithm naswot needs --proxy NAME"),
+        (["--algorithm", "random", "--samples", "3", "--proxy", "params"], "--proxy not used by --algorithm random"),
+        (["--algorithm", "random"], "--algorithm random needs --samples N"),
+        (["--algorithm", "evolution", "--budget", "3", "--warmup", "4"], "--warmup not used by --algorithm evolution"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["--space", "nb201", *argv, "--out", str(tmp_path / "x")])
+        assert message in capsys.readouterr().err
+
+
+def test_cli_runs_the_protocol_on_nb201_and_sets_the_paper_beside_it(tmp_path, capsys):
+    assert main(["--space", "nb201", "--algorithm", "random", "--samples", "10", "--runs", "40",
+                 "--no-progress", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["command"].startswith("vkdnw-fast search --space nb201 --algorithm random")
+    assert results["paper"]["optimal_in_sample"]["test"]["cifar10"] == [93.06, 0.59]
+    assert set(results["accuracy"]) == {"cifar10", "cifar100", "ImageNet16-120"}
+    assert set(results["accuracy"]["cifar100"]) == {"test", "valid"}
+    nb = benchmarks.get("nb201")
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert runs[7]["accuracy"]["cifar100"]["test"] == nb.value(runs[7]["arch"], "cifar100")
+    assert "(paper 69.76 ± 1.25)" in capsys.readouterr().out
