@@ -1,4 +1,4 @@
-"""``vkdnw-fast``: score a model, evaluate proxies on NAS-Bench-201, search, benchmark."""
+"""``vkdnw-fast``: score a model, evaluate proxies against a benchmark's ground truth, search, benchmark."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import throughput
+from . import spaces, throughput
 from .config import DEFAULT_PRESET, PRESETS
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
@@ -72,21 +72,28 @@ def cmd_score(args) -> int:
     return 0
 
 
-def cmd_nb201_evaluate(args) -> int:
-    from .benchmarks import get as get_benchmark
+def _benchmark(args):
+    """The ground truth of ``--space``: bundled, or read from the files the user points at."""
+    from . import benchmarks
+
+    files = {"nats_path": args.nats_path, "path": args.benchmark_path}
+    return benchmarks.get(args.space, **{k: v for k, v in files.items() if v is not None})
+
+
+def cmd_evaluate(args) -> int:
     from .benchmarks.nb201 import compare_with_nats
     from .evaluation import EvaluationSpec, format_table, load_records, run_evaluation, scatter_plot
     from .spaces.nb201 import index_of
 
-    spec = EvaluationSpec(dataset=args.dataset, proxies=args.proxies, presets=args.preset, subset=args.subset,
-                          limit=args.limit, sample_seed=args.sample_seed, seeds=tuple(range(args.seeds)),
-                          ndcg_k=args.ndcg_k)
-    benchmark = get_benchmark("nb201", nats_path=args.nats_path)
+    spec = EvaluationSpec(space=args.space, dataset=args.dataset, proxies=args.proxies, presets=args.preset,
+                          subset=args.subset, limit=args.limit, sample_seed=args.sample_seed,
+                          seeds=tuple(range(args.seeds)), ndcg_k=args.ndcg_k, metric=args.metric)
+    benchmark = _benchmark(args)
     results = run_evaluation(spec, args.out, benchmark=benchmark, workers=args.workers, device=args.device,
                              progress=not args.quiet, backend=args.backend, address=args.address)
     print(format_table(results))
-    if args.nats_path:
-        archs = spec.archs()
+    if args.nats_path and args.space == "nb201":
+        archs = spec.archs(benchmark)
         disagreements = compare_with_nats(args.nats_path, datasets=(spec.dataset,), indices=[index_of(a) for a in archs])
         print(f"NATS-Bench API vs bundled data: {len(disagreements)} disagreements on {len(archs)} architectures")
     scatter_plot(spec, load_records(args.out), Path(args.out) / "scatter.png", benchmark)
@@ -94,14 +101,25 @@ def cmd_nb201_evaluate(args) -> int:
     return 0
 
 
-def cmd_nb201_report(args) -> int:
+def cmd_report(args) -> int:
     from .evaluation import report
 
-    results, table = report(args.dir, ndcg_k=args.ndcg_k, seeds=args.only_seeds)
+    results, table = report(args.dir, ndcg_k=args.ndcg_k, seeds=args.only_seeds, benchmark=_saved_benchmark(args))
     # The command goes with the JSON so that recorded metrics say how they were made.
     results = {"command": args.command_line, **results}
     print(json.dumps(results, indent=2) if args.json else table)
     return 0
+
+
+def _saved_benchmark(args):
+    """The ground truth a report ranks against: the run's space's, from ``--nats-path``/``--benchmark-path``
+    where given (else the bundled one, which ``report`` picks)."""
+    if args.nats_path is None and args.benchmark_path is None:
+        return None
+    from .evaluation.store import saved_spec
+
+    args.space = saved_spec(args.dir).space
+    return _benchmark(args)
 
 
 def cmd_bench_throughput(args) -> int:
@@ -112,6 +130,61 @@ def cmd_bench_throughput(args) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps({"command": args.command_line, **result}, indent=2) + "\n")
     return 0
+
+
+def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list[str] | None) -> None:
+    """``evaluate`` (``spaces_offered``: the --space choices) or ``nb201 evaluate`` (None: NB201 only)."""
+    if spaces_offered is None:
+        evaluate.set_defaults(space="nb201")
+    else:
+        evaluate.add_argument("--space", choices=spaces_offered, default="nb201")
+    evaluate.add_argument("--dataset", "--task", dest="dataset", default="cifar10",
+                          help="the dataset (or task) the networks are built for and ranked on: NB201 and NATS "
+                               "cifar10 (default), cifar100, ImageNet16-120; TransNAS-Bench-101 its tasks")
+    evaluate.add_argument("--proxies", type=_names, default=AGGREGATE_PROXIES,
+                          help="comma-separated (default: the docs/method.md §6 aggregation: vkdnw_single, jacov, "
+                               "expressivity, trainability, flops)")
+    evaluate.add_argument("--subset", choices=spaces.nb201.SUBSETS, default="unique",
+                          help="nb201: the 9,444 live cells (default), all 15,625, or the paper's 9,445 "
+                               "(live + all-none); other spaces have none")
+    evaluate.add_argument("--limit", type=int, default=None, help="a seeded sample of this many architectures")
+    evaluate.add_argument("--sample-seed", type=int, default=0)
+    evaluate.add_argument("--seeds", type=int, default=5,
+                          help="seeds 0..N-1 (init, input noise, nDCG tie order); a larger N extends a saved run")
+    evaluate.add_argument("--preset", type=_names, default=(DEFAULT_PRESET,),
+                          help=f"comma-separated, of {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET})")
+    evaluate.add_argument("--metric", default=None,
+                          help="the ground truth to rank against, '<split>@<epochs>' (default: the benchmark's, "
+                               "e.g. test@200 on NB201)")
+    evaluate.add_argument("--ndcg-k", type=int, default=1000)
+    evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
+    evaluate.add_argument("--backend", choices=("local", "ray"), default="local",
+                          help="local processes, or tasks on a Ray cluster (one per GPU, else per CPU)")
+    evaluate.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    evaluate.add_argument("--device", default=None)
+    _add_ground_truth_arguments(evaluate)
+    evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+
+def _add_ground_truth_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nats-path", default=None,
+                        help="NATS-Bench API files (nb201: the TSS files; nats_sss: the SSS files, required), "
+                             "read through the nats_bench package")
+    parser.add_argument("--benchmark-path", default=None,
+                        help="nb101: the full NAS-Bench-101 data in NASLib's pickle format (default: the bundled "
+                             "292-cell subset)")
+
+
+def _add_report_parser(report: argparse.ArgumentParser) -> None:
+    report.add_argument("dir")
+    report.add_argument("--json", action="store_true")
+    report.add_argument("--ndcg-k", type=int, default=None, help="nDCG cut-off for this report (default: the run's)")
+    report.add_argument("--only-seeds", type=_int_tuple(0), default=None,
+                        help="report on these of the run's seeds only, comma-separated (e.g. those finished so far)")
+    _add_ground_truth_arguments(report)
+    report.set_defaults(func=cmd_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,38 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="print one JSON object, eigenvalues included")
     score.set_defaults(func=cmd_score)
 
-    nb = commands.add_parser("nb201", help="NAS-Bench-201 evaluation against the true accuracies")
-    nb_commands = nb.add_subparsers(dest="nb201_command", required=True)
-    evaluate = nb_commands.add_parser("evaluate", help="score architectures and rank them (resumable)")
-    evaluate.add_argument("--dataset", default="cifar10", help="cifar10, cifar100 or ImageNet16-120")
-    evaluate.add_argument("--proxies", type=_names, default=AGGREGATE_PROXIES,
-                          help="comma-separated (default: the SPEC §6 aggregation: vkdnw_single, jacov, "
-                               "expressivity, trainability, flops)")
-    evaluate.add_argument("--subset", choices=("unique", "all", "paper"), default="unique",
-                          help="the 9,444 live cells (default), all 15,625, or the paper's 9,445 (live + all-none)")
-    evaluate.add_argument("--limit", type=int, default=None, help="a seeded sample of this many architectures")
-    evaluate.add_argument("--sample-seed", type=int, default=0)
-    evaluate.add_argument("--seeds", type=int, default=5,
-                          help="seeds 0..N-1 (init, input noise, nDCG tie order); a larger N extends a saved run")
-    evaluate.add_argument("--preset", type=_names, default=(DEFAULT_PRESET,),
-                          help=f"comma-separated, of {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET})")
-    evaluate.add_argument("--ndcg-k", type=int, default=1000)
-    evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
-    evaluate.add_argument("--backend", choices=("local", "ray"), default="local",
-                          help="local processes, or tasks on a Ray cluster (one per GPU, else per CPU)")
-    evaluate.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
-    evaluate.add_argument("--device", default=None)
-    evaluate.add_argument("--nats-path", default=None, help="NATS-Bench API files: read accuracies through nats_bench")
-    evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it)")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
-    evaluate.set_defaults(func=cmd_nb201_evaluate)
-    report = nb_commands.add_parser("report", help="re-print the table of a saved run")
-    report.add_argument("dir")
-    report.add_argument("--json", action="store_true")
-    report.add_argument("--ndcg-k", type=int, default=None, help="nDCG cut-off for this report (default: the run's)")
-    report.add_argument("--only-seeds", type=_int_tuple(0), default=None,
-                        help="report on these of the run's seeds only, comma-separated (e.g. those finished so far)")
-    report.set_defaults(func=cmd_nb201_report)
+    _add_evaluate_parser(commands.add_parser("evaluate", help="score a space's architectures with proxies and "
+                                             "rank them against its benchmark (resumable)"), sorted(spaces.available()))
+    _add_report_parser(commands.add_parser("report", help="re-print the table of a saved evaluation run"))
+    nb_commands = commands.add_parser("nb201", help="NAS-Bench-201 evaluation: evaluate and report with --space nb201"
+                                      ).add_subparsers(dest="nb201_command", required=True)
+    _add_evaluate_parser(nb_commands.add_parser("evaluate", help="score architectures and rank them (resumable)"), None)
+    _add_report_parser(nb_commands.add_parser("report", help="re-print the table of a saved run"))
 
     add_search_parser(commands)
 

@@ -1,7 +1,7 @@
 """Configuration of the Fisher engine: one frozen dataclass, two named presets.
 
 ``paper`` reproduces the authors' code (and so their published numbers), faults included;
-``exact`` is the method the paper describes, done right (SPEC §3 and §8). Every field can be
+``exact`` is the method the paper describes, done right (docs/method.md §3 and §8). Every field can be
 set on its own with ``FisherConfig.preset(name, **overrides)`` or ``dataclasses.replace``.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ _CHOICES = {
 
 @dataclass(frozen=True)
 class FisherConfig:
-    """How VKDNW is computed. Field meanings (SPEC §3):
+    """How VKDNW is computed. Field meanings (docs/method.md §3):
 
     weights: which scalar weights are sampled. ``parameter_tensors``: one element of each of the
         first ``max_weights`` tensors of ``named_parameters()`` (BN gamma/beta included; the
@@ -52,7 +52,7 @@ class FisherConfig:
     init: ``kaiming_normal_fan_in`` re-initialises a copy of the model (conv/linear Kaiming normal
         fan-in ReLU, zero bias, BN gamma 1 beta 0, fresh BN statistics); None keeps its weights.
     quantiles: the spectrum quantiles whose normalised entropy is VKDNW (deciles in NB201).
-    strategy: the pass plan (SPEC §4): ``auto`` picks the cheapest of ``rows`` (one backward per
+    strategy: the pass plan (docs/method.md §4): ``auto`` picks the cheapest of ``rows`` (one backward per
         factor row), ``features`` (one backward per feature of a final Linear) and ``forward``
         (one tangent per sampled weight).
     spectrum_dtype: precision of the singular value decomposition of the stacked A.

@@ -1,4 +1,4 @@
-"""The Fisher engine (SPEC §4): A_n = M_n J_n for a whole batch in a handful of data-only passes.
+"""The Fisher engine (docs/method.md §4): A_n = M_n J_n for a whole batch in a handful of data-only passes.
 
 1. One forward. A hook at every module owning a sampled weight keeps the input channels that
    the sampled coordinates read and splices a *tap* into the graph: an identity on the module's
@@ -47,7 +47,7 @@ _FORWARD_TANGENT_COST = 4.0
 
 @dataclass
 class FisherResult:
-    """What ``score`` returns. ``single`` = aleph + vkdnw (SPEC §2). ``weights`` names the sampled
+    """What ``score`` returns. ``single`` = aleph + vkdnw (docs/method.md §2). ``weights`` names the sampled
     scalars; ``skipped`` the layers left out ({module name: reason})."""
 
     vkdnw: float
@@ -346,7 +346,7 @@ def prepare_for(model: nn.Module, inputs, input_shape, batch_size: int, config: 
 
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
           config: FisherConfig | str | None = None, device=None, seed: int = 0) -> FisherResult:
-    """VKDNW of ``model`` (SPEC §2) with the Fisher engine.
+    """VKDNW of ``model`` (docs/method.md §2) with the Fisher engine.
 
     Initialises a copy of the model as ``config.init`` says (from ``seed``), draws a Gaussian
     batch (``batch_size`` x ``input_shape``) from the same seed unless ``inputs`` is given, and

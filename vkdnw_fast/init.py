@@ -1,4 +1,4 @@
-"""Network initialisation at scoring time (SPEC §3), seeded and independent of the global RNG."""
+"""Network initialisation at scoring time (docs/method.md §3), seeded and independent of the global RNG."""
 from __future__ import annotations
 
 import torch

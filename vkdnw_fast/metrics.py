@@ -1,5 +1,5 @@
-"""How well a score ranks architectures by accuracy (SPEC §5), and rankings built from several
-scores (SPEC §6): Kendall τ-b, Spearman ρ, nDCG@k, the log-rank aggregate, TE-NAS's rank sum and
+"""How well a score ranks architectures by accuracy (docs/method.md §5), and rankings built from several
+scores (docs/method.md §6): Kendall τ-b, Spearman ρ, nDCG@k, the log-rank aggregate, TE-NAS's rank sum and
 the random-forest ("model-driven") ranking.
 
 Scores are "higher is better". NaN or ±inf in a score is refused with a ValueError naming where
@@ -141,7 +141,7 @@ def _ranks(table: Mapping[str, Any] | Any, proxies: Sequence[str], method: str) 
 
 
 def aggregate(table: Mapping[str, Any] | Any, proxies: Sequence[str]) -> np.ndarray:
-    """The non-linear aggregate of SPEC eq. 15: Σ_m log rank_m over the ``proxies`` columns of
+    """The non-linear aggregate of docs/method.md eq. 15: Σ_m log rank_m over the ``proxies`` columns of
     ``table`` (a dict of arrays, or anything indexable by column name such as a DataFrame).
 
     rank_m is ascending (the largest value gets the largest rank, n), ties get their average rank.
@@ -161,7 +161,7 @@ def rank_sum(table: Mapping[str, Any] | Any, proxies: Sequence[str]) -> np.ndarr
 def model_driven_ranking(
     features: Any, accuracies: Any, train_size: int = 1024, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random-forest ranking (SPEC §6): fit on ``train_size`` architectures with known accuracy,
+    """Random-forest ranking (docs/method.md §6): fit on ``train_size`` architectures with known accuracy,
     predict the rest.
 
     ``features`` is (architectures × features), e.g. proxy values, FIM deciles, ℵ, FLOPs. The

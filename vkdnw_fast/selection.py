@@ -1,4 +1,4 @@
-"""Which scalar weights are sampled (SPEC §3), and the size term aleph."""
+"""Which scalar weights are sampled (docs/method.md §3), and the size term aleph."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,7 +64,7 @@ def _no_sampler(module: nn.Module) -> str:
 
 
 def select_weights(model: nn.Module, config: FisherConfig) -> Selection:
-    """Which scalar weights are sampled (SPEC §3). ``parameter_tensors``: one element of each of the
+    """Which scalar weights are sampled (docs/method.md §3). ``parameter_tensors``: one element of each of the
     first ``max_weights`` parameter tensors, an error naming the module if one cannot be sampled.
     ``layers``: the ``weight`` of each of the first ``max_weights`` layers the engine can sample;
     a layer it cannot is recorded in ``skipped``, not counted."""

@@ -1,4 +1,4 @@
-"""From the stacked factors A to the Fisher spectrum and the VKDNW entropy (SPEC §1-2)."""
+"""From the stacked factors A to the Fisher spectrum and the VKDNW entropy (docs/method.md §1-2)."""
 from __future__ import annotations
 
 import math

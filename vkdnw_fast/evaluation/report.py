@@ -18,7 +18,10 @@ def format_table(results: dict) -> str:
     spec = results["spec"]
     k = min(spec["ndcg_k"], results["architectures"])
     sample = "" if spec["limit"] is None else f" (seeded sample, sample seed {spec['sample_seed']})"
-    lines = [f"NAS-Bench-201 {spec['dataset']}, {spec['subset']} set: {results['architectures']} architectures"
+    space = spec.get("space", "nb201")
+    where = (f"NAS-Bench-201 {spec['dataset']}, {spec['subset']} set" if space == "nb201"
+             else f"{space} {spec['dataset']}")
+    lines = [f"{where}: {results['architectures']} architectures"
              f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}",
              f"{'ranking':<28} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"]
     spread = " ± {:.3f}" if len(spec["seeds"]) > 1 else ""  # a spread over one seed would read as certainty
@@ -32,7 +35,8 @@ def format_table(results: dict) -> str:
         lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl")
     best = results.get("best")
     if best:
-        lines.append(f"best by {best['by']}: {best['arch']}  true test accuracy {best['accuracy']:.2f}% "
+        truth = "test accuracy" if spec.get("metric") is None and space == "nb201" else spec.get("metric") or "value"
+        lines.append(f"best by {best['by']}: {best['arch']}  true {truth} {best['accuracy']:.2f}% "
                      f"(rank {best['accuracy_rank']} of {results['architectures']}; best in sample "
                      f"{best['sample_best_accuracy']:.2f}%)")
     return "\n".join(lines)

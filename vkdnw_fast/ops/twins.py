@@ -34,7 +34,7 @@ multinomial_factor(logits, basis, variant, prob_scale, prob_offset) -> Tensor
         Needs sum(p) = 1.
     variant "paper": the authors' code: M = L~ with q = 1 - cumsum(p), q_{C-1} := 0, q_{-1} := 1,
         d_j = sqrt(p_j q_j / q_{j-1}), L~_ii = d_i, L~_ij = -p_i d_j / q_j for i > j (0 where q_j = 0,
-        as their nan_to_num does). K = C. Applied as L~ J, which is their fault 1 (SPEC §8).
+        as their nan_to_num does). K = C. Applied as L~ J, which is their fault 1 (docs/method.md §8).
 """
 from __future__ import annotations
 

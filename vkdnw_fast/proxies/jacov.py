@@ -9,7 +9,7 @@ As in the authors' code (VKDNW repo, NB201/ZeroShotProxy/compute_jacov_score.py)
 batch statistics a sample's logits depend on the other samples, so g_n also carries those
 cross-sample terms (in eval mode, or without BatchNorm, it is exactly the per-sample gradient).
 Input: the context's Gaussian batch (theirs reads a batch of real images from a loader; VKDNW's
-comparison, like SPEC §6, uses Gaussian noise). The gradients come from the forward shared with
+comparison, like docs/method.md §6, uses Gaussian noise). The gradients come from the forward shared with
 the other training-mode proxies (``forward.input_gradients``). Correlations and eigenvalues in
 float64.
 

@@ -1,5 +1,5 @@
 """The Fisher proxies: VKDNW (spectrum entropy), aleph (network size) and VKDNW_single = aleph +
-VKDNW (SPEC §2), from one engine run per context on its prepared model, configured by
+VKDNW (docs/method.md §2), from one engine run per context on its prepared model, configured by
 ``ctx.fisher_config``."""
 from __future__ import annotations
 

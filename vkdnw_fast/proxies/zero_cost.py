@@ -11,7 +11,7 @@ labels (``batches.labelled_batch``: one uniform class per sample, seeded), from 
 forward the proxies share (``forward.training_forward``: a copy of the initialised network,
 BatchNorm with batch statistics). The authors use random labels for GradNorm; for SNIP and GraSP,
 and NASLib for all of these, a batch of real images and labels, which a training-free, data-free
-comparison (SPEC §6) does not have. GradNorm, SNIP, plain and Fisher read one backward of that
+comparison (docs/method.md §6) does not have. GradNorm, SNIP, plain and Fisher read one backward of that
 loss (``forward.loss_gradients``).
 
 * synflow: BatchNorm bypassed, every parameter and buffer replaced by its absolute value, in

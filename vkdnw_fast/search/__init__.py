@@ -1,4 +1,4 @@
-"""Architecture search (SPEC §7): algorithms behind one interface (``algorithms``; evolution is the
+"""Architecture search (docs/method.md §7): algorithms behind one interface (``algorithms``; evolution is the
 first), driven with deterministic asynchronous scoring on local processes or Ray and a resumable
 SQLite record. See ``driver`` for the schedule and its guarantees, ``algorithms.evolution`` for the
 evolutionary search, ``cli`` for ``vkdnw-fast search``."""

@@ -19,7 +19,7 @@ def write_outputs(store: Store, config, result) -> None:
     proxies = list(config.proxies)
     lines = [result.best_arch]
     lines += [f"{key} {result.best_cost[key]:.0f}" for key in ("flops", "params", "layers")]
-    lines.append(f"aggregate {result.best_aggregate:.6g} (SPEC eq. 15 over the final population of "
+    lines.append(f"aggregate {result.best_aggregate:.6g} (docs/method.md eq. 15 over the final population of "
                  f"{len(result.population)})")
     lines += [f"{p} {result.best_values[p]!r}" for p in proxies]
     (directory / "best.txt").write_text("\n".join(lines) + "\n")

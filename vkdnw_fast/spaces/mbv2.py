@@ -1,4 +1,4 @@
-"""The MobileNetV2-like "IDW" search space of ZenNAS / AZ-NAS, as VKDNW searched it (SPEC §7).
+"""The MobileNetV2-like "IDW" search space of ZenNAS / AZ-NAS, as VKDNW searched it (docs/method.md §7).
 
 Architecture strings
 --------------------
@@ -38,7 +38,7 @@ Blocks (``PlainNet/SuperResIDWEXKX.py``, ``basic_blocks.py``, ``super_blocks.py`
   then BN. All followed, including the bias, and the parameter registration order (unit convs and
   BNs in forward order, then the projection; stem, units, head, then the classifier), so that
   ``list(model.parameters())`` has the authors' length and order (the ``paper`` aleph and weight
-  sampling of SPEC §3 depend on both). ``MasterNet`` sets every BN's eps to 1e-3: followed.
+  sampling of docs/method.md §3 depend on both). ``MasterNet`` sets every BN's eps to 1e-3: followed.
 * Network (``Masternet.py``): the blocks, global average pooling, ``Linear(head_out, classes)``
   with bias. Followed. The MBV2 VKDNW/AZ-NAS scorers take their layer features after every ReLU
   at the top level of a block (``extract_layer_features_and_logit``): the stem's, each unit's, the
@@ -156,7 +156,7 @@ class Block:
 
 
 def initial_arch() -> str:
-    """The authors' initial net (SPEC §7)."""
+    """The authors' initial net (docs/method.md §7)."""
     return _INITIAL
 
 

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 / NATS-Bench topology search space (SPEC §5).
+"""The NAS-Bench-201 / NATS-Bench topology search space (docs/method.md §5).
 
 An architecture is a cell string such as
 ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|``:
