@@ -3,7 +3,8 @@
 #   bench/nb201_reproduction.sh run      score (resumable: run it again after an interruption)
 #   bench/nb201_reproduction.sh publish  copy the finished seeds to bench/results/nb201/<dataset>/
 # Settings: WORKERS (default 1), LIMIT (unique-set sample size, default 1000; 9444 = the whole set),
-# SEEDS (default 5), NDCG_K (default: 1000 scaled to the sample, 1000 * LIMIT / 9444).
+# SEEDS (default 5), NDCG_K (default: 1000 scaled to the sample, 1000 * LIMIT / 9444), DATASETS
+# (default all three; e.g. DATASETS=cifar100 to run or publish one of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,14 +14,15 @@ SEEDS=${SEEDS:-5}
 NDCG_K=${NDCG_K:-$(( (1000 * LIMIT + 4722) / 9444 ))}
 PROXIES=vkdnw_single,vkdnw,aleph,jacov,expressivity,progressivity,trainability,flops,naswot,synflow
 PROXIES=$PROXIES,fim_q1,fim_q2,fim_q3,fim_q4,fim_q5,fim_q6,fim_q7,fim_q8,fim_q9
-declare -A RUN_DIR=([cifar10]=runs/nb201_cifar10 [ImageNet16-120]=runs/nb201_imagenet16)
+DATASETS=${DATASETS:-cifar10 cifar100 ImageNet16-120}
+declare -A RUN_DIR=([cifar10]=runs/nb201_cifar10 [cifar100]=runs/nb201_cifar100 [ImageNet16-120]=runs/nb201_imagenet16)
 
-# Seed by seed, both datasets each time (a run extended by a seed scores only that seed), so an
-# interrupted run leaves the two datasets with the same seeds finished.
+# Seed by seed, every dataset each time (a run extended by a seed scores only that seed), so an
+# interrupted run leaves the datasets with the same seeds finished.
 run() {
     local seeds dataset
     for seeds in $(seq 1 "$SEEDS"); do
-        for dataset in cifar10 ImageNet16-120; do
+        for dataset in $DATASETS; do
             python -m vkdnw_fast.cli nb201 evaluate --dataset "$dataset" --subset unique --limit "$LIMIT" \
                 --sample-seed 0 --seeds "$seeds" --preset paper,exact --proxies "$PROXIES" \
                 --workers "$WORKERS" --out "${RUN_DIR[$dataset]}"
@@ -35,7 +37,7 @@ finished_seeds() {
 
 publish() {
     local dataset src dst seeds
-    for dataset in cifar10 ImageNet16-120; do
+    for dataset in $DATASETS; do
         src=${RUN_DIR[$dataset]}
         dst=bench/results/nb201/$dataset
         seeds=$(finished_seeds "$src")
