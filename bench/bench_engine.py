@@ -2,7 +2,7 @@
 
 For each network and preset, in one run on the same prepared model and batch:
   forward   one no-grad forward of the batch (the floor's unit),
-  floor     (1 + K) x forward, K the engine's number of passes (SPEC §4),
+  floor     (1 + K) x forward, K the engine's number of passes (docs/method.md §4),
   engine    vkdnw_fast's engine (A = M J by taps and K data-only passes),
   baseline  vkdnw_fast.reference: vmap over samples of jacrev on the sampled weights,
 and prints engine/floor, baseline/engine and max |eigenvalue difference| / largest eigenvalue.

@@ -1,5 +1,5 @@
 """Search throughput: iterations per minute of the evolutionary search on this machine, for
-NAS-Bench-201 (cifar10, the SPEC §6 aggregation proxies) and MobileNetV2 at a reduced resolution
+NAS-Bench-201 (cifar10, the docs/method.md §6 aggregation proxies) and MobileNetV2 at a reduced resolution
 (the authors' MBV2 proxies), with the local backend (W=1 in-process, W=2 process pool) and the Ray
 backend (W=2 on a local Ray instance).
 

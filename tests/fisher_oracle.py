@@ -1,6 +1,6 @@
 """An independent float64 oracle of the Fisher matrix: vmap over single samples of jacrev on the
 sampled coordinates, then J^T Sigma J (or the authors' (L~ J)^T (L~ J) for the paper factor),
-written from the formulas in SPEC §1 and §3 without using the engine's code."""
+written from the formulas in docs/method.md §1 and §3 without using the engine's code."""
 from __future__ import annotations
 
 import torch
@@ -47,7 +47,7 @@ def sampled_jacobian(model: nn.Module, inputs: torch.Tensor, coords: list[tuple[
 
 
 def authors_ltilde(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The authors' L~ (SPEC §3, 'paper' rows), densely, from their float16 constants."""
+    """The authors' L~ (docs/method.md §3, 'paper' rows), densely, from their float16 constants."""
     alpha = torch.tensor(0.05, dtype=torch.float16)
     scale = float(torch.tensor(1.0, dtype=torch.float16) - alpha)
     offset = float(alpha / num_classes)

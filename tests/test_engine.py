@@ -113,7 +113,7 @@ def batch(seed=1, n=6):
 
 
 def expected_coords(model, preset):
-    """SPEC §3, independently: element 0 of the first 128 parameter tensors ('paper') or of the
+    """docs/method.md §3, independently: element 0 of the first 128 parameter tensors ('paper') or of the
     weight of the first 128 conv/linear layers ('exact')."""
     if preset == "paper":
         return [(name, 0) for name, _ in list(model.named_parameters())[:128]]

@@ -87,7 +87,7 @@ def test_paper_factor_is_the_authors_ltilde(impl, classes):
 
 
 def test_paper_factor_is_not_a_root_of_sigma():
-    """The authors' fault 1 (SPEC §8): L~ J gives J^T L~^T L~ J, about 47% off J^T Sigma J."""
+    """The authors' fault 1 (docs/method.md §8): L~ J gives J^T L~^T L~ J, about 47% off J^T Sigma J."""
     z = torch.randn(1, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     jac = torch.randn(1, 10, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     a = ops.multinomial_factor(z, jac, "paper", smoothing=0.05, fp16_constants=True)[0]

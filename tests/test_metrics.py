@@ -1,4 +1,4 @@
-"""Ranking metrics: hand-computed cases, scikit-learn as oracle, and the SPEC §5 calibration table
+"""Ranking metrics: hand-computed cases, scikit-learn as oracle, and the docs/method.md §5 calibration table
 (FLOPs and ℵ of every NAS-Bench-201 cell against the bundled accuracies)."""
 from __future__ import annotations
 
@@ -174,10 +174,10 @@ def test_model_driven_ranking_learns_a_ranking_and_is_seeded():
         metrics.model_driven_ranking(features, accuracies, train_size=1300)
 
 
-# ---------------------------------------------------------------- SPEC §5 calibration
+# ---------------------------------------------------------------- docs/method.md §5 calibration
 
 DATASET_COLUMNS = {"cifar10": "C10", "cifar100": "C100", "ImageNet16-120": "IN16"}
-# (proxy, set) -> {dataset: (KT, SPR, nDCG@1000)}, from SPEC §5
+# (proxy, set) -> {dataset: (KT, SPR, nDCG@1000)}, from docs/method.md §5
 CALIBRATION = {
     ("flops", "unique"): {"C10": (0.623, 0.799, 0.745), "C100": (0.588, 0.764, 0.576), "IN16": (0.547, 0.718, 0.401)},
     ("aleph", "unique"): {"C10": (0.626, 0.767, 0.671), "C100": (0.646, 0.787, 0.524), "IN16": (0.623, 0.764, 0.505)},

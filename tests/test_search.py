@@ -96,7 +96,7 @@ class Counting:
 
 
 def naive_aggregate(vectors: list[np.ndarray]) -> list[float]:
-    """SPEC eq. 15 by counting: rank = #smaller + (#equal + 1) / 2, summed log over proxies."""
+    """docs/method.md eq. 15 by counting: rank = #smaller + (#equal + 1) / 2, summed log over proxies."""
     table = np.array(vectors)
     total = np.zeros(len(table))
     for column in table.T:
@@ -334,7 +334,7 @@ def test_a_record_from_before_the_algorithm_field_resumes(tmp_path):
 
 
 def test_unknown_algorithm_is_named():
-    with pytest.raises(ValueError, match=r"unknown search algorithm 'annealing'; search algorithms are \['evolution'\]"):
+    with pytest.raises(ValueError, match=r"unknown search algorithm 'annealing'; search algorithms are \['area', 'evolution', 'naswot', 'random', 'rea'\]"):
         SearchConfig(space=NB201, proxies=FAKE_PROXIES, iterations=5, algorithm="annealing")
 
 
@@ -476,7 +476,7 @@ def test_cli_nb201_reports_accuracy_and_random_search(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["--space", "nb201", "--budget", "3", "--flops-budget", "450M"], "--flops-budget apply to --space mbv2 only"),
-    (["--space", "mbv2", "--dataset", "cifar10"], "--dataset apply to --space nb201 only"),
+    (["--space", "mbv2", "--dataset", "cifar10"], "--dataset does not apply to --space mbv2 (its FLOPs budget is --flops-budget)"),
     (["--space", "nb201"], "--space nb201 needs --budget N"),
     (["--space", "nb201", "--budget", "3", "--iterations", "4"], "--budget 3 and --iterations 4 disagree"),
     (["--space", "nb201", "--budget", "12X"], "'12X' is not a count"),

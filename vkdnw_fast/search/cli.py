@@ -169,7 +169,8 @@ def _space(args) -> dict:
     if args.space == "mbv2":
         wrong = _given(args, CELL_ONLY)
         if wrong:
-            _fail(f"{', '.join(wrong)} do not apply to --space mbv2 (its FLOPs budget is --flops-budget)")
+            _fail(f"{', '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to --space mbv2 "
+                  "(its FLOPs budget is --flops-budget)")
         return {"name": "mbv2", "resolution": _default(args.resolution, 224),
                 "num_classes": _default(args.num_classes, 1000),
                 "flops_budget": float(_default(args.flops_budget, 450_000_000)),
