@@ -218,6 +218,21 @@ def test_network_returns_logits_and_feature_blocks_follow_the_forward():
     assert outputs == [(2, 128, 32, 32)] * 4 + [(2, 256, 16, 16)] * 3 + [(2, 512, 8, 8)] * 3
 
 
+def test_the_map_before_the_global_pool_is_the_last_cells_output():
+    """Zen-NAS reads it through the pool module: the logits are the classifier of its spatial mean."""
+    from vkdnw_fast.proxies.forward import pre_pool_features
+    torch.manual_seed(0)
+    model = NB101Space().build_model("0110.0001.0001.0000|conv1x1-bn-relu,maxpool3x3").eval()
+    x = torch.randn(2, 3, 32, 32)
+    last = []
+    hook = model.cells[-1].register_forward_hook(lambda m, i, o: last.append(o))
+    features = pre_pool_features(model, x)
+    hook.remove()
+    assert torch.equal(features, last[0])
+    with torch.no_grad():
+        assert torch.allclose(model(x), model.classifier(features.mean(dim=(2, 3))), rtol=0, atol=1e-6)
+
+
 def test_sampling_gives_valid_cells_reproducibly():
     space = NB101Space()
     draws = [space.sample(np.random.default_rng(seed)) for seed in range(60)]

@@ -349,6 +349,8 @@ class NB101Network(nn.Module):
         self.cells = nn.ModuleList(NB101Cell(cell, c_in, c_out) for c_in, c_out, _ in plan)
         self._downsample_before = {i for i in range(1, len(plan)) if plan[i][2] != plan[i - 1][2]}
         self.downsample = nn.MaxPool2d(2, stride=2)
+        # A module, not x.mean: proxies that read the map before the global pool (Zen) hook it.
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(plan[-1][1], num_classes)
 
     def feature_blocks(self) -> list[nn.Module]:
@@ -361,7 +363,7 @@ class NB101Network(nn.Module):
             if index in self._downsample_before:
                 x = self.downsample(x)
             x = cell(x)
-        return self.classifier(x.mean(dim=(2, 3)))
+        return self.classifier(self.global_pool(x).flatten(1))
 
 
 # ---------------------------------------------------------------- the search space
