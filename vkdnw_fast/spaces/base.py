@@ -3,10 +3,20 @@ benchmarks treat all spaces alike, and nothing outside this package needs to kno
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 from torch import nn
+
+
+def change_one(values: Sequence, choices: Sequence, rng: np.random.Generator) -> list:
+    """``values`` with one position, drawn uniformly, set to one of the other ``choices``, uniformly:
+    the one-step mutation of the cell and channel spaces."""
+    changed = list(values)
+    position = int(rng.integers(len(changed)))
+    others = [c for c in choices if c != changed[position]]
+    changed[position] = others[rng.integers(len(others))]
+    return changed
 
 
 class SearchSpace(ABC):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from vkdnw_fast.spaces import nb201
-from vkdnw_fast.spaces.base import SearchSpace
+from vkdnw_fast.spaces.base import SearchSpace, change_one
 from vkdnw_fast.spaces.registry import register_space
 
 CHANNELS = (8, 16, 24, 32, 40, 48, 56, 64)
@@ -242,11 +242,7 @@ class NATSSSSpace(SearchSpace):
         """Set one position, drawn uniformly, to one of the other seven channel counts, uniformly.
         (NATS-Bench's ``mutate_size_func`` draws among all eight, so its child equals the parent
         one time in eight.)"""
-        channels = list(parse(arch))
-        position = int(rng.integers(POSITIONS))
-        others = [c for c in CHANNELS if c != channels[position]]
-        channels[position] = others[rng.integers(len(others))]
-        return format_arch(channels)
+        return format_arch(change_one(parse(arch), CHANNELS, rng))
 
     def build_model(self, arch: str) -> SSSNetwork:
         return SSSNetwork(arch, self.num_classes)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vkdnw_fast.data import NB201_SIZE, nb201_table
-from vkdnw_fast.spaces.base import SearchSpace
+from vkdnw_fast.spaces.base import SearchSpace, change_one
 from vkdnw_fast.spaces.registry import register_space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -430,11 +430,7 @@ class NB201Space(SearchSpace):
         (xautodl's regularised evolution draws a node first, then one of its edges.) In the
         "unique" subset the result may be outside it; see ``is_feasible``.
         """
-        ops = list(parse(arch))
-        edge = int(rng.integers(len(EDGES)))
-        alternatives = [op for op in OPS if op != ops[edge]]
-        ops[edge] = alternatives[rng.integers(len(alternatives))]
-        return format_arch(ops)
+        return format_arch(change_one(parse(arch), OPS, rng))
 
     def build_model(self, arch: str) -> NB201Network:
         return build_model(arch, self.num_classes)
