@@ -8,7 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import vkdnw_fast as vf
-from vkdnw_fast.samplers import sampler_for
+from vkdnw_fast.samplers import (ChannelsFirstLayerNormSampler, ChannelsFirstRMSNormSampler, register_sampler,
+                                 sampler_for)
 
 from fisher_oracle import entropy_of, oracle_fisher
 
@@ -176,10 +177,44 @@ class ConvNeXtLike(nn.Module):
         return self.head(self.head_norm(x.mean((2, 3))))
 
 
+class LayerNorm2d(nn.LayerNorm):
+    """ConvNeXt's channels-first LayerNorm: (N, C, H, W) normalised over C."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class RMSNorm2d(nn.RMSNorm):
+    def forward(self, x):
+        return F.rms_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.eps).movedim(-1, 1)
+
+
+register_sampler(LayerNorm2d)(ChannelsFirstLayerNormSampler)
+register_sampler(RMSNorm2d)(ChannelsFirstRMSNormSampler)
+
+
+class ChannelsFirstNorms(nn.Module):
+    """A stem with a channels-first LayerNorm, a depthwise conv and a channels-first RMSNorm (both
+    registered above, as a user registers them for their own subclasses)."""
+
+    def __init__(self, classes=5, dim=8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 2, stride=2)
+        self.stem_norm = LayerNorm2d(dim)
+        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm = RMSNorm2d(dim, eps=1e-4)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.stem_norm(self.stem(x))
+        return self.head(torch.relu(self.norm(self.dwconv(x)) + x).mean((2, 3)))
+
+
 MODELS = {
     "layernorm": LayerNormTokens, "rmsnorm": RMSNormTokens, "groupnorm": GroupNormNet,
     "sequence_bn1d_linear": SequenceNet, "embedding": EmbeddingNet, "conv3d": Conv3dNet,
     "conv_transpose": TransposedNet, "vit_like": ViTLike, "convnext_like": ConvNeXtLike,
+    "channels_first_norms": ChannelsFirstNorms,
 }
 
 
@@ -270,13 +305,11 @@ def test_embeddings_whose_gradient_couples_the_batch_are_refused(setting, messag
 
 
 def test_a_norm_subclass_overriding_forward_is_refused():
-    """A channels-first LayerNorm (as timm's LayerNorm2d) must not get the channels-last formula."""
-    class LayerNorm2d(nn.LayerNorm):
-        def forward(self, x):
-            return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
+    """A channels-first LayerNorm must not get the channels-last formula unless registered for it."""
     sampler = sampler_for(nn.LayerNorm(4))
     sampler.check(nn.LayerNorm(4), "plain")
     with pytest.raises(ValueError, match="LayerNorm2d 'stage.norm' overrides LayerNorm.forward"):
         sampler.check(LayerNorm2d(4), "stage.norm")
+    with pytest.raises(ValueError, match=r"LayerNorm2d 'stem' has normalized_shape=\(4, 4\)"):
+        sampler_for(LayerNorm2d(4)).check(LayerNorm2d((4, 4)), "stem")
 

@@ -11,5 +11,7 @@ from .registry import register_sampler, sampler_for, supported_types
 
 from . import batchnorm, conv, linear  # noqa: E402,F401  (registration)
 from . import conv3d, conv_transpose, embedding, groupnorm, layernorm, rmsnorm  # noqa: E402,F401
+from .channels_first import ChannelsFirstLayerNormSampler, ChannelsFirstRMSNormSampler
 
-__all__ = ["register_sampler", "sampler_for", "supported_types", "WeightSampler", "ModulePlan"]
+__all__ = ["register_sampler", "sampler_for", "supported_types", "WeightSampler", "ModulePlan",
+           "ChannelsFirstLayerNormSampler", "ChannelsFirstRMSNormSampler"]
