@@ -313,3 +313,10 @@ def test_a_norm_subclass_overriding_forward_is_refused():
     with pytest.raises(ValueError, match=r"LayerNorm2d 'stem' has normalized_shape=\(4, 4\)"):
         sampler_for(LayerNorm2d(4)).check(LayerNorm2d((4, 4)), "stem")
 
+
+
+def test_conv3d_with_non_zero_padding_is_refused():
+    model = built("conv3d")
+    model.conv.padding_mode = "reflect"
+    with pytest.raises(ValueError, match="Conv3d 'conv' uses padding_mode='reflect'"):
+        vf.score(model, batch(), config=config("exact", "first"))
