@@ -316,14 +316,14 @@ class NoRunningStats(PlainCNN):
         return self.fc(x.mean((2, 3)))
 
 
-class WithLayerNorm(nn.Module):
+class WithPReLU(nn.Module):
     def __init__(self):
         super().__init__()
-        self.norm = nn.LayerNorm(108)
+        self.act = nn.PReLU()
         self.fc = nn.Linear(108, 4)
 
     def forward(self, x):
-        return self.fc(self.norm(x.flatten(1)))
+        return self.fc(self.act(x.flatten(1)))
 
 
 class Parameterless(nn.Module):
@@ -336,7 +336,7 @@ class Parameterless(nn.Module):
     (OneClass(), "paper", "at least 2 classes"),
     (Exploding(), "paper", "non-finite logits"),
     (NoRunningStats(), "exact", "'bn' has track_running_stats=False"),
-    (WithLayerNorm(), "paper", "LayerNorm 'norm'"),
+    (WithPReLU(), "paper", "PReLU 'act'"),
     (Parameterless(), "exact", "no weights to sample"),
 ])
 def test_bad_models_get_clear_errors(model, preset, message):
