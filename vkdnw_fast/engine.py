@@ -28,12 +28,14 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.func import functional_call, jvp, vmap
+from torch.overrides import TorchFunctionMode
 
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
 from .prepare import PreparedModel, check_logits, check_sample_independence, prepare, scoring_mode
 from .samplers import ModulePlan, WeightSampler, sampler_for
+from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
 from .selection import SampledWeight, Selection, aleph as count_aleph, select_weights
 from .spectrum import fisher_eigenvalues, vkdnw_entropy
@@ -99,6 +101,75 @@ class _Site:
     sampler: WeightSampler
     plan: ModulePlan
     sink: torch.Tensor
+    calls: int = 0  # taps spliced in this forward (a module called twice is tapped twice; the sink sums)
+
+    def tap(self, output: torch.Tensor, args: tuple) -> torch.Tensor:
+        self.calls += 1
+        return _Tap.apply(output, self.sink, self, *self.sampler.capture(self.module, self.plan, args))
+
+    def describe(self) -> str:
+        return f"{type(self.module).__name__} '{self.plan.module_name}'"
+
+
+class _OpTap(TorchFunctionMode):
+    """Active during the forward of a module whose class overrides methods of its registered base
+    class (e.g. a BatchNorm2d subclass applying an activation inside ``forward``). The module's
+    output is then not the base's, but the op that applies the module's own parameters to an input
+    (``batch_norm(x, ..., self.weight, self.bias)``) still is the base's forward on that input: the
+    tap sits on that op's output, with that op's input, once this is verified on the values."""
+
+    def __init__(self, site: _Site):
+        super().__init__()
+        self.site = site
+        self.params = [p for p in site.module._parameters.values() if p is not None]
+        self.base = registered_base(site.module)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        output = func(*args, **kwargs)
+        operands = (*args[1:], *kwargs.values())
+        if not (args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor)
+                and any(a is p for a in operands for p in self.params)):
+            return output
+        module = self.site.module
+        with torch.no_grad():
+            expected = self.base.forward(module, args[0])  # this mode is off inside its own handler
+        scale = float(expected.abs().max()) if expected.numel() else 0.0
+        if expected.shape != output.shape or float((output.detach() - expected).abs().max()) > 1e-5 * scale:
+            raise ValueError(
+                f"{self.site.describe()} overrides {self.base.__name__}.{'/'.join(overridden_methods(module))} and "
+                f"applies its parameters with {getattr(func, '__name__', func)} differently from "
+                f"{self.base.__name__}.forward (another output for the same input), so the {self.base.__name__} "
+                f"sampler's per-sample gradients would be wrong; register a sampler for {type(module).__name__} "
+                "with vkdnw_fast.samplers.register_sampler")
+        return self.site.tap(output, (args[0],))
+
+
+class _Patched:
+    """``module.forward`` replaced by ``forward`` until ``remove()`` (a handle for ``removing``)."""
+
+    def __init__(self, module: nn.Module, forward):
+        self.module, self.saved = module, module.__dict__.get("forward")
+        module.forward = forward
+
+    def remove(self) -> None:
+        if self.saved is None:
+            del self.module.forward
+        else:
+            self.module.forward = self.saved
+
+
+def _tap_sampled_module(site: _Site):
+    """Splice the site's tap into every call of its module: on the module's output when its class
+    computes what the registered base class does, else on the op applying its parameters."""
+    if not overridden_methods(site.module):
+        return site.module.register_forward_hook(lambda mod, args, output: site.tap(output, args))
+    original = site.module.forward
+
+    def forward(*args, **kwargs):
+        with _OpTap(site):
+            return original(*args, **kwargs)
+    return _Patched(site.module, forward)
 
 
 def _freeze_batch_statistics(module, args):
@@ -229,10 +300,7 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
         sink = torch.zeros(n, len(plan.columns), dtype=inputs.dtype, device=device, requires_grad=True)
         site = _Site(module, sampler_for(module), plan, sink)
         sites.append(site)
-
-        def tap(mod, args, output, site=site):
-            return _Tap.apply(output, site.sink, site, *site.sampler.capture(mod, site.plan, args))
-        handles.append(module.register_forward_hook(tap))
+        handles.append(_tap_sampled_module(site))
     last_linear: dict[str, tuple] = {}
 
     def record(mod, args, output):
@@ -241,6 +309,12 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     handles += batch_statistics_hooks(model, config)
     with removing(handles), stage("forward"):
         logits = check_logits(model(inputs), model)
+    untapped = [site.describe() for site in sites if site.calls == 0]
+    if untapped:
+        raise ValueError(f"{', '.join(untapped)} own(s) sampled parameters but the forward never applied them "
+                         "through the module (it was not called, its weight is used by another module's "
+                         "functional call, or its overriding forward transforms the weight first); register a "
+                         "sampler for that class with vkdnw_fast.samplers.register_sampler")
 
     logits64 = logits.detach().to(torch.float64)
     num_classes = logits.shape[1]
