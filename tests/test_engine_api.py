@@ -3,6 +3,8 @@ or override their base's forward), the layers left out and why, outputs that are
 tensor (``logits=``), and samples that interact. Each checked against the float64 oracle."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,12 @@ from fisher_oracle import entropy_of, oracle_fisher
 def initialised(model, seed=0):
     initialise(model, "kaiming_normal_fan_in", torch.Generator().manual_seed(seed))
     return model.double()
+
+
+def copies(model):
+    """A maker of copies of one model (parameters the initialisation leaves alone, like
+    MultiheadAttention's in_proj_weight, come from the constructor's draw)."""
+    return lambda: copy.deepcopy(model)
 
 
 def batch(seed=1, n=6, shape=(3, 6, 6)):
@@ -102,7 +110,7 @@ class SubclassNet(nn.Module):
 @pytest.mark.parametrize("preset", ["paper", "exact"])
 def test_subclasses_of_sampled_layers_match_the_oracle(preset):
     x = batch()
-    make = lambda: initialised(SubclassNet())  # noqa: E731
+    make = copies(initialised(SubclassNet()))
     names = [n for n, _ in make().named_parameters()] if preset == "paper" else \
         ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
     result = assert_matches_oracle(make, preset, x, [f"{n}[0]" for n in names])
@@ -135,3 +143,96 @@ def test_subclass_whose_forward_breaks_the_formula_is_refused(conv, message):
     model.conv1 = conv(3, 6, 3, padding=1, bias=False)
     with pytest.raises(ValueError, match=message):
         vf.score(initialised(model), batch(), config=config("exact"))
+
+
+# --- 2. What a layer is: aleph, the exact selection and the samplers agree ------------------------
+
+class TinyViT(nn.Module):
+    """torchvision's ViT in small: patch convolution, class token, positional embedding,
+    nn.TransformerEncoder (its attention's out_proj is a Linear subclass applied by a functional call)."""
+
+    def __init__(self, classes=5, dim=8):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 3, stride=3)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, 5, dim))
+        layer = nn.TransformerEncoderLayer(dim, 2, dim_feedforward=12, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], 1) + self.pos
+        return self.head(self.encoder(tokens)[:, 0])
+
+
+def tiny_vit():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the attention's in_proj_weight
+        return initialised(TinyViT())
+
+
+# The oracle vmaps scaled-dot-product attention, which has no batching rule (a loop, and a warning).
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")
+def test_vit_layers_not_sampled_are_named_with_the_reason():
+    x = batch()
+    make = copies(tiny_vit())
+    sampled = ["patch"] + [f"encoder.layers.{i}.linear{j}" for i in range(2) for j in (1, 2)] + ["head"]
+    result = assert_matches_oracle(make, "exact", x, [f"{name}.weight[0]" for name in sampled])
+    out_proj = [f"encoder.layers.{i}.self_attn.out_proj" for i in range(2)]
+    assert sorted(result.skipped) == out_proj
+    assert all("never calls it as a module" in result.skipped[name] for name in out_proj)
+    # aleph counts every layer, out_proj included; each is sampled or named.
+    assert result.aleph == 8 == result.num_weights + len(result.skipped)
+
+
+def test_layers_beyond_max_weights_are_named():
+    result = vf.score(initialised(SubclassNet()), batch(), config=config("exact", max_weights=3))
+    assert result.skipped == {"fc2": "beyond the first max_weights=3 sampleable layers"}
+    paper = vf.score(initialised(SubclassNet()), batch(), config=config("paper", max_weights=3))
+    assert list(paper.skipped) == [n for n, _ in SubclassNet().named_parameters()][3:]
+
+
+def test_paper_preset_names_a_parameter_it_cannot_sample():
+    with pytest.raises(ValueError, match=r"cannot sample parameter 'cls_token' of TinyViT '': no weight sampler"):
+        vf.score(tiny_vit(), batch(), config=config("paper"))
+
+
+# --- 4. Samples that interact ----------------------------------------------------------------------
+
+class BatchCentre(nn.Module):
+    def forward(self, x):
+        return x - x.mean(0, keepdim=True)
+
+
+class CentredNet(SubclassNet):
+    """Mixes the batch in a module of its own, after the first convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.ReLU(), BatchCentre())
+
+    def forward(self, x):
+        x = self.bn2(self.conv2(self.block(self.bn1(self.conv1(x)))))
+        return self.fc2(torch.relu(self.fc1(x.mean((2, 3)))))
+
+
+class MixingForward(SubclassNet):
+    """Mixes the batch in its own forward code, between two modules."""
+
+    def forward(self, x):
+        x = self.bn1(self.conv1(x))
+        x = x + x.roll(1, 0)
+        x = self.bn2(self.conv2(x))
+        return self.fc2(torch.relu(self.fc1(x.mean((2, 3)))))
+
+
+@pytest.mark.parametrize("model, message", [
+    (CentredNet, r"changes sample 1's output of BatchCentre 'block.1', the first module where it happens"),
+    (MixingForward, r"changes sample 1's input of SameConv 'conv2': the model's own forward \(MixingForward\) "
+                    r"mixes the samples before calling it"),
+])
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+def test_samples_that_interact_are_named(model, message, preset):
+    with pytest.raises(ValueError, match=message):
+        vf.score(initialised(model()), batch(), config=config(preset))

@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import PreparedModel, check_logits, check_sample_independence, prepare, scoring_mode
+from .prepare import PreparedModel, check_logits, prepare, probe_forward, scoring_mode
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
@@ -50,7 +50,8 @@ _FORWARD_TANGENT_COST = 4.0
 @dataclass
 class FisherResult:
     """What ``score`` returns. ``single`` = aleph + vkdnw (docs/method.md §2). ``weights`` names the sampled
-    scalars; ``skipped`` the layers left out ({module name: reason})."""
+    scalars; ``skipped`` what was left out with the reason: {layer: reason} under weights='layers' (so that
+    aleph = num_weights + len(skipped) there), {parameter: reason} under 'parameter_tensors'."""
 
     vkdnw: float
     aleph: int
@@ -288,13 +289,12 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     """A = M J for the prepared ``model`` (eval, no parameter requiring grad) on ``inputs``.
 
     Returns the factors and the logits. BatchNorm statistics are frozen first when
-    ``config.batchnorm == 'batch'``.
+    ``config.batchnorm == 'batch'``. The samples are assumed independent (``prepare.probe_forward``).
     """
     device = inputs.device
     n, num_weights = inputs.shape[0], len(weights)
     chunk = config.pass_chunk or (64 if device.type == "cuda" else 1)
     tangent_chunk = config.pass_chunk or (64 if device.type == "cuda" else 4)
-    check_sample_independence(model)
     sites, handles = [], []
     for module, plan in _group_by_module(model, weights, device):
         sink = torch.zeros(n, len(plan.columns), dtype=inputs.dtype, device=device, requires_grad=True)
@@ -373,8 +373,10 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
     ``compute_factors`` unless the reference's is given); the model is scored in place in eval
     mode and left as it was. Also returns aleph."""
     with scoring_mode(prepared.model) as model:
+        with stage("probe"):
+            called = probe_forward(model, prepared.inputs)
         with stage("select"):
-            selection = select_weights(model, config)
+            selection = select_weights(model, config, called)
         factors, _ = (factors_fn or compute_factors)(model, prepared.inputs, config, selection.weights)
     if not torch.isfinite(factors.a).all():
         raise ValueError(

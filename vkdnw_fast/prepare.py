@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from .config import MEMORY_FORMATS
+from .hooks import removing
 from .init import gaussian_inputs as draw_gaussian
 from .init import initialise
 
@@ -167,11 +169,114 @@ def check_batchnorm(module: nn.Module, name: str) -> None:
                          "and normalises with batch statistics even in eval mode; samples interact")
 
 
-def check_sample_independence(model: nn.Module) -> None:
-    """Per-sample gradients need samples that do not interact; BatchNorm is the usual culprit."""
+def _leaves(value: Any) -> list[torch.Tensor]:
+    """The tensors in a module's arguments or output (nested tuples, lists, dicts, dataclasses)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return []
+
+
+def _others(value: Any, n: int) -> list[torch.Tensor]:
+    """Copies of the samples 1.. of every batched tensor in ``value``."""
+    return [t[1:].detach().clone() for t in _leaves(value) if t.dim() > 0 and t.shape[0] == n]
+
+
+def _changed(before: list[torch.Tensor], after: list[torch.Tensor]) -> bool:
+    for a, b in zip(before, after):
+        if a.shape != b.shape:
+            return True
+        if a.numel() == 0:
+            continue
+        if a.is_floating_point():
+            if float((a - b).abs().max()) > 1e-5 * float(a.abs().max()):
+                return True
+        elif not torch.equal(a, b):
+            return True
+    return False
+
+
+class _Probe:
+    """Hooks recording, per module call in order, samples 1.. of its inputs and outputs (first run),
+    then comparing the second run's against them, raising at the first that moved."""
+
+    def __init__(self, model: nn.Module, n: int):
+        self.model, self.n = model, n
+        self.names = {module: name for name, module in reversed(list(model.named_modules()))}
+        self.called: set[nn.Module] = set()
+        self.reference: list[list[torch.Tensor]] | None = None
+        self.events: list[list[torch.Tensor]] = []
+        self.stack: list[nn.Module] = []
+
+    def run(self, batch: torch.Tensor) -> None:
+        self.events, self.stack = [], []
+        handles = [m.register_forward_pre_hook(self.before, with_kwargs=True) for m in self.names]
+        handles += [m.register_forward_hook(self.after, with_kwargs=True) for m in self.names]
+        # With grad, as in the engine's forward: modules with a no-grad fast path
+        # (nn.TransformerEncoderLayer's fused kernel) then call the submodules the engine will see.
+        with removing(handles), torch.enable_grad():
+            self.model(batch.requires_grad_(batch.is_floating_point()))
+        self.reference = self.events
+
+    def describe(self, module: nn.Module) -> str:
+        name = self.names[module]
+        return f"{type(module).__name__} '{name}'" if name else f"the model's own forward ({type(module).__name__})"
+
+    def step(self, value: Any, where) -> None:
+        seen = _others(value, self.n)
+        i = len(self.events)
+        self.events.append(seen)
+        if self.reference is not None and i < len(self.reference) and _changed(self.reference[i], seen):
+            raise ValueError(f"samples interact: replacing sample 0 of the batch changes sample 1's {where()}; "
+                             "per-sample gradients (the Fisher information of each sample) need every sample's "
+                             "output to depend on that sample alone (no batch statistics, no mixing along the "
+                             "batch dimension)")
+
+    def before(self, module, args, kwargs):
+        self.called.add(module)
+        parent = self.stack[-1] if self.stack else None
+        self.step((args, kwargs), lambda: f"input of {self.describe(module)}: "
+                  f"{self.describe(parent) if parent is not None else 'the code calling the model'} "
+                  "mixes the samples before calling it")
+        self.stack.append(module)
+
+    def after(self, module, args, kwargs, output):
+        self.stack.pop()
+        self.step(output, lambda: f"output of {self.describe(module)}, the first module where it happens")
+
+
+def probe_forward(model: nn.Module, inputs: torch.Tensor, *, seed: int = 0) -> set[nn.Module]:
+    """Check that the samples of a batch do not interact, and return the modules the forward calls.
+
+    Per-sample gradients need sample n's output to depend on sample n alone. BatchNorm in
+    training mode or without running statistics is named at once; anything else (a layer mixing
+    the batch dimension, ``x - x.mean(0)``) is found by one probe: two no-grad forwards of two
+    samples (with grad), the first sample replaced by seeded noise in the second, recording every module's
+    inputs and outputs for the other sample. Named is the first module whose output for that sample
+    moves, or, when a module's input already moved, the module whose own forward passed it on.
+    Costs the forwards of four samples.
+    """
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             check_batchnorm(module, name)
+    n = min(2, inputs.shape[0])
+    probe = _Probe(model, n)
+    x = inputs[:n].detach().clone()
+    probe.run(x)
+    if n == 2:
+        perturbed = x.detach().clone()
+        if x.is_floating_point():
+            noise = torch.randn(x[0].shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            perturbed[0] = noise.to(device=x.device, dtype=x.dtype)
+        else:
+            perturbed[0] = x[1]
+        probe.run(perturbed)
+    return probe.called
 
 
 def check_logits(output: Any, model: nn.Module, *, min_classes: int = 2, finite: bool = True) -> torch.Tensor:
@@ -194,5 +299,5 @@ def check_logits(output: Any, model: nn.Module, *, min_classes: int = 2, finite:
     return output
 
 
-__all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "check_sample_independence", "check_logits",
+__all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "check_logits",
            "check_seed", "resolve_device", "use_channels_last", "parameter_dtype", "MEMORY_FORMATS"]

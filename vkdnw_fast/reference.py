@@ -15,7 +15,7 @@ from torch.func import functional_call, jacrev, vmap
 from .config import FisherConfig, resolve_config
 from .engine import Factors, FisherResult, batch_statistics_hooks, fisher_matrix_prepared, prepare_for, score_prepared
 from .hooks import removing
-from .prepare import check_logits, check_sample_independence
+from .prepare import check_logits
 from .ops import twins
 from .selection import SampledWeight
 from .timing import stage
@@ -43,7 +43,6 @@ def dense_factor(logits: torch.Tensor, config: FisherConfig) -> torch.Tensor:
 
 def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig,
                       weights: list[SampledWeight]) -> tuple[Factors, torch.Tensor]:
-    check_sample_independence(model)
     with removing(batch_statistics_hooks(model, config)), torch.no_grad():
         logits = check_logits(model(inputs), model)
     params = dict(model.named_parameters())
