@@ -4,6 +4,7 @@ tensor (``logits=``), and samples that interact. Each checked against the float6
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -11,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import vkdnw_fast as vf
+import vkdnw_fast.reference as reference
 from vkdnw_fast.init import initialise
+from vkdnw_fast.proxies import ProxyError, compute_proxies
 
 from fisher_oracle import entropy_of, oracle_fisher
 
@@ -236,3 +239,92 @@ class MixingForward(SubclassNet):
 def test_samples_that_interact_are_named(model, message, preset):
     with pytest.raises(ValueError, match=message):
         vf.score(initialised(model()), batch(), config=config(preset))
+
+
+# --- 3. Outputs that are not a bare tensor ----------------------------------------------------------
+
+class DictOut(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        logits = self.net(x)
+        return {"features": torch.tanh(logits[:, :3]), "out": logits}
+
+
+class TupleOut(DictOut):
+    def forward(self, x):
+        return tuple(super().forward(x).values())
+
+
+@dataclasses.dataclass
+class Output:
+    logits: torch.Tensor
+    aux: torch.Tensor
+
+
+class DataclassOut(DictOut):
+    def forward(self, x):
+        out = super().forward(x)
+        return Output(logits=out["out"], aux=out["features"])
+
+
+class SingleTensorList(DictOut):
+    def forward(self, x):
+        return [self.net(x)]
+
+
+@pytest.mark.parametrize("wrapper, logits", [
+    (DictOut, "out"), (DictOut, lambda out: out["out"]), (TupleOut, 1), (DataclassOut, None),
+    (DataclassOut, "logits"), (SingleTensorList, None),
+])
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+def test_structured_output_scores_as_the_bare_model(wrapper, logits, preset):
+    bare, x = initialised(SubclassNet()), batch()
+    expected = vf.score(bare, x, config=config(preset))
+    wrapped = wrapper(copy.deepcopy(bare))
+    result = vf.score(wrapped, x, config=config(preset), logits=logits)
+    assert result.vkdnw == pytest.approx(expected.vkdnw, rel=1e-12, abs=1e-12)
+    assert torch.allclose(result.eigenvalues, expected.eigenvalues, rtol=1e-12, atol=0)
+    assert result.weights == [f"net.{name}" for name in expected.weights]
+    matrix = vf.fisher_matrix(wrapped, x, config=config(preset), logits=logits)
+    assert relative_error(matrix, vf.fisher_matrix(bare, x, config=config(preset))) < 1e-12
+
+
+def test_structured_output_in_forward_mode_and_the_reference():
+    bare, x = initialised(SubclassNet()), batch()
+    expected = vf.fisher_matrix(bare, x, config=config("exact"))
+    wrapped = DictOut(copy.deepcopy(bare))
+    forward = vf.fisher_matrix(wrapped, x, config=config("exact", strategy="forward"), logits="out")
+    assert relative_error(forward, expected) < 1e-12
+    slow = reference.fisher_matrix(wrapped, x, config=config("exact"), logits="out")
+    assert relative_error(slow, expected) < 1e-12
+
+
+def test_structured_output_in_the_proxies():
+    bare = initialised(SubclassNet())
+    names = ["vkdnw", "synflow", "grad_norm", "jacov", "zico"]
+    expected = compute_proxies(bare, names, input_shape=(3, 6, 6), batch_size=8, init=None)
+    wrapped = compute_proxies(DictOut(copy.deepcopy(bare)), names, input_shape=(3, 6, 6), batch_size=8,
+                              init=None, logits="out")
+    assert wrapped == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    with pytest.raises(ProxyError, match=r"DictOut returned dict\('features': Tensor\(1, 3\), 'out': Tensor\(1, 5\)\): "
+                                         r"which part is the logits is ambiguous"):
+        compute_proxies(DictOut(copy.deepcopy(bare)), ["synflow"], input_shape=(3, 6, 6), batch_size=8, init=None,
+                        num_classes=5)
+
+
+@pytest.mark.parametrize("wrapper, logits, message", [
+    (TupleOut, None, r"TupleOut returned tuple\(Tensor\(6, 3\), Tensor\(6, 5\)\): which part is the logits is "
+                     r"ambiguous; pass logits= \(a key, an index, an attribute name, or a callable"),
+    (DictOut, "logit", r"DictOut returned dict\('features': Tensor\(6, 3\), 'out': Tensor\(6, 5\)\): it has no "
+                       r"'logit'"),
+    (TupleOut, 2, r"TupleOut returned tuple\(.*\): it has no 2"),
+    (DataclassOut, "scores", r"DataclassOut returned Output\(logits=Tensor\(6, 5\), aux=Tensor\(6, 3\)\): it has no "
+                             r"'scores'"),
+    (DictOut, lambda out: out, r"the logits of DictOut are a dict; scoring needs one \(N, C\) tensor"),
+])
+def test_ambiguous_or_missing_logits_are_errors_naming_the_output(wrapper, logits, message):
+    with pytest.raises(TypeError, match=message):
+        vf.score(wrapper(initialised(SubclassNet())), batch(), config=config("exact"), logits=logits)

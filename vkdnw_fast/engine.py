@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import PreparedModel, check_logits, prepare, probe_forward, scoring_mode
+from .prepare import PreparedModel, check_logits, pick_logits, prepare, probe_forward, scoring_mode
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
@@ -253,7 +253,7 @@ def _analytic_linear_columns(logits, features, linear_plan_weights, config):
     return ops.multinomial_factor(logits, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
 
 
-def _forward_mode(model, inputs, weights, config, logits64, chunk):
+def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at):
     """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n."""
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
@@ -270,7 +270,7 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk):
         for key, (indices, columns) in groups_t.items():
             base = params[key]
             shifted[key] = base.reshape(-1).index_add(0, indices, shift[columns]).reshape(base.shape)
-        return functional_call(model, (shifted, buffers), (inputs,))
+        return pick_logits(functional_call(model, (shifted, buffers), (inputs,)), logits_at, model)
 
     p = len(weights)
     origin = inputs.new_zeros(p)
@@ -285,11 +285,12 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk):
 
 
 def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig,
-                    weights: list[SampledWeight]) -> tuple[Factors, torch.Tensor]:
+                    weights: list[SampledWeight], *, logits_at: Any = None) -> tuple[Factors, torch.Tensor]:
     """A = M J for the prepared ``model`` (eval, no parameter requiring grad) on ``inputs``.
 
     Returns the factors and the logits. BatchNorm statistics are frozen first when
     ``config.batchnorm == 'batch'``. The samples are assumed independent (``prepare.probe_forward``).
+    ``logits_at`` says where the logits are in the model's output (``prepare.pick_logits``).
     """
     device = inputs.device
     n, num_weights = inputs.shape[0], len(weights)
@@ -308,7 +309,7 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     handles += [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
     handles += batch_statistics_hooks(model, config)
     with removing(handles), stage("forward"):
-        logits = check_logits(model(inputs), model)
+        logits = check_logits(model(inputs), model, logits=logits_at)
     untapped = [site.describe() for site in sites if site.calls == 0]
     if untapped:
         raise ValueError(f"{', '.join(untapped)} own(s) sampled parameters but the forward never applied them "
@@ -360,11 +361,11 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
 
     del sites  # drop the reverse-mode graph before the forward-mode passes
     with stage("forward_mode"):
-        a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk)
+        a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk, logits_at)
     return Factors(a, f"forward (P={num_weights} tangents)", num_weights), logits
 
 
-FactorsFn = Callable[[nn.Module, torch.Tensor, FisherConfig, list[SampledWeight]], tuple[Factors, torch.Tensor]]
+FactorsFn = Callable[..., tuple[Factors, torch.Tensor]]  # (model, inputs, config, weights, *, logits_at)
 
 
 def _factors_of(prepared: PreparedModel, config: FisherConfig,
@@ -377,7 +378,8 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
             called = probe_forward(model, prepared.inputs)
         with stage("select"):
             selection = select_weights(model, config, called)
-        factors, _ = (factors_fn or compute_factors)(model, prepared.inputs, config, selection.weights)
+        factors, _ = (factors_fn or compute_factors)(model, prepared.inputs, config, selection.weights,
+                                                     logits_at=prepared.logits)
     if not torch.isfinite(factors.a).all():
         raise ValueError(
             f"the {config.factor!r} factor produced non-finite values for {type(prepared.model).__name__}. With "
@@ -413,32 +415,36 @@ def fisher_matrix_prepared(prepared: PreparedModel, config: FisherConfig | str |
 
 
 def prepare_for(model: nn.Module, inputs, input_shape, batch_size: int, config: FisherConfig, device,
-                seed: int) -> PreparedModel:
+                seed: int, logits: Any = None) -> PreparedModel:
     """``prepare`` with the config's initialisation and memory format."""
     with stage("prepare"):
         return prepare(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size, seed=seed,
-                       device=device, init=config.init, memory_format=config.memory_format)
+                       device=device, init=config.init, memory_format=config.memory_format, logits=logits)
 
 
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
-          config: FisherConfig | str | None = None, device=None, seed: int = 0) -> FisherResult:
+          config: FisherConfig | str | None = None, device=None, seed: int = 0, logits: Any = None) -> FisherResult:
     """VKDNW of ``model`` (docs/method.md §2) with the Fisher engine.
 
     Initialises a copy of the model as ``config.init`` says (from ``seed``), draws a Gaussian
     batch (``batch_size`` x ``input_shape``) from the same seed unless ``inputs`` is given, and
     leaves the caller's model and the global RNG untouched. With ``init=None`` and given inputs
-    the result is a function of (weights, inputs, config) alone.
+    the result is a function of (weights, inputs, config) alone. ``logits``: where the logits are
+    when the model does not return them as one tensor: a key (``"logits"``, or an index into a
+    tuple), an attribute name, or a callable taking the output (``vkdnw_fast.prepare.pick_logits``);
+    a ``logits`` key or attribute, or a structure holding a single tensor, needs none.
     """
     config = resolve_config(config)
-    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed), config)
+    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits), config)
 
 
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
-                  seed: int = 0) -> torch.Tensor:
+                  seed: int = 0, logits: Any = None) -> torch.Tensor:
     """The P x P Fisher matrix (1/N) sum_n A_n^T A_n in float64, same arguments as ``score``."""
     config = resolve_config(config)
-    return fisher_matrix_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed), config)
+    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits)
+    return fisher_matrix_prepared(prepared, config)
 
 
 __all__ = ["score", "fisher_matrix", "score_prepared", "fisher_matrix_prepared", "FisherResult", "Factors",

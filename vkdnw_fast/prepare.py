@@ -75,6 +75,8 @@ class PreparedModel:
     seed: what the initialisation and the batch were drawn from.
     input_rng_state: the CPU generator's state right after the initialisation (None when no
         initialisation drew from it), from which ``gaussian_inputs`` replays the batch stream.
+    logits: where the logits are in the model's output (``pick_logits``); None for a bare tensor
+        or an unambiguous structure.
     """
 
     model: nn.Module
@@ -82,6 +84,7 @@ class PreparedModel:
     seed: int
     device: torch.device
     input_rng_state: torch.Tensor | None = field(default=None, repr=False)
+    logits: Any = None
 
     def copy_model(self) -> nn.Module:
         """A deep copy of ``model``, free to be changed."""
@@ -101,13 +104,15 @@ class PreparedModel:
 
 def prepare(model: nn.Module, *, inputs: torch.Tensor | None = None, input_shape: tuple[int, ...] | None = None,
             batch_size: int = 64, seed: int = 0, device: torch.device | str | None = None,
-            init: str | None = "kaiming_normal_fan_in", memory_format: str = "auto") -> PreparedModel:
+            init: str | None = "kaiming_normal_fan_in", memory_format: str = "auto",
+            logits: Any = None) -> PreparedModel:
     """A ``PreparedModel`` of ``model`` (see the module docstring).
 
     inputs: the scoring batch; default ``batch_size`` samples of N(0, 1) of shape ``input_shape``,
         drawn after the initialisation from ``torch.Generator().manual_seed(seed)``.
     init: ``kaiming_normal_fan_in`` (``vkdnw_fast.init``) or None to keep the model's weights.
     device: default where the model lives (else the inputs', else the CPU).
+    logits: where the logits are in the model's output (``pick_logits``), kept for every scorer.
     """
     seed = check_seed(seed)
     device = resolve_device(model, inputs, device)
@@ -133,7 +138,7 @@ def prepare(model: nn.Module, *, inputs: torch.Tensor | None = None, input_shape
     if use_channels_last(work, inputs, memory_format):
         work = work.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return PreparedModel(model=work, inputs=inputs, seed=seed, device=device, input_rng_state=state)
+    return PreparedModel(model=work, inputs=inputs, seed=seed, device=device, input_rng_state=state, logits=logits)
 
 
 @contextlib.contextmanager
@@ -279,13 +284,68 @@ def probe_forward(model: nn.Module, inputs: torch.Tensor, *, seed: int = 0) -> s
     return probe.called
 
 
-def check_logits(output: Any, model: nn.Module, *, min_classes: int = 2, finite: bool = True) -> torch.Tensor:
-    """The (N, C) logits ``model`` returned, C >= ``min_classes`` (the Fisher information needs 2) and
-    all finite with ``finite``; a clear error naming the model otherwise."""
+def describe_output(value: Any, depth: int = 0) -> str:
+    """A model output's structure for error messages: ``tuple(Tensor(6, 8), Tensor(6, 10))``."""
+    if isinstance(value, torch.Tensor):
+        return f"Tensor{tuple(value.shape)}"
+    if depth == 3:
+        return "..."
+    if isinstance(value, dict):
+        return f"{type(value).__name__}(" + ", ".join(f"{k!r}: {describe_output(v, depth + 1)}"
+                                                      for k, v in value.items()) + ")"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return f"{type(value).__name__}(" + ", ".join(f"{f.name}={describe_output(getattr(value, f.name), depth + 1)}"
+                                                      for f in dataclasses.fields(value)) + ")"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__}(" + ", ".join(describe_output(v, depth + 1) for v in value) + ")"
+    return type(value).__name__
+
+
+def pick_logits(output: Any, logits: Any = None, model: nn.Module | None = None) -> Any:
+    """The logits in a model's ``output``.
+
+    ``logits``: None for a bare tensor, else the output's ``logits`` key or attribute (a dict, a
+    dataclass, Hugging Face's ModelOutput, torchvision's InceptionOutputs) or its only tensor; a
+    key (str, or an int index into a tuple), an attribute name, or a callable taking the output.
+    Anything ambiguous or missing is an error naming the output's structure.
+    """
+    name = type(model).__name__ if model is not None else "the model"
+
+    def fail(problem: str) -> TypeError:
+        return TypeError(f"{name} returned {describe_output(output)}: {problem}; pass logits= (a key, an index, "
+                         "an attribute name, or a callable taking the output) to say where the (N, C) logits are")
+
+    if callable(logits):
+        return logits(output)
+    if logits is not None:
+        try:
+            if isinstance(output, dict) or (isinstance(logits, int) and isinstance(output, (tuple, list))):
+                return output[logits]
+            if isinstance(logits, str):
+                return getattr(output, logits)
+        except (KeyError, IndexError, AttributeError):
+            raise fail(f"it has no {logits!r}") from None
+        raise fail(f"logits={logits!r} does not apply to a {type(output).__name__}")
+    if isinstance(output, torch.Tensor):
+        return output
+    named = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
+    if isinstance(named, torch.Tensor):
+        return named
+    tensors = _leaves(output) if isinstance(output, (tuple, list, dict)) or dataclasses.is_dataclass(output) else []
+    if len(tensors) == 1:
+        return tensors[0]
+    raise fail("which part is the logits is ambiguous" if tensors else "it holds no tensor")
+
+
+def check_logits(output: Any, model: nn.Module, *, logits: Any = None, min_classes: int = 2,
+                 finite: bool = True) -> torch.Tensor:
+    """The (N, C) logits in ``model``'s output (``pick_logits``), C >= ``min_classes`` (the Fisher
+    information needs 2) and all finite with ``finite``; a clear error naming the model otherwise."""
     name = type(model).__name__
+    output = pick_logits(output, logits, model)
     if not isinstance(output, torch.Tensor):
-        raise TypeError(f"{name} returned {type(output).__name__}; scoring needs the logits as one (N, C) "
-                        "tensor: wrap the model so that forward returns them")
+        raise TypeError(f"the logits of {name} are a {type(output).__name__}; scoring needs one (N, C) tensor "
+                        "(logits= picks it out of a structured output)")
     if output.dim() != 2:
         raise ValueError(f"{name} returned logits of shape {tuple(output.shape)}; expected (N, C)")
     if output.shape[1] < min_classes:
@@ -300,4 +360,5 @@ def check_logits(output: Any, model: nn.Module, *, min_classes: int = 2, finite:
 
 
 __all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "check_logits",
-           "check_seed", "resolve_device", "use_channels_last", "parameter_dtype", "MEMORY_FORMATS"]
+           "pick_logits", "describe_output", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
+           "MEMORY_FORMATS"]
