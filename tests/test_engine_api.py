@@ -13,7 +13,12 @@ from torch import nn
 
 import vkdnw_fast as vf
 import vkdnw_fast.reference as reference
+from vkdnw_fast import ops
 from vkdnw_fast.init import initialise
+from vkdnw_fast.prepare import probe_forward
+from vkdnw_fast.samplers import WeightSampler, register_sampler, sampler_for
+from vkdnw_fast.samplers.conv import ConvSampler
+from vkdnw_fast.samplers.registry import overridden_methods
 from vkdnw_fast.proxies import ProxyError, compute_proxies
 
 from fisher_oracle import entropy_of, oracle_fisher
@@ -328,3 +333,97 @@ def test_structured_output_in_the_proxies():
 def test_ambiguous_or_missing_logits_are_errors_naming_the_output(wrapper, logits, message):
     with pytest.raises(TypeError, match=message):
         vf.score(wrapper(initialised(SubclassNet())), batch(), config=config("exact"), logits=logits)
+
+
+# --- Registering a sampler (the README's examples) ---------------------------------------------------
+
+class CheckedConv(nn.Conv2d):
+    """Overrides forward but computes exactly Conv2d's: registering the Conv2d sampler for it
+    explicitly skips the per-call verification an overriding subclass otherwise gets."""
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError("CheckedConv takes (N, C, H, W)")
+        return super().forward(x)
+
+
+class ChannelScale(nn.Module):
+    """A layer of one's own: y[n, c] = weight[c] * x[n, c]."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x):
+        return x * self.weight.view(1, -1, 1, 1)
+
+
+register_sampler(CheckedConv)(ConvSampler)
+
+
+@register_sampler(ChannelScale)
+class ChannelScaleSampler(WeightSampler):
+    """d y[n, c, l] / d weight[c] = x[n, c, l]: a 1-d correlation of input channel c with output
+    gradient channel c, which is what ``ops.sampled_grad`` computes for the coordinate (c, c, 0)."""
+
+    sampled_params = ("weight",)
+
+    def coordinate(self, module, param_name, flat_index):
+        return (flat_index, flat_index, 0)  # (output channel, input channel, kernel offset)
+
+    def capture(self, module, plan, args):
+        return (plan.keep(args[0].flatten(2), 1),)  # only the input channels the coordinates read
+
+    def grads(self, module, plan, saved, grad_output):
+        return ops.sampled_grad(saved[0], grad_output.flatten(2), plan.op_coords, (1,), (0,), (1,), 1)
+
+
+class OwnLayersNet(nn.Module):
+    def __init__(self, classes=5):
+        super().__init__()
+        self.conv = CheckedConv(3, 6, 3, padding=1)
+        self.scale = ChannelScale(6)
+        self.fc = nn.Linear(6, classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.scale(self.conv(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+def test_registered_samplers_match_the_oracle(preset):
+    model = initialised(OwnLayersNet())
+    with torch.no_grad():
+        model.scale.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(2))
+    make = copies(model)
+    # The explicit registration wins over the Conv2d base: its own instance, tapped on the output.
+    assert sampler_for(model.conv) is not sampler_for(nn.Conv2d(1, 1, 1)) and overridden_methods(model.conv) == []
+    names = ["conv.weight", "conv.bias", "scale.weight", "fc.weight", "fc.bias"] if preset == "paper" else \
+        ["conv.weight", "fc.weight"]  # ChannelScale is not a layer (vkdnw_fast.layers)
+    assert_matches_oracle(make, preset, batch(), [f"{name}[0]" for name in names])
+
+
+# --- The probe: what independent models pass, what it returns ----------------------------------------
+
+class PerSampleNorms(nn.Module):
+    """GroupNorm and LayerNorm normalise within each sample: no interaction."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.gn = nn.GroupNorm(2, 4)
+        self.ln = nn.LayerNorm(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.ln(self.gn(self.conv(x)).mean((2, 3))))
+
+
+def test_probe_passes_independent_models_and_lists_the_modules_called():
+    model = PerSampleNorms().double().eval()
+    assert probe_forward(model, batch()) == set(model.modules())
+    vit = tiny_vit().eval()
+    called = probe_forward(vit, batch())
+    attention = vit.encoder.layers[0].self_attn
+    assert attention in called and attention.out_proj not in called and vit.encoder.layers[1].linear2 in called
+    # One sample: nothing can interact, the modules are still listed.
+    assert vit.head in probe_forward(vit, batch(n=1))
