@@ -126,6 +126,17 @@ def test_subclasses_of_sampled_layers_match_the_oracle(preset):
     assert result.aleph == (len(names) if preset == "paper" else 4)
 
 
+def test_final_linear_subclass_overriding_forward_is_not_taken_for_the_features_plan():
+    """With D = 8 features < C = 12 classes the plain final Linear is taken as z = W h + b; a
+    subclass returning 2 (W h + b) + 1 must not be."""
+    model = SubclassNet(classes=12)
+    model.fc2 = ScaledLinear(8, 12)
+    result = assert_matches_oracle(copies(initialised(model)), "exact", batch())
+    assert result.strategy.startswith("rows")
+    model.fc2 = PlainLinearSub(8, 12)
+    assert vf.score(initialised(model), batch(), config=config("exact")).strategy.startswith("features (D=8")
+
+
 class StandardisedConv(nn.Conv2d):
     """Transforms its weight before the convolution (timm's StdConv2d): no Conv2d formula applies."""
 

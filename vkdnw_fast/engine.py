@@ -306,7 +306,9 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
 
     def record(mod, args, output):
         last_linear["call"] = (mod, args[0], output)
-    handles += [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
+    # A Linear subclass overriding forward (2 W h + 1) does not give logits = W h + b: no 'features' plan.
+    handles += [m.register_forward_hook(record) for m in model.modules()
+                if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward]
     handles += batch_statistics_hooks(model, config)
     with removing(handles), stage("forward"):
         logits = check_logits(model(inputs), model, logits=logits_at)
