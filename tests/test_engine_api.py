@@ -126,6 +126,14 @@ def test_subclasses_of_sampled_layers_match_the_oracle(preset):
     assert result.aleph == (len(names) if preset == "paper" else 4)
 
 
+def test_subclasses_in_float32_are_verified_and_close_to_the_oracle():
+    """The op tap's check allows float32 rounding (no false refusal) and the result stays exact."""
+    model, x = initialised(SubclassNet()), batch()
+    result = vf.score(copy.deepcopy(model).float(), x.float(), config=config("exact"))
+    truth = oracle_fisher(copy.deepcopy(model), x, coords_of(result), "exact")
+    assert relative_error(vf.fisher_matrix(model.float(), x.float(), config=config("exact")), truth) < 1e-4
+
+
 def test_final_linear_subclass_overriding_forward_is_not_taken_for_the_features_plan():
     """With D = 8 features < C = 12 classes the plain final Linear is taken as z = W h + b; a
     subclass returning 2 (W h + b) + 1 must not be."""

@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import PreparedModel, check_logits, pick_logits, prepare, probe_forward, scoring_mode
+from .prepare import PreparedModel, check_logits, pick_logits, prepare, probe_forward, same_up_to, scoring_mode
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
@@ -136,7 +136,8 @@ class _OpTap(TorchFunctionMode):
         with torch.no_grad():
             expected = self.base.forward(module, args[0])  # this mode is off inside its own handler
         scale = float(expected.abs().max()) if expected.numel() else 0.0
-        if expected.shape != output.shape or float((output.detach() - expected).abs().max()) > 1e-5 * scale:
+        if expected.shape != output.shape or \
+                float((output.detach() - expected).abs().max()) > same_up_to(output.dtype) * scale:
             raise ValueError(
                 f"{self.site.describe()} overrides {self.base.__name__}.{'/'.join(overridden_methods(module))} and "
                 f"applies its parameters with {getattr(func, '__name__', func)} differently from "
