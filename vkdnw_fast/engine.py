@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call, jvp, vmap
+from torch.overrides import TorchFunctionMode
 
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import PreparedModel, check_logits, check_sample_independence, prepare, scoring_mode
+from .prepare import PreparedModel, check_logits, pick_logits, prepare, probe_forward, same_up_to, scoring_mode
 from .samplers import ModulePlan, WeightSampler, sampler_for
+from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
 from .selection import SampledWeight, Selection, aleph as count_aleph, select_weights
 from .spectrum import fisher_eigenvalues, vkdnw_entropy
@@ -48,7 +50,8 @@ _FORWARD_TANGENT_COST = 4.0
 @dataclass
 class FisherResult:
     """What ``score`` returns. ``single`` = aleph + vkdnw (docs/method.md §2). ``weights`` names the sampled
-    scalars; ``skipped`` the layers left out ({module name: reason})."""
+    scalars; ``skipped`` what was left out with the reason: {layer: reason} under weights='layers' (so that
+    aleph = num_weights + len(skipped) there), {parameter: reason} under 'parameter_tensors'."""
 
     vkdnw: float
     aleph: int
@@ -99,6 +102,76 @@ class _Site:
     sampler: WeightSampler
     plan: ModulePlan
     sink: torch.Tensor
+    calls: int = 0  # taps spliced in this forward (a module called twice is tapped twice; the sink sums)
+
+    def tap(self, output: torch.Tensor, args: tuple) -> torch.Tensor:
+        self.calls += 1
+        return _Tap.apply(output, self.sink, self, *self.sampler.capture(self.module, self.plan, args))
+
+    def describe(self) -> str:
+        return f"{type(self.module).__name__} '{self.plan.module_name}'"
+
+
+class _OpTap(TorchFunctionMode):
+    """Active during the forward of a module whose class overrides methods of its registered base
+    class (e.g. a BatchNorm2d subclass applying an activation inside ``forward``). The module's
+    output is then not the base's, but the op that applies the module's own parameters to an input
+    (``batch_norm(x, ..., self.weight, self.bias)``) still is the base's forward on that input: the
+    tap sits on that op's output, with that op's input, once this is verified on the values."""
+
+    def __init__(self, site: _Site):
+        super().__init__()
+        self.site = site
+        self.params = [p for p in site.module._parameters.values() if p is not None]
+        self.base = registered_base(site.module)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        output = func(*args, **kwargs)
+        operands = (*args[1:], *kwargs.values())
+        if not (args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor)
+                and any(a is p for a in operands for p in self.params)):
+            return output
+        module = self.site.module
+        with torch.no_grad():
+            expected = self.base.forward(module, args[0])  # this mode is off inside its own handler
+        scale = float(expected.abs().max()) if expected.numel() else 0.0
+        if expected.shape != output.shape or \
+                float((output.detach() - expected).abs().max()) > same_up_to(output.dtype) * scale:
+            raise ValueError(
+                f"{self.site.describe()} overrides {self.base.__name__}.{'/'.join(overridden_methods(module))} and "
+                f"applies its parameters with {getattr(func, '__name__', func)} differently from "
+                f"{self.base.__name__}.forward (another output for the same input), so the {self.base.__name__} "
+                f"sampler's per-sample gradients would be wrong; register a sampler for {type(module).__name__} "
+                "with vkdnw_fast.samplers.register_sampler")
+        return self.site.tap(output, (args[0],))
+
+
+class _Patched:
+    """``module.forward`` replaced by ``forward`` until ``remove()`` (a handle for ``removing``)."""
+
+    def __init__(self, module: nn.Module, forward):
+        self.module, self.saved = module, module.__dict__.get("forward")
+        module.forward = forward
+
+    def remove(self) -> None:
+        if self.saved is None:
+            del self.module.forward
+        else:
+            self.module.forward = self.saved
+
+
+def _tap_sampled_module(site: _Site):
+    """Splice the site's tap into every call of its module: on the module's output when its class
+    computes what the registered base class does, else on the op applying its parameters."""
+    if not overridden_methods(site.module):
+        return site.module.register_forward_hook(lambda mod, args, output: site.tap(output, args))
+    original = site.module.forward
+
+    def forward(*args, **kwargs):
+        with _OpTap(site):
+            return original(*args, **kwargs)
+    return _Patched(site.module, forward)
 
 
 def _freeze_batch_statistics(module, args):
@@ -181,7 +254,7 @@ def _analytic_linear_columns(logits, features, linear_plan_weights, config):
     return ops.multinomial_factor(logits, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
 
 
-def _forward_mode(model, inputs, weights, config, logits64, chunk):
+def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at):
     """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n."""
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
@@ -198,7 +271,7 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk):
         for key, (indices, columns) in groups_t.items():
             base = params[key]
             shifted[key] = base.reshape(-1).index_add(0, indices, shift[columns]).reshape(base.shape)
-        return functional_call(model, (shifted, buffers), (inputs,))
+        return pick_logits(functional_call(model, (shifted, buffers), (inputs,)), logits_at, model)
 
     p = len(weights)
     origin = inputs.new_zeros(p)
@@ -213,34 +286,39 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk):
 
 
 def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig,
-                    weights: list[SampledWeight]) -> tuple[Factors, torch.Tensor]:
+                    weights: list[SampledWeight], *, logits_at: Any = None) -> tuple[Factors, torch.Tensor]:
     """A = M J for the prepared ``model`` (eval, no parameter requiring grad) on ``inputs``.
 
     Returns the factors and the logits. BatchNorm statistics are frozen first when
-    ``config.batchnorm == 'batch'``.
+    ``config.batchnorm == 'batch'``. The samples are assumed independent (``prepare.probe_forward``).
+    ``logits_at`` says where the logits are in the model's output (``prepare.pick_logits``).
     """
     device = inputs.device
     n, num_weights = inputs.shape[0], len(weights)
     chunk = config.pass_chunk or (64 if device.type == "cuda" else 1)
     tangent_chunk = config.pass_chunk or (64 if device.type == "cuda" else 4)
-    check_sample_independence(model)
     sites, handles = [], []
     for module, plan in _group_by_module(model, weights, device):
         sink = torch.zeros(n, len(plan.columns), dtype=inputs.dtype, device=device, requires_grad=True)
         site = _Site(module, sampler_for(module), plan, sink)
         sites.append(site)
-
-        def tap(mod, args, output, site=site):
-            return _Tap.apply(output, site.sink, site, *site.sampler.capture(mod, site.plan, args))
-        handles.append(module.register_forward_hook(tap))
+        handles.append(_tap_sampled_module(site))
     last_linear: dict[str, tuple] = {}
 
     def record(mod, args, output):
         last_linear["call"] = (mod, args[0], output)
-    handles += [m.register_forward_hook(record) for m in model.modules() if isinstance(m, nn.Linear)]
+    # A Linear subclass overriding forward (2 W h + 1) does not give logits = W h + b: no 'features' plan.
+    handles += [m.register_forward_hook(record) for m in model.modules()
+                if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward]
     handles += batch_statistics_hooks(model, config)
     with removing(handles), stage("forward"):
-        logits = check_logits(model(inputs), model)
+        logits = check_logits(model(inputs), model, logits=logits_at)
+    untapped = [site.describe() for site in sites if site.calls == 0]
+    if untapped:
+        raise ValueError(f"{', '.join(untapped)} own(s) sampled parameters but the forward never applied them "
+                         "through the module (it was not called, its weight is used by another module's "
+                         "functional call, or its overriding forward transforms the weight first); register a "
+                         "sampler for that class with vkdnw_fast.samplers.register_sampler")
 
     logits64 = logits.detach().to(torch.float64)
     num_classes = logits.shape[1]
@@ -286,11 +364,11 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
 
     del sites  # drop the reverse-mode graph before the forward-mode passes
     with stage("forward_mode"):
-        a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk)
+        a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk, logits_at)
     return Factors(a, f"forward (P={num_weights} tangents)", num_weights), logits
 
 
-FactorsFn = Callable[[nn.Module, torch.Tensor, FisherConfig, list[SampledWeight]], tuple[Factors, torch.Tensor]]
+FactorsFn = Callable[..., tuple[Factors, torch.Tensor]]  # (model, inputs, config, weights, *, logits_at)
 
 
 def _factors_of(prepared: PreparedModel, config: FisherConfig,
@@ -299,9 +377,12 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
     ``compute_factors`` unless the reference's is given); the model is scored in place in eval
     mode and left as it was. Also returns aleph."""
     with scoring_mode(prepared.model) as model:
+        with stage("probe"):
+            called = probe_forward(model, prepared.inputs)
         with stage("select"):
-            selection = select_weights(model, config)
-        factors, _ = (factors_fn or compute_factors)(model, prepared.inputs, config, selection.weights)
+            selection = select_weights(model, config, called)
+        factors, _ = (factors_fn or compute_factors)(model, prepared.inputs, config, selection.weights,
+                                                     logits_at=prepared.logits)
     if not torch.isfinite(factors.a).all():
         raise ValueError(
             f"the {config.factor!r} factor produced non-finite values for {type(prepared.model).__name__}. With "
@@ -337,32 +418,36 @@ def fisher_matrix_prepared(prepared: PreparedModel, config: FisherConfig | str |
 
 
 def prepare_for(model: nn.Module, inputs, input_shape, batch_size: int, config: FisherConfig, device,
-                seed: int) -> PreparedModel:
+                seed: int, logits: Any = None) -> PreparedModel:
     """``prepare`` with the config's initialisation and memory format."""
     with stage("prepare"):
         return prepare(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size, seed=seed,
-                       device=device, init=config.init, memory_format=config.memory_format)
+                       device=device, init=config.init, memory_format=config.memory_format, logits=logits)
 
 
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
-          config: FisherConfig | str | None = None, device=None, seed: int = 0) -> FisherResult:
+          config: FisherConfig | str | None = None, device=None, seed: int = 0, logits: Any = None) -> FisherResult:
     """VKDNW of ``model`` (docs/method.md §2) with the Fisher engine.
 
     Initialises a copy of the model as ``config.init`` says (from ``seed``), draws a Gaussian
     batch (``batch_size`` x ``input_shape``) from the same seed unless ``inputs`` is given, and
     leaves the caller's model and the global RNG untouched. With ``init=None`` and given inputs
-    the result is a function of (weights, inputs, config) alone.
+    the result is a function of (weights, inputs, config) alone. ``logits``: where the logits are
+    when the model does not return them as one tensor: a key (``"logits"``, or an index into a
+    tuple), an attribute name, or a callable taking the output (``vkdnw_fast.prepare.pick_logits``);
+    a ``logits`` key or attribute, or a structure holding a single tensor, needs none.
     """
     config = resolve_config(config)
-    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed), config)
+    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits), config)
 
 
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
-                  seed: int = 0) -> torch.Tensor:
+                  seed: int = 0, logits: Any = None) -> torch.Tensor:
     """The P x P Fisher matrix (1/N) sum_n A_n^T A_n in float64, same arguments as ``score``."""
     config = resolve_config(config)
-    return fisher_matrix_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed), config)
+    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits)
+    return fisher_matrix_prepared(prepared, config)
 
 
 __all__ = ["score", "fisher_matrix", "score_prepared", "fisher_matrix_prepared", "FisherResult", "Factors",

@@ -15,7 +15,7 @@ from torch.func import functional_call, jacrev, vmap
 from .config import FisherConfig, resolve_config
 from .engine import Factors, FisherResult, batch_statistics_hooks, fisher_matrix_prepared, prepare_for, score_prepared
 from .hooks import removing
-from .prepare import check_logits, check_sample_independence
+from .prepare import check_logits, pick_logits
 from .ops import twins
 from .selection import SampledWeight
 from .timing import stage
@@ -42,10 +42,9 @@ def dense_factor(logits: torch.Tensor, config: FisherConfig) -> torch.Tensor:
 
 
 def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig,
-                      weights: list[SampledWeight]) -> tuple[Factors, torch.Tensor]:
-    check_sample_independence(model)
+                      weights: list[SampledWeight], *, logits_at=None) -> tuple[Factors, torch.Tensor]:
     with removing(batch_statistics_hooks(model, config)), torch.no_grad():
-        logits = check_logits(model(inputs), model)
+        logits = check_logits(model(inputs), model, logits=logits_at)
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     keys = [w.param_key for w in weights]
@@ -57,7 +56,8 @@ def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConf
             columns = [j for j, k in enumerate(keys) if k == key]
             index = torch.tensor([weights[j].flat_index for j in columns], device=sample.device)
             replaced[key] = params[key].reshape(-1).index_put((index,), sampled[columns]).reshape(params[key].shape)
-        return functional_call(model, (replaced, buffers), (sample.unsqueeze(0),)).squeeze(0)
+        output = functional_call(model, (replaced, buffers), (sample.unsqueeze(0),))
+        return pick_logits(output, logits_at, model).squeeze(0)
 
     with stage("reference_jacobian"):
         jacobian = vmap(jacrev(logits_of_one), in_dims=(None, 0))(values, inputs)   # (N, C, P)
@@ -68,16 +68,16 @@ def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConf
 
 
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
-          config: FisherConfig | str | None = None, device=None, seed: int = 0) -> FisherResult:
+          config: FisherConfig | str | None = None, device=None, seed: int = 0, logits=None) -> FisherResult:
     """``vkdnw_fast.score`` computed the slow, straightforward way."""
     config = resolve_config(config)
-    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed)
+    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits)
     return score_prepared(prepared, config, factors_fn=reference_factors)
 
 
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
-                  seed: int = 0) -> torch.Tensor:
+                  seed: int = 0, logits=None) -> torch.Tensor:
     config = resolve_config(config)
-    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed)
+    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits)
     return fisher_matrix_prepared(prepared, config, factors_fn=reference_factors)

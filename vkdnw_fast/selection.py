@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Collection
 
 import numpy as np
 from torch import nn
@@ -52,44 +53,67 @@ def _owners(model: nn.Module) -> dict[int, tuple[str, nn.Module, str]]:
 
 @dataclass(frozen=True)
 class Selection:
-    """The sampled weights in column order, and the layers left out with the reason."""
+    """The sampled weights in column order, and what was left out with the reason: layers
+    (``layers``) or parameter tensors (``parameter_tensors``), {name: reason}."""
 
     weights: list[SampledWeight]
     skipped: dict[str, str]
 
 
 def _no_sampler(module: nn.Module) -> str:
-    return (f"no weight sampler is registered for {type(module).__name__} (supported: "
+    return (f"no weight sampler is registered for {type(module).__name__} or a base class of it (supported: "
             f"{', '.join(supported_types())}); register one with vkdnw_fast.samplers.register_sampler")
 
 
-def select_weights(model: nn.Module, config: FisherConfig) -> Selection:
+NOT_CALLED = ("the forward never calls it as a module, so no tap can see its output (its owner may apply "
+              "its weight through a functional call, as nn.MultiheadAttention does with out_proj)")
+
+
+def _unsampleable(module: nn.Module, param_name: str, called: Collection[nn.Module] | None) -> str | None:
+    """Why ``param_name`` of ``module`` cannot be sampled, or None."""
+    sampler = sampler_for(module)
+    if sampler is None:
+        return _no_sampler(module)
+    if param_name not in sampler.sampled_params:
+        return f"its sampler samples {', '.join(sampler.sampled_params)} only"
+    if called is not None and module not in called:
+        return NOT_CALLED
+    return None
+
+
+def select_weights(model: nn.Module, config: FisherConfig, called: Collection[nn.Module] | None = None) -> Selection:
     """Which scalar weights are sampled (docs/method.md §3). ``parameter_tensors``: one element of each of the
     first ``max_weights`` parameter tensors, an error naming the module if one cannot be sampled.
-    ``layers``: the ``weight`` of each of the first ``max_weights`` layers the engine can sample;
-    a layer it cannot is recorded in ``skipped``, not counted."""
+    ``layers``: the ``weight`` of each of the first ``max_weights`` layers the engine can sample.
+    ``called``: the modules the forward calls (``prepare.probe_forward``); one it does not call
+    cannot be sampled. Every layer (``layers``) or parameter tensor (``parameter_tensors``) left out
+    is in ``skipped`` with the reason, so that aleph = sampled + skipped under ``exact``."""
     rng = np.random.default_rng(config.element_seed)
     chosen: list[tuple[str, nn.Module, str]] = []
     skipped: dict[str, str] = {}
+    beyond = f"beyond the first max_weights={config.max_weights}"
     if config.weights == "parameter_tensors":
         owners = _owners(model)
-        for _, param in list(model.named_parameters())[: config.max_weights]:
+        for position, (key, param) in enumerate(model.named_parameters()):
+            if position >= config.max_weights:
+                skipped[key] = f"{beyond} parameter tensors"
+                continue
             module_name, module, param_name = owners[id(param)]
-            sampler = sampler_for(module)
-            if sampler is None or param_name not in sampler.sampled_params:
+            reason = _unsampleable(module, param_name, called)
+            if reason is not None:
                 raise ValueError(f"cannot sample parameter '{param_name}' of {type(module).__name__} "
-                                 f"'{module_name}': {_no_sampler(module)}")
+                                 f"'{module_name}': {reason}")
             chosen.append((module_name, module, param_name))
     else:
         for module_name, module in named_layers(model):
-            if len(chosen) == config.max_weights:
-                break
-            if getattr(module, "weight", None) is None:
-                skipped[module_name] = "it has no weight"
-            elif sampler_for(module) is None:
-                skipped[module_name] = _no_sampler(module)
-            else:
+            reason = "it has no weight" if getattr(module, "weight", None) is None else \
+                _unsampleable(module, "weight", called)
+            if reason is None and len(chosen) == config.max_weights:
+                reason = f"{beyond} sampleable layers"
+            if reason is None:
                 chosen.append((module_name, module, "weight"))
+            else:
+                skipped[module_name] = reason
     selected = []
     for module_name, module, param_name in chosen:
         numel = getattr(module, param_name).numel()

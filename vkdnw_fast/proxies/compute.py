@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -53,7 +53,7 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
                     num_classes: int | None = None, seed: int = 0,
                     device: torch.device | str | None = None, arch: str | None = None,
                     space: ArchitectureSpace | None = None, fisher_config: FisherConfig | str | None = None,
-                    init: str | None = FROM_CONFIG) -> dict[str, float]:
+                    init: str | None = FROM_CONFIG, logits: Any = None) -> dict[str, float]:
     """Evaluate the named proxies on one initialised copy of ``model`` and one input batch.
 
     inputs: the scoring batch; default ``batch_size`` samples of N(0, 1) noise of shape
@@ -65,6 +65,8 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
     fisher_config: the Fisher proxies' configuration (default the default preset); its ``init``
         initialises the copy every proxy sees, unless ``init`` is given: a method
         (``kaiming_normal_fan_in``) or None to keep the model's weights.
+    logits: where the logits are in the model's output when it is not one tensor (a key, an
+        index, an attribute name or a callable; ``vkdnw_fast.prepare.pick_logits``).
     Returns {name: value}, higher is better. The caller's model and torch's global RNG state
     are left unchanged: the proxies run inside ``torch.random.fork_rng`` with the global generator
     seeded from ``seed``, so that randomness inside a model (e.g. dropout) is reproducible.
@@ -78,7 +80,7 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
         with stage("prepare"):
             ctx = build_context(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size,
                                 num_classes=num_classes, seed=seed, device=device, arch=arch, space=space,
-                                fisher_config=fisher_config, init=init)
+                                fisher_config=fisher_config, init=init, logits=logits)
         return compute_on(ctx, names)
 
 

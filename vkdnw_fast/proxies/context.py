@@ -31,10 +31,11 @@ PROXY_STREAM = 0x50524F58  # ctx.generator()
 GLOBAL_STREAM = 0x474C4F42  # torch's global generator inside compute_proxies
 
 
-def as_logits(output: Any, model: nn.Module) -> torch.Tensor:
-    """The (N, C) logits a model returned, whatever their values (a proxy decides what to make of
+def as_logits(output: Any, model: nn.Module, logits: Any = None) -> torch.Tensor:
+    """The (N, C) logits in a model's output (``logits``: where, as ``prepare.pick_logits`` takes it;
+    a proxy passes ``ctx.prepared.logits``), whatever their values (a proxy decides what to make of
     non-finite ones); a clear error for anything else."""
-    return check_logits(output, model, min_classes=1, finite=False)
+    return check_logits(output, model, logits=logits, min_classes=1, finite=False)
 
 
 def derived_seed(seed: int, stream: int) -> int:
@@ -113,7 +114,7 @@ def build_context(model: nn.Module, *, inputs: torch.Tensor | None = None,
                   num_classes: int | None = None, seed: int = 0,
                   device: torch.device | str | None = None, arch: str | None = None,
                   space: ArchitectureSpace | None = None, fisher_config: FisherConfig | str | None = None,
-                  init: str | None = FROM_CONFIG) -> ProxyContext:
+                  init: str | None = FROM_CONFIG, logits: Any = None) -> ProxyContext:
     """The context ``compute_proxies`` evaluates proxies on (see there for the arguments).
 
     Prepares ``model`` once (``vkdnw_fast.prepare``: a copy initialised from ``seed``, the batch,
@@ -130,7 +131,7 @@ def build_context(model: nn.Module, *, inputs: torch.Tensor | None = None,
             raise ValueError("give inputs, input_shape or space, so the input batch's shape is known")
         input_shape = space.input_shape
     prepared = prepare(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size, seed=seed,
-                       device=device, init=config.init, memory_format=config.memory_format)
+                       device=device, init=config.init, memory_format=config.memory_format, logits=logits)
     if num_classes is None:
         num_classes = space.num_classes if space is not None else _count_classes(prepared)
     return ProxyContext(prepared=prepared, num_classes=int(num_classes), arch=arch, space=space,
@@ -144,7 +145,7 @@ def _count_classes(prepared: PreparedModel) -> int:
     model.eval()
     try:
         with torch.no_grad():
-            return as_logits(model(prepared.inputs[:1]), model).shape[1]
+            return as_logits(model(prepared.inputs[:1]), model, prepared.logits).shape[1]
     finally:
         for module, training in modes:
             module.training = training

@@ -206,7 +206,7 @@ def training_forward(ctx: ProxyContext) -> TrainingForward:
     layer_hooks = [module.register_forward_hook(lambda m, args, out: outputs.append((m, out)))
                    for _, module in layers.named_layers(model)]
     with removing([*relu_input_hooks(model, inputs.shape[0], hamming, kernel.update), *maps.hooks(), *layer_hooks]):
-        logits = as_logits(model(inputs), model)
+        logits = as_logits(model(inputs), model, ctx.prepared.logits)
     maps.finish()
     hamming.value = kernel.kernel
     forward = TrainingForward(model, inputs, logits, maps.record, hamming, outputs)
@@ -215,9 +215,13 @@ def training_forward(ctx: ProxyContext) -> TrainingForward:
 
 
 def class_logits(ctx: ProxyContext, model: nn.Module, output: Any) -> torch.Tensor:
-    """The (N, C) logits of ``output``, finite and with the context's number of classes (the range
-    of the random labels)."""
-    logits = check_finite(as_logits(output, model), "the network's logits")
+    """The (N, C) logits of a model's ``output``, finite and with the context's number of classes
+    (the range of the random labels)."""
+    return checked_classes(ctx, as_logits(output, model, ctx.prepared.logits))
+
+
+def checked_classes(ctx: ProxyContext, logits: torch.Tensor) -> torch.Tensor:
+    logits = check_finite(logits, "the network's logits")
     if logits.shape[1] != ctx.num_classes:
         raise ValueError(f"the model returns {logits.shape[1]} logits, the context says {ctx.num_classes} classes")
     return logits
@@ -226,7 +230,7 @@ def class_logits(ctx: ProxyContext, model: nn.Module, output: Any) -> torch.Tens
 def training_loss(ctx: ProxyContext) -> torch.Tensor:
     """Mean cross-entropy of the shared forward's logits against the context's random labels."""
     forward = training_forward(ctx)
-    return F.cross_entropy(class_logits(ctx, forward.model, forward.logits), labelled_batch(ctx)[1])
+    return F.cross_entropy(checked_classes(ctx, forward.logits), labelled_batch(ctx)[1])
 
 
 @dataclass

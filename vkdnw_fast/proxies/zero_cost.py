@@ -74,7 +74,7 @@ def synflow(ctx: ProxyContext) -> float:
                 tensor.abs_()
     ones = torch.ones((1, *ctx.inputs.shape[1:]), dtype=torch.float64, device=ctx.device)
     weights = layer_weights(model)
-    grads = torch.autograd.grad(as_logits(model(ones), model).sum(), weights, allow_unused=True)
+    grads = torch.autograd.grad(as_logits(model(ones), model, ctx.prepared.logits).sum(), weights, allow_unused=True)
     return sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None)
 
 
