@@ -209,3 +209,13 @@ def test_plot_scatter_command_redraws_a_saved_run(tmp_path, capsys):
     run = _store(tmp_path / "run", spec, _records(spec))
     assert cli.main(["plot", "scatter", str(run), "--aggregate", "naswot,flops"]) == 0
     assert (run / "scatter.png").read_bytes()[:4] == b"\x89PNG" and "scatter.png" in capsys.readouterr().out
+
+
+def test_a_run_of_quantile_levels_alone_still_gets_its_panels_and_constant_ones_read_na():
+    spec = EvaluationSpec(proxies=("fim_q1", "fim_q2"), limit=6, seeds=(0,))
+    records = [{"arch": a, "seed": 0, "values": {"fim_q1": float(i % 4), "fim_q2": 1.0}} for i, a in enumerate(spec.archs())]
+    titles = _titles(scatter_plot(spec, records))
+    accuracy = [NB201.value(a, "cifar10") for a in spec.archs()]
+    assert _kt_spr(titles["fim_q1"])[0] == pytest.approx(stats.kendalltau([i % 4 for i in range(6)], accuracy)[0],
+                                                        abs=5.01e-4)
+    assert "KT n/a  SPR n/a" in titles["fim_q2"]

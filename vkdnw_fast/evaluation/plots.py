@@ -101,7 +101,9 @@ def _panel(ax, title: str, label: str, per_seed: np.ndarray, accuracy: np.ndarra
             ax.xaxis.get_major_locator().set_params(numticks=6)  # values spanning tens of decades
         elif seeds > 1:
             label += " (mean over seeds)"
-    ax.scatter(x, accuracy, s=4, alpha=0.5)
+    infinite = np.isinf(mean)
+    ax.scatter(x[~infinite], accuracy[~infinite], s=4, alpha=0.5)
+    ax.scatter(x[infinite], accuracy[infinite], s=14, marker="x", color="C3")  # ±inf, at the rank axis's ends
     ax.set_title("\n".join(lines), fontsize=9)
     ax.set_xlabel("\n".join(textwrap.wrap(label, 48)), fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -118,7 +120,7 @@ def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path
     ranked = aggregates(spec, extra_aggregates)
     archs, _, table = score_table(spec, records, benchmark)
     accuracy = spec.ground_truth(benchmark).values(archs, spec.dataset, spec.metric)
-    panels = [(c, c, table[c]) for c in spec.columns() if shown(c)]
+    panels = [(c, c, table[c]) for c in [c for c in spec.columns() if shown(c)] or spec.columns()]
     for name, agg_columns in ranked.items():
         per_seed = np.full((len(spec.seeds), len(archs)), np.nan)
         clean = ~np.any([np.isnan(table[c]).any(axis=0) for c in agg_columns], axis=0)  # eq. 15 refuses NaN
@@ -155,7 +157,8 @@ def bar_plot(results: Sequence[dict], path: str | Path | None = None):
         raise ValueError("bar_plot needs the metrics of at least one run")
     names: list[str] = []
     for result in results:
-        names += [n for n in result["rankings"] if shown(n) and n not in names]
+        names += [n for n in result["rankings"] if n not in names]
+    names = [n for n in names if shown(n)] or names  # a run of quantile levels alone shows them
     fig = Figure(figsize=(1.5 + 4.5 * len(results), 1.6 + 0.36 * len(names)))
     axes = fig.subplots(1, len(results), sharey=True, squeeze=False)[0]
     y = np.arange(len(names))
