@@ -94,11 +94,9 @@ def test_scatter_titles_carry_each_rankings_kt_and_spr():
     assert set(titles) == {*PROXIES, "aggregate (eq. 15)", "aggregate(naswot,jacov) (eq. 15)"}
     accuracy = np.array([NB201.value(a, "cifar10") for a in spec.archs()])
     expected = {p: _table(spec, records, p) for p in PROXIES}
-    expected["aggregate (eq. 15)"] = np.array([_eq15([expected[p][i] for p in
-                                                      ("vkdnw_single", "jacov", "expressivity", "trainability", "flops")])
-                                               for i in range(2)])
-    expected["aggregate(naswot,jacov) (eq. 15)"] = np.array([_eq15([expected[p][i] for p in ("naswot", "jacov")])
-                                                             for i in range(2)])
+    for name, members in [("aggregate", ("vkdnw_single", "jacov", "expressivity", "trainability", "flops")),
+                          ("aggregate(naswot,jacov)", ("naswot", "jacov"))]:
+        expected[f"{name} (eq. 15)"] = np.array([_eq15([expected[p][i] for p in members]) for i in range(2)])
     for name, per_seed in expected.items():
         kendall = np.mean([stats.kendalltau(v, accuracy)[0] for v in per_seed])
         spearman = np.mean([stats.spearmanr(v, accuracy)[0] for v in per_seed])
@@ -213,7 +211,8 @@ def test_plot_scatter_command_redraws_a_saved_run(tmp_path, capsys):
 
 def test_a_run_of_quantile_levels_alone_still_gets_its_panels_and_constant_ones_read_na():
     spec = EvaluationSpec(proxies=("fim_q1", "fim_q2"), limit=6, seeds=(0,))
-    records = [{"arch": a, "seed": 0, "values": {"fim_q1": float(i % 4), "fim_q2": 1.0}} for i, a in enumerate(spec.archs())]
+    records = [{"arch": a, "seed": 0, "values": {"fim_q1": float(i % 4), "fim_q2": 1.0}}
+               for i, a in enumerate(spec.archs())]
     titles = _titles(scatter_plot(spec, records))
     accuracy = [NB201.value(a, "cifar10") for a in spec.archs()]
     assert _kt_spr(titles["fim_q1"])[0] == pytest.approx(stats.kendalltau([i % 4 for i in range(6)], accuracy)[0],

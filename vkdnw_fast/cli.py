@@ -246,7 +246,8 @@ def _add_plot_parser(plot: argparse.ArgumentParser) -> None:
         "bars", help="KT / SPR / nDCG bars of every ranking of one or several saved runs (e.g. one per dataset)",
         description="One panel per run, side by side, from each run's metrics.json (what evaluate, or report "
         "--json, recorded: its nDCG cut-off and seeds).")
-    bars.add_argument("runs", nargs="+", metavar="RUN", help="a run directory (its metrics.json) or a metrics JSON file")
+    bars.add_argument("runs", nargs="+", metavar="RUN",
+                      help="a run directory (its metrics.json) or a metrics JSON file")
     bars.add_argument("--out", required=True, help="the PNG")
     _add_aggregate_argument(bars)
     bars.set_defaults(func=cmd_plot_bars)
