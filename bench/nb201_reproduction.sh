@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The NAS-Bench-201 reproduction (README, "Reproducing the paper's Table I").
 #   bench/nb201_reproduction.sh run      score (resumable: run it again after an interruption)
-#   bench/nb201_reproduction.sh publish  copy the finished seeds to bench/results/nb201/<dataset>/
+#   bench/nb201_reproduction.sh publish  copy the finished seeds to bench/results/nb201/<dataset>/, draw
+#                                        bench/results/nb201/bars.png from every published dataset
 # Settings: WORKERS (default 1), LIMIT (unique-set sample size, default 1000; 9444 = the whole set),
 # SEEDS (default 5), NDCG_K (default: 1000 scaled to the sample, 1000 * LIMIT / 9444), DATASETS
 # (default all three; e.g. DATASETS=cifar100 to run or publish one of them).
@@ -48,6 +49,14 @@ publish() {
         python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" --json > "$dst/metrics.json"
         python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" | tee "$dst/table.txt"
     done
+    # Every published dataset's rankings at a glance (README), with the command that drew them.
+    local published=() command
+    for dataset in cifar10 cifar100 ImageNet16-120; do
+        [ -f "bench/results/nb201/$dataset/metrics.json" ] && published+=("bench/results/nb201/$dataset")
+    done
+    command="plot bars ${published[*]} --out bench/results/nb201/bars.png"
+    python -m vkdnw_fast.cli $command
+    printf '{"command": "vkdnw-fast %s"}\n' "$command" > bench/results/nb201/bars.json
 }
 
 case "${1:-}" in

@@ -297,7 +297,8 @@ def test_the_published_scores_give_the_published_metrics(dataset):
     directory = PUBLISHED / dataset
     saved = json.loads((directory / "metrics.json").read_text())
     assert saved["command"].startswith(f"vkdnw-fast nb201 report bench/results/nb201/{dataset} ")
-    results, _ = evaluation.report(directory, ndcg_k=saved["spec"]["ndcg_k"], seeds=tuple(saved["spec"]["seeds"]))
+    results, table = evaluation.report(directory, ndcg_k=saved["spec"]["ndcg_k"], seeds=tuple(saved["spec"]["seeds"]))
+    assert table + "\n" == (directory / "table.txt").read_text()  # the published table, to the byte
     assert results["architectures"] == saved["architectures"] >= 1000 and not results["failed"]
     recomputed, published = _flat(results["rankings"]), _flat(saved["rankings"])
     assert recomputed.keys() == published.keys()

@@ -104,7 +104,8 @@ def cmd_evaluate(args) -> int:
 def cmd_report(args) -> int:
     from .evaluation import report
 
-    results, table = report(args.dir, ndcg_k=args.ndcg_k, seeds=args.only_seeds, benchmark=_saved_benchmark(args))
+    results, table = report(args.dir, ndcg_k=args.ndcg_k, seeds=args.only_seeds, benchmark=_saved_benchmark(args),
+                            aggregates=args.aggregate)
     # The command goes with the JSON so that recorded metrics say how they were made.
     results = {"command": args.command_line, **results}
     print(json.dumps(results, indent=2) if args.json else table)
@@ -120,6 +121,36 @@ def _saved_benchmark(args):
 
     args.space = saved_spec(args.dir).space
     return _benchmark(args)
+
+
+def cmd_plot_scatter(args) -> int:
+    from .evaluation import load_records, scatter_plot
+    from .evaluation.report import report_spec
+
+    out = args.out or Path(args.dir) / "scatter.png"
+    scatter_plot(report_spec(args.dir, seeds=args.only_seeds), load_records(args.dir), out, _saved_benchmark(args),
+                 args.aggregate)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_plot_bars(args) -> int:
+    from .evaluation import bar_plot, report
+
+    results = []
+    for given in args.runs:
+        path = Path(given)
+        saved = path / "metrics.json" if path.is_dir() else path
+        if not saved.is_file():
+            raise FileNotFoundError(f"{given} is neither a run directory with a metrics.json nor a metrics JSON file")
+        result = json.loads(saved.read_text())
+        if args.aggregate:  # recomputed from the stored scores, at the recorded nDCG cut-off and seeds
+            result, _ = report(saved.parent, ndcg_k=result["spec"]["ndcg_k"], seeds=tuple(result["spec"]["seeds"]),
+                               aggregates=args.aggregate)
+        results.append(result)
+    bar_plot(results, args.out)
+    print(f"wrote {args.out}")
+    return 0
 
 
 def cmd_bench_throughput(args) -> int:
@@ -177,14 +208,49 @@ def _add_ground_truth_arguments(parser: argparse.ArgumentParser) -> None:
                              "292-cell subset)")
 
 
+def _add_aggregate_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--aggregate", type=_names, action="append", default=[], metavar="PROXIES",
+                        help="also rank by the eq. 15 aggregate (docs/method.md §6) of these of the run's proxies, "
+                             "comma-separated, from the stored scores; a Fisher proxy of a run with several presets "
+                             "is taken at each (one ranking per preset) unless named as a column, e.g. vkdnw@exact; "
+                             "repeat for several aggregates")
+
+
 def _add_report_parser(report: argparse.ArgumentParser) -> None:
     report.add_argument("dir")
     report.add_argument("--json", action="store_true")
     report.add_argument("--ndcg-k", type=int, default=None, help="nDCG cut-off for this report (default: the run's)")
     report.add_argument("--only-seeds", type=_int_tuple(0), default=None,
                         help="report on these of the run's seeds only, comma-separated (e.g. those finished so far)")
+    _add_aggregate_argument(report)
     _add_ground_truth_arguments(report)
     report.set_defaults(func=cmd_report)
+
+
+def _add_plot_parser(plot: argparse.ArgumentParser) -> None:
+    plot_commands = plot.add_subparsers(dest="plot_command", required=True)
+    scatter = plot_commands.add_parser(
+        "scatter", help="every proxy and eq. 15 aggregate of a saved run against the ground truth, its KT / SPR "
+        "in the title (the figure evaluate draws)",
+        description="One panel per proxy and aggregate. Each panel's x axis is the first of a linear value axis, a "
+        "symmetric-log (log for positive values) axis and a rank axis on which the middle 90%% of the architectures "
+        "fill at least half of the axis; a rank axis where a value is ±inf. ±inf and NaN values are counted in the "
+        "title; an architecture with a NaN is left out of the panel.")
+    scatter.add_argument("dir")
+    scatter.add_argument("--out", default=None, help="the PNG (default: DIR/scatter.png)")
+    scatter.add_argument("--only-seeds", type=_int_tuple(0), default=None, help="these of the run's seeds only")
+    _add_aggregate_argument(scatter)
+    _add_ground_truth_arguments(scatter)
+    scatter.set_defaults(func=cmd_plot_scatter)
+    bars = plot_commands.add_parser(
+        "bars", help="KT / SPR / nDCG bars of every ranking of one or several saved runs (e.g. one per dataset)",
+        description="One panel per run, side by side, from each run's metrics.json (what evaluate, or report "
+        "--json, recorded: its nDCG cut-off and seeds).")
+    bars.add_argument("runs", nargs="+", metavar="RUN",
+                      help="a run directory (its metrics.json) or a metrics JSON file")
+    bars.add_argument("--out", required=True, help="the PNG")
+    _add_aggregate_argument(bars)
+    bars.set_defaults(func=cmd_plot_bars)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(nb_commands.add_parser("evaluate", help="score architectures and rank them (resumable)"), None)
     _add_report_parser(nb_commands.add_parser("report", help="re-print the table of a saved run"))
 
+    _add_plot_parser(commands.add_parser("plot", help="figures of saved evaluation runs"))
     add_search_parser(commands)
 
     bench = commands.add_parser("bench", help="benchmarks")

@@ -8,13 +8,14 @@ saved results alone. A published run keeps its results compressed as ``results.j
 ``report`` reads either.
 
 Modules: ``spec`` (what a run computes), ``store`` (the run directory), ``run`` (scoring on the
-backends), ``rankings`` (metrics and statistics), ``report`` (table and plot).
+backends), ``rankings`` (metrics and statistics), ``report`` (the table), ``plots`` (the figures).
 """
+from .plots import bar_plot, scatter_plot
 from .rankings import compute_metrics
-from .report import format_table, report, scatter_plot
+from .report import format_table, report
 from .run import run_evaluation
 from .spec import AGGREGATE_PROXIES, EvaluationSpec
 from .store import ResultStore, finished_seeds, load_records, open_results
 
-__all__ = ["AGGREGATE_PROXIES", "EvaluationSpec", "ResultStore", "compute_metrics", "finished_seeds", "format_table",
-           "load_records", "open_results", "report", "run_evaluation", "scatter_plot"]
+__all__ = ["AGGREGATE_PROXIES", "EvaluationSpec", "ResultStore", "bar_plot", "compute_metrics", "finished_seeds",
+           "format_table", "load_records", "open_results", "report", "run_evaluation", "scatter_plot"]

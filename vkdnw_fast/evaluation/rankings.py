@@ -42,30 +42,71 @@ def _summary(per_seed: list[dict]) -> dict:
     return summary
 
 
-def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Benchmark | None = None) -> dict:
-    """KT / SPR / nDCG@k per column, for the aggregated and the model-driven rankings; each the
-    mean (and std) over seeds, on the architectures scored without error for every seed, against
-    ``spec.metric`` of ``benchmark`` (default: the bundled one, ``spec.ground_truth``)."""
+def score_table(spec: EvaluationSpec, records: Iterable[dict], benchmark: Benchmark | None = None
+                ) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+    """(architectures scored without error for every seed in the spec's order, failed architectures,
+    {column: (seeds x architectures) values})."""
     records = list(records)
     failed = sorted({r["arch"] for r in records if "error" in r})
     by_key = {(r["arch"], r["seed"]): r["values"] for r in records if "error" not in r}
     archs = [a for a in spec.archs(benchmark) if a not in failed and all((a, s) in by_key for s in spec.seeds)]
+    table = {c: np.array([[by_key[(a, s)][c] for a in archs] for s in spec.seeds], dtype=float).reshape(
+        len(spec.seeds), len(archs)) for c in spec.columns()}
+    return archs, failed, table
+
+
+def aggregates(spec: EvaluationSpec, requested: Iterable[Iterable[str]] = ()) -> dict[str, list[str]]:
+    """The eq. 15 aggregates of a run, {ranking name: its columns}: the docs/method.md §6 one per
+    preset (``aggregate`` or ``aggregate@<preset>``) where the run scored its proxies, then each
+    ``requested`` set of proxies, named ``aggregate(<names>)``. A name is a proxy of the run, taken
+    at each preset where it has one (one ranking per preset), or a column such as ``vkdnw@exact``."""
+    found: dict[str, list[str]] = {}
+    for preset in spec.presets:
+        agg_columns = [column(p, preset, spec.presets) for p in AGGREGATE_PROXIES]
+        if all(c in spec.columns() for c in agg_columns):
+            found["aggregate" + (f"@{preset}" if len(spec.presets) > 1 else "")] = agg_columns
+    for names in requested:
+        names = list(names)
+        for name in names:
+            if name not in (spec.columns() if "@" in name else spec.proxies):
+                raise ValueError(f"--aggregate: {name!r} is not a column of this run (its proxies: "
+                                 f"{', '.join(spec.proxies)}; presets: {', '.join(spec.presets)})")
+        if len(set(names)) != len(names):
+            raise ValueError(f"--aggregate: {','.join(names)} names a proxy twice")
+        per_preset = {p: [n if "@" in n else column(n, p, spec.presets) for n in names] for p in spec.presets}
+        distinct = {tuple(cols) for cols in per_preset.values()}
+        label = f"aggregate({','.join(names)})"
+        for preset, cols in per_preset.items():
+            found[label + (f"@{preset}" if len(distinct) > 1 else "")] = cols
+    return found
+
+
+def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Benchmark | None = None,
+                    extra_aggregates: Iterable[Iterable[str]] = ()) -> dict:
+    """KT / SPR / nDCG@k per column, for the aggregated and the model-driven rankings; each the
+    mean (and std) over seeds, on the architectures scored without error for every seed, against
+    ``spec.metric`` of ``benchmark`` (default: the bundled one, ``spec.ground_truth``).
+    ``extra_aggregates``: further sets of proxies to aggregate by eq. 15 (see ``aggregates``),
+    reported after the rest."""
+    default = aggregates(spec)
+    extra = {k: v for k, v in aggregates(spec, extra_aggregates).items() if k not in default}
+    archs, failed, table = score_table(spec, records, benchmark)
     seeds = list(spec.seeds)
     if len(archs) < 2:
         return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": {}}
     accuracy = spec.ground_truth(benchmark).values(archs, spec.dataset, spec.metric)
-    table = {c: np.array([[by_key[(a, s)][c] for a in archs] for s in seeds]) for c in spec.columns()}
+
+    def aggregate_summary(agg_columns: list[str]) -> dict:
+        return _summary([_rank_metrics(metrics.aggregate({c: table[c][i] for c in agg_columns}, agg_columns),
+                                       accuracy, spec.ndcg_k, s) for i, s in enumerate(seeds)])
 
     rankings: dict[str, dict] = {}
     for name, scores in table.items():
         rankings[name] = _summary([_rank_metrics(scores[i], accuracy, spec.ndcg_k, s) for i, s in enumerate(seeds)])
     for preset in spec.presets:
-        agg_columns = [column(p, preset, spec.presets) for p in AGGREGATE_PROXIES]
         suffix = f"@{preset}" if len(spec.presets) > 1 else ""
-        if all(c in table for c in agg_columns):
-            rankings[f"aggregate{suffix}"] = _summary([
-                _rank_metrics(metrics.aggregate({c: table[c][i] for c in agg_columns}, agg_columns), accuracy,
-                              spec.ndcg_k, s) for i, s in enumerate(seeds)])
+        if f"aggregate{suffix}" in default:
+            rankings[f"aggregate{suffix}"] = aggregate_summary(default[f"aggregate{suffix}"])
         features = [c for c in table if not c.partition("@")[2] or c.endswith(f"@{preset}")]
         train_size = min(RF_TRAIN_SIZE, len(archs) // 2)
         per_seed = []
@@ -75,6 +116,8 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
             per_seed.append(_rank_metrics(predicted, accuracy[test], spec.ndcg_k, s))
         rankings[f"random_forest{suffix}"] = {**_summary(per_seed), "train_size": train_size,
                                               "features": features}
+    for name, agg_columns in extra.items():
+        rankings[name] = {**aggregate_summary(agg_columns), "proxies": agg_columns}
     best = _best_architecture(spec, archs, accuracy, table)
     return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": rankings,
             "best": best}
