@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import spaces, throughput
 from .config import DEFAULT_PRESET, PRESETS
+from .datasets import DATA_HELP
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
 
@@ -87,7 +88,7 @@ def cmd_evaluate(args) -> int:
 
     spec = EvaluationSpec(space=args.space, dataset=args.dataset, proxies=args.proxies, presets=args.preset,
                           subset=args.subset, limit=args.limit, sample_seed=args.sample_seed,
-                          seeds=tuple(range(args.seeds)), ndcg_k=args.ndcg_k, metric=args.metric)
+                          seeds=tuple(range(args.seeds)), ndcg_k=args.ndcg_k, metric=args.metric, data=args.data)
     benchmark = _benchmark(args)
     results = run_evaluation(spec, args.out, benchmark=benchmark, workers=args.workers, device=args.device,
                              progress=not args.quiet, backend=args.backend, address=args.address)
@@ -157,6 +158,7 @@ def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list
                           help="the ground truth to rank against, '<split>@<epochs>' (default: the benchmark's, "
                                "e.g. test@200 on NB201)")
     evaluate.add_argument("--ndcg-k", type=int, default=1000)
+    evaluate.add_argument("--data", default=None, help=DATA_HELP)
     evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
     evaluate.add_argument("--backend", choices=("local", "ray"), default="local",
                           help="local processes, or tasks on a Ray cluster (one per GPU, else per CPU)")

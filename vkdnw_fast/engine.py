@@ -337,32 +337,35 @@ def fisher_matrix_prepared(prepared: PreparedModel, config: FisherConfig | str |
 
 
 def prepare_for(model: nn.Module, inputs, input_shape, batch_size: int, config: FisherConfig, device,
-                seed: int) -> PreparedModel:
+                seed: int, data=None) -> PreparedModel:
     """``prepare`` with the config's initialisation and memory format."""
     with stage("prepare"):
         return prepare(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size, seed=seed,
-                       device=device, init=config.init, memory_format=config.memory_format)
+                       device=device, init=config.init, memory_format=config.memory_format, data=data)
 
 
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
-          config: FisherConfig | str | None = None, device=None, seed: int = 0) -> FisherResult:
+          config: FisherConfig | str | None = None, device=None, seed: int = 0, data=None) -> FisherResult:
     """VKDNW of ``model`` (docs/method.md §2) with the Fisher engine.
 
     Initialises a copy of the model as ``config.init`` says (from ``seed``), draws a Gaussian
     batch (``batch_size`` x ``input_shape``) from the same seed unless ``inputs`` is given, and
     leaves the caller's model and the global RNG untouched. With ``init=None`` and given inputs
-    the result is a function of (weights, inputs, config) alone.
+    the result is a function of (weights, inputs, config) alone. ``data``: real images instead
+    (a ``datasets.DataSource`` or a path; ``vkdnw_fast.datasets``), ``batch_size`` of them after
+    a shuffle seeded by ``seed``.
     """
     config = resolve_config(config)
-    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed), config)
+    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed, data), config)
 
 
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
-                  seed: int = 0) -> torch.Tensor:
+                  seed: int = 0, data=None) -> torch.Tensor:
     """The P x P Fisher matrix (1/N) sum_n A_n^T A_n in float64, same arguments as ``score``."""
     config = resolve_config(config)
-    return fisher_matrix_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed), config)
+    return fisher_matrix_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed, data),
+                                  config)
 
 
 __all__ = ["score", "fisher_matrix", "score_prepared", "fisher_matrix_prepared", "FisherResult", "Factors",
