@@ -239,6 +239,7 @@ def test_evaluate_cli_with_data(tmp_path, capsys):
     common = ["nb201", "evaluate", "--limit", "4", "--seeds", "1", "--proxies", "naswot", "--quiet",
               "--out", str(out)]
     assert cli.main([*common, "--data", path]) == 0
+    assert f"scored on real images from {path}" in capsys.readouterr().out
     saved = json.loads((out / "run.json").read_text())
     assert saved["data"] == path
     space = spaces.from_spec({"name": "nb201", "dataset": "cifar10"})
@@ -276,6 +277,7 @@ def test_search_cli_data(tmp_path, capsys):
                "--out", str(out)]
     assert search_cli.main([*command, "--data", path]) == 0
     assert json.loads((out / "run.json").read_text())["data"] == path
+    assert json.loads((out / "results.json").read_text())["data"] == path
     space = spaces.from_spec({"name": "nb201", "dataset": "cifar10", "subset": "all"})
     record = json.loads((out / "scores.jsonl").read_text().splitlines()[0])
     assert record["values"]["naswot"] == pytest.approx(
@@ -287,3 +289,15 @@ def test_search_cli_data(tmp_path, capsys):
         search_cli.main(["--space", "nb201", "--algorithm", "random", "--samples", "2", "--out", str(tmp_path / "r"),
                          "--data", path])
     assert "--data not used by --algorithm random" in capsys.readouterr().err
+
+
+def test_search_refuses_scores_computed_on_other_data(tmp_path, capsys):
+    from vkdnw_fast.search import cli as search_cli
+
+    path = tiny_npz(tmp_path)
+    evaluated = tmp_path / "evaluated"
+    open_results(evaluated, EvaluationSpec(proxies=("naswot",), subset="all", seeds=(0,), data=path))
+    with pytest.raises(SystemExit):
+        search_cli.main(["--space", "nb201", "--algorithm", "naswot", "--proxy", "naswot", "--samples", "2",
+                         "--scores-from", str(evaluated), "--out", str(tmp_path / "search")])
+    assert f"scored on {path}, the search scores on Gaussian noise" in capsys.readouterr().err

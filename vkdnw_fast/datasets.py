@@ -21,6 +21,11 @@ as NAS-Bench-201 and NASWOT use them (``CIFAR_NORMALISATION``), the per-channel 
 standard deviation of all the file's images for ``.npz``, or the ones given (``DataSource``). No
 resizing, cropping or flipping: images of another size than the network's input are refused.
 
+Every proxy reading the context's batch then sees real images (``naswot_128`` the first 128 of the
+same shuffle), and those needing labels (GradNorm, SNIP, GraSP, plain, Fisher, EPE-NAS, ZiCo) the
+real labels instead of random ones. Zen-NAS is defined on Gaussian inputs and keeps them; SWAP
+reads its patterns from Zen's shared forward, so it stays on Gaussian noise too.
+
 The batch of B images for a seed: perm = ``numpy.random.default_rng(seed).permutation(N)``, the
 images and labels perm[:B]; a larger batch of the same seed begins with a smaller one. A process
 reads a file once (``load`` keeps the last few, keyed by path, size and modification time), so a

@@ -22,7 +22,8 @@ def format_table(results: dict) -> str:
     where = (f"NAS-Bench-201 {spec['dataset']}, {spec['subset']} set" if space == "nb201"
              else f"{space} {spec['dataset']}")
     lines = [f"{where}: {results['architectures']} architectures"
-             f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}",
+             f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}"
+             + (f", scored on real images from {spec['data']}" if spec.get("data") else ""),
              f"{'ranking':<28} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"]
     spread = " ± {:.3f}" if len(spec["seeds"]) > 1 else ""  # a spread over one seed would read as certainty
     for name, row in results["rankings"].items():

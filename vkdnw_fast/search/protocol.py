@@ -222,6 +222,7 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
         "proxy_evaluations_per_run": float(np.mean([p.proxy_evaluations for p in plays])),
         "benchmark_queries_per_run": float(np.mean([p.queries for p in plays])),
         "scores_from": None if scores_from is None else str(scores_from),
+        "data": config.data,
     }
     results["paper"] = paper_row(results)
     (out / RUNS).write_text(json.dumps(records, indent=1) + "\n")
