@@ -160,6 +160,20 @@ def test_proxies_see_the_real_batch_and_labels(tmp_path):
     assert real["grad_norm"] != pytest.approx(by_hand["grad_norm"], rel=1e-6)
 
 
+def test_vf_score_with_data(tmp_path):
+    import vkdnw_fast as vf
+
+    path = tiny_npz(tmp_path)
+    torch.manual_seed(2)
+    model = Tiny()
+    images, _ = datasets.load(path).batch(16, seed=1)
+    real = vf.score(model, batch_size=16, seed=1, data=path)  # the shape comes from the file
+    by_hand = vf.score(model, torch.from_numpy(images), seed=1)
+    np.testing.assert_array_equal(real.eigenvalues.numpy(), by_hand.eigenvalues.numpy())
+    assert real.vkdnw != pytest.approx(vf.score(model, input_shape=(3, 32, 32), batch_size=16, seed=1).vkdnw,
+                                       rel=1e-6)
+
+
 def test_naswot_128_takes_128_real_images(tmp_path):
     path = tiny_npz(tmp_path, count=130)
     torch.manual_seed(1)
@@ -301,3 +315,30 @@ def test_search_refuses_scores_computed_on_other_data(tmp_path, capsys):
         search_cli.main(["--space", "nb201", "--algorithm", "naswot", "--proxy", "naswot", "--samples", "2",
                          "--scores-from", str(evaluated), "--out", str(tmp_path / "search")])
     assert f"scored on {path}, the search scores on Gaussian noise" in capsys.readouterr().err
+
+
+def test_score_cli_with_data(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import vkdnw_fast as vf
+
+    (tmp_path / "tiny_data_nets.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = torch.nn.Conv2d(3, 4, 3)\n"
+        "        self.fc = torch.nn.Linear(4, 5)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))\n")
+    path = tiny_npz(tmp_path, count=20, classes=5, side=8)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert cli.main(["score", "--model", "tiny_data_nets:Net", "--data", path, "--batch-size", "16", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    import tiny_data_nets
+
+    images, _ = datasets.load(path).batch(16, seed=0)
+    assert printed["vkdnw"] == pytest.approx(vf.score(tiny_data_nets.Net(), torch.from_numpy(images)).vkdnw, abs=1e-12)
+    assert cli.main(["score", "--model", "tiny_data_nets:Net", "--data", path, "--input-shape", "3,16,16"]) == 2
+    assert "its images are 3x8x8 (C x H x W); the network takes 3x16x16" in capsys.readouterr().err
