@@ -15,7 +15,9 @@ accuracy is reported next to the optimum and to random search with the same budg
 ``naswot``, ``random``, ``rea`` and ``area`` run ``--runs R`` times (seeds S..S+R-1) against the
 space's benchmark, sharing one score per (architecture, ``--init-seed``) in DIR/scores.jsonl
 (resumable), and write DIR/results.json (see ``search.protocol``). Flags an algorithm does not use
-are refused. ``main(argv)`` runs it standalone (``python -m vkdnw_fast.search.cli``).
+are refused. ``--data PATH`` (the algorithms that score: evolution, naswot, area) scores on real
+images and labels instead of Gaussian noise (``vkdnw_fast.datasets``; stored with the run).
+``main(argv)`` runs it standalone (``python -m vkdnw_fast.search.cli``).
 """
 from __future__ import annotations
 
