@@ -91,7 +91,7 @@ def test_a_different_spec_in_the_same_directory_is_refused(tmp_path):
 
 def test_a_run_json_from_before_the_space_and_metric_fields_resumes(tmp_path):
     spec = _cheap_spec()
-    written_by_older_code = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("space", "metric")}
+    written_by_older_code = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("space", "metric", "data")}
     (tmp_path / "run.json").write_text(json.dumps(written_by_older_code))
     evaluation.open_results(tmp_path, spec)
     assert json.loads((tmp_path / "run.json").read_text()) == json.loads(json.dumps(written_by_older_code))

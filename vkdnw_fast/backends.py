@@ -32,6 +32,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from . import spaces
+from .datasets import DataSource
 from .scoring import score_architecture
 from .spaces import SearchSpace
 
@@ -49,6 +50,8 @@ class Job:
     seed: int
     device: str | None = None
     scorer: Scorer = score_architecture
+    # Real images for the scoring batch (read by each worker once, ``datasets.load``); None: Gaussian.
+    data: DataSource | None = None
 
 
 _SPACES: dict[str, SearchSpace] = {}
@@ -68,8 +71,9 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
+        extra = {} if job.data is None else {"data": job.data}  # scorers without data need not take it
         values = job.scorer(_space(job.space), arch, job.proxies, presets=job.presets, seed=job.seed,
-                            device=job.device)
+                            device=job.device, **extra)
         outcome = {"ok": True, "values": {k: float(v) for k, v in values.items()}}
     except Exception as exc:  # the scorer's failure is data about the candidate
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}

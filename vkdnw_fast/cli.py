@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import spaces, throughput
 from .config import DEFAULT_PRESET, PRESETS
+from .datasets import DATA_HELP
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
 
@@ -58,8 +59,10 @@ def cmd_score(args) -> int:
     model = _load_model(args.model, args.model_args)
     config = vf.FisherConfig.preset(args.preset)
     started = time.perf_counter()
+    if args.input_shape is None and args.data is None:
+        raise SystemExit("vkdnw-fast score: give --input-shape (Gaussian inputs) or --data (real images)")
     result = vf.score(model, input_shape=args.input_shape, batch_size=args.batch_size, config=config,
-                      device=args.device, seed=args.seed)
+                      device=args.device, seed=args.seed, data=args.data)
     seconds = time.perf_counter() - started
     summary = {"model": args.model, "preset": args.preset, "vkdnw": result.vkdnw, "aleph": result.aleph,
                "single": result.single, "num_weights": result.num_weights, "strategy": result.strategy,
@@ -87,7 +90,7 @@ def cmd_evaluate(args) -> int:
 
     spec = EvaluationSpec(space=args.space, dataset=args.dataset, proxies=args.proxies, presets=args.preset,
                           subset=args.subset, limit=args.limit, sample_seed=args.sample_seed,
-                          seeds=tuple(range(args.seeds)), ndcg_k=args.ndcg_k, metric=args.metric)
+                          seeds=tuple(range(args.seeds)), ndcg_k=args.ndcg_k, metric=args.metric, data=args.data)
     benchmark = _benchmark(args)
     results = run_evaluation(spec, args.out, benchmark=benchmark, workers=args.workers, device=args.device,
                              progress=not args.quiet, backend=args.backend, address=args.address)
@@ -188,6 +191,7 @@ def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list
                           help="the ground truth to rank against, '<split>@<epochs>' (default: the benchmark's, "
                                "e.g. test@200 on NB201)")
     evaluate.add_argument("--ndcg-k", type=int, default=1000)
+    evaluate.add_argument("--data", default=None, help=DATA_HELP)
     evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
     evaluate.add_argument("--backend", choices=("local", "ray"), default="local",
                           help="local processes, or tasks on a Ray cluster (one per GPU, else per CPU)")
@@ -260,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="VKDNW of one PyTorch model")
     score.add_argument("--model", required=True, help="module:ClassName (imported from the current directory)")
     score.add_argument("--model-args", help='JSON keyword arguments for the class, e.g. \'{"num_classes": 10}\'')
-    score.add_argument("--input-shape", required=True, type=_int_tuple(1), help="e.g. 3,32,32")
+    score.add_argument("--input-shape", type=_int_tuple(1), help="e.g. 3,32,32 (with --data: checked against it)")
+    score.add_argument("--data", help="real images to score on instead of Gaussian noise: a CIFAR-10/100 "
+                       "python-format batch file or directory, or an .npz of images and labels (the first "
+                       "--batch-size after a shuffle seeded by --seed, normalised)")
     score.add_argument("--batch-size", type=int, default=64)
     score.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
     score.add_argument("--seed", type=int, default=0)

@@ -418,15 +418,17 @@ def fisher_matrix_prepared(prepared: PreparedModel, config: FisherConfig | str |
 
 
 def prepare_for(model: nn.Module, inputs, input_shape, batch_size: int, config: FisherConfig, device,
-                seed: int, logits: Any = None) -> PreparedModel:
+                seed: int, logits: Any = None, data=None) -> PreparedModel:
     """``prepare`` with the config's initialisation and memory format."""
     with stage("prepare"):
         return prepare(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size, seed=seed,
-                       device=device, init=config.init, memory_format=config.memory_format, logits=logits)
+                       device=device, init=config.init, memory_format=config.memory_format, logits=logits,
+                       data=data)
 
 
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
-          config: FisherConfig | str | None = None, device=None, seed: int = 0, logits: Any = None) -> FisherResult:
+          config: FisherConfig | str | None = None, device=None, seed: int = 0, logits: Any = None,
+          data=None) -> FisherResult:
     """VKDNW of ``model`` (docs/method.md §2) with the Fisher engine.
 
     Initialises a copy of the model as ``config.init`` says (from ``seed``), draws a Gaussian
@@ -435,18 +437,21 @@ def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=N
     the result is a function of (weights, inputs, config) alone. ``logits``: where the logits are
     when the model does not return them as one tensor: a key (``"logits"``, or an index into a
     tuple), an attribute name, or a callable taking the output (``vkdnw_fast.prepare.pick_logits``);
-    a ``logits`` key or attribute, or a structure holding a single tensor, needs none.
+    a ``logits`` key or attribute, or a structure holding a single tensor, needs none. ``data``:
+    real images instead (a ``datasets.DataSource`` or a path; ``vkdnw_fast.datasets``),
+    ``batch_size`` of them after a shuffle seeded by ``seed``.
     """
     config = resolve_config(config)
-    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits), config)
+    return score_prepared(prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits,
+                                      data), config)
 
 
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
-                  seed: int = 0, logits: Any = None) -> torch.Tensor:
+                  seed: int = 0, logits: Any = None, data=None) -> torch.Tensor:
     """The P x P Fisher matrix (1/N) sum_n A_n^T A_n in float64, same arguments as ``score``."""
     config = resolve_config(config)
-    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits)
+    prepared = prepare_for(model, inputs, input_shape, batch_size, config, device, seed, logits, data)
     return fisher_matrix_prepared(prepared, config)
 
 

@@ -3,7 +3,8 @@ the reference implementation, the search and the evaluation).
 
 ``prepare`` copies the caller's model (which is never touched), initialises the copy from ``seed``
 on the CPU, moves it to the device, draws the Gaussian scoring batch from the same seeded stream
-(as the authors' scripts do: init, then ``torch.randn``) unless inputs are given, and picks the
+(as the authors' scripts do: init, then ``torch.randn``) unless inputs or real data
+(``vkdnw_fast.datasets``: the images and labels of a seeded shuffle) are given, and picks the
 memory format. All proxies of one architecture share the result; a proxy that changes the model
 works on ``copy_model()``, and the engine changes only mode and flags, restoring them
 (``scoring_mode``).
@@ -24,6 +25,8 @@ import torch
 from torch import nn
 
 from .config import MEMORY_FORMATS
+from .datasets import DataSource, Dataset
+from .datasets import load as load_data
 from .hooks import removing
 from .init import gaussian_inputs as draw_gaussian
 from .init import initialise
@@ -77,6 +80,9 @@ class PreparedModel:
         initialisation drew from it), from which ``gaussian_inputs`` replays the batch stream.
     logits: where the logits are in the model's output (``pick_logits``); None for a bare tensor
         or an unambiguous structure.
+    labels: the real labels of ``inputs`` (N,) on ``device`` when they come from a dataset, else None
+        (proxies needing labels then draw random ones, ``proxies.batches``).
+    data: that dataset, from which ``batch_inputs`` takes batches of other sizes.
     """
 
     model: nn.Module
@@ -85,6 +91,8 @@ class PreparedModel:
     device: torch.device
     input_rng_state: torch.Tensor | None = field(default=None, repr=False)
     logits: Any = None
+    labels: torch.Tensor | None = field(default=None, repr=False)
+    data: Dataset | None = field(default=None, repr=False)
 
     def copy_model(self) -> nn.Module:
         """A deep copy of ``model``, free to be changed."""
@@ -101,15 +109,27 @@ class PreparedModel:
         batch = draw_gaussian(batch_size, tuple(self.inputs.shape[1:]), generator, dtype=self.inputs.dtype)
         return batch.to(self.device)
 
+    def batch_inputs(self, batch_size: int) -> torch.Tensor:
+        """A batch of ``batch_size`` samples from where ``inputs`` came from: the dataset's first
+        ``batch_size`` images after the seeded shuffle (so its first samples are ``inputs``) when
+        real data was given, else ``gaussian_inputs``."""
+        if self.data is None:
+            return self.gaussian_inputs(batch_size)
+        images, _ = self.data.batch(batch_size, self.seed)
+        return torch.from_numpy(images).to(device=self.device, dtype=self.inputs.dtype)
+
 
 def prepare(model: nn.Module, *, inputs: torch.Tensor | None = None, input_shape: tuple[int, ...] | None = None,
             batch_size: int = 64, seed: int = 0, device: torch.device | str | None = None,
             init: str | None = "kaiming_normal_fan_in", memory_format: str = "auto",
-            logits: Any = None) -> PreparedModel:
+            logits: Any = None, data: DataSource | str | None = None) -> PreparedModel:
     """A ``PreparedModel`` of ``model`` (see the module docstring).
 
     inputs: the scoring batch; default ``batch_size`` samples of N(0, 1) of shape ``input_shape``,
         drawn after the initialisation from ``torch.Generator().manual_seed(seed)``.
+    data: real images instead (a ``datasets.DataSource`` or a path): the first ``batch_size`` images
+        and their labels after the shuffle seeded by ``seed``, normalised (``vkdnw_fast.datasets``);
+        their size must be ``input_shape`` where it is given.
     init: ``kaiming_normal_fan_in`` (``vkdnw_fast.init``) or None to keep the model's weights.
     device: default where the model lives (else the inputs', else the CPU).
     logits: where the logits are in the model's output (``pick_logits``), kept for every scorer.
@@ -124,7 +144,15 @@ def prepare(model: nn.Module, *, inputs: torch.Tensor | None = None, input_shape
         state = generator.get_state()
     work.to(device)
     dtype = parameter_dtype(work)
-    if inputs is None:
+    dataset = labels = None
+    if data is not None:
+        if inputs is not None:
+            raise ValueError("give inputs or data, not both")
+        dataset = load_data(data)
+        dataset.check(input_shape=input_shape, batch_size=batch_size)
+        images, targets = dataset.batch(batch_size, seed)
+        inputs, labels = torch.from_numpy(images), torch.from_numpy(targets).to(device)
+    elif inputs is None:
         if input_shape is None:
             raise ValueError("give either inputs or input_shape (e.g. input_shape=(3, 32, 32))")
         inputs = draw_gaussian(batch_size, tuple(input_shape), generator, dtype=dtype)
@@ -138,7 +166,8 @@ def prepare(model: nn.Module, *, inputs: torch.Tensor | None = None, input_shape
     if use_channels_last(work, inputs, memory_format):
         work = work.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return PreparedModel(model=work, inputs=inputs, seed=seed, device=device, input_rng_state=state, logits=logits)
+    return PreparedModel(model=work, inputs=inputs, seed=seed, device=device, input_rng_state=state, logits=logits,
+                         labels=labels, data=dataset)
 
 
 @contextlib.contextmanager

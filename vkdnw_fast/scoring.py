@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from .config import DEFAULT_PRESET, FisherConfig, resolve_config
+from .datasets import DataSource
 from .prepare import check_seed, prepare, resolve_device
 from .proxies import ProxyContext, available_proxies, compute_on
 from .proxies.compute import seeded_global_rng
@@ -39,9 +40,11 @@ def check_proxies(proxies: Iterable[str]) -> list[str]:
 
 def score_architecture(space, arch: str, proxies: Sequence[str], *,
                        presets: Sequence[str | FisherConfig] = (DEFAULT_PRESET,), seed: int = 0,
-                       device=None, batch_size: int = 64, model=None) -> dict[str, float]:
+                       device=None, batch_size: int = 64, model=None,
+                       data: DataSource | str | None = None) -> dict[str, float]:
     """{column: value} for ``arch`` of ``space`` (see ``column`` for the names). ``model``: a network
-    already built for ``arch`` (e.g. on another thread), else it is built here."""
+    already built for ``arch`` (e.g. on another thread), else it is built here. ``data``: real images
+    (and labels) for the scoring batch instead of Gaussian noise (``vkdnw_fast.datasets``)."""
     arch = space.validate(arch)
     proxies = check_proxies(proxies)
     seed = check_seed(seed)
@@ -63,7 +66,8 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
         if key not in prepared:
             with stage("prepare"):
                 prepared[key] = prepare(model, input_shape=space.input_shape, batch_size=batch_size, seed=seed,
-                                        device=device, init=config.init, memory_format=config.memory_format)
+                                        device=device, init=config.init, memory_format=config.memory_format,
+                                        data=data)
         ctx = ProxyContext(prepared[key], num_classes=space.num_classes, arch=arch, space=space, fisher_config=config)
         with seeded_global_rng(seed, device):  # each preset's proxies see the same global stream
             values.update({column(p, name, names): v for p, v in compute_on(ctx, wanted).items()})

@@ -37,7 +37,8 @@ def format_table(results: dict) -> str:
     rows = [name for name in results["rankings"] if shown(name)]
     width = max([28, *map(len, rows)])  # names of --aggregate rankings can be longer
     lines = [f"{where(spec)}: {results['architectures']} architectures"
-             f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}",
+             f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}"
+             + (f", scored on real images from {spec['data']}" if spec.get("data") else ""),
              f"{'ranking':<{width}} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"]
     spread = " ± {:.3f}" if len(spec["seeds"]) > 1 else ""  # a spread over one seed would read as certainty
     for name in rows:

@@ -10,6 +10,7 @@ import numpy as np
 from .. import benchmarks, spaces
 from ..benchmarks import Benchmark
 from ..config import DEFAULT_PRESET, PRESETS
+from ..datasets import DataSource, load
 from ..runs import config_from_saved
 from ..scoring import check_proxies, columns
 
@@ -17,7 +18,7 @@ from ..scoring import check_proxies, columns
 AGGREGATE_PROXIES = ("vkdnw_single", "jacov", "expressivity", "trainability", "flops")
 # Fields added after runs were first recorded: written only where they differ from their default,
 # so that the record (run.json) and report (metrics.json) of such a run read as they always did.
-_LATER_FIELDS = ("space", "metric")
+_LATER_FIELDS = ("space", "metric", "data")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class EvaluationSpec:
     ``metric`` the ground truth they are ranked against (a metric of the benchmark registered under
     the space's name, ``benchmarks.get(space)``; None: its default). A space's constructor takes
     ``dataset`` and ``subset`` where it has them; the architectures are the space's (or, where the
-    space is too large to enumerate, the benchmark's, e.g. NAS-Bench-101's 292 cells).
+    space is too large to enumerate, the benchmark's, e.g. NAS-Bench-101's 292 cells). ``data``: the
+    file or directory of real images scored on instead of Gaussian noise (``vkdnw_fast.datasets``),
+    stored as an absolute path; None: Gaussian.
     """
 
     dataset: str = "cifar10"
@@ -43,8 +46,11 @@ class EvaluationSpec:
     ndcg_k: int = 1000
     space: str = "nb201"
     metric: str | None = None
+    data: str | None = None
 
     def __post_init__(self):
+        if self.data is not None:
+            object.__setattr__(self, "data", DataSource(self.data).path)
         # The space's canonical name of the dataset, where the space has one (it checks it).
         object.__setattr__(self, "dataset", getattr(self.space_object(), "dataset", self.dataset))
         object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
@@ -79,6 +85,17 @@ class EvaluationSpec:
             return pool
         chosen = np.random.default_rng(self.sample_seed).choice(len(pool), self.limit, replace=False)
         return [pool[i] for i in sorted(chosen)]
+
+    def data_source(self) -> DataSource | None:
+        return None if self.data is None else DataSource(self.data)
+
+    def check_data(self, batch_size: int = 64) -> None:
+        """An error naming the data file where it cannot feed the space's networks (read here, so
+        that a bad file fails once, before any architecture is scored)."""
+        if self.data is not None:
+            space = self.space_object()
+            load(self.data).check(input_shape=space.input_shape, num_classes=space.num_classes,
+                                  batch_size=batch_size, what=f"the {self.space} space on {self.dataset}")
 
     def columns(self) -> list[str]:
         return columns(self.proxies, self.presets)

@@ -1,9 +1,10 @@
 """The one place where proxies get labelled data.
 
 Proxies that need a loss (GradNorm, SNIP, GraSP, plain, Fisher, EPE-NAS, ZiCo) take the context's
-batch (Gaussian noise unless the caller gave ``inputs``) with random labels: one uniform class
-per sample, ``randint(0, C, (N,), generator=ctx.generator())``, the same labels for every proxy
-of a context. A proxy needing several batches (ZiCo) splits the context's batch into equal parts,
+batch (Gaussian noise unless the caller gave ``inputs`` or real ``data``) with its labels: the real
+ones where the batch comes from a dataset (``data=``, ``--data``; ``ctx.labels``), else random
+ones, one uniform class per sample, ``randint(0, C, (N,), generator=ctx.generator())``, seeded; the
+same labels for every proxy of a context. A proxy needing several batches (ZiCo) splits the context's batch into equal parts,
 each with its own part of the labels, so that a batch of real data given by the caller serves
 it as well.
 """
@@ -21,8 +22,8 @@ def random_labels(ctx: ProxyContext, num_classes: int) -> torch.Tensor:
 
 
 def labelled_batch(ctx: ProxyContext) -> tuple[torch.Tensor, torch.Tensor]:
-    """The context's batch and its labels (over ``ctx.num_classes`` classes)."""
-    return ctx.inputs, random_labels(ctx, ctx.num_classes)
+    """The context's batch and its labels: the real ones, else random over ``ctx.num_classes``."""
+    return ctx.inputs, ctx.labels if ctx.labels is not None else random_labels(ctx, ctx.num_classes)
 
 
 def split_batches(ctx: ProxyContext, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..config import FisherConfig
+from ..datasets import DataSource
 from ..prepare import check_seed, resolve_device
 from ..timing import stage
 from .context import FROM_CONFIG, GLOBAL_STREAM, ArchitectureSpace, ProxyContext, build_context, derived_seed
@@ -53,13 +54,17 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
                     num_classes: int | None = None, seed: int = 0,
                     device: torch.device | str | None = None, arch: str | None = None,
                     space: ArchitectureSpace | None = None, fisher_config: FisherConfig | str | None = None,
-                    init: str | None = FROM_CONFIG, logits: Any = None) -> dict[str, float]:
+                    init: str | None = FROM_CONFIG, logits: Any = None,
+                    data: DataSource | str | None = None) -> dict[str, float]:
     """Evaluate the named proxies on one initialised copy of ``model`` and one input batch.
 
     inputs: the scoring batch; default ``batch_size`` samples of N(0, 1) noise of shape
         ``input_shape`` (or ``space.input_shape``), drawn after the initialisation from the
-        same seeded stream. Proxies needing another batch size (``naswot_128``) always draw
-        Gaussian noise from that stream.
+        same seeded stream. Proxies needing another batch size (``naswot_128``) draw it from that
+        stream too; Zen-NAS's score is defined on Gaussian noise and draws it whatever the batch.
+    data: real images instead of the Gaussian batch (a ``datasets.DataSource`` or a path: a CIFAR
+        python-format batch or directory, or an ``.npz``): the first ``batch_size`` after a shuffle
+        seeded by ``seed``, normalised; the proxies needing labels get theirs instead of random ones.
     num_classes: default ``space.num_classes``, else read off the model's logits.
     device: default the device of the caller's model (or of ``inputs``).
     fisher_config: the Fisher proxies' configuration (default the default preset); its ``init``
@@ -80,7 +85,7 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
         with stage("prepare"):
             ctx = build_context(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size,
                                 num_classes=num_classes, seed=seed, device=device, arch=arch, space=space,
-                                fisher_config=fisher_config, init=init, logits=logits)
+                                fisher_config=fisher_config, init=init, logits=logits, data=data)
         return compute_on(ctx, names)
 
 

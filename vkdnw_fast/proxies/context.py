@@ -9,6 +9,9 @@ Randomness. Everything is drawn from local ``torch.Generator``s derived from ``s
   with the same draws;
 * ``ctx.generator()`` (Rademacher vectors, random labels) is seeded from ``(seed, stream)``
   through ``numpy.random.SeedSequence``, so its draws are not a copy of the init's stream.
+
+Real data (``data=``, ``vkdnw_fast.datasets``) replaces the Gaussian batch by real images and the
+random labels by theirs (``ctx.labels``); ``ctx.batch_inputs(b)`` then takes b real images.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 
 from ..config import FisherConfig, resolve_config
+from ..datasets import DataSource
 from ..prepare import PreparedModel, check_logits, prepare
 
 # ``init`` of build_context/compute_proxies when not given: the Fisher config's.
@@ -73,6 +77,8 @@ class ProxyContext:
 
     def __post_init__(self) -> None:
         self.fisher_config = resolve_config(self.fisher_config)
+        if self.prepared.data is not None and self.num_classes is not None:
+            self.prepared.data.check(num_classes=self.num_classes, what=self.describe())
 
     @property
     def model(self) -> nn.Module:
@@ -96,9 +102,19 @@ class ProxyContext:
         """A deep copy of ``model``, free to be changed."""
         return copy.deepcopy(self.model)
 
+    @property
+    def labels(self) -> torch.Tensor | None:
+        """The real labels of ``inputs`` when they come from a dataset, else None."""
+        return self.prepared.labels
+
     def gaussian_inputs(self, batch_size: int) -> torch.Tensor:
         """A Gaussian batch of ``batch_size`` samples shaped like ``inputs``, from the same stream."""
         return self.prepared.gaussian_inputs(batch_size)
+
+    def batch_inputs(self, batch_size: int) -> torch.Tensor:
+        """A batch of ``batch_size`` samples from the source of ``inputs``: real images where
+        they are real, else ``gaussian_inputs``."""
+        return self.prepared.batch_inputs(batch_size)
 
     def generator(self) -> torch.Generator:
         """A fresh CPU generator, seeded from ``seed``; every call gives the same stream."""
@@ -114,7 +130,8 @@ def build_context(model: nn.Module, *, inputs: torch.Tensor | None = None,
                   num_classes: int | None = None, seed: int = 0,
                   device: torch.device | str | None = None, arch: str | None = None,
                   space: ArchitectureSpace | None = None, fisher_config: FisherConfig | str | None = None,
-                  init: str | None = FROM_CONFIG, logits: Any = None) -> ProxyContext:
+                  init: str | None = FROM_CONFIG, logits: Any = None,
+                  data: DataSource | str | None = None) -> ProxyContext:
     """The context ``compute_proxies`` evaluates proxies on (see there for the arguments).
 
     Prepares ``model`` once (``vkdnw_fast.prepare``: a copy initialised from ``seed``, the batch,
@@ -127,11 +144,12 @@ def build_context(model: nn.Module, *, inputs: torch.Tensor | None = None,
     if init != FROM_CONFIG:
         config = dataclasses.replace(config, init=init)
     if inputs is None and input_shape is None:
-        if space is None:
-            raise ValueError("give inputs, input_shape or space, so the input batch's shape is known")
-        input_shape = space.input_shape
+        if space is None and data is None:
+            raise ValueError("give inputs, input_shape, space or data, so the input batch's shape is known")
+        input_shape = space.input_shape if space is not None else None
     prepared = prepare(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size, seed=seed,
-                       device=device, init=config.init, memory_format=config.memory_format, logits=logits)
+                       device=device, init=config.init, memory_format=config.memory_format, logits=logits,
+                       data=data)
     if num_classes is None:
         num_classes = space.num_classes if space is not None else _count_classes(prepared)
     return ProxyContext(prepared=prepared, num_classes=int(num_classes), arch=arch, space=space,

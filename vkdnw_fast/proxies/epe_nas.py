@@ -15,8 +15,9 @@ they do with a class of one sample: its corrcoef is the scalar 1, so s_c = log(1
 C <= 100, and when C > 100 their division by its length fails and the class is skipped (so a
 batch with no class seen twice scores 0).
 
-Labels: the context's random labels (``batches.labelled_batch``); theirs are the labels of a batch
-of real images (NAS-Bench-Suite-Zero: one training batch of the dataset).
+Labels: the context's labels (``batches.labelled_batch``): random and seeded, unless the caller
+gives real data (``data=``/``--data``), whose labels are then used, as theirs are (a batch of real
+images; NAS-Bench-Suite-Zero: one training batch of the dataset).
 
 Non-finite values: -inf when some R_c is undefined (a constant gradient, e.g. a network whose
 output ignores its input): theirs gives NaN there, which NASLib's predictor turns into -1e8, the

@@ -9,7 +9,8 @@ As in the authors' code (VKDNW repo, NB201/ZeroShotProxy/compute_naswot_score.py
 * training mode: their driver puts the network in ``train()`` before scoring, so BatchNorm
   normalises with the scoring batch's statistics;
 * Gaussian N(0, 1) input, batch 64 (``naswot``, VKDNW's comparison) or 128 (``naswot_128``,
-  the original paper's batch size, there with real images);
+  the original paper's batch size, there with real images: with ``data=``/``--data`` both take
+  real images, ``naswot_128`` the first 128 of the same seeded shuffle);
 * only ``nn.ReLU`` modules are seen (their forward hooks). ReLUs called as functions
   (``F.relu``, ``torch.relu``) cannot be hooked and are silently missed; a model with no
   ``nn.ReLU`` at all is an error.
@@ -43,6 +44,6 @@ def naswot(ctx: ProxyContext) -> float:
 
 @register_proxy("naswot_128", may_be_neg_inf=True)
 def naswot_128(ctx: ProxyContext) -> float:
-    """NASWOT on a Gaussian batch of 128 drawn from the context's seed."""
+    """NASWOT on a batch of 128 drawn from the context's seed (Gaussian, or real images)."""
     model = ctx.copy_model().train()  # train-mode BN updates buffers: work on a copy
-    return log_abs_det(hamming_kernel(model, ctx.gaussian_inputs(128)))
+    return log_abs_det(hamming_kernel(model, ctx.batch_inputs(128)))

@@ -6,8 +6,9 @@ compute them.
 
 "Layer weights" are the weights of the layers of ``vkdnw_fast.layers`` (every convolution and
 Linear; the authors list Conv2d and Linear, the others are the same kind of layer). Where a loss is
-needed it is the mean cross-entropy of the logits of the context's batch against its random
-labels (``batches.labelled_batch``: one uniform class per sample, seeded), from the training-mode
+needed it is the mean cross-entropy of the logits of the context's batch against its labels
+(``batches.labelled_batch``: random, one uniform class per sample, seeded, unless the caller gives
+real data, ``data=``/``--data``, whose labels are then used), from the training-mode
 forward the proxies share (``forward.training_forward``: a copy of the initialised network,
 BatchNorm with batch statistics). The authors use random labels for GradNorm; for SNIP and GraSP,
 and NASLib for all of these, a batch of real images and labels, which a training-free, data-free

@@ -10,9 +10,9 @@ As in the authors' code (github.com/SLDGroup/ZiCo, ZeroShotProxy/compute_zico.py
 copy (VKDNW repo NB201/ZeroShotProxy/compute_zico_score.py): a copy in training mode (BatchNorm
 with each batch's statistics), one forward and backward per batch, two batches; a layer whose
 weight gets no gradient is left out (the NB201 copy's check). The two batches are the halves of
-the context's batch with their halves of the random labels (``batches.split_batches``; 32 + 32
-samples by default, theirs 2 x 64 real images with their labels; ``batch_size=128`` gives their
-sizes). sigma and the sums in float64.
+the context's batch with their halves of its labels (``batches.split_batches``: random and
+seeded, or the real ones when the caller gives real data, ``data=``/``--data``; 32 + 32 samples by
+default, theirs 2 x 64 real images with their labels; ``batch_size=128`` gives their sizes). sigma and the sums in float64.
 
 Finite by definition (each ratio is >= 1, so every term is >= 0); non-finite logits or gradients
 are an error.

@@ -15,7 +15,9 @@ accuracy is reported next to the optimum and to random search with the same budg
 ``naswot``, ``random``, ``rea`` and ``area`` run ``--runs R`` times (seeds S..S+R-1) against the
 space's benchmark, sharing one score per (architecture, ``--init-seed``) in DIR/scores.jsonl
 (resumable), and write DIR/results.json (see ``search.protocol``). Flags an algorithm does not use
-are refused. ``main(argv)`` runs it standalone (``python -m vkdnw_fast.search.cli``).
+are refused. ``--data PATH`` (the algorithms that score: evolution, naswot, area) scores on real
+images and labels instead of Gaussian noise (``vkdnw_fast.datasets``; stored with the run).
+``main(argv)`` runs it standalone (``python -m vkdnw_fast.search.cli``).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from .. import benchmarks, spaces
 from ..backends import Job, make_backend
 from ..config import DEFAULT_PRESET, PRESETS
+from ..datasets import DATA_HELP
 from .algorithms import available_algorithms
 from .baseline import random_search
 from .config import SearchConfig
@@ -50,7 +53,7 @@ MBV2_ONLY = {"flops_budget": "--flops-budget", "max_layers": "--max-layers", "re
 CELL_ONLY = {"dataset": "--dataset", "subset": "--subset"}
 # The flags each algorithm reads, beyond --space, --out, --seed, --runs and the space's own.
 _SCORING = {"preset": "--preset", "backend": "--backend", "workers": "--workers", "address": "--address",
-            "device": "--device"}
+            "device": "--device", "data": "--data"}
 ALGORITHM_FLAGS = {
     "evolution": {"proxies": "--proxies", "iterations": "--iterations", "budget": "--budget",
                   "population": "--population", "resume": "--resume", **_SCORING},
@@ -128,6 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "one per slot)")
     scoring.add_argument("--address", help="Ray cluster address HOST:PORT (default: a local Ray instance)")
     scoring.add_argument("--device", help="torch device for scoring (default cpu; cuda on Ray GPU slots)")
+    scoring.add_argument("--data", help=DATA_HELP)
     mbv2 = parser.add_argument_group("mbv2")
     mbv2.add_argument("--flops-budget", type=_count, help="FLOPs (MACs) budget, e.g. 450M (default)")
     mbv2.add_argument("--max-layers", type=int, help="maximum number of layers (default 14)")
@@ -223,7 +227,8 @@ def _protocol(args, space: dict) -> int:
                               preset=_default(args.preset, DEFAULT_PRESET), algorithm=algorithm,
                               init_seed=_default(args.init_seed, 0), fitness=_default(args.fitness, "valid@12"),
                               fitness_dataset=_default(args.fitness_dataset, "cifar10"),
-                              tournament=_default(args.tournament, 3), warmup=_default(args.warmup, 20))
+                              tournament=_default(args.tournament, 3), warmup=_default(args.warmup, 20),
+                              data=args.data)
         results = run_protocol(config, _default(args.runs, 1), args.out, scores_from=args.scores_from,
                                backend=_default(args.backend, "local"), workers=_default(args.workers, 1),
                                address=args.address, device=args.device, progress=not args.no_progress,
@@ -261,12 +266,17 @@ def _evolution(args, space: dict) -> int:
     def config_for(seed: int, workers: int) -> SearchConfig:
         try:
             return SearchConfig(space=space, proxies=proxies, iterations=iterations, population=population,
-                                seed=seed, workers=workers, preset=preset)
+                                seed=seed, workers=workers, preset=preset, data=args.data)
         except ValueError as exc:
             _fail(str(exc))
 
-    config_for(seeds[0], args.workers or 1)  # bad settings fail before a worker pool or Ray starts
-    job = Job(space, proxies, (preset,), seeds[0], args.device)
+    first = config_for(seeds[0], args.workers or 1)  # bad settings fail before a worker pool or Ray starts
+    try:
+        first.check_data()
+    except ValueError as exc:
+        _fail(str(exc))
+    data = first.data_source()
+    job = Job(space, proxies, (preset,), seeds[0], args.device, data=data)
     try:
         backend = make_backend(backend_kind, job, args.workers, args.address)
     except ValueError as exc:
@@ -276,7 +286,7 @@ def _evolution(args, space: dict) -> int:
     try:
         for seed, directory in zip(seeds, directories):
             config = config_for(seed, backend.workers)
-            backend.set_job(Job(space, proxies, (preset,), seed, args.device))
+            backend.set_job(Job(space, proxies, (preset,), seed, args.device, data=data))
             result = run_search(config, directory, backend=backend, progress=not args.no_progress)
             print(f"{directory}: best {result.best_arch}\n  flops {result.best_cost['flops']:.0f} params "
                   f"{result.best_cost['params']:.0f} layers {result.best_cost['layers']:.0f}; "

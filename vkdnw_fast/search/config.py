@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import spaces
 from ..config import DEFAULT_PRESET, PRESETS
+from ..datasets import DataSource, load
 from ..runs import config_from_saved
 from ..scoring import check_proxies
 from .algorithms import get_algorithm
@@ -31,6 +32,8 @@ class SearchConfig:
         algorithm then share one score per architecture (``search.protocol``).
     fitness, fitness_dataset, tournament, warmup: regularised evolution's (``rea``, ``area``)
         benchmark metric and dataset, tournament size, and ``area``'s number of proxy-scored draws.
+    data: the file or directory of real images every score is computed on instead of Gaussian
+        noise (``vkdnw_fast.datasets``), as an absolute path; None: Gaussian.
     """
 
     space: dict[str, Any]
@@ -46,8 +49,11 @@ class SearchConfig:
     fitness_dataset: str = "cifar10"
     tournament: int = 3
     warmup: int = 20
+    data: str | None = None
 
     def __post_init__(self):
+        if self.data is not None:
+            object.__setattr__(self, "data", DataSource(self.data).path)
         algorithm = get_algorithm(self.algorithm)
         proxies = tuple(self.proxies)
         object.__setattr__(self, "proxies", tuple(check_proxies(proxies)) if proxies or algorithm.needs_proxies
@@ -67,9 +73,21 @@ class SearchConfig:
         if self.algorithm == "area" and self.warmup < self.population:
             raise ValueError(f"area starts from the best {self.population} of its {self.warmup} scored draws: "
                              "warmup must be at least the population")
+        if self.data is not None and not self.proxies:
+            raise ValueError(f"data is read by scoring only, and the {self.algorithm} algorithm scores nothing")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; presets are {sorted(PRESETS)}")
         spaces.from_spec(self.space)  # fails early, naming a bad space argument
+
+    def data_source(self) -> DataSource | None:
+        return None if self.data is None else DataSource(self.data)
+
+    def check_data(self, batch_size: int = 64) -> None:
+        """An error naming the data file where it cannot feed the space's networks, before scoring."""
+        if self.data is not None:
+            space = spaces.from_spec(self.space)
+            load(self.data).check(input_shape=space.input_shape, num_classes=space.num_classes,
+                                  batch_size=batch_size, what=f"the {self.space['name']} space")
 
     @property
     def scoring_seed(self) -> int:

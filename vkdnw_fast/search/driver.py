@@ -214,10 +214,10 @@ def stored_outcome(row) -> dict[str, Any]:
 
 def check_job(job: Job, config: SearchConfig) -> None:
     """ValueError unless ``job`` scores what ``config`` asks for."""
-    expected = (config.space, config.proxies, (config.preset,), config.scoring_seed)
-    scored = (job.space, tuple(job.proxies), tuple(job.presets), job.seed)
+    expected = (config.space, config.proxies, (config.preset,), config.scoring_seed, config.data_source())
+    scored = (job.space, tuple(job.proxies), tuple(job.presets), job.seed, job.data)
     if scored != expected:
-        raise ValueError(f"the backend scores (space, proxies, presets, seed) = {scored}, "
+        raise ValueError(f"the backend scores (space, proxies, presets, seed, data) = {scored}, "
                          f"the search is configured for {expected}")
 
 
@@ -235,11 +235,13 @@ def run_search(config: SearchConfig, out: str | Path, *, backend=None, backend_k
     from .report import write_outputs
 
     space = spaces.from_spec(config.space)
+    config.check_data()
     with Store(out) as store:
         store.start_or_resume(config)
         owned = backend is None
         if owned:
-            job = Job(config.space, config.proxies, (config.preset,), config.scoring_seed, device, scorer)
+            job = Job(config.space, config.proxies, (config.preset,), config.scoring_seed, device, scorer,
+                      config.data_source())
             backend = make_backend(backend_kind, job, config.workers, address)
         else:
             check_job(backend.job, config)

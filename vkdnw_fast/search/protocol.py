@@ -92,6 +92,9 @@ def _borrowed(directory: str | Path, config: SearchConfig) -> dict[str, dict[str
     spec = saved_spec(directory)
     if spec.space_spec() != config.space:
         raise ValueError(f"{directory} scored the space {spec.space_spec()}, the search is over {config.space}")
+    if spec.data != config.data:
+        raise ValueError(f"{directory} scored on {spec.data or 'Gaussian noise'}, the search scores on "
+                         f"{config.data or 'Gaussian noise'}")
     if config.preset not in spec.presets or not set(config.proxies) <= set(spec.proxies):
         raise ValueError(f"{directory} holds proxies {list(spec.proxies)} with presets {list(spec.presets)}; "
                          f"the search needs {list(config.proxies)} with preset {config.preset!r}")
@@ -164,6 +167,8 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
                          "not as repeated protocol runs")
     config = config if config.init_seed is not None else dataclasses.replace(config, init_seed=DEFAULT_INIT_SEED)
     space = spaces.from_spec(config.space)
+    if config.proxies:  # only scoring reads the data
+        config.check_data()
     benchmark = benchmarks.get(config.space["name"]) if benchmark is None else benchmark
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +186,8 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
         if not missing:
             break
         score_all([(arch, config.scoring_seed) for arch in missing],
-                  lambda seed: Job(config.space, config.proxies, (config.preset,), seed, device),
+                  lambda seed: Job(config.space, config.proxies, (config.preset,), seed, device,
+                                   data=config.data_source()),
                   lambda arch, seed, record: scores.store.append(record), kind=backend, workers=workers,
                   address=address, progress=progress, desc=f"{config.algorithm} scores")
     else:
@@ -216,6 +222,7 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
         "proxy_evaluations_per_run": float(np.mean([p.proxy_evaluations for p in plays])),
         "benchmark_queries_per_run": float(np.mean([p.queries for p in plays])),
         "scores_from": None if scores_from is None else str(scores_from),
+        "data": config.data,
     }
     results["paper"] = paper_row(results)
     (out / RUNS).write_text(json.dumps(records, indent=1) + "\n")
