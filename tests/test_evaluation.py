@@ -242,6 +242,21 @@ def test_a_constant_ranking_is_reported_as_undefined_not_a_crash():
     assert result["rankings"]["params"]["ndcg"]["mean"] is not None
 
 
+@pytest.mark.parametrize("limit", [2, 3])
+def test_too_few_architectures_for_the_random_forest_leave_it_undefined(limit):
+    """Half the sample trains the forest: with fewer than two left to rank (2), or one training
+    architecture and so a constant prediction (3), its row is n/a instead of a crash."""
+    spec = _cheap_spec(limit=limit, seeds=(0,))
+    archs = spec.archs()
+    records = [{"arch": a, "seed": 0, "values": {"flops": nb201.flops(a, "cifar10"), "params": float(i),
+                                                 "naswot": float(-i)}} for i, a in enumerate(archs)]
+    result = compute_metrics(spec, records)
+    accuracy = np.array([NB201.value(a, "cifar10") for a in archs])
+    assert result["rankings"]["random_forest"]["kendall"] == {"mean": None, "std": None, "undefined_seeds": 1}
+    assert result["rankings"]["params"]["kendall"]["mean"] == pytest.approx(
+        stats.kendalltau(np.arange(limit), accuracy)[0])
+
+
 def test_evaluation_on_a_worker_pool_equals_in_process(tmp_path):
     spec = _cheap_spec(limit=4, seeds=(0, 1))
     alone = run_evaluation(spec, tmp_path / "one", progress=False)

@@ -111,6 +111,9 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
         train_size = min(RF_TRAIN_SIZE, len(archs) // 2)
         per_seed = []
         for i, s in enumerate(seeds):
+            if len(archs) - train_size < 2:  # nothing left to rank after training: undefined, not a crash
+                per_seed.append({m: math.nan for m in ("kendall", "spearman", "ndcg")})
+                continue
             x = np.column_stack([_ranks(table[c][i]) for c in features])
             test, predicted = metrics.model_driven_ranking(x, accuracy, train_size=train_size, seed=s)
             per_seed.append(_rank_metrics(predicted, accuracy[test], spec.ndcg_k, s))
