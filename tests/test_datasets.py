@@ -296,8 +296,9 @@ def test_search_cli_data(tmp_path, capsys):
     assert json.loads((out / "results.json").read_text())["data"] == path
     space = spaces.from_spec({"name": "nb201", "dataset": "cifar10", "subset": "all"})
     record = json.loads((out / "scores.jsonl").read_text().splitlines()[0])
+    # one scoring thread there, the machine's here: float32 summation order differs (~1e-8)
     assert record["values"]["naswot"] == pytest.approx(
-        score_architecture(space, record["arch"], ["naswot"], data=path)["naswot"], rel=1e-12)
+        score_architecture(space, record["arch"], ["naswot"], data=path)["naswot"], rel=1e-6)
     with pytest.raises(SystemExit):
         search_cli.main(command)  # the scores were computed on the file: Gaussian ones are another protocol
     assert "data (stored" in capsys.readouterr().err
