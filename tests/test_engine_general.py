@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import vkdnw_fast as vf
+from vkdnw_fast import engine
 from vkdnw_fast.selection import NOT_CALLED
 
 from fisher_oracle import entropy_of, oracle_fisher
@@ -293,6 +294,10 @@ EXPECTED_GENERAL = {
 }
 
 
+# Many general weights for few factor rows (K = 5): per-sample reverse mode; else forward-mode tangents.
+BY_REVERSE = {("vit_tokens", "paper"), ("multihead_attention", "paper"), ("sequence_first", "paper")}
+
+
 @pytest.mark.parametrize("preset", ["paper", "exact"])
 @pytest.mark.parametrize("name", sorted(GENERAL))
 def test_general_path_matches_oracle(name, preset):
@@ -302,10 +307,23 @@ def test_general_path_matches_oracle(name, preset):
     if expected is not None:
         assert sorted(general) == sorted(expected)
         assert all(fragment in general[w] for w, fragment in expected.items())
-    if general:
+    if (name, preset) in BY_REVERSE:
+        assert result.strategy.endswith(f" + general ({len(general)} weights by per-sample reverse mode, 5 rows)")
+    elif general:
         assert result.strategy.endswith(f" + general ({len(general)} forward-mode tangents)")
     else:
         assert "general" not in result.strategy
+
+
+def test_per_sample_reverse_mode_is_bounded_in_memory(monkeypatch):
+    """Beyond its bound on per-sample parameter copies the general path takes forward mode: same matrix."""
+    params = dict(built("vit_tokens").named_parameters())
+    copies = 6 * sum(params[name].numel() for name in EXPECTED_GENERAL["vit_tokens", "paper"])  # N = 6
+    monkeypatch.setattr(engine, "_PER_SAMPLE_COPIES_LIMIT", copies)
+    assert "per-sample reverse" in vf.score(built("vit_tokens"), batch(), config=config("paper")).strategy
+    monkeypatch.setattr(engine, "_PER_SAMPLE_COPIES_LIMIT", copies - 1)
+    result = assert_matches_oracle("vit_tokens", "paper")
+    assert result.strategy.endswith(" + general (8 forward-mode tangents)")
 
 
 def test_general_path_other_elements_and_plans():
@@ -359,13 +377,13 @@ class OpaqueToken(ViTTokens):
         return self.head(torch.cat([token, t], 1).mean(1))
 
 
-@pytest.mark.parametrize("strategy, path, names", [
-    ("rows", "the general path", "cls_token, dist_token, pos_embed"),
-    ("forward", "the 'forward' plan", "cls_token, dist_token, pos_embed, patch.weight"),
+@pytest.mark.parametrize("max_weights, strategy, path, names", [
+    (4, "rows", r"the general path \(forward-mode AD", "cls_token, dist_token, pos_embed"),
+    (4, "forward", r"the 'forward' plan \(forward-mode AD", "cls_token, dist_token, pos_embed, patch.weight"),
+    (128, "rows", r"the general path \(reverse-mode AD per sample", "cls_token, dist_token, pos_embed, encoder.*"),
 ])
-def test_forward_mode_that_cannot_differentiate_names_the_weights(strategy, path, names):
+def test_general_path_that_cannot_differentiate_names_the_weights(max_weights, strategy, path, names):
     model = OpaqueToken().double()
-    with pytest.raises(ValueError, match=rf"{path} \(forward-mode AD through torch.func.functional_call\) cannot "
-                                         rf"differentiate OpaqueToken for the sampled weights {names}: .*vmap.* Give "
-                                         "the failing op a forward-mode derivative"):
-        vf.score(model, batch(), config=config("paper", max_weights=4, strategy=strategy))
+    with pytest.raises(ValueError, match=rf"{path} through torch.func.functional_call\) cannot differentiate "
+                                         rf"OpaqueToken for the sampled weights {names}: .*vmap.* Give the failing op"):
+        vf.score(model, batch(), config=config("paper", max_weights=max_weights, strategy=strategy))

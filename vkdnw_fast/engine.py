@@ -9,7 +9,10 @@
    final ``nn.Linear`` z = W h + b with fewer features D than factor rows, D unit cotangents on h
    give H_n = dh_n/dtheta (``features``) and A_n = (M_n W) H_n, the final layer's own sampled
    entries being analytic. Or forward mode with one tangent per sampled weight (``forward``).
-3. Eigenvalues of F = (1/N) sum A_n^T A_n from the singular values of the stacked A (float64).
+3. The general path, for sampled weights no tap can take (no sampler for their module, a module the
+   forward never calls or calls on tensors that are not batch-first): forward mode through
+   ``functional_call`` with one tangent per such weight gives their columns of J_n, then M_n J_n.
+4. Eigenvalues of F = (1/N) sum A_n^T A_n from the singular values of the stacked A (float64).
 
 Memory: the forward keeps what a data-only backward needs (much less than training: no
 activations are saved for weight gradients) plus, per sampled module, its input restricted to
@@ -28,7 +31,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, jvp, vmap
+from torch.func import functional_call, jvp, vjp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 
@@ -48,6 +51,11 @@ from .timing import stage
 # (NB201 and MobileNetV2 cells, 4 tangents per call): 1.7-6x; functorch has no batching rule for
 # some forward-mode ops (as_strided_ in adaptive pooling) and loops there.
 _FORWARD_TANGENT_COST = 4.0
+# The general path's per-sample reverse mode, per factor row, in the same unit: measured on CPU on a ViT
+# (dim 64, depth 4, 65 tokens, batch 64; K = 9-10 rows: 1.2-1.6 s, a forward-mode tangent 0.1 s). Its
+# per-sample parameter copies are bounded (elements; 0.5 GB in float32).
+_PER_SAMPLE_ROW_COST = 5.0
+_PER_SAMPLE_COPIES_LIMIT = 2 ** 27
 
 
 @dataclass
@@ -255,11 +263,18 @@ def _backward_passes(outputs: torch.Tensor, sites: list[_Site], cotangents: torc
         block = cotangents[start:start + chunk]
         retain = start + chunk < rows
 
-        def vjp(cotangent):
+        def pull(cotangent):
             grads = torch.autograd.grad(outputs, sinks, cotangent, retain_graph=retain, allow_unused=True)
             return tuple(torch.zeros_like(s) if g is None else g for s, g in zip(sinks, grads))
 
-        grads = [g.unsqueeze(0) for g in vjp(block[0])] if block.shape[0] == 1 else vmap(vjp)(block)
+        if block.shape[0] == 1:
+            grads = [g.unsqueeze(0) for g in pull(block[0])]
+        else:
+            with warnings.catch_warnings():
+                # Backward kernels without a batching rule (flash attention's on CPU) loop over the chunk's
+                # rows, each as fast as an unchunked pass: correct, and the note is noise.
+                warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+                grads = vmap(pull)(block)
         for site, grad in zip(sites, grads):
             result[:, start:start + block.shape[0], site.plan.columns] = grad.transpose(0, 1)
     return result
@@ -290,9 +305,9 @@ def _differentiable_attention():
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
-def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, path):
-    """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n; ``path`` names
-    the plan in the error raised when an op has no forward-mode derivative."""
+def _shifted_logits(model, weights, logits_at, device):
+    """logits(shift, x): the model's logits on x with ``shift[j]`` added to sampled weight j (through
+    ``functional_call``, the model untouched), and the names of the parameters shifted."""
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     groups: dict[str, tuple[list[int], list[int]]] = {}
@@ -300,33 +315,67 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
         indices, columns = groups.setdefault(weight.param_key, ([], []))
         indices.append(weight.flat_index)
         columns.append(column)
-    device = inputs.device
     groups_t = {k: (torch.tensor(i, device=device), torch.tensor(c, device=device)) for k, (i, c) in groups.items()}
 
-    def logits_of(shift):
+    def logits_of(shift, x):
         shifted = dict(params)
         for key, (indices, columns) in groups_t.items():
             base = params[key]
             shifted[key] = base.reshape(-1).index_add(0, indices, shift[columns]).reshape(base.shape)
-        return pick_logits(functional_call(model, (shifted, buffers), (inputs,)), logits_at, model)
+        return pick_logits(functional_call(model, (shifted, buffers), (x,)), logits_at, model)
+    return logits_of, list(groups)
 
+
+def _cannot_differentiate(path: str, how: str, model: nn.Module, names: list[str], error: Exception) -> ValueError:
+    return ValueError(
+        f"{path} ({how} through torch.func.functional_call) cannot differentiate {type(model).__name__} for the "
+        f"sampled weights {', '.join(names)}: {error}. Give the failing op a {how.split(' AD')[0]} derivative "
+        "(and vmap for a custom autograd.Function), or register a sampler for the module owning those weights "
+        "with vkdnw_fast.samplers.register_sampler")
+
+
+def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, path):
+    """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n; ``path`` names
+    the plan in the error raised when an op has no forward-mode derivative."""
+    logits_of, names = _shifted_logits(model, weights, logits_at, inputs.device)
     p = len(weights)
     origin = inputs.new_zeros(p)
-    tangents = torch.eye(p, dtype=inputs.dtype, device=device)
+    tangents = torch.eye(p, dtype=inputs.dtype, device=inputs.device)
     with warnings.catch_warnings(), _differentiable_attention():
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
         try:
-            jacobian = vmap(lambda t: jvp(logits_of, (origin,), (t,))[1], chunk_size=chunk)(tangents)  # (P, N, C)
+            jacobian = vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1],
+                            chunk_size=chunk)(tangents)  # (P, N, C)
         except (RuntimeError, NotImplementedError) as error:
-            raise ValueError(
-                f"{path} (forward-mode AD through torch.func.functional_call) cannot differentiate "
-                f"{type(model).__name__} for the sampled weights {', '.join(groups)}: {error}. Give the failing op "
-                "a forward-mode derivative (jvp and vmap for a custom autograd.Function), or register a sampler "
-                "for the module owning those weights with vkdnw_fast.samplers.register_sampler") from error
+            raise _cannot_differentiate(path, "forward-mode AD", model, names, error) from error
     basis = jacobian.permute(1, 2, 0).to(torch.float64)
     return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
+
+
+def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at):
+    """A_n's columns of ``weights`` by reverse mode per sample: ``vmap`` over the samples of one
+    ``vjp`` with the K factor rows of M_n as cotangents (vmapped too). Its cost hardly depends on
+    the number of weights; its memory holds a per-sample copy of every shifted parameter tensor."""
+    logits_of, names = _shifted_logits(model, weights, logits_at, inputs.device)
+    n, num_classes = logits64.shape
+    identity = torch.eye(num_classes, dtype=torch.float64, device=inputs.device).expand(n, -1, -1)
+    factor = ops.multinomial_factor(logits64, identity, config.factor, config.smoothing,
+                                    config.fp16_smoothing_constants).to(inputs.dtype)  # (N, K, C)
+    origin = inputs.new_zeros(len(weights))
+
+    def one_sample(x, rows):
+        _, pullback = vjp(lambda s: logits_of(s, x.unsqueeze(0)).squeeze(0), origin)
+        return vmap(pullback)(rows)[0]  # (K, G)
+
+    with warnings.catch_warnings(), _differentiable_attention():
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+        try:
+            return vmap(one_sample)(inputs, factor).to(torch.float64)
+        except (RuntimeError, NotImplementedError) as error:
+            raise _cannot_differentiate("the general path", "reverse-mode AD per sample", model, names,
+                                        error) from error
 
 
 UNTAPPED = ("the forward never applied them through the module (its weight is used by another module's functional "
@@ -347,14 +396,31 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     a, strategy, label, passes, logits, general = _tapped_factors(model, inputs, config, weights, logits_at)
     if general and strategy != "forward":
         columns = sorted(general)
-        chunk = config.pass_chunk or (64 if inputs.device.type == "cuda" else 4)
+        chosen = [weights[j] for j in columns]
+        logits64 = logits.to(torch.float64)
+        rows = a.shape[1]
         with stage("general"):
             # The general path: exact for any differentiable use of a parameter.
-            a[:, :, columns] = _forward_mode(model, inputs, [weights[j] for j in columns], config,
-                                             logits.to(torch.float64), chunk, logits_at, "the general path").to(a.dtype)
-        label += f" + general ({len(columns)} forward-mode tangents)"
-        passes += len(columns)
+            if _general_by_reverse(model, chosen, rows, inputs.shape[0]):
+                a[:, :, columns] = _per_sample_reverse(model, inputs, chosen, config, logits64, logits_at).to(a.dtype)
+                label += f" + general ({len(columns)} weights by per-sample reverse mode, {rows} rows)"
+                passes += rows
+            else:
+                chunk = config.pass_chunk or (64 if inputs.device.type == "cuda" else 4)
+                a[:, :, columns] = _forward_mode(model, inputs, chosen, config, logits64, chunk, logits_at,
+                                                 "the general path").to(a.dtype)
+                label += f" + general ({len(columns)} forward-mode tangents)"
+                passes += len(columns)
     return Factors(a, label, passes, {weights[j].name: general[j] for j in sorted(general)}), logits
+
+
+def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> bool:
+    """Whether per-sample reverse mode (cost ~ _PER_SAMPLE_ROW_COST x K) beats forward mode (one tangent
+    per weight) for the general path, within its memory: N copies of the shifted parameter tensors."""
+    params = dict(model.named_parameters())
+    copies = n * sum(params[key].numel() for key in {w.param_key for w in weights})
+    return (_PER_SAMPLE_ROW_COST * rows < _FORWARD_TANGENT_COST * len(weights)
+            and copies <= _PER_SAMPLE_COPIES_LIMIT)
 
 
 def _tapped_factors(model, inputs, config, weights, logits_at):
