@@ -294,7 +294,8 @@ EXPECTED_GENERAL = {
 }
 
 
-# Many general weights for few factor rows (K = 5): per-sample reverse mode; else forward-mode tangents.
+# Many general weights for few factor rows (K = 5): per-sample reverse mode for every column; else the taps'
+# plan and forward-mode tangents for the general weights.
 BY_REVERSE = {("vit_tokens", "paper"), ("multihead_attention", "paper"), ("sequence_first", "paper")}
 
 
@@ -308,7 +309,7 @@ def test_general_path_matches_oracle(name, preset):
         assert sorted(general) == sorted(expected)
         assert all(fragment in general[w] for w, fragment in expected.items())
     if (name, preset) in BY_REVERSE:
-        assert result.strategy.endswith(f" + general ({len(general)} weights by per-sample reverse mode, 5 rows)")
+        assert result.strategy == f"per-sample reverse mode (K=5 rows, P={result.num_weights} weights)"
     elif general:
         assert result.strategy.endswith(f" + general ({len(general)} forward-mode tangents)")
     else:
@@ -316,14 +317,19 @@ def test_general_path_matches_oracle(name, preset):
 
 
 def test_per_sample_reverse_mode_is_bounded_in_memory(monkeypatch):
-    """Beyond its bound on per-sample parameter copies the general path takes forward mode: same matrix."""
+    """Per-sample reverse mode for every column while N copies of all sampled tensors fit; for the general
+    weights only while theirs do; then forward-mode tangents. Same matrix each time."""
     params = dict(built("vit_tokens").named_parameters())
-    copies = 6 * sum(params[name].numel() for name in EXPECTED_GENERAL["vit_tokens", "paper"])  # N = 6
-    monkeypatch.setattr(engine, "_PER_SAMPLE_COPIES_LIMIT", copies)
-    assert "per-sample reverse" in vf.score(built("vit_tokens"), batch(), config=config("paper")).strategy
-    monkeypatch.setattr(engine, "_PER_SAMPLE_COPIES_LIMIT", copies - 1)
+    general = 6 * sum(params[name].numel() for name in EXPECTED_GENERAL["vit_tokens", "paper"])  # N = 6
+    monkeypatch.setattr(engine, "_PER_SAMPLE_COPIES_LIMIT", 6 * sum(p.numel() for p in params.values()) - 1)
     result = assert_matches_oracle("vit_tokens", "paper")
-    assert result.strategy.endswith(" + general (8 forward-mode tangents)")
+    assert result.strategy == "rows (K=5 factor rows) + general (8 weights by per-sample reverse mode, 5 rows)"
+    assert result.passes == 5 + 5
+    monkeypatch.setattr(engine, "_PER_SAMPLE_COPIES_LIMIT", general)
+    assert vf.score(built("vit_tokens"), batch(), config=config("paper")).strategy == result.strategy
+    monkeypatch.setattr(engine, "_PER_SAMPLE_COPIES_LIMIT", general - 1)
+    result = assert_matches_oracle("vit_tokens", "paper")
+    assert result.strategy == "rows (K=5 factor rows) + general (8 forward-mode tangents)"
 
 
 def test_general_path_other_elements_and_plans():
@@ -381,6 +387,7 @@ class OpaqueToken(ViTTokens):
     (4, "rows", r"the general path \(forward-mode AD", "cls_token, dist_token, pos_embed"),
     (4, "forward", r"the 'forward' plan \(forward-mode AD", "cls_token, dist_token, pos_embed, patch.weight"),
     (128, "rows", r"the general path \(reverse-mode AD per sample", "cls_token, dist_token, pos_embed, encoder.*"),
+    (128, "auto", r"the 'per_sample' plan \(reverse-mode AD per sample", "cls_token, dist_token, pos_embed, patch.*"),
 ])
 def test_general_path_that_cannot_differentiate_names_the_weights(max_weights, strategy, path, names):
     model = OpaqueToken().double()

@@ -236,14 +236,17 @@ def _group_by_module(model: nn.Module, weights: list[SampledWeight], device) -> 
     return plans
 
 
-def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: int, num_general: int) -> str:
-    """The cheapest plan; the general path's tangents add to the backward plans (forward mode takes all)."""
+def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: int, general_cost: float,
+            per_sample_fits: bool) -> str:
+    """The cheapest plan; the general path's cost adds to the backward plans (forward mode takes all
+    columns itself, and so does per-sample reverse mode, ``per_sample``, when its copies fit)."""
     if config.strategy != "auto":
         return config.strategy
-    general = _FORWARD_TANGENT_COST * num_general
-    costs = {"rows": rows + general, "forward": _FORWARD_TANGENT_COST * num_weights}
+    costs = {"rows": rows + general_cost, "forward": _FORWARD_TANGENT_COST * num_weights}
     if features is not None:
-        costs["features"] = features + general
+        costs["features"] = features + general_cost
+    if per_sample_fits:
+        costs["per_sample"] = _PER_SAMPLE_ROW_COST * rows
     return min(costs, key=costs.get)  # ties keep the first: rows
 
 
@@ -354,7 +357,7 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
     return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
 
 
-def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at):
+def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, path):
     """A_n's columns of ``weights`` by reverse mode per sample: ``vmap`` over the samples of one
     ``vjp`` with the K factor rows of M_n as cotangents (vmapped too). Its cost hardly depends on
     the number of weights; its memory holds a per-sample copy of every shifted parameter tensor."""
@@ -374,8 +377,7 @@ def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at):
         try:
             return vmap(one_sample)(inputs, factor).to(torch.float64)
         except (RuntimeError, NotImplementedError) as error:
-            raise _cannot_differentiate("the general path", "reverse-mode AD per sample", model, names,
-                                        error) from error
+            raise _cannot_differentiate(path, "reverse-mode AD per sample", model, names, error) from error
 
 
 UNTAPPED = ("the forward never applied them through the module (its weight is used by another module's functional "
@@ -394,15 +396,16 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     taps' graph is freed.
     """
     a, strategy, label, passes, logits, general = _tapped_factors(model, inputs, config, weights, logits_at)
-    if general and strategy != "forward":
+    if general and strategy not in ("forward", "per_sample"):
         columns = sorted(general)
         chosen = [weights[j] for j in columns]
         logits64 = logits.to(torch.float64)
         rows = a.shape[1]
         with stage("general"):
             # The general path: exact for any differentiable use of a parameter.
-            if _general_by_reverse(model, chosen, rows, inputs.shape[0]):
-                a[:, :, columns] = _per_sample_reverse(model, inputs, chosen, config, logits64, logits_at).to(a.dtype)
+            if _general_by_reverse(model, chosen, rows, inputs.shape[0])[0]:
+                a[:, :, columns] = _per_sample_reverse(model, inputs, chosen, config, logits64, logits_at,
+                                                   "the general path").to(a.dtype)
                 label += f" + general ({len(columns)} weights by per-sample reverse mode, {rows} rows)"
                 passes += rows
             else:
@@ -414,13 +417,20 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     return Factors(a, label, passes, {weights[j].name: general[j] for j in sorted(general)}), logits
 
 
-def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> bool:
-    """Whether per-sample reverse mode (cost ~ _PER_SAMPLE_ROW_COST x K) beats forward mode (one tangent
-    per weight) for the general path, within its memory: N copies of the shifted parameter tensors."""
+def _fits_per_sample(model: nn.Module, weights: list[SampledWeight], n: int) -> bool:
+    """Whether per-sample reverse mode's memory for ``weights`` is within bounds: N copies of the
+    parameter tensors they shift."""
     params = dict(model.named_parameters())
-    copies = n * sum(params[key].numel() for key in {w.param_key for w in weights})
-    return (_PER_SAMPLE_ROW_COST * rows < _FORWARD_TANGENT_COST * len(weights)
-            and copies <= _PER_SAMPLE_COPIES_LIMIT)
+    return n * sum(params[key].numel() for key in {w.param_key for w in weights}) <= _PER_SAMPLE_COPIES_LIMIT
+
+
+def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> tuple[bool, float]:
+    """Whether the general path takes per-sample reverse mode (cost ~ _PER_SAMPLE_ROW_COST x K, when it
+    fits) rather than forward mode (one tangent per weight), and the cost of the one it takes."""
+    forward = _FORWARD_TANGENT_COST * len(weights)
+    if _PER_SAMPLE_ROW_COST * rows < forward and _fits_per_sample(model, weights, n):
+        return True, _PER_SAMPLE_ROW_COST * rows
+    return False, forward
 
 
 def _tapped_factors(model, inputs, config, weights, logits_at):
@@ -458,7 +468,12 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     final = last_linear.get("call")
     final_linear = final if final is not None and final[2] is logits and final[1].dim() == 2 else None
     features = final_linear[0].in_features if final_linear is not None else None
-    strategy = _choose(config, rows, features, num_weights, len(general)) if sites else "forward"
+    if general:
+        _, general_cost = _general_by_reverse(model, [weights[j] for j in general], rows, n)
+        per_sample_fits = _fits_per_sample(model, weights, n)
+    else:  # the plans of models without general weights, as before the general path
+        general_cost, per_sample_fits = 0.0, False
+    strategy = _choose(config, rows, features, num_weights, general_cost, per_sample_fits) if sites else "forward"
     if strategy == "features" and final_linear is None:
         raise ValueError(f"strategy 'features' needs logits produced by a final nn.Linear on (N, D) features; "
                          f"{type(model).__name__}'s logits are not")
@@ -496,6 +511,11 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
                 logits.detach(), general)
 
     del sites  # drop the reverse-mode graph before the forward-mode passes
+    if strategy == "per_sample":
+        with stage("per_sample"):
+            a = _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, "the 'per_sample' plan")
+        return a, strategy, f"per-sample reverse mode (K={rows} rows, P={num_weights} weights)", rows, \
+            logits.detach(), general
     with stage("forward_mode"):
         a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk, logits_at, "the 'forward' plan")
     return a, strategy, f"forward (P={num_weights} tangents)", num_weights, logits.detach(), general
