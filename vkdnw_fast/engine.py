@@ -51,11 +51,12 @@ from .timing import stage
 # (NB201 and MobileNetV2 cells, 4 tangents per call): 1.7-6x; functorch has no batching rule for
 # some forward-mode ops (as_strided_ in adaptive pooling) and loops there.
 _FORWARD_TANGENT_COST = 4.0
-# The general path's per-sample reverse mode, per factor row, in the same unit: measured on CPU on a ViT
-# (dim 64, depth 4, 65 tokens, batch 64; K = 9-10 rows: 1.2-1.6 s, a forward-mode tangent 0.1 s). Its
-# per-sample parameter copies are bounded (elements; 0.5 GB in float32).
+# Per-sample reverse mode, per factor row, in the same unit: measured on CPU on a ViT (dim 64, depth 4,
+# 65 tokens, batch 64; K = 9-10 rows: 1.2-1.6 s, a forward-mode tangent 0.1 s). Its memory, the gradients of
+# the shifted parameter tensors for each sample and row of a chunk of samples, is bounded (elements;
+# 0.5 GB in float32).
 _PER_SAMPLE_ROW_COST = 5.0
-_PER_SAMPLE_COPIES_LIMIT = 2 ** 27
+_PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 
 
 @dataclass
@@ -357,10 +358,11 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
     return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
 
 
-def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, path):
-    """A_n's columns of ``weights`` by reverse mode per sample: ``vmap`` over the samples of one
-    ``vjp`` with the K factor rows of M_n as cotangents (vmapped too). Its cost hardly depends on
-    the number of weights; its memory holds a per-sample copy of every shifted parameter tensor."""
+def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, path, chunk):
+    """A_n's columns of ``weights`` by reverse mode per sample: ``vmap`` over the samples (``chunk``
+    at a time) of one ``vjp`` with the K factor rows of M_n as cotangents (vmapped too). Its cost
+    hardly depends on the number of weights; its memory holds the whole gradient of every shifted
+    parameter tensor for each sample and row of a chunk (``_sample_chunk``)."""
     logits_of, names = _shifted_logits(model, weights, logits_at, inputs.device)
     n, num_classes = logits64.shape
     identity = torch.eye(num_classes, dtype=torch.float64, device=inputs.device).expand(n, -1, -1)
@@ -375,7 +377,7 @@ def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, pat
     with warnings.catch_warnings(), _differentiable_attention():
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
         try:
-            return vmap(one_sample)(inputs, factor).to(torch.float64)
+            return vmap(one_sample, chunk_size=chunk)(inputs, factor).to(torch.float64)
         except (RuntimeError, NotImplementedError) as error:
             raise _cannot_differentiate(path, "reverse-mode AD per sample", model, names, error) from error
 
@@ -403,9 +405,10 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
         rows = a.shape[1]
         with stage("general"):
             # The general path: exact for any differentiable use of a parameter.
-            if _general_by_reverse(model, chosen, rows, inputs.shape[0])[0]:
+            samples, _ = _general_by_reverse(model, chosen, rows, inputs.shape[0])
+            if samples:
                 a[:, :, columns] = _per_sample_reverse(model, inputs, chosen, config, logits64, logits_at,
-                                                   "the general path").to(a.dtype)
+                                                       "the general path", samples).to(a.dtype)
                 label += f" + general ({len(columns)} weights by per-sample reverse mode, {rows} rows)"
                 passes += rows
             else:
@@ -417,20 +420,22 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     return Factors(a, label, passes, {weights[j].name: general[j] for j in sorted(general)}), logits
 
 
-def _fits_per_sample(model: nn.Module, weights: list[SampledWeight], n: int) -> bool:
-    """Whether per-sample reverse mode's memory for ``weights`` is within bounds: N copies of the
-    parameter tensors they shift."""
+def _sample_chunk(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> int:
+    """How many samples per-sample reverse mode for ``weights`` takes at once within its memory bound
+    (K gradients of each parameter tensor they shift per sample); 0 when not even one fits."""
     params = dict(model.named_parameters())
-    return n * sum(params[key].numel() for key in {w.param_key for w in weights}) <= _PER_SAMPLE_COPIES_LIMIT
+    per_sample = rows * sum(params[key].numel() for key in {w.param_key for w in weights})
+    return min(n, _PER_SAMPLE_GRADIENTS_LIMIT // per_sample)
 
 
-def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> tuple[bool, float]:
-    """Whether the general path takes per-sample reverse mode (cost ~ _PER_SAMPLE_ROW_COST x K, when it
-    fits) rather than forward mode (one tangent per weight), and the cost of the one it takes."""
+def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> tuple[int, float]:
+    """The sample chunk with which the general path takes per-sample reverse mode (cost ~
+    _PER_SAMPLE_ROW_COST x K, when it fits), 0 for forward mode (one tangent per weight); and its cost."""
     forward = _FORWARD_TANGENT_COST * len(weights)
-    if _PER_SAMPLE_ROW_COST * rows < forward and _fits_per_sample(model, weights, n):
-        return True, _PER_SAMPLE_ROW_COST * rows
-    return False, forward
+    chunk = _sample_chunk(model, weights, rows, n)
+    if _PER_SAMPLE_ROW_COST * rows < forward and chunk:
+        return chunk, _PER_SAMPLE_ROW_COST * rows
+    return 0, forward
 
 
 def _tapped_factors(model, inputs, config, weights, logits_at):
@@ -470,10 +475,10 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     features = final_linear[0].in_features if final_linear is not None else None
     if general:
         _, general_cost = _general_by_reverse(model, [weights[j] for j in general], rows, n)
-        per_sample_fits = _fits_per_sample(model, weights, n)
+        samples = _sample_chunk(model, weights, rows, n)
     else:  # the plans of models without general weights, as before the general path
-        general_cost, per_sample_fits = 0.0, False
-    strategy = _choose(config, rows, features, num_weights, general_cost, per_sample_fits) if sites else "forward"
+        general_cost, samples = 0.0, 0
+    strategy = _choose(config, rows, features, num_weights, general_cost, samples > 0) if sites else "forward"
     if strategy == "features" and final_linear is None:
         raise ValueError(f"strategy 'features' needs logits produced by a final nn.Linear on (N, D) features; "
                          f"{type(model).__name__}'s logits are not")
@@ -513,7 +518,8 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     del sites  # drop the reverse-mode graph before the forward-mode passes
     if strategy == "per_sample":
         with stage("per_sample"):
-            a = _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, "the 'per_sample' plan")
+            a = _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, "the 'per_sample' plan",
+                                    samples)
         return a, strategy, f"per-sample reverse mode (K={rows} rows, P={num_weights} weights)", rows, \
             logits.detach(), general
     with stage("forward_mode"):
