@@ -213,7 +213,23 @@ class WithPReLU(nn.Module):
         return self.fc(self.shared(self.act(self.conv(x)).mean((2, 3))))
 
 
-GENERAL = {"vit_tokens": ViTTokens, "prelu": WithPReLU, "swin_like": SwinLike, "multihead_attention": AttentionModule,
+class TextClassifier(nn.Module):
+    """Embedding + nn.TransformerEncoder on integer tokens (cut from the image: not differentiated)."""
+
+    def __init__(self, classes=5, vocab=11, dim=8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        layer = nn.TransformerEncoderLayer(dim, 2, dim_feedforward=12, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        ids = ((x.flatten(1)[:, :12] * 3).round().clamp(-5, 5) + 5).long()
+        return self.head(self.encoder(self.embed(ids)).mean(1))
+
+
+GENERAL = {"vit_tokens": ViTTokens, "prelu": WithPReLU, "text": TextClassifier, "swin_like": SwinLike,
+           "multihead_attention": AttentionModule,
            "sequence_first": SequenceFirst, "folded_batch": FoldedBatch}
 TAPS = {"in_place": InPlace, "shared": Shared, "attention": Attention}
 MODELS = {**GENERAL, **TAPS}
@@ -289,6 +305,9 @@ EXPECTED_GENERAL = {
     ("sequence_first", "exact"): {
         **{f"{m}.weight": "(36, 2, " for m in ("embed", "encoder.linear1", "encoder.linear2")},
         "encoder.self_attn.out_proj.weight": NOT_CALLED},
+    ("text", "exact"): {f"encoder.layers.{i}.self_attn.out_proj.weight": NOT_CALLED for i in range(2)},
+    ("text", "paper"): {f"encoder.layers.{i}.self_attn.{p}": "" for i in range(2) for p in
+                        ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")},
     ("folded_batch", "exact"): {"folded.weight": "input of shape (8, 9, 8) for a batch of 2",
                                 "paired.weight": "giving Tensor(2, 108, 8) for a batch of 6"},
 }
@@ -296,7 +315,8 @@ EXPECTED_GENERAL = {
 
 # Many general weights for few factor rows (K = 5): per-sample reverse mode for every column; else the taps'
 # plan and forward-mode tangents for the general weights.
-BY_REVERSE = {("vit_tokens", "paper"), ("multihead_attention", "paper"), ("sequence_first", "paper")}
+BY_REVERSE = {("vit_tokens", "paper"), ("multihead_attention", "paper"), ("sequence_first", "paper"),
+              ("text", "paper")}
 
 
 @pytest.mark.parametrize("preset", ["paper", "exact"])

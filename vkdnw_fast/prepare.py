@@ -428,6 +428,5 @@ def check_logits(output: Any, model: nn.Module, *, logits: Any = None, min_class
 
 
 __all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "ModulesCalled",
-           "check_logits",
-           "pick_logits", "describe_output", "same_up_to", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
+           "check_logits", "pick_logits", "describe_output", "same_up_to", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
            "MEMORY_FORMATS"]
