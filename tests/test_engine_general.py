@@ -419,3 +419,14 @@ def test_general_path_that_cannot_differentiate_names_the_weights(max_weights, s
     with pytest.raises(ValueError, match=rf"{path} through torch.func.functional_call\) cannot differentiate "
                                          rf"OpaqueToken for the sampled weights {names}: .*vmap.* Give the failing op"):
         vf.score(model, batch(), config=config("paper", max_weights=max_weights, strategy=strategy))
+
+
+class FixedResolutionAttention(SwinLike):
+    """Its bias table is for 9 tokens (6 x 6 images): on 8 x 8 images its own forward fails."""
+
+
+def test_a_model_failing_on_the_input_size_is_named_with_the_shape():
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"FixedResolutionAttention fails on a batch shaped like the scoring batch "
+                                         r"\(4, 3, 8, 8\) \(its forward alone, before the engine does anything\)"):
+        vf.score(FixedResolutionAttention().double(), x, config=config("exact"))

@@ -537,7 +537,12 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
     mode and left as it was. Also returns aleph."""
     with scoring_mode(prepared.model) as model:
         with stage("probe"):
-            called = probe_forward(model, prepared.inputs)
+            try:
+                called = probe_forward(model, prepared.inputs)
+            except RuntimeError as error:  # the model's own forward, before any tap or transform
+                raise ValueError(f"{type(prepared.model).__name__} fails on a batch shaped like the scoring batch "
+                                 f"{tuple(prepared.inputs.shape)} (its forward alone, before the engine does "
+                                 f"anything): {error}") from error
         with stage("select"):
             selection = select_weights(model, config, called)
         factors, _ = (factors_fn or compute_factors)(model, prepared.inputs, config, selection.weights,
