@@ -268,8 +268,8 @@ def config(preset, element="first", **fields):
                                   element_position={"first": 0.0, "last": 1.0}[element], **fields)
 
 
-def assert_matches_oracle(name, preset, element="first", **fields):
-    model, x = built(name), batch()
+def assert_matches_oracle(name, preset, element="first", n=6, **fields):
+    model, x = built(name), batch(n=n)
     coords = sampled_coords(model, preset, element)
     truth = oracle_fisher(built(name), x, coords, preset, vectorize=name != "prelu")
     cfg = config(preset, element, **fields)
@@ -338,21 +338,21 @@ def test_general_path_matches_oracle(name, preset):
 
 def test_per_sample_reverse_mode_is_bounded_in_memory(monkeypatch):
     """Its bound counts K = 5 gradients of each shifted tensor per sample. Every column by it, in chunks of
-    samples, while one sample's gradients of all sampled tensors fit; for the general weights only while
-    theirs do; then forward-mode tangents. Same matrix each time."""
+    samples (at least 8, or the batch), while that many samples' gradients of all sampled tensors fit; for the
+    general weights only while theirs do; then forward-mode tangents. Same matrix each time."""
     params = dict(built("vit_tokens").named_parameters())
     every = 5 * sum(p.numel() for p in params.values())
     general = 5 * sum(params[name].numel() for name in EXPECTED_GENERAL["vit_tokens", "paper"])
-    monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 2 * every)   # two samples of six at a time
-    result = assert_matches_oracle("vit_tokens", "paper")
+    monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 8 * every)   # eight samples of ten at a time
+    result = assert_matches_oracle("vit_tokens", "paper", n=10)
     assert result.strategy == f"per-sample reverse mode (K=5 rows, P={len(params)} weights)"
-    monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", every - 1)
+    monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 6 * every - 1)   # not the six samples at once
     result = assert_matches_oracle("vit_tokens", "paper")
     assert result.strategy == "rows (K=5 factor rows) + general (8 weights by per-sample reverse mode, 5 rows)"
     assert result.passes == 5 + 5
-    monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", general)
+    monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 6 * general)
     assert vf.score(built("vit_tokens"), batch(), config=config("paper")).strategy == result.strategy
-    monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", general - 1)
+    monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 6 * general - 1)
     result = assert_matches_oracle("vit_tokens", "paper")
     assert result.strategy == "rows (K=5 factor rows) + general (8 forward-mode tangents)"
 

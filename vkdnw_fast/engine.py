@@ -422,10 +422,12 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
 
 def _sample_chunk(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> int:
     """How many samples per-sample reverse mode for ``weights`` takes at once within its memory bound
-    (K gradients of each parameter tensor they shift per sample); 0 when not even one fits."""
+    (K gradients of each parameter tensor they shift per sample); 0 when fewer than 8 (or N) fit, as
+    its cost estimate assumes a vectorised batch of samples."""
     params = dict(model.named_parameters())
     per_sample = rows * sum(params[key].numel() for key in {w.param_key for w in weights})
-    return min(n, _PER_SAMPLE_GRADIENTS_LIMIT // per_sample)
+    chunk = min(n, _PER_SAMPLE_GRADIENTS_LIMIT // per_sample)
+    return chunk if chunk >= min(n, 8) else 0
 
 
 def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> tuple[int, float]:
