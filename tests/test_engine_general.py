@@ -370,6 +370,18 @@ def test_general_path_other_elements_and_plans():
     assert result.strategy == f"forward (P={result.num_weights} tangents)"
 
 
+@pytest.mark.parametrize("strategy", ["auto", "rows"])
+def test_only_general_weights(strategy):
+    """No tap at all: forward mode takes every column, even when a backward plan is asked for."""
+    model, x = built("vit_tokens"), batch()
+    truth = oracle_fisher(built("vit_tokens"), x, [("cls_token", 0), ("dist_token", 0), ("pos_embed", 0)], "paper")
+    cfg = config("paper", max_weights=3, strategy=strategy)
+    result = vf.score(model, x, config=cfg)
+    assert result.strategy == "forward (P=3 tangents)" and len(result.general) == 3
+    assert float((vf.fisher_matrix(model, x, config=cfg) - truth).norm() / truth.norm()) < 1e-9
+    assert result.vkdnw == pytest.approx(entropy_of(truth), rel=1e-9, abs=1e-12)
+
+
 @pytest.mark.parametrize("chunk", [None, 3])
 @pytest.mark.parametrize("preset", ["paper", "exact"])
 @pytest.mark.parametrize("name", sorted(TAPS))

@@ -11,7 +11,9 @@
    entries being analytic. Or forward mode with one tangent per sampled weight (``forward``).
 3. The general path, for sampled weights no tap can take (no sampler for their module, a module the
    forward never calls or calls on tensors that are not batch-first): forward mode through
-   ``functional_call`` with one tangent per such weight gives their columns of J_n, then M_n J_n.
+   ``functional_call`` with one tangent per such weight gives their columns of J_n, then M_n J_n; or,
+   for many such weights, reverse mode per sample (vmap over samples of one vjp with the K factor
+   rows), which then takes every column (``per_sample``) when its memory bound allows.
 4. Eigenvalues of F = (1/N) sum A_n^T A_n from the singular values of the stacked A (float64).
 
 Memory: the forward keeps what a data-only backward needs (much less than training: no
@@ -240,7 +242,7 @@ def _group_by_module(model: nn.Module, weights: list[SampledWeight], device) -> 
 def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: int, general_cost: float,
             per_sample_fits: bool) -> str:
     """The cheapest plan; the general path's cost adds to the backward plans (forward mode takes all
-    columns itself, and so does per-sample reverse mode, ``per_sample``, when its copies fit)."""
+    columns itself, and so does per-sample reverse mode, ``per_sample``, when its memory bound allows)."""
     if config.strategy != "auto":
         return config.strategy
     costs = {"rows": rows + general_cost, "forward": _FORWARD_TANGENT_COST * num_weights}
@@ -480,7 +482,9 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
         samples = _sample_chunk(model, weights, rows, n)
     else:  # the plans of models without general weights, as before the general path
         general_cost, samples = 0.0, 0
-    strategy = _choose(config, rows, features, num_weights, general_cost, samples > 0) if sites else "forward"
+    strategy = _choose(config, rows, features, num_weights, general_cost, samples > 0)
+    if not sites and strategy in ("rows", "features"):  # no tap to take a cotangent: forced plans only
+        strategy = "forward"
     if strategy == "features" and final_linear is None:
         raise ValueError(f"strategy 'features' needs logits produced by a final nn.Linear on (N, D) features; "
                          f"{type(model).__name__}'s logits are not")
