@@ -274,7 +274,7 @@ def assert_matches_oracle(name, preset, element="first", n=6, **fields):
     truth = oracle_fisher(built(name), x, coords, preset, vectorize=name != "prelu")
     cfg = config(preset, element, **fields)
     result = vf.score(model, x, config=cfg)
-    assert result.weights == [f"{n}[{i}]" for n, i in coords]
+    assert result.weights == [f"{p}[{i}]" for p, i in coords]
     assert result.skipped == {}
     fisher = vf.fisher_matrix(model, x, config=cfg)
     assert float((fisher - truth).norm() / truth.norm()) < 1e-9
