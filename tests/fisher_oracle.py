@@ -30,8 +30,11 @@ def freeze_batch_statistics(model: nn.Module, inputs: torch.Tensor) -> None:
         module.running_var.copy_(var)
 
 
-def sampled_jacobian(model: nn.Module, inputs: torch.Tensor, coords: list[tuple[str, int]]) -> torch.Tensor:
-    """J_n = d logits(x_n) / d theta_S, (N, C, P), for theta_S = [param[name].flatten()[i]]."""
+def sampled_jacobian(model: nn.Module, inputs: torch.Tensor, coords: list[tuple[str, int]],
+                     vectorize: bool = True) -> torch.Tensor:
+    """J_n = d logits(x_n) / d theta_S, (N, C, P), for theta_S = [param[name].flatten()[i]].
+    ``vectorize=False``: a loop over samples and logits of plain backward passes, for ops whose
+    batching rules torch gets wrong (PReLU's backward under vmap)."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     theta = torch.stack([params[name].reshape(-1)[i] for name, i in coords])
@@ -43,6 +46,9 @@ def sampled_jacobian(model: nn.Module, inputs: torch.Tensor, coords: list[tuple[
             replaced[name] = torch.cat([flat[:i], values[j:j + 1], flat[i + 1:]]).reshape(params[name].shape)
         return functional_call(model, (replaced, buffers), (sample.unsqueeze(0),)).squeeze(0)
 
+    if not vectorize:
+        return torch.stack([torch.autograd.functional.jacobian(lambda v: logits(v, sample), theta)
+                            for sample in inputs])
     return vmap(jacrev(logits), in_dims=(None, 0))(theta, inputs)
 
 
@@ -65,13 +71,13 @@ def authors_ltilde(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def oracle_fisher(model: nn.Module, inputs: torch.Tensor, coords: list[tuple[str, int]],
-                  preset: str) -> torch.Tensor:
+                  preset: str, vectorize: bool = True) -> torch.Tensor:
     """F = (1/N) sum_n J_n^T Sigma_n J_n ('exact') or (1/N) sum_n (L~_n J_n)^T (L~_n J_n) ('paper')."""
     model = model.double().eval()
     inputs = inputs.double()
     if preset == "exact":
         freeze_batch_statistics(model, inputs)
-    jac = sampled_jacobian(model, inputs, coords)
+    jac = sampled_jacobian(model, inputs, coords, vectorize)
     with torch.no_grad():
         z = model(inputs)
     if preset == "paper":

@@ -316,16 +316,6 @@ class NoRunningStats(PlainCNN):
         return self.fc(x.mean((2, 3)))
 
 
-class WithPReLU(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.act = nn.PReLU()
-        self.fc = nn.Linear(108, 4)
-
-    def forward(self, x):
-        return self.fc(self.act(x.flatten(1)))
-
-
 class Parameterless(nn.Module):
     def forward(self, x):
         return x.flatten(1)[:, :4]
@@ -336,7 +326,6 @@ class Parameterless(nn.Module):
     (OneClass(), "paper", "at least 2 classes"),
     (Exploding(), "paper", "non-finite logits"),
     (NoRunningStats(), "exact", "'bn' has track_running_stats=False"),
-    (WithPReLU(), "paper", "PReLU 'act'"),
     (Parameterless(), "exact", "no weights to sample"),
 ])
 def test_bad_models_get_clear_errors(model, preset, message):

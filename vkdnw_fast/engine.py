@@ -9,7 +9,12 @@
    final ``nn.Linear`` z = W h + b with fewer features D than factor rows, D unit cotangents on h
    give H_n = dh_n/dtheta (``features``) and A_n = (M_n W) H_n, the final layer's own sampled
    entries being analytic. Or forward mode with one tangent per sampled weight (``forward``).
-3. Eigenvalues of F = (1/N) sum A_n^T A_n from the singular values of the stacked A (float64).
+3. The general path, for sampled weights no tap can take (no sampler for their module, a module the
+   forward never calls or calls on tensors that are not batch-first): forward mode through
+   ``functional_call`` with one tangent per such weight gives their columns of J_n, then M_n J_n; or,
+   for many such weights, reverse mode per sample (vmap over samples of one vjp with the K factor
+   rows), which then takes every column (``per_sample``) when its memory bound allows.
+4. Eigenvalues of F = (1/N) sum A_n^T A_n from the singular values of the stacked A (float64).
 
 Memory: the forward keeps what a data-only backward needs (much less than training: no
 activations are saved for weight gradients) plus, per sampled module, its input restricted to
@@ -21,19 +26,22 @@ copies of the activations (c = 4 on CPU, 64 on GPU by default).
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, jvp, vmap
+from torch.func import functional_call, jvp, vjp, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import PreparedModel, check_logits, pick_logits, prepare, probe_forward, same_up_to, scoring_mode
+from .prepare import (PreparedModel, check_logits, describe_output, pick_logits, prepare, probe_forward, same_up_to,
+                      scoring_mode)
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
@@ -45,13 +53,20 @@ from .timing import stage
 # (NB201 and MobileNetV2 cells, 4 tangents per call): 1.7-6x; functorch has no batching rule for
 # some forward-mode ops (as_strided_ in adaptive pooling) and loops there.
 _FORWARD_TANGENT_COST = 4.0
+# Per-sample reverse mode, per factor row, in the same unit: measured on CPU on a ViT (dim 64, depth 4,
+# 65 tokens, batch 64; K = 9-10 rows: 1.2-1.6 s, a forward-mode tangent 0.1 s). Its memory, the gradients of
+# the shifted parameter tensors for each sample and row of a chunk of samples, is bounded (elements;
+# 0.5 GB in float32).
+_PER_SAMPLE_ROW_COST = 5.0
+_PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 
 
 @dataclass
 class FisherResult:
     """What ``score`` returns. ``single`` = aleph + vkdnw (docs/method.md §2). ``weights`` names the sampled
     scalars; ``skipped`` what was left out with the reason: {layer: reason} under weights='layers' (so that
-    aleph = num_weights + len(skipped) there), {parameter: reason} under 'parameter_tensors'."""
+    aleph = num_weights + len(skipped) there), {parameter: reason} under 'parameter_tensors'. ``general``:
+    the sampled weights that no sampler's tap could take, computed by the general path, with the reason."""
 
     vkdnw: float
     aleph: int
@@ -63,6 +78,7 @@ class FisherResult:
     weights: list[str] = field(repr=False)
     config: FisherConfig = field(repr=False)
     skipped: dict[str, str] = field(default_factory=dict, repr=False)
+    general: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def single(self) -> float:
@@ -71,11 +87,13 @@ class FisherResult:
 
 @dataclass
 class Factors:
-    """A (N, K, P) and how it was obtained."""
+    """A (N, K, P) and how it was obtained; ``general``: {weight name: reason} of the columns the
+    general path computed."""
 
     a: torch.Tensor
     strategy: str
     passes: int
+    general: dict[str, str] = field(default_factory=dict)
 
 
 class _Tap(torch.autograd.Function):
@@ -103,9 +121,17 @@ class _Site:
     plan: ModulePlan
     sink: torch.Tensor
     calls: int = 0  # taps spliced in this forward (a module called twice is tapped twice; the sink sums)
+    misfit: str | None = None  # why a call could not be tapped (then the general path takes the module)
 
     def tap(self, output: torch.Tensor, args: tuple) -> torch.Tensor:
         self.calls += 1
+        n, x = self.sink.shape[0], args[0] if args else None
+        if not (isinstance(x, torch.Tensor) and x.dim() and x.shape[0] == n
+                and isinstance(output, torch.Tensor) and output.dim() and output.shape[0] == n):
+            # The sampler reduces over everything but dimension 0; the general path takes this module.
+            self.misfit = (f"it is called on {describe_output(x)} giving {describe_output(output)} for a batch of "
+                           f"{n} (samples not along the first dimension), which its sampler cannot reduce")
+            return output
         return _Tap.apply(output, self.sink, self, *self.sampler.capture(self.module, self.plan, args))
 
     def describe(self) -> str:
@@ -117,7 +143,8 @@ class _OpTap(TorchFunctionMode):
     class (e.g. a BatchNorm2d subclass applying an activation inside ``forward``). The module's
     output is then not the base's, but the op that applies the module's own parameters to an input
     (``batch_norm(x, ..., self.weight, self.bias)``) still is the base's forward on that input: the
-    tap sits on that op's output, with that op's input, once this is verified on the values."""
+    tap sits on that op's output, with that op's input, once this is verified on the values (when
+    it fails, the general path takes the module)."""
 
     def __init__(self, site: _Site):
         super().__init__()
@@ -138,12 +165,14 @@ class _OpTap(TorchFunctionMode):
         scale = float(expected.abs().max()) if expected.numel() else 0.0
         if expected.shape != output.shape or \
                 float((output.detach() - expected).abs().max()) > same_up_to(output.dtype) * scale:
-            raise ValueError(
-                f"{self.site.describe()} overrides {self.base.__name__}.{'/'.join(overridden_methods(module))} and "
+            # The sampler's per-sample gradients would be wrong here: the general path takes the module.
+            self.site.calls += 1
+            self.site.misfit = (
+                f"{type(module).__name__} overrides {self.base.__name__}.{'/'.join(overridden_methods(module))} and "
                 f"applies its parameters with {getattr(func, '__name__', func)} differently from "
                 f"{self.base.__name__}.forward (another output for the same input), so the {self.base.__name__} "
-                f"sampler's per-sample gradients would be wrong; register a sampler for {type(module).__name__} "
-                "with vkdnw_fast.samplers.register_sampler")
+                "sampler does not apply")
+            return output
         return self.site.tap(output, (args[0],))
 
 
@@ -196,10 +225,12 @@ def batch_statistics_hooks(model: nn.Module, config: FisherConfig) -> list:
 
 
 def _group_by_module(model: nn.Module, weights: list[SampledWeight], device) -> list[tuple[nn.Module, ModulePlan]]:
+    """The tap plans of the weights a sampler takes (not those marked for the general path)."""
     modules = dict(model.named_modules())
     coords: dict[str, list] = {}
     for column, weight in enumerate(weights):
-        coords.setdefault(weight.module_name, []).append((weight.coord, column))
+        if weight.general is None:
+            coords.setdefault(weight.module_name, []).append((weight.coord, column))
     plans = []
     for module_name, entries in coords.items():
         module = modules[module_name]
@@ -208,12 +239,17 @@ def _group_by_module(model: nn.Module, weights: list[SampledWeight], device) -> 
     return plans
 
 
-def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: int) -> str:
+def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: int, general_cost: float,
+            per_sample_fits: bool) -> str:
+    """The cheapest plan; the general path's cost adds to the backward plans (forward mode takes all
+    columns itself, and so does per-sample reverse mode, ``per_sample``, when its memory bound allows)."""
     if config.strategy != "auto":
         return config.strategy
-    costs = {"rows": rows, "forward": _FORWARD_TANGENT_COST * num_weights}
+    costs = {"rows": rows + general_cost, "forward": _FORWARD_TANGENT_COST * num_weights}
     if features is not None:
-        costs["features"] = features
+        costs["features"] = features + general_cost
+    if per_sample_fits:
+        costs["per_sample"] = _PER_SAMPLE_ROW_COST * rows
     return min(costs, key=costs.get)  # ties keep the first: rows
 
 
@@ -233,11 +269,18 @@ def _backward_passes(outputs: torch.Tensor, sites: list[_Site], cotangents: torc
         block = cotangents[start:start + chunk]
         retain = start + chunk < rows
 
-        def vjp(cotangent):
+        def pull(cotangent):
             grads = torch.autograd.grad(outputs, sinks, cotangent, retain_graph=retain, allow_unused=True)
             return tuple(torch.zeros_like(s) if g is None else g for s, g in zip(sinks, grads))
 
-        grads = [g.unsqueeze(0) for g in vjp(block[0])] if block.shape[0] == 1 else vmap(vjp)(block)
+        if block.shape[0] == 1:
+            grads = [g.unsqueeze(0) for g in pull(block[0])]
+        else:
+            with warnings.catch_warnings():
+                # Backward kernels without a batching rule (flash attention's on CPU) loop over the chunk's
+                # rows, each as fast as an unchunked pass: correct, and the note is noise.
+                warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+                grads = vmap(pull)(block)
         for site, grad in zip(sites, grads):
             result[:, start:start + block.shape[0], site.plan.columns] = grad.transpose(0, 1)
     return result
@@ -254,8 +297,23 @@ def _analytic_linear_columns(logits, features, linear_plan_weights, config):
     return ops.multinomial_factor(logits, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
 
 
-def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at):
-    """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n."""
+@contextlib.contextmanager
+def _differentiable_attention():
+    """The fused attention kernels (flash scaled-dot-product attention; the inference fast path of
+    nn.MultiheadAttention and the Transformer layers, taken when nothing requires grad) have no
+    forward-mode derivative; the math kernels are composite and do."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+def _shifted_logits(model, weights, logits_at, device):
+    """logits(shift, x): the model's logits on x with ``shift[j]`` added to sampled weight j (through
+    ``functional_call``, the model untouched), and the names of the parameters shifted."""
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     groups: dict[str, tuple[list[int], list[int]]] = {}
@@ -263,40 +321,136 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at):
         indices, columns = groups.setdefault(weight.param_key, ([], []))
         indices.append(weight.flat_index)
         columns.append(column)
-    device = inputs.device
     groups_t = {k: (torch.tensor(i, device=device), torch.tensor(c, device=device)) for k, (i, c) in groups.items()}
 
-    def logits_of(shift):
+    def logits_of(shift, x):
         shifted = dict(params)
         for key, (indices, columns) in groups_t.items():
             base = params[key]
             shifted[key] = base.reshape(-1).index_add(0, indices, shift[columns]).reshape(base.shape)
-        return pick_logits(functional_call(model, (shifted, buffers), (inputs,)), logits_at, model)
+        return pick_logits(functional_call(model, (shifted, buffers), (x,)), logits_at, model)
+    return logits_of, list(groups)
 
+
+def _cannot_differentiate(path: str, how: str, model: nn.Module, names: list[str], error: Exception) -> ValueError:
+    return ValueError(
+        f"{path} ({how} through torch.func.functional_call) cannot differentiate {type(model).__name__} for the "
+        f"sampled weights {', '.join(names)}: {error}. Give the failing op a {how.split(' AD')[0]} derivative "
+        "(and vmap for a custom autograd.Function), or register a sampler for the module owning those weights "
+        "with vkdnw_fast.samplers.register_sampler")
+
+
+def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, path):
+    """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n; ``path`` names
+    the plan in the error raised when an op has no forward-mode derivative."""
+    logits_of, names = _shifted_logits(model, weights, logits_at, inputs.device)
     p = len(weights)
     origin = inputs.new_zeros(p)
-    tangents = torch.eye(p, dtype=inputs.dtype, device=device)
-    with warnings.catch_warnings():
+    tangents = torch.eye(p, dtype=inputs.dtype, device=inputs.device)
+    with warnings.catch_warnings(), _differentiable_attention():
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
-        jacobian = vmap(lambda t: jvp(logits_of, (origin,), (t,))[1], chunk_size=chunk)(tangents)  # (P, N, C)
+        try:
+            jacobian = vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1],
+                            chunk_size=chunk)(tangents)  # (P, N, C)
+        except (RuntimeError, NotImplementedError) as error:
+            raise _cannot_differentiate(path, "forward-mode AD", model, names, error) from error
     basis = jacobian.permute(1, 2, 0).to(torch.float64)
     return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
+
+
+def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, path, chunk):
+    """A_n's columns of ``weights`` by reverse mode per sample: ``vmap`` over the samples (``chunk``
+    at a time) of one ``vjp`` with the K factor rows of M_n as cotangents (vmapped too). Its cost
+    hardly depends on the number of weights; its memory holds the whole gradient of every shifted
+    parameter tensor for each sample and row of a chunk (``_sample_chunk``)."""
+    logits_of, names = _shifted_logits(model, weights, logits_at, inputs.device)
+    n, num_classes = logits64.shape
+    identity = torch.eye(num_classes, dtype=torch.float64, device=inputs.device).expand(n, -1, -1)
+    factor = ops.multinomial_factor(logits64, identity, config.factor, config.smoothing,
+                                    config.fp16_smoothing_constants).to(inputs.dtype)  # (N, K, C)
+    origin = inputs.new_zeros(len(weights))
+
+    def one_sample(x, rows):
+        _, pullback = vjp(lambda s: logits_of(s, x.unsqueeze(0)).squeeze(0), origin)
+        return vmap(pullback)(rows)[0]  # (K, G)
+
+    with warnings.catch_warnings(), _differentiable_attention():
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+        try:
+            return vmap(one_sample, chunk_size=chunk)(inputs, factor).to(torch.float64)
+        except (RuntimeError, NotImplementedError) as error:
+            raise _cannot_differentiate(path, "reverse-mode AD per sample", model, names, error) from error
+
+
+UNTAPPED = ("the forward never applied them through the module (its weight is used by another module's functional "
+            "call, or its overriding forward transforms the weight first)")
 
 
 def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig,
                     weights: list[SampledWeight], *, logits_at: Any = None) -> tuple[Factors, torch.Tensor]:
     """A = M J for the prepared ``model`` (eval, no parameter requiring grad) on ``inputs``.
 
-    Returns the factors and the logits. BatchNorm statistics are frozen first when
+    Returns the factors and the (detached) logits. BatchNorm statistics are frozen first when
     ``config.batchnorm == 'batch'``. The samples are assumed independent (``prepare.probe_forward``).
-    ``logits_at`` says where the logits are in the model's output (``prepare.pick_logits``).
+    ``logits_at`` says where the logits are in the model's output (``prepare.pick_logits``). The
+    weights that no sampler's tap takes (``SampledWeight.general``, or a module the forward turns
+    out not to apply as its sampler assumes) get their columns from the general path, after the
+    taps' graph is freed.
     """
+    a, strategy, label, passes, logits, general = _tapped_factors(model, inputs, config, weights, logits_at)
+    if general and strategy not in ("forward", "per_sample"):
+        columns = sorted(general)
+        chosen = [weights[j] for j in columns]
+        logits64 = logits.to(torch.float64)
+        rows = a.shape[1]
+        with stage("general"):
+            # The general path: exact for any differentiable use of a parameter.
+            samples, _ = _general_by_reverse(model, chosen, rows, inputs.shape[0])
+            if samples:
+                a[:, :, columns] = _per_sample_reverse(model, inputs, chosen, config, logits64, logits_at,
+                                                       "the general path", samples).to(a.dtype)
+                label += f" + general ({len(columns)} weights by per-sample reverse mode, {rows} rows)"
+                passes += rows
+            else:
+                chunk = config.pass_chunk or (64 if inputs.device.type == "cuda" else 4)
+                a[:, :, columns] = _forward_mode(model, inputs, chosen, config, logits64, chunk, logits_at,
+                                                 "the general path").to(a.dtype)
+                label += f" + general ({len(columns)} forward-mode tangents)"
+                passes += len(columns)
+    return Factors(a, label, passes, {weights[j].name: general[j] for j in sorted(general)}), logits
+
+
+def _sample_chunk(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> int:
+    """How many samples per-sample reverse mode for ``weights`` takes at once within its memory bound
+    (K gradients of each parameter tensor they shift per sample); 0 when fewer than 8 (or N) fit, as
+    its cost estimate assumes a vectorised batch of samples."""
+    params = dict(model.named_parameters())
+    per_sample = rows * sum(params[key].numel() for key in {w.param_key for w in weights})
+    chunk = min(n, _PER_SAMPLE_GRADIENTS_LIMIT // per_sample)
+    return chunk if chunk >= min(n, 8) else 0
+
+
+def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> tuple[int, float]:
+    """The sample chunk with which the general path takes per-sample reverse mode (cost ~
+    _PER_SAMPLE_ROW_COST x K, when it fits), 0 for forward mode (one tangent per weight); and its cost."""
+    forward = _FORWARD_TANGENT_COST * len(weights)
+    chunk = _sample_chunk(model, weights, rows, n)
+    if _PER_SAMPLE_ROW_COST * rows < forward and chunk:
+        return chunk, _PER_SAMPLE_ROW_COST * rows
+    return 0, forward
+
+
+def _tapped_factors(model, inputs, config, weights, logits_at):
+    """One forward with taps, then the chosen plan for the columns the taps take (or forward mode for
+    all); the general path's columns left at zero. Returns (A, plan, its description, passes,
+    detached logits, {general column: reason})."""
     device = inputs.device
     n, num_weights = inputs.shape[0], len(weights)
     chunk = config.pass_chunk or (64 if device.type == "cuda" else 1)
     tangent_chunk = config.pass_chunk or (64 if device.type == "cuda" else 4)
+    general = {j: w.general for j, w in enumerate(weights) if w.general is not None}
     sites, handles = [], []
     for module, plan in _group_by_module(model, weights, device):
         sink = torch.zeros(n, len(plan.columns), dtype=inputs.dtype, device=device, requires_grad=True)
@@ -313,12 +467,9 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     handles += batch_statistics_hooks(model, config)
     with removing(handles), stage("forward"):
         logits = check_logits(model(inputs), model, logits=logits_at)
-    untapped = [site.describe() for site in sites if site.calls == 0]
-    if untapped:
-        raise ValueError(f"{', '.join(untapped)} own(s) sampled parameters but the forward never applied them "
-                         "through the module (it was not called, its weight is used by another module's "
-                         "functional call, or its overriding forward transforms the weight first); register a "
-                         "sampler for that class with vkdnw_fast.samplers.register_sampler")
+    for site in [s for s in sites if s.calls == 0 or s.misfit is not None]:
+        general.update(dict.fromkeys(site.plan.columns, UNTAPPED if site.calls == 0 else site.misfit))
+        sites.remove(site)
 
     logits64 = logits.detach().to(torch.float64)
     num_classes = logits.shape[1]
@@ -326,7 +477,14 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     final = last_linear.get("call")
     final_linear = final if final is not None and final[2] is logits and final[1].dim() == 2 else None
     features = final_linear[0].in_features if final_linear is not None else None
-    strategy = _choose(config, rows, features, num_weights)
+    if general:
+        _, general_cost = _general_by_reverse(model, [weights[j] for j in general], rows, n)
+        samples = _sample_chunk(model, weights, rows, n)
+    else:  # the plans of models without general weights, as before the general path
+        general_cost, samples = 0.0, 0
+    strategy = _choose(config, rows, features, num_weights, general_cost, samples > 0)
+    if not sites and strategy in ("rows", "features"):  # no tap to take a cotangent: forced plans only
+        strategy = "forward"
     if strategy == "features" and final_linear is None:
         raise ValueError(f"strategy 'features' needs logits produced by a final nn.Linear on (N, D) features; "
                          f"{type(model).__name__}'s logits are not")
@@ -339,13 +497,13 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
             cotangents = factor.transpose(0, 1).to(logits.dtype)
         with stage("backward"):
             a = _backward_passes(logits, sites, cotangents, chunk, num_weights)
-        return Factors(a, f"rows (K={rows} factor rows)", rows), logits
+        return a, strategy, f"rows (K={rows} factor rows)", rows, logits.detach(), general
 
     if strategy == "features":
         linear, h, _ = final_linear
         linear_name = next(name for name, m in model.named_modules() if m is linear)
-        linear_cols = [j for j, w in enumerate(weights) if w.module_name == linear_name]
-        other_cols = sorted(set(range(num_weights)) - set(linear_cols))
+        linear_cols = [j for j, w in enumerate(weights) if w.module_name == linear_name and j not in general]
+        other_cols = sorted(set(range(num_weights)) - set(linear_cols) - set(general))
         a = logits64.new_zeros(n, rows, num_weights)
         if other_cols and h.requires_grad:
             unit = torch.eye(features, dtype=h.dtype, device=device).unsqueeze(1).expand(-1, n, -1)
@@ -360,12 +518,19 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
             with stage("factor"):
                 a[:, :, linear_cols] = _analytic_linear_columns(
                     logits64, h.detach().to(torch.float64), [weights[j] for j in linear_cols], config)
-        return Factors(a, f"features (D={features} unit cotangents on the final Linear's input)", features), logits
+        return (a, strategy, f"features (D={features} unit cotangents on the final Linear's input)", features,
+                logits.detach(), general)
 
     del sites  # drop the reverse-mode graph before the forward-mode passes
+    if strategy == "per_sample":
+        with stage("per_sample"):
+            a = _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, "the 'per_sample' plan",
+                                    samples)
+        return a, strategy, f"per-sample reverse mode (K={rows} rows, P={num_weights} weights)", rows, \
+            logits.detach(), general
     with stage("forward_mode"):
-        a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk, logits_at)
-    return Factors(a, f"forward (P={num_weights} tangents)", num_weights), logits
+        a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk, logits_at, "the 'forward' plan")
+    return a, strategy, f"forward (P={num_weights} tangents)", num_weights, logits.detach(), general
 
 
 FactorsFn = Callable[..., tuple[Factors, torch.Tensor]]  # (model, inputs, config, weights, *, logits_at)
@@ -378,7 +543,12 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
     mode and left as it was. Also returns aleph."""
     with scoring_mode(prepared.model) as model:
         with stage("probe"):
-            called = probe_forward(model, prepared.inputs)
+            try:
+                called = probe_forward(model, prepared.inputs)
+            except RuntimeError as error:  # the model's own forward, before any tap or transform
+                raise ValueError(f"{type(prepared.model).__name__} fails on a batch shaped like the scoring batch "
+                                 f"{tuple(prepared.inputs.shape)} (its forward alone, before the engine does "
+                                 f"anything): {error}") from error
         with stage("select"):
             selection = select_weights(model, config, called)
         factors, _ = (factors_fn or compute_factors)(model, prepared.inputs, config, selection.weights,
@@ -406,7 +576,8 @@ def score_prepared(prepared: PreparedModel, config: FisherConfig | str | None = 
     return FisherResult(
         vkdnw=entropy, aleph=aleph, eigenvalues=eigenvalues, quantile_levels=levels,
         num_weights=len(selection.weights), strategy=factors.strategy, passes=factors.passes,
-        weights=[w.name for w in selection.weights], config=config, skipped=selection.skipped)
+        weights=[w.name for w in selection.weights], config=config, skipped=selection.skipped,
+        general=factors.general)
 
 
 def fisher_matrix_prepared(prepared: PreparedModel, config: FisherConfig | str | None = None, *,

@@ -4,8 +4,8 @@ weights (docs/method.md §2-§3, §6).
 
 A layer is any convolution (1-, 2-, 3-d, transposed or not) or ``nn.Linear``, subclasses included
 (e.g. the ``out_proj`` of ``nn.MultiheadAttention``): what a network's depth is counted in.
-Whether the engine can *sample* a layer's weights is a separate question, answered by the sampler
-registry; a layer it cannot sample is reported, never silently dropped.
+Whether a sampler's tap can take a layer's weights is a separate question, answered by the sampler
+registry; the engine's general path takes those no tap can (reported in ``FisherResult.general``).
 """
 from __future__ import annotations
 

@@ -298,8 +298,27 @@ def _interaction(where: str) -> ValueError:
                       "batch dimension)")
 
 
-def probe_forward(model: nn.Module, inputs: torch.Tensor, *, seed: int = 0) -> set[nn.Module]:
-    """Check that the samples of a batch do not interact, and return the modules the forward calls.
+class ModulesCalled(set):
+    """The modules a forward calls. ``not_batch_first``: those among them whose first tensor argument
+    does not hold the samples along its first dimension (a sequence-first layer, a batch folded with
+    patches), with that argument's shape and the batch size; a sampler's per-sample reduction, which
+    reads the samples along the first dimension, does not apply to them."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+        self.not_batch_first: dict[nn.Module, str] = {}
+
+    def record(self, module: nn.Module, args: tuple) -> None:
+        self.add(module)
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if first is not None and (first.dim() == 0 or first.shape[0] != self.n):
+            self.not_batch_first[module] = f"an input of shape {tuple(first.shape)} for a batch of {self.n}"
+
+
+def probe_forward(model: nn.Module, inputs: torch.Tensor, *, seed: int = 0) -> ModulesCalled:
+    """Check that the samples of a batch do not interact, and return the modules the forward calls
+    (``ModulesCalled``, which also names those not called on batch-first tensors).
 
     Per-sample gradients need sample n's output to depend on sample n alone. BatchNorm in
     training mode or without running statistics is named at once; anything else (a layer mixing
@@ -313,10 +332,10 @@ def probe_forward(model: nn.Module, inputs: torch.Tensor, *, seed: int = 0) -> s
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             check_batchnorm(module, name)
-    called: set[nn.Module] = set()
     n = min(2, inputs.shape[0])
+    called = ModulesCalled(n)
     x = inputs[:n]
-    first = _others(_forward_with_grad(model, x, [m.register_forward_pre_hook(lambda m, a: called.add(m))
+    first = _others(_forward_with_grad(model, x, [m.register_forward_pre_hook(called.record)
                                                   for m in model.modules()]), n)
     if n == 2:
         perturbed = x.detach().clone()
@@ -408,6 +427,6 @@ def check_logits(output: Any, model: nn.Module, *, logits: Any = None, min_class
     return output
 
 
-__all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "check_logits",
-           "pick_logits", "describe_output", "same_up_to", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
+__all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "ModulesCalled",
+           "check_logits", "pick_logits", "describe_output", "same_up_to", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
            "MEMORY_FORMATS"]

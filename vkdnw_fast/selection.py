@@ -15,12 +15,14 @@ from .samplers import sampler_for, supported_types
 @dataclass(frozen=True)
 class SampledWeight:
     """One sampled scalar: ``module_name.param_name`` at ``flat_index``; ``coord`` is the
-    sampler's op coordinate for it."""
+    sampler's op coordinate for it. ``general``: why no sampler's tap can take it (the engine's
+    general path then does, by forward-mode AD), None when one can."""
 
     module_name: str
     param_name: str
     flat_index: int
     coord: tuple[int, ...]
+    general: str | None = None
 
     @property
     def param_key(self) -> str:
@@ -59,6 +61,11 @@ class Selection:
     weights: list[SampledWeight]
     skipped: dict[str, str]
 
+    @property
+    def general(self) -> dict[str, str]:
+        """The sampled weights that take the engine's general path, with the reason."""
+        return {w.name: w.general for w in self.weights if w.general is not None}
+
 
 def _no_sampler(module: nn.Module) -> str:
     return (f"no weight sampler is registered for {type(module).__name__} or a base class of it (supported: "
@@ -69,8 +76,8 @@ NOT_CALLED = ("the forward never calls it as a module, so no tap can see its out
               "its weight through a functional call, as nn.MultiheadAttention does with out_proj)")
 
 
-def _unsampleable(module: nn.Module, param_name: str, called: Collection[nn.Module] | None) -> str | None:
-    """Why ``param_name`` of ``module`` cannot be sampled, or None."""
+def _untappable(module: nn.Module, param_name: str, called: Collection[nn.Module] | None) -> str | None:
+    """Why no sampler's tap can take ``param_name`` of ``module`` (the general path then does), or None."""
     sampler = sampler_for(module)
     if sampler is None:
         return _no_sampler(module)
@@ -78,16 +85,20 @@ def _unsampleable(module: nn.Module, param_name: str, called: Collection[nn.Modu
         return f"its sampler samples {', '.join(sampler.sampled_params)} only"
     if called is not None and module not in called:
         return NOT_CALLED
+    layout = getattr(called, "not_batch_first", {}).get(module)
+    if layout is not None:
+        return f"it is called on {layout} (samples not along the first dimension), which its sampler cannot reduce"
     return None
 
 
 def select_weights(model: nn.Module, config: FisherConfig, called: Collection[nn.Module] | None = None) -> Selection:
     """Which scalar weights are sampled (docs/method.md §3). ``parameter_tensors``: one element of each of the
-    first ``max_weights`` parameter tensors, an error naming the module if one cannot be sampled.
-    ``layers``: the ``weight`` of each of the first ``max_weights`` layers the engine can sample.
-    ``called``: the modules the forward calls (``prepare.probe_forward``); one it does not call
-    cannot be sampled. Every layer (``layers``) or parameter tensor (``parameter_tensors``) left out
-    is in ``skipped`` with the reason, so that aleph = sampled + skipped under ``exact``."""
+    first ``max_weights`` parameter tensors. ``layers``: the ``weight`` of each of the first ``max_weights``
+    layers that have one. A weight no sampler's tap can take (no sampler, a parameter its sampler does not
+    sample, a module the forward does not call or calls on tensors that are not batch-first) is marked
+    ``general``, for the engine's general path. ``called``: the modules the forward calls
+    (``prepare.probe_forward``). Every layer (``layers``) or parameter tensor (``parameter_tensors``) left
+    out is in ``skipped`` with the reason, so that aleph = sampled + skipped under ``exact``."""
     rng = np.random.default_rng(config.element_seed)
     chosen: list[tuple[str, nn.Module, str]] = []
     skipped: dict[str, str] = {}
@@ -98,32 +109,25 @@ def select_weights(model: nn.Module, config: FisherConfig, called: Collection[nn
             if position >= config.max_weights:
                 skipped[key] = f"{beyond} parameter tensors"
                 continue
-            module_name, module, param_name = owners[id(param)]
-            reason = _unsampleable(module, param_name, called)
-            if reason is not None:
-                raise ValueError(f"cannot sample parameter '{param_name}' of {type(module).__name__} "
-                                 f"'{module_name}': {reason}")
-            chosen.append((module_name, module, param_name))
+            chosen.append(owners[id(param)])
     else:
         for module_name, module in named_layers(model):
-            reason = "it has no weight" if getattr(module, "weight", None) is None else \
-                _unsampleable(module, "weight", called)
-            if reason is None and len(chosen) == config.max_weights:
-                reason = f"{beyond} sampleable layers"
-            if reason is None:
-                chosen.append((module_name, module, "weight"))
+            if getattr(module, "weight", None) is None:
+                skipped[module_name] = "it has no weight"
+            elif len(chosen) == config.max_weights:
+                skipped[module_name] = f"{beyond} sampleable layers"
             else:
-                skipped[module_name] = reason
+                chosen.append((module_name, module, "weight"))
     selected = []
     for module_name, module, param_name in chosen:
         numel = getattr(module, param_name).numel()
         index = _element_index(config, numel, rng)
-        selected.append(SampledWeight(module_name, param_name, index,
-                                      sampler_for(module).coordinate(module, param_name, index)))
+        general = _untappable(module, param_name, called)
+        coord = () if general is not None else sampler_for(module).coordinate(module, param_name, index)
+        selected.append(SampledWeight(module_name, param_name, index, coord, general))
     if not selected:
         raise ValueError(f"{type(model).__name__} has no weights to sample for weights={config.weights!r} "
-                         "(no parameters, or no layer the engine can sample: "
-                         f"{skipped or 'no conv/linear layers'})")
+                         f"(no parameters, or no conv/linear layer with a weight: {skipped or 'none'})")
     return Selection(selected, skipped)
 
 
