@@ -44,7 +44,7 @@ def test_the_other_metrics_are_the_published_ones():
 
 
 def test_what_the_benchmark_has():
-    assert benchmarks.available() == ["nats_sss", "nb101", "nb201"]
+    assert benchmarks.available() == ["nats_sss", "nb101", "nb201", "tnb_macro", "tnb_micro"]
     benchmark = benchmarks.get("nb201")
     assert isinstance(benchmark, NB201Benchmark) and benchmark.name == "nb201" and benchmark.space == "nb201"
     assert benchmark.archs() == nb201.archs("all")
