@@ -197,12 +197,16 @@ def _no_path(ops):
 def test_naslib_tuples_map_onto_each_space_once_per_task():
     rows = _bundled_rows()
     assert len(rows) == 7 * (4096 + 3256)
+    tuples = {}
+    for row in rows:
+        tuples.setdefault((row["search_space"], row["task"]), []).append(row["arch"])
+    assert sorted(tuples) == sorted(itertools.product(("macro", "micro"), transnas.TASKS))
     for space_name, archs in (("micro", transnas.micro_archs()), ("macro", transnas.macro_archs())):
+        strings = {t: transnas.from_naslib(f"tnb_{space_name}", json.loads(t.replace("(", "[").replace(")", "]")))
+                   for t in tuples[(space_name, "class_scene")]}
+        assert sorted(strings.values()) == sorted(archs)
         for task in transnas.TASKS:
-            tuples = [row["arch"] for row in rows if row["search_space"] == space_name and row["task"] == task]
-            strings = [transnas.from_naslib(f"tnb_{space_name}", json.loads(t.replace("(", "[").replace(")", "]")))
-                       for t in tuples]
-            assert sorted(strings) == sorted(archs)
+            assert sorted(tuples[(space_name, task)]) == sorted(strings)
     # NASLib wrote the tuple's digits verbatim into the benchmark's string (macro: zeros dropped).
     assert transnas.from_naslib("tnb_micro", (1, 0, 2, 3, 3, 3)) == "64-41414-1_02_333"
     assert transnas.from_naslib("tnb_macro", (1, 2, 3, 4, 0, 0)) == "64-1234-basic"
