@@ -53,7 +53,8 @@ def _table() -> dict[str, dict[str, dict[str, float]]]:
     for space, archs in (("tnb_micro", transnas.micro_archs()), ("tnb_macro", transnas.macro_archs())):
         for task, values in table[space].items():
             if set(values) != set(archs):
-                raise ValueError(f"{CSV}: {space} on {task} has {len(values)} architectures, not the space's {len(archs)}")
+                raise ValueError(f"{CSV}: {space} on {task} has {len(values)} architectures, "
+                                 f"not the space's {len(archs)}")
     return table
 
 
