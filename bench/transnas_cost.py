@@ -7,7 +7,9 @@ For each cell (default: the micro and the macro network of median FLOPs in their
   vkdnw     the Fisher engine (VKDNW, VKDNW_single, aleph read one run) per preset, each on a fresh
             context (preparation excluded);
   proxies   every label-free proxy alone on a fresh context (preparation excluded).
-The record is rewritten after each measurement, so an interrupted run keeps what it measured.
+The record is rewritten after each measurement, so an interrupted run keeps what it measured; a
+finished cell already in ``--out`` (same task and batch) is kept and not measured again, each row
+carrying the command that measured it.
 
     OMP_NUM_THREADS=1 python bench/transnas_cost.py --threads 1 --out bench/results/transnas_cost_cpu.json
 """
@@ -64,25 +66,34 @@ def main(argv=None):
     proxies = [p for p in args.proxies.split(",") if p]
     presets = [p for p in args.presets.split(",") if p]
     command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:]))
+    settings = {"task": args.task, "batch_size": BATCH, "seed": SEED}
     rows = []
+    if args.out and Path(args.out).exists():
+        saved = json.loads(Path(args.out).read_text())
+        if saved["settings"] == settings:
+            rows = [row for row in saved["results"] if "label_free_total_s" in row]
+    done = {(row["space"], row["arch"], tuple(row["input_shape"])) for row in rows}
 
     def write():
         if not args.out:
             return
         record = {
-            "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} {command}",
+            "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} {command} (the last; each row has its own)",
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
             "torch": torch.__version__,
-            "settings": {"task": args.task, "batch_size": BATCH, "seed": SEED},
+            "settings": settings,
             "results": rows,
         }
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
 
     for name, arch in cells:
         space = spaces.get(name, dataset=args.task, resolution=args.resolution)
+        if (name, arch, space.input_shape) in done:
+            continue
         row = {"space": name, "arch": arch, "input_shape": list(space.input_shape), "num_classes": space.num_classes,
+               "command": f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} {command}",
                **{k: space.cost(arch)[k] for k in ("flops", "params")}, "vkdnw_s": {}, "proxy_s": {}}
         rows.append(row)
         print(f"{name} {arch}: {row['flops'] / 1e9:.2f} GMACs, {row['params'] / 1e6:.1f} M parameters", flush=True)
