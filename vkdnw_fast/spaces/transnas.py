@@ -32,8 +32,8 @@ network; label-based proxies treat them as logits). Note: the benchmark's releas
 configs train these heads on its "final5k" split with 75 and 47 classes (``load_ops``: 100→75,
 63→47), so ``num_classes`` can be set. The other tasks' networks are no classifier on pooled
 features (``jigsaw``: a siamese net over 9 tiles; ``segmentsemantic``, ``normal``, ``autoencoder``:
-convolutional decoders), so the space refuses them: their ground truth is in
-``benchmarks.transnas``, to rank scores of the encoder built for another task against.
+convolutional decoders), so the space refuses them; their ground truth is in
+``benchmarks.transnas`` all the same (a search reports its result on every task).
 
 The input is 3×256×256 (the configs' ``input_dim``); ``resolution`` is a constructor argument so
 that tests can use small inputs. The benchmark's op-index tuples as NAS-Bench-Suite-Zero stored
