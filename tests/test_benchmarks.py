@@ -44,7 +44,7 @@ def test_the_other_metrics_are_the_published_ones():
 
 
 def test_what_the_benchmark_has():
-    assert benchmarks.available() == ["nats_sss", "nb101", "nb201"]
+    assert benchmarks.available() == ["nats_sss", "nb101", "nb201", "tnb_macro", "tnb_micro"]
     benchmark = benchmarks.get("nb201")
     assert isinstance(benchmark, NB201Benchmark) and benchmark.name == "nb201" and benchmark.space == "nb201"
     assert benchmark.archs() == nb201.archs("all")
@@ -74,7 +74,7 @@ def test_what_it_does_not_have_is_named(call, message):
 
 
 def test_registry_errors():
-    with pytest.raises(ValueError, match=r"unknown benchmark 'nb301'; benchmarks are \['nats_sss', 'nb101', 'nb201'\]"):
+    with pytest.raises(ValueError, match=r"unknown benchmark 'nb301'; benchmarks are \['nats_sss', 'nb101', 'nb201', 'tnb_macro', 'tnb_micro'\]"):
         benchmarks.get("nb301")
     with pytest.raises(ValueError, match="bad arguments for the nb201 benchmark: .*'path'"):
         benchmarks.get("nb201", path="/data")

@@ -321,11 +321,11 @@ def test_mutation_changes_one_uniform_edge_to_another_op():
 
 
 def test_spaces_by_name():
-    assert spaces.available() == ["mbv2", "nats_sss", "nb101", "nb201"]
+    assert spaces.available() == ["mbv2", "nats_sss", "nb101", "nb201", "tnb_macro", "tnb_micro"]
     space = spaces.get("nb201", dataset="imagenet16", subset="unique")
     assert isinstance(space, NB201Space) and space.name == "nb201" and space.dataset == "ImageNet16-120"
     assert spaces.from_spec({"name": "nb201", "dataset": "cifar100"}).num_classes == 100
-    with pytest.raises(ValueError, match=r"unknown search space 'nb301'; search spaces are \['mbv2', 'nats_sss', 'nb101', 'nb201'\]"):
+    with pytest.raises(ValueError, match=r"unknown search space 'nb301'; search spaces are \['mbv2', 'nats_sss', 'nb101', 'nb201', 'tnb_macro', 'tnb_micro'\]"):
         spaces.get("nb301")
     with pytest.raises(ValueError, match="bad arguments for the nb201 search space: .*'resolution'"):
         spaces.from_spec({"name": "nb201", "resolution": 32})

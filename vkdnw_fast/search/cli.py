@@ -140,7 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mbv2.add_argument("--flops-count", choices=("macs", "authors"),
                       help="FLOPs compared with the budget: exact MACs (default) or the authors' count")
     cells = parser.add_argument_group("cell spaces (nb201, nats_sss, ...)")
-    cells.add_argument("--dataset", help="cifar10 (default), cifar100 or ImageNet16-120: resolution and classes")
+    cells.add_argument("--dataset", "--task", dest="dataset",
+                       help="cifar10 (default), cifar100 or ImageNet16-120: resolution and classes; "
+                            "tnb_micro, tnb_macro: the TransNAS-Bench-101 task (default class_scene)")
     cells.add_argument("--subset", choices=spaces.nb201.SUBSETS,
                        help="nb201: all 15,625 cells (default), the 9,444 live ones or the paper's 9,445")
 

@@ -1,0 +1,288 @@
+"""TransNAS-Bench-101: the two spaces' strings, networks and sizes, and the bundled ground truth.
+
+Oracles: the benchmark's README (string semantics, example strings), parameter counts written by hand
+from the benchmark's network definitions (below), forward-hook MAC counts of the built networks, and
+the bundled file itself read independently (gzip + csv here)."""
+from __future__ import annotations
+
+import csv
+import gzip
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vkdnw_fast import benchmarks, spaces
+from vkdnw_fast.benchmarks import transnas as tnb_benchmark
+from vkdnw_fast.cli import main
+from vkdnw_fast.proxies.size import count_macs
+from vkdnw_fast.spaces import transnas
+
+# ---------------------------------------------------------------- hand-written parameter counts
+#
+# The benchmark's networks (TransNAS-Bench-101 code, net_infer/net_macro.py, cell_micro.py, cell_ops.py,
+# task_models/decoder.py): stem conv3x3 3->32 + BN(32), ReLU-conv3x3 32->64 + BN(64); head Linear(C, n).
+# A conv of k x k from a to b channels has a*b*k*k weights, a BN of c channels 2c (gamma, beta).
+STEM = 3 * 32 * 9 + 2 * 32 + 32 * 64 * 9 + 2 * 64  # 19,488
+
+
+def micro_params(ops, outputs):
+    """Micro encoder 64-41414: ten cells (c_in, c_out): (64,128), (128,128) x3, (128,256), (256,256) x3,
+    (256,512), (512,512). Edges 0, 1, 3 leave node 0 (c_in -> c_out, the cell's stride), edges 2, 4, 5
+    map c_out -> c_out. Summed over the ten cells: sum c_in*c_out = 679,936, sum c_out^2 = 851,968,
+    sum 2*c_out = 5,120. conv3x3: 9*(those) + 5,120; conv1x1: (those) + 5,120; none: 0; skip: 0, except
+    leaving node 0 of the three stride-2 cells, a FactorizedReduce (two 1x1 convs of c_out/2 + BN(c_out)):
+    (64*128 + 256) + (128*256 + 512) + (256*512 + 1024) = 173,824. Head: 512*n + n."""
+    from_input = {0: 0, 1: 173_824, 2: 679_936 + 5_120, 3: 9 * 679_936 + 5_120}
+    inner = {0: 0, 1: 0, 2: 851_968 + 5_120, 3: 9 * 851_968 + 5_120}
+    cell = sum((from_input if edge in (0, 1, 3) else inner)[op] for edge, op in enumerate(ops))
+    return STEM + cell + 512 * outputs + outputs
+
+
+def macro_params(digits, outputs):
+    """Macro encoder: per digit two ResNet basic blocks; the first (c -> c', stride s) has
+    9cc' + 2c' + 9c'^2 + 2c' and, where s = 2 or c != c', a 1x1 downsample conv + BN: cc' + 2c'; the
+    second 2*(9c'^2 + 2c'). c' = 2c for digits 2, 4; s = 2 for digits 3, 4. Head: C*n + n."""
+    total, c = STEM, 64
+    for d in digits:
+        c2 = 2 * c if d in (2, 4) else c
+        total += 9 * c * c2 + 2 * c2 + 9 * c2 * c2 + 2 * c2
+        if d in (3, 4) or c2 != c:
+            total += c * c2 + 2 * c2
+        total += 2 * (9 * c2 * c2 + 2 * c2)
+        c = c2
+    return total + c * outputs + outputs
+
+
+@pytest.mark.parametrize("arch, task", [("64-41414-3_33_333", "class_scene"), ("64-41414-1_02_333", "class_object"),
+                                        ("64-41414-0_12_210", "class_scene")])
+def test_micro_parameter_counts_follow_the_benchmark_definition(arch, task):
+    space = spaces.get("tnb_micro", dataset=task)
+    expected = micro_params(transnas.parse_micro(arch), {"class_scene": 63, "class_object": 100}[task])
+    model = space.build_model(arch)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert space.cost(arch)["params"] == expected
+    if arch == "64-41414-3_33_333":
+        assert expected == 41_443_935  # 19,488 + 3*(6,119,424+5,120) + 3*(7,667,712+5,120) + 512*63+63
+
+
+@pytest.mark.parametrize("arch", ["64-1234-basic", "64-2311-basic", "64-413142-basic"])
+def test_macro_parameter_counts_follow_the_benchmark_definition(arch):
+    space = spaces.get("tnb_macro", dataset="class_object")
+    expected = macro_params(transnas.parse_macro(arch), 100)
+    assert sum(p.numel() for p in space.build_model(arch).parameters()) == expected
+    assert space.cost(arch)["params"] == expected
+
+
+@pytest.mark.parametrize("name, arch", [("tnb_micro", "64-41414-1_23_013"), ("tnb_micro", "64-41414-0_00_000"),
+                                        ("tnb_macro", "64-1234-basic"), ("tnb_macro", "64-3412-basic")])
+def test_flops_equal_hooked_macs_and_shapes_follow_the_skeleton(name, arch):
+    space = spaces.get(name, dataset="room_layout", resolution=32)
+    torch.manual_seed(0)
+    model = space.build_model(arch).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x).shape == (2, 9)
+    assert space.cost(arch)["flops"] == count_macs(model, x[:1])
+    # Four halvings in the stem and "41414"'s / the layout's stride-2 stages, then the decoder pools.
+    feature = model.encoder(x)
+    halvings = 2 + (3 if name == "tnb_micro" else sum(int(d) > 2 for d in arch.split("-")[1]))
+    assert feature.shape[-1] == -(-32 // 2 ** halvings)
+    assert space.cost(arch)["layers"] == sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in model.modules())
+
+
+def test_none_edges_keep_upstream_parameters_in_the_graph():
+    """A cell whose node-0 edges are all none: output independent of the input, yet every parameter
+    gets a (zero) gradient, as x*0 gives in the benchmark where the width does not change."""
+    space = spaces.get("tnb_micro", dataset="class_scene", resolution=32)
+    model = space.build_model("64-41414-0_03_033")
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert float(model.encoder.stem[0].weight.grad.abs().sum()) == 0.0
+
+
+# ---------------------------------------------------------------- strings, sampling, mutation
+
+
+def test_the_spaces_hold_the_benchmarks_counts_and_documented_examples():
+    micro, macro = transnas.micro_archs(), transnas.macro_archs()
+    assert len(micro) == len(set(micro)) == 4096 and len(macro) == len(set(macro)) == 3256
+    assert [sum(len(a.split("-")[1]) == n for a in macro) for n in (4, 5, 6)] == [210, 750, 2296]
+    # README: "64-41414-1_02_333": node1 = skip(node0); node2 = none(node0) + conv1x1(node1);
+    # node3 = conv3x3 of nodes 0, 1, 2. Edges in order (0,1), (0,2), (1,2), (0,3), (1,3), (2,3).
+    ops = transnas.parse_micro("64-41414-1_02_333")
+    assert [transnas.OPS[o] for o in ops] == ["skip_connect", "none", "conv_1x1", "conv_3x3", "conv_3x3", "conv_3x3"]
+    assert transnas.EDGES == ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+    # README / API examples of the macro space.
+    assert {"64-1234-basic", "64-2311-basic", "64-4111-basic"} <= set(macro)
+    assert all(transnas.format_micro(transnas.parse_micro(a)) == a for a in micro)
+    assert all(transnas.format_macro(transnas.parse_macro(a)) == a for a in macro)
+
+
+@pytest.mark.parametrize("name, arch, message", [
+    ("tnb_micro", "64-41414", "'<width>-<skeleton>-<cell>'"),
+    ("tnb_micro", "32-41414-1_02_333", "base width is 64"),
+    ("tnb_micro", "64-4141-1_02_333", "skeleton is '41414'"),
+    ("tnb_micro", "64-41414-1_023_33", "groups of 1, 2 and 3"),
+    ("tnb_micro", "64-41414-1_02_334", "op digit(s) ['4'] unknown"),
+    ("tnb_macro", "64-1234-1_02_333", "end in '-basic'"),
+    ("tnb_macro", "64-12a4-basic", "not a string of stage digits"),
+    ("tnb_macro", "64-123-basic", "it has 3 stages"),
+    ("tnb_macro", "64-1254-basic", "stage digits are 1"),
+    ("tnb_macro", "64-1111-basic", "0 stages halve the resolution"),
+    ("tnb_macro", "64-3333-basic", "0 stages double the channels"),
+    ("tnb_macro", "64-4444-basic", "4 stages double the channels"),
+    ("tnb_macro", "64-333331-basic", "5 stages halve"),
+])
+def test_malformed_strings_are_refused_with_the_reason(name, arch, message):
+    with pytest.raises(ValueError) as error:
+        spaces.get(name, resolution=32).validate(arch)
+    assert message in str(error.value) and arch in str(error.value)
+
+
+def test_tasks_without_a_linear_head_are_refused_and_others_set_their_outputs():
+    for task in ("jigsaw", "segmentsemantic", "normal", "autoencoder"):
+        with pytest.raises(ValueError, match=f"task '{task}'"):
+            spaces.get("tnb_micro", dataset=task)
+    with pytest.raises(ValueError, match="unknown TransNAS-Bench-101 task 'cifar10'"):
+        spaces.get("tnb_macro", dataset="cifar10")
+    assert [spaces.get("tnb_micro", dataset=t).num_classes for t in ("class_object", "class_scene", "room_layout")] \
+        == [100, 63, 9]
+    assert spaces.get("tnb_micro", dataset="class_object", num_classes=75).num_classes == 75
+    assert spaces.get("tnb_micro").input_shape == (3, 256, 256)
+
+
+@pytest.mark.parametrize("name", ["tnb_micro", "tnb_macro"])
+def test_sampling_and_mutation_stay_in_the_space(name):
+    space = spaces.get(name, resolution=32)
+    members = set(space.enumerate())
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(50)]
+    assert set(archs) <= members and len(set(archs)) > 40
+    assert [space.sample(np.random.default_rng(3)) for _ in range(2)] == [space.sample(np.random.default_rng(3))] * 2
+    for arch in archs:
+        child = space.mutate(arch, rng)
+        assert child in members and child != arch
+        if name == "tnb_micro":
+            assert sum(a != b for a, b in zip(transnas.parse_micro(arch), transnas.parse_micro(child))) == 1
+        else:  # one substitution, insertion or deletion of a stage digit
+            a, b = arch.split("-")[1], child.split("-")[1]
+            short, long_ = sorted((a, b), key=len)
+            if len(a) == len(b):
+                assert sum(x != y for x, y in zip(a, b)) == 1
+            else:
+                assert len(long_) == len(short) + 1
+                assert any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+# ---------------------------------------------------------------- the ground truth
+
+
+def _bundled_rows():
+    with gzip.open(tnb_benchmark.CSV, "rt", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _no_path(ops):
+    """Whether no chain of non-none edges leads from the cell input to its output (independent of
+    the space module: edges in the README's order)."""
+    reached = {0}
+    for (source, target), op in zip(((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)), ops):
+        if op != 0 and source in reached:
+            reached.add(target)
+    return 3 not in reached
+
+
+def test_naslib_tuples_map_onto_each_space_once_per_task():
+    rows = _bundled_rows()
+    assert len(rows) == 7 * (4096 + 3256)
+    tuples = {}
+    for row in rows:
+        tuples.setdefault((row["search_space"], row["task"]), []).append(row["arch"])
+    assert sorted(tuples) == sorted(itertools.product(("macro", "micro"), transnas.TASKS))
+    for space_name, archs in (("micro", transnas.micro_archs()), ("macro", transnas.macro_archs())):
+        strings = {t: transnas.from_naslib(f"tnb_{space_name}", json.loads(t.replace("(", "[").replace(")", "]")))
+                   for t in tuples[(space_name, "class_scene")]}
+        assert sorted(strings.values()) == sorted(archs)
+        for task in transnas.TASKS:
+            assert sorted(tuples[(space_name, task)]) == sorted(strings)
+    # NASLib wrote the tuple's digits verbatim into the benchmark's string (macro: zeros dropped).
+    assert transnas.from_naslib("tnb_micro", (1, 0, 2, 3, 3, 3)) == "64-41414-1_02_333"
+    assert transnas.from_naslib("tnb_macro", (1, 2, 3, 4, 0, 0)) == "64-1234-basic"
+
+
+def test_cells_with_no_input_output_path_are_the_chance_level_cells():
+    """Under the benchmark's op codes (0 = none) the 169 cells whose output ignores the input are
+    exactly the class_scene minimum (chance), and a constant network scores one value elsewhere; under
+    NASLib's own op order (1 = none) the same test fails, so the mapping of the digits is pinned."""
+    bench = benchmarks.get("tnb_micro")
+    cells = list(itertools.product(range(4), repeat=6))
+    archs = [transnas.format_micro(c) for c in cells]
+    dead = {a for a, c in zip(archs, cells) if _no_path(c)}
+    assert len(dead) == 169
+    scene = dict(zip(archs, bench.values(archs, "class_scene")))
+    lowest = min(scene.values())
+    assert {a for a, v in scene.items() if v == lowest} == dead and lowest == pytest.approx(7.4840765)
+    for task in ("class_object", "jigsaw", "segmentsemantic"):
+        values = dict(zip(archs, bench.values(archs, task)))
+        assert len({values[a] for a in dead}) == 1
+    naslib_order_dead = {a for a, c in zip(archs, cells) if _no_path([{1: 0, 0: 1}.get(o, o) for o in c])}
+    assert {a for a, v in scene.items() if v == lowest} != naslib_order_dead
+
+
+def test_benchmark_lookups_metrics_and_errors():
+    micro, macro = benchmarks.get("tnb_micro"), benchmarks.get("tnb_macro")
+    assert micro.space == "tnb_micro" and macro.space == "tnb_macro"
+    assert micro.archs() == list(spaces.get("tnb_micro").enumerate()) and len(macro.archs()) == 3256
+    assert micro.datasets() == transnas.TASKS
+    assert [micro.metrics(t)[0] for t in transnas.TASKS] == \
+        ["valid@25", "valid@25", "valid@10", "valid@25", "valid@30", "valid@30", "valid@30"]
+    rows = {(r["search_space"], r["task"], r["arch"]): float(r["val_metric"]) for r in _bundled_rows()}
+    for space_name, bench, tuple_, arch in (("micro", micro, "(1, 0, 2, 3, 3, 3)", "64-41414-1_02_333"),
+                                            ("macro", macro, "(1, 2, 3, 4)", "64-1234-basic"),
+                                            ("macro", macro, "(4, 1, 3, 2, 3)", "64-41323-basic")):
+        for task in transnas.TASKS:
+            assert bench.value(arch, task) == rows[(space_name, task, tuple_)]
+            assert bench.value(arch, task, bench.metrics(task)[0]) == rows[(space_name, task, tuple_)]
+    with pytest.raises(ValueError, match="no task 'cifar10'"):
+        micro.values(["64-41414-1_02_333"], "cifar10")
+    with pytest.raises(ValueError, match="no metric 'valid@200'"):
+        micro.values(["64-41414-1_02_333"], "class_scene", "valid@200")
+    with pytest.raises(ValueError, match="op digit"):
+        micro.values(["64-41414-1_02_339"], "class_scene")
+    with pytest.raises(ValueError, match="not in the macro space"):
+        macro.values(["64-1111-basic"], "class_scene")
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_evaluate_and_search_run_on_the_spaces(tmp_path, monkeypatch):
+    """End to end, at 32x32 instead of the benchmark's 256x256 (the spaces read the default then)."""
+    from scipy.stats import kendalltau
+
+    monkeypatch.setattr(transnas, "RESOLUTION", 32)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--space", "tnb_macro", "--task", "class_scene", "--limit", "4", "--seeds", "1",
+                 "--proxies", "params", "--out", str(out), "--quiet"]) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    archs = [r["arch"] for r in records]
+    assert len(set(archs)) == 4 and set(archs) <= set(transnas.macro_archs())
+    params = [macro_params(transnas.parse_macro(a), 63) for a in archs]
+    assert [r["values"]["params"] for r in records] == params
+    truth = benchmarks.get("tnb_macro").values(archs, "class_scene")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["spec"]["dataset"] == "class_scene" and metrics["spec"]["space"] == "tnb_macro"
+    assert metrics["rankings"]["params"]["kendall"]["mean"] == pytest.approx(kendalltau(params, truth)[0])
+
+    search = tmp_path / "search"
+    assert main(["search", "--space", "tnb_micro", "--task", "class_object", "--algorithm", "naswot",
+                 "--proxy", "naswot", "--samples", "2", "--runs", "2", "--out", str(search), "--no-progress"]) == 0
+    results = json.loads((search / "results.json").read_text())
+    assert results["space"] == {"name": "tnb_micro", "dataset": "class_object"}
+    assert results["metrics"]["jigsaw"] == {"valid": "valid@10"}
+    bench = benchmarks.get("tnb_micro")
+    for run in json.loads((search / "runs.json").read_text()):
+        assert run["arch"] in set(transnas.micro_archs())
+        assert run["accuracy"]["class_object"]["valid"] == bench.value(run["arch"], "class_object")
