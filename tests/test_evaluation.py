@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -228,6 +229,34 @@ def test_cli_score_matches_the_api(tmp_path, capsys, monkeypatch):
     expected = vf.score(tiny_nets.Net(5), input_shape=(3, 8, 8), batch_size=16, config="exact")
     assert printed["vkdnw"] == pytest.approx(expected.vkdnw, abs=1e-12)
     assert printed["aleph"] == 2 and printed["num_weights"] == 2
+
+
+@pytest.mark.parametrize("output, flag", [("{'aux': h, 'out': self.fc(h)}", "out"), ("(h, self.fc(h))", "1")])
+def test_cli_score_takes_the_logits_from_a_structured_output(tmp_path, capsys, monkeypatch, output, flag):
+    module = f"structured_nets_{flag}"  # one module per case: an import is cached for the session
+    (tmp_path / f"{module}.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = torch.nn.Conv2d(3, 4, 3)\n"
+        "        self.fc = torch.nn.Linear(4, 5)\n"
+        "    def forward(self, x):\n"
+        "        h = torch.relu(self.conv(x)).mean((2, 3))\n"
+        f"        return {output}\n"
+        "class Bare(Net):\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    argv = ["score", "--model", f"{module}:Net", "--input-shape", "3,8,8", "--batch-size", "16", "--json"]
+    with pytest.raises(TypeError, match="pass logits="):
+        cli.main(argv)
+    assert cli.main([*argv, "--logits", flag]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = vf.score(importlib.import_module(module).Bare(), input_shape=(3, 8, 8), batch_size=16)
+    assert printed["vkdnw"] == pytest.approx(expected.vkdnw, abs=1e-12)
+    assert printed["eigenvalues"] == pytest.approx(expected.eigenvalues.tolist(), rel=1e-12)
 
 
 def test_a_constant_ranking_is_reported_as_undefined_not_a_crash():

@@ -62,7 +62,7 @@ def cmd_score(args) -> int:
     if args.input_shape is None and args.data is None:
         raise SystemExit("vkdnw-fast score: give --input-shape (Gaussian inputs) or --data (real images)")
     result = vf.score(model, input_shape=args.input_shape, batch_size=args.batch_size, config=config,
-                      device=args.device, seed=args.seed, data=args.data)
+                      device=args.device, seed=args.seed, data=args.data, logits=_logits_location(args.logits))
     seconds = time.perf_counter() - started
     summary = {"model": args.model, "preset": args.preset, "vkdnw": result.vkdnw, "aleph": result.aleph,
                "single": result.single, "num_weights": result.num_weights, "strategy": result.strategy,
@@ -73,6 +73,13 @@ def cmd_score(args) -> int:
         for key, value in summary.items():
             print(f"{key:>12}: {value}")
     return 0
+
+
+def _logits_location(text: str | None):
+    """``--logits``: an integer is an index into a tuple output, anything else a key or attribute name."""
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def _benchmark(args):
@@ -269,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "python-format batch file or directory, or an .npz of images and labels (the first "
                        "--batch-size after a shuffle seeded by --seed, normalised)")
     score.add_argument("--batch-size", type=int, default=64)
+    score.add_argument("--logits", help="where the logits are when the model returns a tuple, dict or object: "
+                       "an index into the tuple, a key or an attribute name (default: a bare tensor, a 'logits' "
+                       "key or attribute, or the only tensor)")
     score.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--device", default=None)
