@@ -93,3 +93,16 @@ def entropy_of(fisher: torch.Tensor, quantiles=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.
     levels = torch.quantile(eig, torch.tensor(quantiles, dtype=eig.dtype))
     t = levels / (levels.sum() + 1e-10)
     return float(-(t * torch.log(t + 1e-10)).sum())
+
+
+def randomised_float64(model: nn.Module, seed: int = 0) -> nn.Module:
+    """``model`` in float64 with every parameter drawn from a seeded generator, scaled by its fan-in
+    (tokens, tables, norm gains and biases away from their 0 / 1 defaults, so that no formula can
+    lean on them)."""
+    model = model.double()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            fan_in = param[0].numel() if param.dim() > 1 else 1
+            param.copy_(torch.randn(param.shape, generator=generator, dtype=param.dtype) / fan_in ** 0.5)
+    return model

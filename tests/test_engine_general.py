@@ -14,7 +14,7 @@ import vkdnw_fast as vf
 from vkdnw_fast import engine
 from vkdnw_fast.selection import NOT_CALLED
 
-from fisher_oracle import entropy_of, oracle_fisher
+from fisher_oracle import entropy_of, oracle_fisher, randomised_float64
 
 # The oracle vmaps attention and adaptive ops without batching rules (a loop, and a warning).
 pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")
@@ -236,15 +236,7 @@ MODELS = {**GENERAL, **TAPS}
 
 
 def built(name, seed=0):
-    """The model in float64, every parameter drawn from a seeded generator (tokens, tables and scales
-    away from their 0 / 1 defaults)."""
-    model = MODELS[name]().double()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            fan_in = param[0].numel() if param.dim() > 1 else 1
-            param.copy_(torch.randn(param.shape, generator=generator, dtype=param.dtype) / fan_in ** 0.5)
-    return model
+    return randomised_float64(MODELS[name](), seed)
 
 
 def batch(seed=1, n=6):

@@ -11,7 +11,7 @@ import vkdnw_fast as vf
 from vkdnw_fast.samplers import (ChannelsFirstLayerNormSampler, ChannelsFirstRMSNormSampler, register_sampler,
                                  sampler_for)
 
-from fisher_oracle import entropy_of, oracle_fisher
+from fisher_oracle import entropy_of, oracle_fisher, randomised_float64
 
 
 def tokens_of(x):
@@ -219,15 +219,7 @@ MODELS = {
 
 
 def built(name, seed=0):
-    """The model in float64 with every parameter drawn from a seeded generator (norm gains and
-    biases away from 1 and 0, so that no formula can lean on their default values)."""
-    model = MODELS[name]().double()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            fan_in = param[0].numel() if param.dim() > 1 else 1
-            param.copy_(torch.randn(param.shape, generator=generator, dtype=param.dtype) / fan_in ** 0.5)
-    return model
+    return randomised_float64(MODELS[name](), seed)
 
 
 def batch(seed=1, n=5):
