@@ -390,7 +390,10 @@ def test_pool_worker_killed_mid_run_loses_no_evaluation(tmp_path):
         backend.close()
     assert (marker / "killed").exists()
     scored = (marker / "scored.log").read_text().split()
-    assert sorted(scored) == sorted(slot_archs(tmp_path / "undisturbed"))  # each exactly once
+    # Every candidate scored; the one the other worker was finishing when the pool broke may have
+    # logged its score and still lost its result with the pool, so it is re-run (at most workers - 1).
+    assert set(scored) == set(slot_archs(tmp_path / "undisturbed"))
+    assert len(scored) - len(set(scored)) <= cfg.workers - 1
     assert slot_archs(tmp_path / "killed") == slot_archs(tmp_path / "undisturbed")
     assert (result.best_arch, result.population) == (undisturbed.best_arch, undisturbed.population)
     assert len(rows(tmp_path / "killed", "status = 'evaluated'")) == 10
