@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vkdnw_fast.spaces.base import SearchSpace
+from vkdnw_fast.spaces.base import SearchSpace, change_one
 from vkdnw_fast.spaces.registry import register_space
 
 BASE_CHANNELS = 64
@@ -484,10 +484,7 @@ class TransNASMicroSpace(_TransNASSpace):
     def mutate(self, arch: str, rng: np.random.Generator) -> str:
         """Change the op of one edge, drawn uniformly, to one of the other three, uniformly (NASLib's
         TransNAS-Bench-101 mutation)."""
-        ops = list(parse_micro(arch))
-        edge = int(rng.integers(len(EDGES)))
-        ops[edge] = [op for op in range(len(OPS)) if op != ops[edge]][int(rng.integers(len(OPS) - 1))]
-        return format_micro(ops)
+        return format_micro(change_one(parse_micro(arch), range(len(OPS)), rng))
 
 
 @register_space("tnb_macro")
