@@ -233,3 +233,25 @@ def test_cli_runs_the_protocol_on_nb201_and_sets_the_paper_beside_it(tmp_path, c
     runs = json.loads((tmp_path / "runs.json").read_text())
     assert runs[7]["accuracy"]["cifar100"]["test"] == nb.value(runs[7]["arch"], "cifar100")
     assert "(paper 69.76 ± 1.25)" in capsys.readouterr().out
+
+
+def test_rea_fitness_defaults_to_the_benchmarks_own_metric_on_the_spaces_task(tmp_path):
+    # NAS-Bench-201 has 12-epoch validation accuracies: NASWOT's REA fitness; TransNAS-Bench-101 has one
+    # metric per task, queried on the task the space was built for; a dataset the benchmark lacks is named.
+    assert main(["--space", "nb201", "--algorithm", "rea", "--budget", "20", "--runs", "2", "--no-progress",
+                 "--out", str(tmp_path / "nb201")]) == 0
+    saved = json.loads((tmp_path / "nb201" / "run.json").read_text())
+    assert (saved["fitness"], saved["fitness_dataset"]) == ("valid@12", "cifar10")
+    assert main(["--space", "tnb_micro", "--task", "class_scene", "--algorithm", "rea", "--budget", "30",
+                 "--runs", "2", "--no-progress", "--out", str(tmp_path / "tnb")]) == 0
+    saved = json.loads((tmp_path / "tnb" / "run.json").read_text())
+    assert (saved["fitness"], saved["fitness_dataset"]) == ("valid@25", "class_scene")
+    tnb = benchmarks.get("tnb_micro")
+    results = json.loads((tmp_path / "tnb" / "results.json").read_text())
+    for run in json.loads((tmp_path / "tnb" / "runs.json").read_text()):
+        assert run["accuracy"]["class_scene"]["valid"] == tnb.value(run["arch"], "class_scene")
+    assert results["fitness"] == "valid@25 on class_scene"
+    with pytest.raises(ValueError, match="no dataset or task 'cifar10' to query the fitness on"):
+        run_protocol(SearchConfig(space={"name": "tnb_micro", "dataset": "class_scene"}, proxies=(), iterations=5,
+                                  algorithm="rea", population=4, fitness_dataset="cifar10"),
+                     runs=1, out=tmp_path / "bad", progress=False)

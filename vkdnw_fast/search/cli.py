@@ -118,8 +118,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="an evaluation run directory (vkdnw-fast evaluate --out) to take scores from")
     rea = parser.add_argument_group("rea, area")
     rea.add_argument("--tournament", type=int, help="tournament size (default 3)")
-    rea.add_argument("--fitness", help="the benchmark metric a query returns (default valid@12)")
-    rea.add_argument("--fitness-dataset", help="the dataset it is queried on (default cifar10)")
+    rea.add_argument("--fitness", help="the benchmark metric a query returns (default valid@12 where the benchmark has it, as NASWOT's REA on NAS-Bench-201; else its default metric)")
+    rea.add_argument("--fitness-dataset", help="the dataset or task it is queried on (default the space's --dataset/--task)")
     rea.add_argument("--warmup", type=int, help="area: architectures scored with the proxy first (default 20)")
     scoring = parser.add_argument_group("scoring")
     scoring.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -227,8 +227,8 @@ def _protocol(args, space: dict) -> int:
         config = SearchConfig(space=space, proxies=(args.proxy,) if args.proxy else (), iterations=budget,
                               population=_default(args.population, DEFAULTS["rea"]["population"]), seed=args.seed,
                               preset=_default(args.preset, DEFAULT_PRESET), algorithm=algorithm,
-                              init_seed=_default(args.init_seed, 0), fitness=_default(args.fitness, "valid@12"),
-                              fitness_dataset=_default(args.fitness_dataset, "cifar10"),
+                              init_seed=_default(args.init_seed, 0), fitness=args.fitness,
+                              fitness_dataset=args.fitness_dataset,
                               tournament=_default(args.tournament, 3), warmup=_default(args.warmup, 20),
                               data=args.data)
         results = run_protocol(config, _default(args.runs, 1), args.out, scores_from=args.scores_from,

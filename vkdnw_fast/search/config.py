@@ -31,7 +31,8 @@ class SearchConfig:
     init_seed: the seed of every score when it is not ``seed``: repeated runs of a sampling
         algorithm then share one score per architecture (``search.protocol``).
     fitness, fitness_dataset, tournament, warmup: regularised evolution's (``rea``, ``area``)
-        benchmark metric and dataset, tournament size, and ``area``'s number of proxy-scored draws.
+        benchmark metric and dataset, tournament size, and ``area``'s number of proxy-scored draws;
+        fitness and its dataset None: the protocol's defaults for the benchmark (``search.protocol``).
     data: the file or directory of real images every score is computed on instead of Gaussian
         noise (``vkdnw_fast.datasets``), as an absolute path; None: Gaussian.
     """
@@ -45,8 +46,8 @@ class SearchConfig:
     preset: str = DEFAULT_PRESET
     algorithm: str = "evolution"
     init_seed: int | None = None
-    fitness: str = "valid@12"
-    fitness_dataset: str = "cifar10"
+    fitness: str | None = None
+    fitness_dataset: str | None = None
     tournament: int = 3
     warmup: int = 20
     data: str | None = None

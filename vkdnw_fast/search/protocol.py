@@ -20,6 +20,10 @@ returned architectures over the runs (the benchmark's final-epoch metrics: test,
 benchmark has it), ``optimal_in_sample`` (the same for the best architecture of each run's sample by
 that metric, for the sampling algorithms), the mean search time per run and what it counts, and the
 paper's row where the protocol matches. ``DIR/runs.json``: each run's answer.
+
+The fitness of ``rea`` and ``area`` (a benchmark query standing for a trained architecture) is, unless
+the configuration names it, NASWOT's: the 12-epoch validation accuracy where the benchmark has it
+(NAS-Bench-201), otherwise the benchmark's default metric, on the space's dataset or task.
 """
 from __future__ import annotations
 
@@ -153,6 +157,21 @@ def _summary(values: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, l
     return {dataset: {split: list(mean_std(v)) for split, v in splits.items()} for dataset, splits in values.items()}
 
 
+def with_fitness(config: SearchConfig, benchmark: Benchmark) -> SearchConfig:
+    """``config`` with its fitness metric and dataset written out (see the module docstring), after
+    checking that the benchmark has them."""
+    dataset = config.fitness_dataset
+    if dataset is None:
+        dataset = config.space.get("dataset") or benchmark.datasets()[0]
+    if dataset not in benchmark.datasets():
+        raise ValueError(f"the {benchmark.name} benchmark has no dataset or task {dataset!r} to query the fitness on; "
+                         f"it has {list(benchmark.datasets())}")
+    metric = config.fitness
+    if metric is None:
+        metric = "valid@12" if "valid@12" in benchmark.metrics(dataset) else None
+    return dataclasses.replace(config, fitness=benchmark.check_metric(dataset, metric), fitness_dataset=dataset)
+
+
 def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark: Benchmark | None = None,
                  scores_from: str | Path | None = None, backend: str = "local", workers: int = 1,
                  address: str | None = None, device: str | None = None, progress: bool = True,
@@ -170,6 +189,7 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
     if config.proxies:  # only scoring reads the data
         config.check_data()
     benchmark = benchmarks.get(config.space["name"]) if benchmark is None else benchmark
+    config = with_fitness(config, benchmark)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = {**config.to_dict(), "scores_from": None if scores_from is None else str(scores_from)}
