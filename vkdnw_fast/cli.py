@@ -11,6 +11,7 @@ from pathlib import Path
 from . import spaces, throughput
 from .config import DEFAULT_PRESET, PRESETS
 from .datasets import DATA_HELP
+from .prepare import OutputError
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
 
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = " ".join(["vkdnw-fast", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, OutputError) as exc:
         print(f"vkdnw-fast: error: {exc}", file=sys.stderr)
         return 2
 

@@ -369,6 +369,10 @@ def describe_output(value: Any, depth: int = 0) -> str:
     return type(value).__name__
 
 
+class OutputError(TypeError):
+    """A model's output does not say where its logits are (a user's error, not a bug: the CLI reports it)."""
+
+
 def pick_logits(output: Any, logits: Any = None, model: nn.Module | None = None) -> Any:
     """The logits in a model's ``output``.
 
@@ -379,8 +383,8 @@ def pick_logits(output: Any, logits: Any = None, model: nn.Module | None = None)
     """
     name = type(model).__name__ if model is not None else "the model"
 
-    def fail(problem: str) -> TypeError:
-        return TypeError(f"{name} returned {describe_output(output)}: {problem}; pass logits= (a key, an index, "
+    def fail(problem: str) -> OutputError:
+        return OutputError(f"{name} returned {describe_output(output)}: {problem}; pass logits= (a key, an index, "
                          "an attribute name, or a callable taking the output) to say where the (N, C) logits are")
 
     if callable(logits):
@@ -428,5 +432,5 @@ def check_logits(output: Any, model: nn.Module, *, logits: Any = None, min_class
 
 
 __all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "ModulesCalled",
-           "check_logits", "pick_logits", "describe_output", "same_up_to", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
+           "check_logits", "pick_logits", "OutputError", "describe_output", "same_up_to", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
            "MEMORY_FORMATS"]
