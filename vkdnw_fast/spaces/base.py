@@ -19,6 +19,15 @@ def change_one(values: Sequence, choices: Sequence, rng: np.random.Generator) ->
     return changed
 
 
+def relu_conv_bn(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
+    """ReLU → conv (no bias, "same" padding) → BN: the convolution op of the NAS-Bench-201 family of cells."""
+    return nn.Sequential(
+        nn.ReLU(inplace=False),
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+    )
+
+
 class SearchSpace(ABC):
     """A set of architectures named by strings.
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vkdnw_fast.data import NB201_SIZE, nb201_table
-from vkdnw_fast.spaces.base import SearchSpace, change_one
+from vkdnw_fast.spaces.base import SearchSpace, change_one, relu_conv_bn
 from vkdnw_fast.spaces.registry import register_space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -279,11 +279,7 @@ class ReLUConvBN(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int):
         super().__init__()
-        self.op = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
+        self.op = relu_conv_bn(c_in, c_out, kernel, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vkdnw_fast.spaces.base import SearchSpace, change_one
+from vkdnw_fast.spaces.base import SearchSpace, change_one, relu_conv_bn
 from vkdnw_fast.spaces.registry import register_space
 
 BASE_CHANNELS = 64
@@ -257,11 +257,7 @@ class ReLUConvBN(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int):
         super().__init__()
-        self.ops = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out),
-        )
+        self.ops = relu_conv_bn(c_in, c_out, kernel, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ops(x)
