@@ -27,16 +27,12 @@ from scipy.stats import rankdata
 from tqdm import tqdm
 
 from vkdnw_fast import metrics
+from vkdnw_fast.evaluation.published import DATASETS, table_row
 from vkdnw_fast.evaluation.spec import AGGREGATE_PROXIES
 from vkdnw_fast.evaluation.store import load_records, saved_spec
 
 # The VKDNW paper's Table I (NAS-Bench-201, the whole unique set): KT, SPR, nDCG.
-PUBLISHED = {
-    "VKDNW_agg": {"cifar10": (0.750, 0.919, 0.785), "cifar100": (0.753, 0.919, 0.636),
-                  "ImageNet16-120": (0.743, 0.906, 0.664)},
-    "AZ-NAS": {"cifar10": (0.712, 0.892, 0.749), "cifar100": (0.696, 0.880, 0.549),
-               "ImageNet16-120": (0.673, 0.859, 0.534)},
-}
+PUBLISHED = {row: {dataset: table_row(row, dataset) for dataset in DATASETS} for row in ("VKDNW_agg", "AZ-NAS")}
 METRICS = ("kendall", "spearman", "ndcg")
 
 

@@ -390,3 +390,25 @@ def test_the_sample_spread_record_describes_the_published_sample(dataset):
             assert stats.kendalltau(score, accuracy)[0] == pytest.approx(recorded["kendall"], abs=1e-4)
             assert stats.spearmanr(score, accuracy)[0] == pytest.approx(recorded["spearman"], abs=1e-4)
             assert metrics.ndcg_mean(score, accuracy, k=k) == pytest.approx(recorded["ndcg"], abs=1e-4)
+
+
+def test_the_table_sets_the_published_figures_of_the_same_ranking_beside_a_run():
+    from vkdnw_fast.evaluation.published import paper_row, published
+    # The VKDNW paper's aggregate and AZ-NAS on the unique set, as issue #16 quotes them.
+    assert published("aggregate@exact", "cifar100", "unique") == ("VKDNW Table I", (0.753, 0.919, 0.636))
+    assert published("aggregate(flops,trainability,progressivity,expressivity)", "ImageNet16-120", "paper") \
+        == ("VKDNW Table I", (0.673, 0.859, 0.534))
+    assert paper_row("aggregate(te_nas_lr,te_nas_ntk)@paper") == "TE-NAS"
+    assert paper_row("aggregate(flops,jacov)") is None and paper_row("vkdnw@exact") is None
+    assert published("jacov", "cifar10", "all")[0] == "VKDNW Table VI"
+    spec = _cheap_spec(proxies=("flops", "params"), subset="unique")
+    records = [{"arch": a, "seed": s, "values": {"flops": float(i), "params": float(i % 3)}}
+               for s in spec.seeds for i, a in enumerate(spec.archs())]
+    lines = evaluation.format_table(compute_metrics(spec, records)).splitlines()
+    assert lines[1].endswith("VKDNW Table I (KT / SPR / nDCG@1000, whole set)")
+    assert next(line for line in lines if line.startswith("flops")).endswith("0.623 / 0.799 / 0.745")
+    assert not next(line for line in lines if line.startswith("params")).endswith("5")  # nothing published
+    nb101 = dataclasses.replace(spec, space="nb101", dataset="cifar10", subset=None)
+    records = [{"arch": a, "seed": s, "values": {"flops": float(i), "params": float(i % 3)}}
+               for s in nb101.seeds for i, a in enumerate(nb101.archs())]
+    assert "VKDNW" not in evaluation.format_table(compute_metrics(nb101, records))

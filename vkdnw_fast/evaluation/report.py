@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..benchmarks import Benchmark
+from .published import published
 from .rankings import compute_metrics
 from .spec import EvaluationSpec
 from .store import load_records, saved_spec
@@ -36,16 +37,23 @@ def format_table(results: dict) -> str:
     sample = "" if spec["limit"] is None else f" (seeded sample, sample seed {spec['sample_seed']})"
     rows = [name for name in results["rankings"] if shown(name)]
     width = max([28, *map(len, rows)])  # names of --aggregate rankings can be longer
+    # The published figures of the same ranking under the same protocol, where there are some.
+    paper = {name: published(name, spec["dataset"], spec.get("subset", "unique")) for name in rows} \
+        if spec.get("space", "nb201") == "nb201" else {}
+    source = next((found[0] for found in paper.values() if found), None)
     lines = [f"{where(spec)}: {results['architectures']} architectures"
              f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}"
              + (f", scored on real images from {spec['data']}" if spec.get("data") else ""),
-             f"{'ranking':<{width}} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"]
+             f"{'ranking':<{width}} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"
+             + (f"   {source} (KT / SPR / nDCG@1000, whole set)" if source else "")]
     spread = " ± {:.3f}" if len(spec["seeds"]) > 1 else ""  # a spread over one seed would read as certainty
     for name in rows:
         row = results["rankings"][name]
         cells = ["n/a" if row[m]["mean"] is None else f"{row[m]['mean']:.3f}" + spread.format(row[m]["std"])
                  for m in ("kendall", "spearman", "ndcg")]
-        lines.append(f"{name:<{width}} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
+        found = paper.get(name)
+        beside = f"   {' / '.join(f'{v:.3f}' for v in found[1])}" if found else ""
+        lines.append(f"{name:<{width}} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}{beside}")
     if results["failed"]:
         lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl")
     best = results.get("best")

@@ -1,0 +1,88 @@
+"""Published NAS-Bench-201 rankings to set beside a run's: the VKDNW paper's Table I (the 9,445 unique
+cells) and Table VI (all 15,625), Týbl & Neumann, CVPR 2025 — KT / SPR / nDCG@1000 against the 200-epoch
+accuracy, the mean over 5 runs, every proxy recomputed by those authors under one protocol (the
+protocol this project reproduces, docs/method.md §5), which is why they are the reference here rather
+than each proxy's own paper (whose protocols, subsets and metrics differ). GradSign's row (SPR on
+CIFAR-10 only) and the model-driven rows are left out.
+
+A ranking of a run maps to a row by its proxy (preset suffix dropped): the eq. 15 aggregates by their
+set of proxies (the default ``aggregate`` is VKDNW_agg; TE-NAS is the rank combination of its two
+measures, AZ-NAS of its three and FLOPs).
+"""
+from __future__ import annotations
+
+DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
+
+# Per row: (KT, SPR, nDCG) on cifar10, cifar100, ImageNet16-120, as printed.
+_TABLE_I = {
+    "FLOPs": (0.623, 0.799, 0.745, 0.586, 0.763, 0.576, 0.545, 0.718, 0.403),
+    "GradNorm": (0.328, 0.438, 0.509, 0.341, 0.451, 0.278, 0.310, 0.418, 0.265),
+    "GraSP": (0.352, 0.505, 0.518, 0.349, 0.498, 0.284, 0.359, 0.502, 0.281),
+    "SNIP": (0.431, 0.591, 0.513, 0.440, 0.597, 0.286, 0.389, 0.521, 0.286),
+    "SynFlow": (0.561, 0.758, 0.709, 0.553, 0.750, 0.594, 0.531, 0.719, 0.511),
+    "Jacov": (0.616, 0.800, 0.540, 0.639, 0.820, 0.402, 0.602, 0.779, 0.356),
+    "NASWOT": (0.571, 0.762, 0.607, 0.607, 0.799, 0.475, 0.605, 0.794, 0.490),
+    "ZenNAS": (0.102, 0.103, 0.120, 0.079, 0.072, 0.115, 0.091, 0.109, 0.073),
+    "ZiCo": (0.607, 0.802, 0.751, 0.614, 0.809, 0.607, 0.587, 0.779, 0.523),
+    "TE-NAS": (0.536, 0.722, 0.602, 0.537, 0.723, 0.327, 0.523, 0.709, 0.330),
+    "AZ-NAS": (0.712, 0.892, 0.749, 0.696, 0.880, 0.549, 0.673, 0.859, 0.534),
+    "trainable layers": (0.626, 0.767, 0.671, 0.646, 0.787, 0.525, 0.623, 0.764, 0.497),
+    "VKDNW_single": (0.618, 0.815, 0.751, 0.634, 0.829, 0.617, 0.622, 0.814, 0.608),
+    "VKDNW_agg": (0.750, 0.919, 0.785, 0.753, 0.919, 0.636, 0.743, 0.906, 0.664),
+}
+_TABLE_VI = {
+    "FLOPs": (0.578, 0.753, 0.729, 0.551, 0.727, 0.565, 0.517, 0.691, 0.386),
+    "GradNorm": (0.356, 0.483, 0.407, 0.359, 0.489, 0.202, 0.322, 0.441, 0.192),
+    "GraSP": (0.315, 0.454, 0.439, 0.322, 0.461, 0.224, 0.333, 0.470, 0.207),
+    "SNIP": (0.454, 0.615, 0.433, 0.462, 0.620, 0.221, 0.403, 0.539, 0.212),
+    "SynFlow": (0.571, 0.769, 0.691, 0.565, 0.761, 0.584, 0.555, 0.747, 0.504),
+    "Jacov": (0.545, 0.712, 0.362, 0.554, 0.720, 0.249, 0.537, 0.701, 0.240),
+    "NASWOT": (0.556, 0.742, 0.572, 0.579, 0.768, 0.449, 0.583, 0.768, 0.459),
+    "ZenNAS": (0.244, 0.321, 0.110, 0.232, 0.300, 0.110, 0.250, 0.344, 0.065),
+    "ZiCo": (0.590, 0.785, 0.732, 0.600, 0.794, 0.597, 0.594, 0.787, 0.516),
+    "TE-NAS": (0.489, 0.676, 0.481, 0.481, 0.664, 0.214, 0.459, 0.641, 0.143),
+    "AZ-NAS": (0.739, 0.912, 0.702, 0.722, 0.899, 0.473, 0.694, 0.876, 0.482),
+    "trainable layers": (0.580, 0.723, 0.631, 0.594, 0.737, 0.491, 0.574, 0.716, 0.483),
+    "VKDNW_single": (0.606, 0.800, 0.724, 0.613, 0.807, 0.592, 0.605, 0.795, 0.583),
+    "VKDNW_agg": (0.740, 0.911, 0.743, 0.736, 0.906, 0.578, 0.723, 0.893, 0.614),
+}
+TABLES = {"unique": ("VKDNW Table I", _TABLE_I), "all": ("VKDNW Table VI", _TABLE_VI)}
+
+# This project's proxy (or the set of proxies of an eq. 15 aggregate) behind each row.
+_PROXY_ROWS = {
+    "flops": "FLOPs", "grad_norm": "GradNorm", "grasp": "GraSP", "snip": "SNIP", "synflow": "SynFlow",
+    "jacov": "Jacov", "naswot": "NASWOT", "zen": "ZenNAS", "zico": "ZiCo", "aleph": "trainable layers",
+    "vkdnw_single": "VKDNW_single",
+}
+_AGGREGATE_ROWS = {
+    frozenset({"te_nas_ntk", "te_nas_lr"}): "TE-NAS",
+    frozenset({"expressivity", "progressivity", "trainability", "flops"}): "AZ-NAS",
+    frozenset({"vkdnw_single", "jacov", "expressivity", "trainability", "flops"}): "VKDNW_agg",
+}
+
+
+def paper_row(ranking: str) -> str | None:
+    """The published row a ranking of a run stands for (``None``: none), e.g. ``"jacov"`` -> "Jacov",
+    ``"aggregate(flops,expressivity,progressivity,trainability)@paper"`` -> "AZ-NAS"."""
+    base = ranking.split("@")[0] if not ranking.startswith("aggregate(") else ranking[:ranking.rindex(")") + 1]
+    if base == "aggregate":
+        return "VKDNW_agg"
+    if base.startswith("aggregate("):
+        return _AGGREGATE_ROWS.get(frozenset(base[len("aggregate("):-1].split(",")))
+    return _PROXY_ROWS.get(base)
+
+
+def table_row(row: str, dataset: str, subset: str = "unique") -> tuple[float, float, float]:
+    """(KT, SPR, nDCG) of a row of the paper's table for ``subset`` ("unique": Table I, "all": Table VI)."""
+    i = 3 * DATASETS.index(dataset)
+    return TABLES[subset][1][row][i:i + 3]
+
+
+def published(ranking: str, dataset: str, subset: str) -> tuple[str, tuple[float, float, float]] | None:
+    """(source, (KT, SPR, nDCG)) published for ``ranking`` on NAS-Bench-201 ``dataset`` and ``subset``
+    ("unique" or "paper": Table I; "all": Table VI), or None where nothing comparable is published."""
+    key = "all" if subset == "all" else "unique" if subset in ("unique", "paper") else None
+    row = paper_row(ranking)
+    if key is None or row is None or dataset not in DATASETS:
+        return None
+    return TABLES[key][0], table_row(row, dataset, key)
