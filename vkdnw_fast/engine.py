@@ -134,6 +134,15 @@ class _Site:
             return output
         return _Tap.apply(output, self.sink, self, *self.sampler.capture(self.module, self.plan, args))
 
+    def tap_call(self, output: torch.Tensor, saved: tuple) -> torch.Tensor:
+        """The tap on the output of a call inside the module's forward (``WeightSampler.taps_calls``)."""
+        self.calls += 1
+        return _Tap.apply(output, self.sink, self, *saved)
+
+    def refuse(self, reason: str) -> None:
+        self.calls += 1
+        self.misfit = reason
+
     def describe(self) -> str:
         return f"{type(self.module).__name__} '{self.plan.module_name}'"
 
@@ -191,8 +200,16 @@ class _Patched:
 
 
 def _tap_sampled_module(site: _Site):
-    """Splice the site's tap into every call of its module: on the module's output when its class
-    computes what the registered base class does, else on the op applying its parameters."""
+    """Splice the site's tap into every call of its module: on the calls inside its forward that apply
+    its parameters when its sampler says so, on the module's output when its class computes what the
+    registered base class does, else on the op applying its parameters."""
+    if site.sampler.taps_calls:
+        original = site.module.forward
+
+        def forward(*args, **kwargs):
+            return site.sampler.tapped_forward(site.module, site.plan, site.sink.shape[0], original, args, kwargs,
+                                               site.tap_call, site.refuse)
+        return _Patched(site.module, forward)
     if not overridden_methods(site.module):
         return site.module.register_forward_hook(lambda mod, args, output: site.tap(output, args))
     original = site.module.forward
@@ -298,17 +315,24 @@ def _analytic_linear_columns(logits, features, linear_plan_weights, config):
 
 
 @contextlib.contextmanager
-def _differentiable_attention():
-    """The fused attention kernels (flash scaled-dot-product attention; the inference fast path of
-    nn.MultiheadAttention and the Transformer layers, taken when nothing requires grad) have no
-    forward-mode derivative; the math kernels are composite and do."""
+def _no_attention_fastpath():
+    """The inference fast path of nn.MultiheadAttention and the Transformer layers (one fused kernel,
+    taken when nothing requires grad, as before the first tap) off: their submodules and F.linear calls
+    then run, so that their taps see them, and give what the general path and the probe compute."""
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
+        yield
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+@contextlib.contextmanager
+def _differentiable_attention():
+    """The fused attention kernels (flash scaled-dot-product attention; the fast path above) have no
+    forward-mode derivative; the math kernels are composite and do."""
+    with _no_attention_fastpath(), sdpa_kernel(SDPBackend.MATH):
+        yield
 
 
 def _shifted_logits(model, weights, logits_at, device):
@@ -465,7 +489,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     handles += [m.register_forward_hook(record) for m in model.modules()
                 if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward]
     handles += batch_statistics_hooks(model, config)
-    with removing(handles), stage("forward"):
+    with removing(handles), stage("forward"), _no_attention_fastpath():
         logits = check_logits(model(inputs), model, logits=logits_at)
     for site in [s for s in sites if s.calls == 0 or s.misfit is not None]:
         general.update(dict.fromkeys(site.plan.columns, UNTAPPED if site.calls == 0 else site.misfit))
