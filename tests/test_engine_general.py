@@ -244,11 +244,31 @@ class TextClassifier(nn.Module):
         return self.head(self.encoder(self.embed(ids)).mean(1))
 
 
+class TokenClassifier(nn.Module):
+    """A text classifier fed token ids (N, L): Embedding with a padding id, positional embedding,
+    nn.TransformerEncoder masking the padding keys, mean over tokens."""
+
+    def __init__(self, classes=5, vocab=13, dim=8, length=7):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim, padding_idx=0)
+        self.pos = nn.Parameter(torch.zeros(1, length, dim))
+        layer = nn.TransformerEncoderLayer(dim, 2, dim_feedforward=12, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids) + self.pos, src_key_padding_mask=ids == 0).mean(1))
+
+
+def token_ids(seed=1, n=6):
+    return torch.randint(0, 13, (n, 7), generator=torch.Generator().manual_seed(seed))
+
+
 GENERAL = {"vit_tokens": ViTTokens, "prelu": WithPReLU, "text": TextClassifier, "swin_like": SwinLike,
            "multihead_attention": AttentionModule, "folded_attention": FoldedAttention,
            "sequence_first": SequenceFirst, "folded_batch": FoldedBatch}
 TAPS = {"in_place": InPlace, "shared": Shared, "attention": Attention}
-MODELS = {**GENERAL, **TAPS}
+MODELS = {**GENERAL, **TAPS, "token_ids": TokenClassifier}
 
 
 def built(name, seed=0):
@@ -276,8 +296,8 @@ def config(preset, element="first", **fields):
                                   element_position={"first": 0.0, "last": 1.0}[element], **fields)
 
 
-def assert_matches_oracle(name, preset, element="first", n=6, **fields):
-    model, x = built(name), batch(n=n)
+def assert_matches_oracle(name, preset, element="first", n=6, inputs=None, **fields):
+    model, x = built(name), batch(n=n) if inputs is None else inputs
     coords = sampled_coords(model, preset, element)
     truth = oracle_fisher(built(name), x, coords, preset, vectorize=name != "prelu")
     cfg = config(preset, element, **fields)
@@ -382,6 +402,44 @@ def test_multihead_attention_takes_the_fast_path(name):
     for result in (paper, exact):
         assert not [w for w in result.general if ".self_attn." in w]
     assert F.linear is linear
+
+
+@pytest.mark.parametrize("element", ["first", "last"])
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+def test_token_ids_stay_integer(preset, element):
+    """A LongTensor of ids is scored as it is (the oracle differentiates the same integer batch); only the
+    positional embedding takes the general path."""
+    ids = token_ids()
+    result = assert_matches_oracle("token_ids", preset, element, inputs=ids)
+    assert sorted(w.split("[")[0] for w in result.general) == (["pos"] if preset == "paper" else [])
+    assert result.aleph == result.num_weights + len(result.skipped)
+    prepared = vf.prepare.prepare(built("token_ids"), inputs=ids.int(), init=None)
+    assert prepared.inputs.dtype == torch.int32 and torch.equal(prepared.inputs, ids.int())
+    same = vf.score(built("token_ids"), ids.int(), config=config(preset, element))
+    assert same.vkdnw == pytest.approx(result.vkdnw, rel=1e-12)
+
+
+class MixesTokens(TokenClassifier):
+    def forward(self, ids):
+        t = self.embed(ids)
+        return self.head(self.encoder(t - t.mean(0)).mean(1))
+
+
+def test_the_probe_perturbs_token_ids_with_ids_of_the_batch():
+    with pytest.raises(ValueError, match=r"samples interact: replacing sample 0 of the batch changes sample 1's "
+                                         r"input of TransformerEncoder 'encoder': the model's own forward"):
+        vf.score(MixesTokens().double(), token_ids(), config=config("exact"))
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (None, r"TokenClassifier's nn.Embedding 'embed' would look up the Gaussian noise that input_shape= draws; "
+           r"pass its token ids as inputs="),
+    (token_ids() > 6, r"inputs must be a floating-point tensor \(N, ...\) or integer token ids \(N, L\)"),
+    (token_ids()[0], r"inputs must be a floating-point tensor"),
+])
+def test_token_id_models_refuse_other_inputs(inputs, message):
+    with pytest.raises(ValueError, match=message):
+        vf.score(TokenClassifier(), inputs, input_shape=None if inputs is not None else (7,), config="exact")
 
 
 def test_general_path_other_elements_and_plans():

@@ -40,8 +40,8 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import (PreparedModel, check_logits, describe_output, pick_logits, prepare, probe_forward, same_up_to,
-                      scoring_mode)
+from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, pick_logits, prepare, probe_forward,
+                      same_up_to, scoring_mode)
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
@@ -368,9 +368,9 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
     """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n; ``path`` names
     the plan in the error raised when an op has no forward-mode derivative."""
     logits_of, names = _shifted_logits(model, weights, logits_at, inputs.device)
-    p = len(weights)
-    origin = inputs.new_zeros(p)
-    tangents = torch.eye(p, dtype=inputs.dtype, device=inputs.device)
+    p, dtype = len(weights), float_dtype(model, inputs)
+    origin = torch.zeros(p, dtype=dtype, device=inputs.device)
+    tangents = torch.eye(p, dtype=dtype, device=inputs.device)
     with warnings.catch_warnings(), _differentiable_attention():
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
@@ -393,8 +393,8 @@ def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, pat
     n, num_classes = logits64.shape
     identity = torch.eye(num_classes, dtype=torch.float64, device=inputs.device).expand(n, -1, -1)
     factor = ops.multinomial_factor(logits64, identity, config.factor, config.smoothing,
-                                    config.fp16_smoothing_constants).to(inputs.dtype)  # (N, K, C)
-    origin = inputs.new_zeros(len(weights))
+                                    config.fp16_smoothing_constants).to(float_dtype(model, inputs))  # (N, K, C)
+    origin = factor.new_zeros(len(weights))
 
     def one_sample(x, rows):
         _, pullback = vjp(lambda s: logits_of(s, x.unsqueeze(0)).squeeze(0), origin)
@@ -477,7 +477,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     general = {j: w.general for j, w in enumerate(weights) if w.general is not None}
     sites, handles = [], []
     for module, plan in _group_by_module(model, weights, device):
-        sink = torch.zeros(n, len(plan.columns), dtype=inputs.dtype, device=device, requires_grad=True)
+        sink = torch.zeros(n, len(plan.columns), dtype=float_dtype(model, inputs), device=device, requires_grad=True)
         site = _Site(module, sampler_for(module), plan, sink)
         sites.append(site)
         handles.append(_tap_sampled_module(site))
@@ -570,8 +570,11 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
             try:
                 called = probe_forward(model, prepared.inputs)
             except RuntimeError as error:  # the model's own forward, before any tap or transform
+                ids = "" if prepared.inputs.is_floating_point() else (
+                    f" of integer token ids ({prepared.inputs.dtype}, kept integer for a model that looks them up; "
+                    "pass real-valued inputs as a floating-point tensor)")
                 raise ValueError(f"{type(prepared.model).__name__} fails on a batch shaped like the scoring batch "
-                                 f"{tuple(prepared.inputs.shape)} (its forward alone, before the engine does "
+                                 f"{tuple(prepared.inputs.shape)}{ids} (its forward alone, before the engine does "
                                  f"anything): {error}") from error
         with stage("select"):
             selection = select_weights(model, config, called)
