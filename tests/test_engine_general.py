@@ -419,6 +419,25 @@ def test_token_ids_stay_integer(preset, element):
     assert same.vkdnw == pytest.approx(result.vkdnw, rel=1e-12)
 
 
+class Unmasked(TokenClassifier):
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids) + self.pos).mean(1))
+
+
+def test_the_encoder_layers_fused_path_does_not_hide_the_attention():
+    """Under 'exact' nothing before the encoder is tapped and ids need no gradient, so nothing would require
+    grad there: the fused inference path of nn.TransformerEncoderLayer, which calls neither its attention
+    nor its Linears, is off in the probe and the tapped forward."""
+    model, ids = randomised_float64(Unmasked()), token_ids()
+    coords = sampled_coords(model, "exact", "first")
+    truth = oracle_fisher(randomised_float64(Unmasked()), ids, coords, "exact")
+    result = vf.score(model, ids, config=config("exact"))
+    assert result.general == {} and result.strategy == "rows (K=4 factor rows)"
+    assert float((vf.fisher_matrix(model, ids, config=config("exact")) - truth).norm() / truth.norm()) < 1e-9
+    assert result.vkdnw == pytest.approx(entropy_of(truth), rel=1e-9, abs=1e-12)
+    assert torch.backends.mha.get_fastpath_enabled()
+
+
 class MixesTokens(TokenClassifier):
     def forward(self, ids):
         t = self.embed(ids)

@@ -40,8 +40,8 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, pick_logits, prepare, probe_forward,
-                      same_up_to, scoring_mode)
+from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, no_attention_fastpath, pick_logits,
+                      prepare, probe_forward, same_up_to, scoring_mode)
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
@@ -315,23 +315,11 @@ def _analytic_linear_columns(logits, features, linear_plan_weights, config):
 
 
 @contextlib.contextmanager
-def _no_attention_fastpath():
-    """The inference fast path of nn.MultiheadAttention and the Transformer layers (one fused kernel,
-    taken when nothing requires grad, as before the first tap) off: their submodules and F.linear calls
-    then run, so that their taps see them, and give what the general path and the probe compute."""
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-
-
-@contextlib.contextmanager
 def _differentiable_attention():
-    """The fused attention kernels (flash scaled-dot-product attention; the fast path above) have no
-    forward-mode derivative; the math kernels are composite and do."""
-    with _no_attention_fastpath(), sdpa_kernel(SDPBackend.MATH):
+    """The fused attention kernels (flash scaled-dot-product attention; the inference fast path of
+    nn.MultiheadAttention and the Transformer layers) have no forward-mode derivative; the math kernels
+    are composite and do."""
+    with no_attention_fastpath(), sdpa_kernel(SDPBackend.MATH):
         yield
 
 
@@ -489,7 +477,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     handles += [m.register_forward_hook(record) for m in model.modules()
                 if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward]
     handles += batch_statistics_hooks(model, config)
-    with removing(handles), stage("forward"), _no_attention_fastpath():
+    with removing(handles), stage("forward"), no_attention_fastpath():
         logits = check_logits(model(inputs), model, logits=logits_at)
     for site in [s for s in sites if s.calls == 0 or s.misfit is not None]:
         general.update(dict.fromkeys(site.plan.columns, UNTAPPED if site.calls == 0 else site.misfit))

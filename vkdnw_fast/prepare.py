@@ -290,10 +290,23 @@ def _changed(before: list[torch.Tensor], after: list[torch.Tensor]) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def no_attention_fastpath() -> Iterator[None]:
+    """The inference fast path of nn.MultiheadAttention and the Transformer layers off (one fused
+    kernel, taken when nothing requires grad, as on token ids or before the engine's first tap): their
+    submodules and F.linear calls then run, where the probe and the engine's taps see them."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
 def _forward_with_grad(model: nn.Module, batch: torch.Tensor, hooks: list) -> Any:
-    """One forward with grad, as the engine's (a module with a no-grad fast path, like
-    nn.TransformerEncoderLayer's fused kernel, then calls the submodules the engine will see)."""
-    with removing(hooks), torch.enable_grad():
+    """One forward with grad, as the engine's: no attention fast path, so the submodules the engine
+    will see are called."""
+    with removing(hooks), torch.enable_grad(), no_attention_fastpath():
         return model(batch.detach().clone().requires_grad_(batch.is_floating_point()))
 
 
@@ -481,5 +494,5 @@ def check_logits(output: Any, model: nn.Module, *, logits: Any = None, min_class
 
 __all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "ModulesCalled",
            "check_logits", "pick_logits", "describe_output", "same_up_to", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
-           "float_dtype", "is_token_ids", "check_takes_floats",
+           "float_dtype", "is_token_ids", "check_takes_floats", "no_attention_fastpath",
            "MEMORY_FORMATS"]
