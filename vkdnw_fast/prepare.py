@@ -171,7 +171,7 @@ def prepare(model: nn.Module, *, inputs: torch.Tensor | None = None, input_shape
         if input_shape is None:
             raise ValueError("give either inputs or input_shape (e.g. input_shape=(3, 32, 32))")
         inputs = draw_gaussian(batch_size, tuple(input_shape), generator, dtype=dtype)
-        check_takes_floats(work, inputs)
+        check_takes_floats(work, inputs.to(device))
     else:
         if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or \
                 not (inputs.is_floating_point() or is_token_ids(inputs)):
