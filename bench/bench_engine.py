@@ -141,13 +141,13 @@ def main(argv=None):
     if args.networks:
         chosen = {k: chosen[k] for k in args.networks.split(",")}
     rows = []
-    header = f"{'network':<13}{'preset':<7}{'params':>9}{'P':>5}{'K':>5}{'forward':>9}{'engine':>9}{'baseline':>10}{'eng/floor':>11}{'base/eng':>10}{'spec.diff':>11}"
+    header = f"{'network':<16}{'preset':<7}{'params':>9}{'P':>5}{'K':>5}{'forward':>9}{'engine':>9}{'baseline':>10}{'eng/floor':>11}{'base/eng':>10}{'spec.diff':>11}"
     print(header)
     for name, build in chosen.items():
         for preset in args.presets.split(","):
             row = bench_one(name, build, preset, args)
             rows.append(row)
-            print(f"{name:<13}{preset:<7}{row['params']:>9}{row['num_weights']:>5}{row['passes']:>5}"
+            print(f"{name:<16}{preset:<7}{row['params']:>9}{row['num_weights']:>5}{row['passes']:>5}"
                   f"{row['forward_s']:>9.3f}{row['engine_s']:>9.3f}{row['baseline_s']:>10.3f}"
                   f"{row['engine_over_floor']:>11.2f}{row['baseline_over_engine']:>10.1f}{row['spectrum_max_diff_over_largest']:>11.1e}")
             sys.stdout.flush()

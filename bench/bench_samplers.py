@@ -1,11 +1,15 @@
 """bench_engine.py's measurement (engine / floor, torch.func baseline / engine) on models whose
-sampled weights need the norm samplers: a small ViT-like and a small ConvNeXt-like network.
+sampled weights need the norm and attention samplers: a small ViT-like, the same ViT in torchvision's
+form, and a small ConvNeXt-like network.
 
-Both are what every parameter tensor can be sampled on without a general path: no class token,
-positional embedding or layer scale; LayerNorm on channels-last tokens (nn.LayerNorm after a
-permute, not a channels-first subclass); attention from Linear q/k/v (not nn.MultiheadAttention).
+The ViT-like and ConvNeXt-like networks are what every parameter tensor can be sampled on without a
+general path: no class token, positional embedding or layer scale; LayerNorm on channels-last tokens
+(nn.LayerNorm after a permute, not a channels-first subclass); attention from Linear q/k/v. The
+torchvision-style ViT has nn.MultiheadAttention (its sampler taps in_proj and out_proj inside
+F.multi_head_attention_forward), a class token and a positional embedding (the general path's two
+tangents under ``paper``; ``exact`` samples layers only and has none).
 
-    OMP_NUM_THREADS=1 python bench/bench_samplers.py --out bench/results/engine_samplers_cpu.json
+    python bench/bench_samplers.py --threads 1 --out bench/results/engine_samplers_cpu.json
 """
 from __future__ import annotations
 
@@ -50,6 +54,40 @@ class ViTLike(nn.Module):
         return self.head(self.norm(self.blocks(self.patch(x).flatten(2).transpose(1, 2))).mean(1))
 
 
+class EncoderBlock(nn.Module):
+    """torchvision's ViT encoder block: LayerNorm, nn.MultiheadAttention (batch-first), LayerNorm, MLP."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.self_attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, t):
+        y = self.ln_1(t)
+        t = t + self.self_attention(y, y, y, need_weights=False)[0]
+        return t + self.mlp(self.ln_2(t))
+
+
+class TorchvisionViT(nn.Module):
+    """ViTLike's sizes in torchvision's form: patch convolution, class token, positional embedding,
+    nn.MultiheadAttention blocks, final LayerNorm, head on the class token."""
+
+    def __init__(self, num_classes=10, dim=64, heads=4, depth=4, tokens=64):
+        super().__init__()
+        self.conv_proj = nn.Conv2d(3, dim, 4, stride=4)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.empty(1, tokens + 1, dim).normal_(std=0.02))
+        self.layers = nn.Sequential(*(EncoderBlock(dim, heads) for _ in range(depth)))
+        self.ln = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        t = self.conv_proj(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.class_token.expand(x.shape[0], -1, -1), t], 1) + self.pos_embedding
+        return self.head(self.ln(self.layers(t))[:, 0])
+
+
 class ConvNeXtBlock(nn.Module):
     def __init__(self, dim):
         super().__init__()
@@ -82,7 +120,8 @@ class ConvNeXtLike(nn.Module):
 
 
 def networks(num_classes):
-    return {"vit-like": lambda: ViTLike(num_classes), "convnext-like": lambda: ConvNeXtLike(num_classes)}
+    return {"vit-like": lambda: ViTLike(num_classes), "vit-torchvision": lambda: TorchvisionViT(num_classes),
+            "convnext-like": lambda: ConvNeXtLike(num_classes)}
 
 
 if __name__ == "__main__":

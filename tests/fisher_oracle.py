@@ -74,7 +74,7 @@ def oracle_fisher(model: nn.Module, inputs: torch.Tensor, coords: list[tuple[str
                   preset: str, vectorize: bool = True) -> torch.Tensor:
     """F = (1/N) sum_n J_n^T Sigma_n J_n ('exact') or (1/N) sum_n (L~_n J_n)^T (L~_n J_n) ('paper')."""
     model = model.double().eval()
-    inputs = inputs.double()
+    inputs = inputs.double() if inputs.is_floating_point() else inputs  # token ids stay integer
     if preset == "exact":
         freeze_batch_statistics(model, inputs)
     jac = sampled_jacobian(model, inputs, coords, vectorize)

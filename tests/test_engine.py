@@ -336,7 +336,12 @@ def test_bad_models_get_clear_errors(model, preset, message):
 def test_bad_inputs_get_clear_errors():
     with pytest.raises(ValueError, match="input_shape"):
         vf.score(PlainCNN())
-    with pytest.raises(ValueError, match="floating-point"):
+    with pytest.raises(ValueError, match="floating-point tensor"):
+        vf.score(PlainCNN(), torch.zeros(4, 3, 6, 6, dtype=torch.bool))
+    # Integer inputs are token ids, kept integer: a CNN fails on them, and is told so.
+    with pytest.raises(ValueError, match=r"PlainCNN fails on a batch shaped like the scoring batch \(4, 3, 6, 6\) of "
+                                         r"integer token ids \(torch.int64, kept integer for a model that looks them "
+                                         r"up; pass real-valued inputs as a floating-point tensor\)"):
         vf.score(PlainCNN(), torch.zeros(4, 3, 6, 6, dtype=torch.long))
 
 

@@ -1,8 +1,9 @@
 """The engine's general path (weights no sampler's tap can take: class and distillation tokens, positional
-embeddings, relative-position bias tables, layer scale, parameters applied through functional calls,
-layers called on tensors that are not batch-first) and taps under real code (in-place ops, outputs used
-several times, modules called several times, scaled-dot-product attention under the batched backward),
-each against the independent float64 oracle for both presets."""
+embeddings, relative-position bias tables, layer scale, nn.MultiheadAttention's bias_k / bias_v, layers
+called on tensors that are not batch-first) and taps under real code (in-place ops, outputs used several
+times, modules called several times, scaled-dot-product attention under the batched backward,
+nn.MultiheadAttention's projections inside F.multi_head_attention_forward), each against the independent
+float64 oracle for both presets."""
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,6 @@ from torch import nn
 
 import vkdnw_fast as vf
 from vkdnw_fast import engine
-from vkdnw_fast.selection import NOT_CALLED
 
 from fisher_oracle import entropy_of, oracle_fisher, randomised_float64
 
@@ -108,6 +108,22 @@ class AttentionModule(nn.Module):
         t = tokens_of(x)
         out, weights = self.attention(self.embed(t), t, t)
         return self.head(out.mean(1)) + weights.mean(1)[:, :5]
+
+
+class FoldedAttention(nn.Module):
+    """nn.MultiheadAttention on the batch folded with the patches, (N * 4, 9, D): its sampler refuses the
+    call (its batch is not the samples) and the general path takes its weights."""
+
+    def __init__(self, classes=5, dim=4):
+        super().__init__()
+        self.embed = nn.Linear(3, dim)
+        self.attention = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        n = x.shape[0]
+        t = self.embed(tokens_of(x)).reshape(n * 4, 9, -1)
+        return self.head(self.attention(t, t, t)[0].reshape(n, 36, -1).mean(1))
 
 
 class SequenceFirst(nn.Module):
@@ -228,11 +244,31 @@ class TextClassifier(nn.Module):
         return self.head(self.encoder(self.embed(ids)).mean(1))
 
 
+class TokenClassifier(nn.Module):
+    """A text classifier fed token ids (N, L): Embedding with a padding id, positional embedding,
+    nn.TransformerEncoder masking the padding keys, mean over tokens."""
+
+    def __init__(self, classes=5, vocab=13, dim=8, length=7):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim, padding_idx=0)
+        self.pos = nn.Parameter(torch.zeros(1, length, dim))
+        layer = nn.TransformerEncoderLayer(dim, 2, dim_feedforward=12, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids) + self.pos, src_key_padding_mask=ids == 0).mean(1))
+
+
+def token_ids(seed=1, n=6):
+    return torch.randint(0, 13, (n, 7), generator=torch.Generator().manual_seed(seed))
+
+
 GENERAL = {"vit_tokens": ViTTokens, "prelu": WithPReLU, "text": TextClassifier, "swin_like": SwinLike,
-           "multihead_attention": AttentionModule,
+           "multihead_attention": AttentionModule, "folded_attention": FoldedAttention,
            "sequence_first": SequenceFirst, "folded_batch": FoldedBatch}
 TAPS = {"in_place": InPlace, "shared": Shared, "attention": Attention}
-MODELS = {**GENERAL, **TAPS}
+MODELS = {**GENERAL, **TAPS, "token_ids": TokenClassifier}
 
 
 def built(name, seed=0):
@@ -260,8 +296,8 @@ def config(preset, element="first", **fields):
                                   element_position={"first": 0.0, "last": 1.0}[element], **fields)
 
 
-def assert_matches_oracle(name, preset, element="first", n=6, **fields):
-    model, x = built(name), batch(n=n)
+def assert_matches_oracle(name, preset, element="first", n=6, inputs=None, **fields):
+    model, x = built(name), batch(n=n) if inputs is None else inputs
     coords = sampled_coords(model, preset, element)
     truth = oracle_fisher(built(name), x, coords, preset, vectorize=name != "prelu")
     cfg = config(preset, element, **fields)
@@ -276,30 +312,31 @@ def assert_matches_oracle(name, preset, element="first", n=6, **fields):
     return result
 
 
-# Which sampled weights take the general path, and why (a fragment of the reason).
+# Which sampled weights take the general path, and why (a fragment of the reason). nn.MultiheadAttention's
+# projections (in_proj, q/k/v_proj, out_proj) have a sampler, whichever the layout; its bias_k / bias_v do not.
+SEQUENCE_FIRST = "it is called on an input of shape (36, 2, "
+FOLDED_QUERY = "it is called on a query of shape (24, 9, 4) (batch_first=True) for a batch of 6"
 EXPECTED_GENERAL = {
     ("vit_tokens", "paper"): {
         "cls_token": "no weight sampler", "dist_token": "no weight sampler", "pos_embed": "no weight sampler",
-        "encoder.layers.0.self_attn.in_proj_weight": "no weight sampler",
-        "encoder.layers.0.self_attn.in_proj_bias": "no weight sampler",
-        "encoder.layers.0.self_attn.out_proj.weight": NOT_CALLED,
-        "encoder.layers.0.self_attn.out_proj.bias": NOT_CALLED,
         "scale.gamma": "registered for LayerScale"},
-    ("vit_tokens", "exact"): {"encoder.layers.0.self_attn.out_proj.weight": NOT_CALLED},
+    ("vit_tokens", "exact"): {},
     ("swin_like", "paper"): {"attention.table": "RelativeBiasAttention", "attention.gamma": "RelativeBiasAttention"},
     ("swin_like", "exact"): {},
     ("prelu", "paper"): {"act.weight": "registered for PReLU", "shared.weight": "registered for PReLU"},
-    ("multihead_attention", "paper"): {
-        f"attention.{p}": "no weight sampler" for p in
-        ("q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias", "bias_k", "bias_v")} | {
-        "attention.out_proj.weight": NOT_CALLED, "attention.out_proj.bias": NOT_CALLED},
-    ("multihead_attention", "exact"): {"attention.out_proj.weight": NOT_CALLED},
-    ("sequence_first", "exact"): {
-        **{f"{m}.weight": "(36, 2, " for m in ("embed", "encoder.linear1", "encoder.linear2")},
-        "encoder.self_attn.out_proj.weight": NOT_CALLED},
-    ("text", "exact"): {f"encoder.layers.{i}.self_attn.out_proj.weight": NOT_CALLED for i in range(2)},
-    ("text", "paper"): {f"encoder.layers.{i}.self_attn.{p}": "" for i in range(2) for p in
-                        ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")},
+    ("multihead_attention", "paper"): {f"attention.{p}": "its sampler samples in_proj_weight" for p in
+                                       ("bias_k", "bias_v")},
+    ("multihead_attention", "exact"): {},
+    ("sequence_first", "paper"): {f"{m}.{p}": SEQUENCE_FIRST for m in
+                                  ("embed", "encoder.linear1", "encoder.linear2", "encoder.norm1", "encoder.norm2")
+                                  for p in ("weight", "bias")},
+    ("sequence_first", "exact"): {f"{m}.weight": SEQUENCE_FIRST for m in
+                                  ("embed", "encoder.linear1", "encoder.linear2")},
+    ("text", "exact"): {},
+    ("text", "paper"): {},
+    ("folded_attention", "exact"): {"attention.out_proj.weight": FOLDED_QUERY},
+    ("folded_attention", "paper"): {f"attention.{p}": FOLDED_QUERY for p in
+                                    ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")},
     ("folded_batch", "exact"): {"folded.weight": "input of shape (8, 9, 8) for a batch of 2",
                                 "paired.weight": "giving Tensor(2, 108, 8) for a batch of 6"},
 }
@@ -307,8 +344,7 @@ EXPECTED_GENERAL = {
 
 # Many general weights for few factor rows (K = 5): per-sample reverse mode for every column; else the taps'
 # plan and forward-mode tangents for the general weights.
-BY_REVERSE = {("vit_tokens", "paper"), ("multihead_attention", "paper"), ("sequence_first", "paper"),
-              ("text", "paper")}
+BY_REVERSE = {("sequence_first", "paper")}
 
 
 @pytest.mark.parametrize("preset", ["paper", "exact"])
@@ -332,21 +368,97 @@ def test_per_sample_reverse_mode_is_bounded_in_memory(monkeypatch):
     """Its bound counts K = 5 gradients of each shifted tensor per sample. Every column by it, in chunks of
     samples (at least 8, or the batch), while that many samples' gradients of all sampled tensors fit; for the
     general weights only while theirs do; then forward-mode tangents. Same matrix each time."""
-    params = dict(built("vit_tokens").named_parameters())
+    params = dict(built("sequence_first").named_parameters())
     every = 5 * sum(p.numel() for p in params.values())
-    general = 5 * sum(params[name].numel() for name in EXPECTED_GENERAL["vit_tokens", "paper"])
+    general = 5 * sum(params[name].numel() for name in EXPECTED_GENERAL["sequence_first", "paper"])
     monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 8 * every)   # eight samples of ten at a time
-    result = assert_matches_oracle("vit_tokens", "paper", n=10)
+    result = assert_matches_oracle("sequence_first", "paper", n=10)
     assert result.strategy == f"per-sample reverse mode (K=5 rows, P={len(params)} weights)"
     monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 6 * every - 1)   # not the six samples at once
-    result = assert_matches_oracle("vit_tokens", "paper")
-    assert result.strategy == "rows (K=5 factor rows) + general (8 weights by per-sample reverse mode, 5 rows)"
+    result = assert_matches_oracle("sequence_first", "paper")
+    assert result.strategy == "rows (K=5 factor rows) + general (10 weights by per-sample reverse mode, 5 rows)"
     assert result.passes == 5 + 5
     monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 6 * general)
-    assert vf.score(built("vit_tokens"), batch(), config=config("paper")).strategy == result.strategy
+    assert vf.score(built("sequence_first"), batch(), config=config("paper")).strategy == result.strategy
     monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 6 * general - 1)
-    result = assert_matches_oracle("vit_tokens", "paper")
-    assert result.strategy == "rows (K=5 factor rows) + general (8 forward-mode tangents)"
+    result = assert_matches_oracle("sequence_first", "paper")
+    assert result.strategy == "rows (K=5 factor rows) + general (10 forward-mode tangents)"
+
+
+@pytest.mark.parametrize("name", ["vit_tokens", "text", "sequence_first"])
+def test_multihead_attention_takes_the_fast_path(name):
+    """Batch-first and sequence-first: in_proj and out_proj are tapped inside F.multi_head_attention_forward,
+    each sampled once (out_proj.weight is one layer of aleph under 'exact'), none on the general path; and
+    F.linear is torch's own again afterwards."""
+    linear = F.linear
+    paper = vf.score(built(name), batch(), config=config("paper"))
+    attention = [w for w in paper.weights if ".self_attn." in w]
+    assert len(attention) == 4 * len(set(w.rsplit(".self_attn.", 1)[0] for w in attention)) > 0
+    assert sorted({w.split(".self_attn.")[1].split("[")[0] for w in attention}) == [
+        "in_proj_bias", "in_proj_weight", "out_proj.bias", "out_proj.weight"]
+    exact = vf.score(built(name), batch(), config=config("exact"))
+    assert [w for w in exact.weights if ".self_attn." in w] == [w for w in attention if ".out_proj.weight" in w]
+    assert exact.aleph == exact.num_weights + len(exact.skipped)
+    for result in (paper, exact):
+        assert not [w for w in result.general if ".self_attn." in w]
+    assert F.linear is linear
+
+
+@pytest.mark.parametrize("element", ["first", "last"])
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+def test_token_ids_stay_integer(preset, element):
+    """A LongTensor of ids is scored as it is (the oracle differentiates the same integer batch); only the
+    positional embedding takes the general path."""
+    ids = token_ids()
+    result = assert_matches_oracle("token_ids", preset, element, inputs=ids)
+    assert sorted(w.split("[")[0] for w in result.general) == (["pos"] if preset == "paper" else [])
+    assert result.aleph == result.num_weights + len(result.skipped)
+    prepared = vf.prepare.prepare(built("token_ids"), inputs=ids.int(), init=None)
+    assert prepared.inputs.dtype == torch.int32 and torch.equal(prepared.inputs, ids.int())
+    same = vf.score(built("token_ids"), ids.int(), config=config(preset, element))
+    assert same.vkdnw == pytest.approx(result.vkdnw, rel=1e-12)
+
+
+class Unmasked(TokenClassifier):
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids) + self.pos).mean(1))
+
+
+def test_the_encoder_layers_fused_path_does_not_hide_the_attention():
+    """Under 'exact' nothing before the encoder is tapped and ids need no gradient, so nothing would require
+    grad there: the fused inference path of nn.TransformerEncoderLayer, which calls neither its attention
+    nor its Linears, is off in the probe and the tapped forward."""
+    model, ids = randomised_float64(Unmasked()), token_ids()
+    coords = sampled_coords(model, "exact", "first")
+    truth = oracle_fisher(randomised_float64(Unmasked()), ids, coords, "exact")
+    result = vf.score(model, ids, config=config("exact"))
+    assert result.general == {} and result.strategy == "rows (K=4 factor rows)"
+    assert float((vf.fisher_matrix(model, ids, config=config("exact")) - truth).norm() / truth.norm()) < 1e-9
+    assert result.vkdnw == pytest.approx(entropy_of(truth), rel=1e-9, abs=1e-12)
+    assert torch.backends.mha.get_fastpath_enabled()
+
+
+class MixesTokens(TokenClassifier):
+    def forward(self, ids):
+        t = self.embed(ids)
+        return self.head(self.encoder(t - t.mean(0)).mean(1))
+
+
+def test_the_probe_perturbs_token_ids_with_ids_of_the_batch():
+    with pytest.raises(ValueError, match=r"samples interact: replacing sample 0 of the batch changes sample 1's "
+                                         r"input of TransformerEncoder 'encoder': the model's own forward"):
+        vf.score(MixesTokens().double(), token_ids(), config=config("exact"))
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (None, r"TokenClassifier's nn.Embedding 'embed' would look up the Gaussian noise that input_shape= draws; "
+           r"pass its token ids as inputs="),
+    (token_ids() > 6, r"inputs must be a floating-point tensor \(N, ...\) or integer token ids \(N, L\)"),
+    (token_ids()[0], r"inputs must be a floating-point tensor"),
+])
+def test_token_id_models_refuse_other_inputs(inputs, message):
+    with pytest.raises(ValueError, match=message):
+        vf.score(TokenClassifier(), inputs, input_shape=None if inputs is not None else (7,), config="exact")
 
 
 def test_general_path_other_elements_and_plans():

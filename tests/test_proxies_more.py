@@ -16,6 +16,7 @@ from torch import nn
 
 from test_proxies import (BATCH, CLASSES, LAYER_WEIGHTS, SHAPE, WIDTH, Times, TinyNet, WithBlocks, ctx,  # noqa: F401
                           functional_forward, labels_of, loss_fn, one_thread, params_of, value)
+import vkdnw_fast as vf
 from vkdnw_fast import metrics
 from vkdnw_fast.proxies import ProxyError, available_proxies, build_context, compute_on, compute_proxies
 from vkdnw_fast.proxies import forward as shared
@@ -323,3 +324,35 @@ def test_the_naslib_table_maps_to_nb201_cells_and_their_parameter_counts():
     datasets = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16": "ImageNet16-120"}
     ours = [nb201.params(a, datasets[d]) / 1e6 for a, d in zip(table["arch"], table["dataset"])]
     np.testing.assert_allclose(table["params"], ours, rtol=1e-9)
+
+
+class TextIds(nn.Module):
+    """Embedding + nn.TransformerEncoder on token ids (N, L)."""
+
+    def __init__(self, classes=CLASSES, vocab=11, dim=8):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        layer = nn.TransformerEncoderLayer(dim, 2, dim_feedforward=12, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids)).mean(1))
+
+
+def test_token_ids_reach_the_proxies_and_those_needing_real_valued_inputs_say_why():
+    ids = torch.randint(0, 11, (8, 7), generator=torch.Generator().manual_seed(0))
+    model = TextIds()
+    scores = compute_proxies(model, ["vkdnw", "grad_norm", "snip", "zico", "te_nas_ntk"], inputs=ids)
+    assert all(math.isfinite(v) for v in scores.values())
+    assert scores["vkdnw"] == pytest.approx(vf.score(model, ids).vkdnw, rel=1e-9)
+    for names, reason in [
+        (["jacov", "epe_nas"], r"it differentiates the logits with respect to the input, and the scoring batch is "
+                               r"integer token ids \(8, 7\) \(torch.int64\), which have no gradient"),
+        (["synflow"], r"its input is one all-ones sample, which is undefined for integer token ids"),
+        (["zen", "swap", "naswot_128"], r"the scoring batch is integer ids \(8, 7\) \(torch.int64\): a batch of "
+                                        r"Gaussian noise shaped like it is undefined"),
+    ]:
+        for name in names:
+            with pytest.raises(ProxyError, match=rf"proxy '{name}' failed on a TextIds: ValueError: {reason}"):
+                compute_proxies(TextIds(), name, inputs=ids)

@@ -40,8 +40,8 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import (PreparedModel, check_logits, describe_output, pick_logits, prepare, probe_forward, same_up_to,
-                      scoring_mode)
+from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, no_attention_fastpath, pick_logits,
+                      prepare, probe_forward, same_up_to, scoring_mode)
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
@@ -134,6 +134,15 @@ class _Site:
             return output
         return _Tap.apply(output, self.sink, self, *self.sampler.capture(self.module, self.plan, args))
 
+    def tap_call(self, output: torch.Tensor, saved: tuple) -> torch.Tensor:
+        """The tap on the output of a call inside the module's forward (``WeightSampler.taps_calls``)."""
+        self.calls += 1
+        return _Tap.apply(output, self.sink, self, *saved)
+
+    def refuse(self, reason: str) -> None:
+        self.calls += 1
+        self.misfit = reason
+
     def describe(self) -> str:
         return f"{type(self.module).__name__} '{self.plan.module_name}'"
 
@@ -191,8 +200,16 @@ class _Patched:
 
 
 def _tap_sampled_module(site: _Site):
-    """Splice the site's tap into every call of its module: on the module's output when its class
-    computes what the registered base class does, else on the op applying its parameters."""
+    """Splice the site's tap into every call of its module: on the calls inside its forward that apply
+    its parameters when its sampler says so, on the module's output when its class computes what the
+    registered base class does, else on the op applying its parameters."""
+    if site.sampler.taps_calls:
+        original = site.module.forward
+
+        def forward(*args, **kwargs):
+            return site.sampler.tapped_forward(site.module, site.plan, site.sink.shape[0], original, args, kwargs,
+                                               site.tap_call, site.refuse)
+        return _Patched(site.module, forward)
     if not overridden_methods(site.module):
         return site.module.register_forward_hook(lambda mod, args, output: site.tap(output, args))
     original = site.module.forward
@@ -300,15 +317,10 @@ def _analytic_linear_columns(logits, features, linear_plan_weights, config):
 @contextlib.contextmanager
 def _differentiable_attention():
     """The fused attention kernels (flash scaled-dot-product attention; the inference fast path of
-    nn.MultiheadAttention and the Transformer layers, taken when nothing requires grad) have no
-    forward-mode derivative; the math kernels are composite and do."""
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
+    nn.MultiheadAttention and the Transformer layers) have no forward-mode derivative; the math kernels
+    are composite and do."""
+    with no_attention_fastpath(), sdpa_kernel(SDPBackend.MATH):
+        yield
 
 
 def _shifted_logits(model, weights, logits_at, device):
@@ -344,9 +356,9 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
     """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n; ``path`` names
     the plan in the error raised when an op has no forward-mode derivative."""
     logits_of, names = _shifted_logits(model, weights, logits_at, inputs.device)
-    p = len(weights)
-    origin = inputs.new_zeros(p)
-    tangents = torch.eye(p, dtype=inputs.dtype, device=inputs.device)
+    p, dtype = len(weights), float_dtype(model, inputs)
+    origin = torch.zeros(p, dtype=dtype, device=inputs.device)
+    tangents = torch.eye(p, dtype=dtype, device=inputs.device)
     with warnings.catch_warnings(), _differentiable_attention():
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
@@ -369,8 +381,8 @@ def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, pat
     n, num_classes = logits64.shape
     identity = torch.eye(num_classes, dtype=torch.float64, device=inputs.device).expand(n, -1, -1)
     factor = ops.multinomial_factor(logits64, identity, config.factor, config.smoothing,
-                                    config.fp16_smoothing_constants).to(inputs.dtype)  # (N, K, C)
-    origin = inputs.new_zeros(len(weights))
+                                    config.fp16_smoothing_constants).to(float_dtype(model, inputs))  # (N, K, C)
+    origin = factor.new_zeros(len(weights))
 
     def one_sample(x, rows):
         _, pullback = vjp(lambda s: logits_of(s, x.unsqueeze(0)).squeeze(0), origin)
@@ -453,7 +465,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     general = {j: w.general for j, w in enumerate(weights) if w.general is not None}
     sites, handles = [], []
     for module, plan in _group_by_module(model, weights, device):
-        sink = torch.zeros(n, len(plan.columns), dtype=inputs.dtype, device=device, requires_grad=True)
+        sink = torch.zeros(n, len(plan.columns), dtype=float_dtype(model, inputs), device=device, requires_grad=True)
         site = _Site(module, sampler_for(module), plan, sink)
         sites.append(site)
         handles.append(_tap_sampled_module(site))
@@ -465,7 +477,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     handles += [m.register_forward_hook(record) for m in model.modules()
                 if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward]
     handles += batch_statistics_hooks(model, config)
-    with removing(handles), stage("forward"):
+    with removing(handles), stage("forward"), no_attention_fastpath():
         logits = check_logits(model(inputs), model, logits=logits_at)
     for site in [s for s in sites if s.calls == 0 or s.misfit is not None]:
         general.update(dict.fromkeys(site.plan.columns, UNTAPPED if site.calls == 0 else site.misfit))
@@ -546,8 +558,11 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
             try:
                 called = probe_forward(model, prepared.inputs)
             except RuntimeError as error:  # the model's own forward, before any tap or transform
+                ids = "" if prepared.inputs.is_floating_point() else (
+                    f" of integer token ids ({prepared.inputs.dtype}, kept integer for a model that looks them up; "
+                    "pass real-valued inputs as a floating-point tensor)")
                 raise ValueError(f"{type(prepared.model).__name__} fails on a batch shaped like the scoring batch "
-                                 f"{tuple(prepared.inputs.shape)} (its forward alone, before the engine does "
+                                 f"{tuple(prepared.inputs.shape)}{ids} (its forward alone, before the engine does "
                                  f"anything): {error}") from error
         with stage("select"):
             selection = select_weights(model, config, called)

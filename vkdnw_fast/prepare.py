@@ -68,13 +68,24 @@ def parameter_dtype(model: nn.Module) -> torch.dtype:
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
+def float_dtype(model: nn.Module, inputs: torch.Tensor) -> torch.dtype:
+    """The dtype of gradients and tangents: the inputs', or the model's when they are integer ids."""
+    return inputs.dtype if inputs.is_floating_point() else parameter_dtype(model)
+
+
+def is_token_ids(inputs: torch.Tensor) -> bool:
+    """Integer inputs (token ids for an nn.Embedding), kept integer: never cast to the float dtype."""
+    return not inputs.is_floating_point() and not inputs.is_complex() and inputs.dtype != torch.bool
+
+
 @dataclass
 class PreparedModel:
     """An initialised copy of a network and its scoring batch.
 
     model: the copy, on ``device``, in the memory format chosen, in the mode the caller's model was
         in, its parameters requiring grad as the caller's did.
-    inputs: the scoring batch (N, ...) on ``device``, in the model's dtype and memory format.
+    inputs: the scoring batch (N, ...) on ``device``, in the model's dtype and memory format; or
+        integer token ids (N, L), kept integer.
     seed: what the initialisation and the batch were drawn from.
     input_rng_state: the CPU generator's state right after the initialisation (None when no
         initialisation drew from it), from which ``gaussian_inputs`` replays the batch stream.
@@ -101,6 +112,9 @@ class PreparedModel:
     def gaussian_inputs(self, batch_size: int) -> torch.Tensor:
         """A Gaussian batch of ``batch_size`` samples shaped like ``inputs``, drawn from the same stream
         as the default batch (so its first samples are the default batch's), on ``device``."""
+        if is_token_ids(self.inputs):
+            raise ValueError(f"the scoring batch is integer ids {tuple(self.inputs.shape)} ({self.inputs.dtype}): "
+                             "a batch of Gaussian noise shaped like it is undefined")
         generator = torch.Generator()
         if self.input_rng_state is None:
             generator.manual_seed(self.seed)
@@ -126,7 +140,8 @@ def prepare(model: nn.Module, *, inputs: torch.Tensor | None = None, input_shape
     """A ``PreparedModel`` of ``model`` (see the module docstring).
 
     inputs: the scoring batch; default ``batch_size`` samples of N(0, 1) of shape ``input_shape``,
-        drawn after the initialisation from ``torch.Generator().manual_seed(seed)``.
+        drawn after the initialisation from ``torch.Generator().manual_seed(seed)``. Integer inputs
+        (token ids (N, L) for a model that starts with an nn.Embedding) stay integer.
     data: real images instead (a ``datasets.DataSource`` or a path): the first ``batch_size`` images
         and their labels after the shuffle seeded by ``seed``, normalised (``vkdnw_fast.datasets``);
         their size must be ``input_shape`` where it is given.
@@ -156,18 +171,50 @@ def prepare(model: nn.Module, *, inputs: torch.Tensor | None = None, input_shape
         if input_shape is None:
             raise ValueError("give either inputs or input_shape (e.g. input_shape=(3, 32, 32))")
         inputs = draw_gaussian(batch_size, tuple(input_shape), generator, dtype=dtype)
+        check_takes_floats(work, inputs.to(device))
     else:
-        if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() < 2:
-            raise ValueError("inputs must be a floating-point tensor (N, ...) with a batch dimension")
+        if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or \
+                not (inputs.is_floating_point() or is_token_ids(inputs)):
+            raise ValueError("inputs must be a floating-point tensor (N, ...) or integer token ids (N, L), with a "
+                             "batch dimension")
         if input_shape is not None and tuple(inputs.shape[1:]) != tuple(input_shape):
             raise ValueError(f"inputs have sample shape {tuple(inputs.shape[1:])}, input_shape says "
                              f"{tuple(input_shape)}")
-    inputs = inputs.detach().to(device=device, dtype=dtype)
+    inputs = inputs.detach().to(device=device, dtype=inputs.dtype if is_token_ids(inputs) else dtype)
     if use_channels_last(work, inputs, memory_format):
         work = work.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     return PreparedModel(model=work, inputs=inputs, seed=seed, device=device, input_rng_state=state, logits=logits,
                          labels=labels, data=dataset)
+
+
+class _FirstLookUp(Exception):
+    def __init__(self, module: nn.Module, floats: bool):
+        super().__init__()
+        self.module, self.floats = module, floats
+
+
+def check_takes_floats(model: nn.Module, inputs: torch.Tensor) -> None:
+    """Refuse Gaussian noise for a model whose first nn.Embedding it would reach (a text model takes
+    token ids). Only for models with an nn.Embedding: one no-grad forward of one sample, in eval mode
+    and with buffers restored, stopped at the first look-up; any other failure is left to the scorers,
+    which report it."""
+    embeddings = {m: name for name, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    if not embeddings:
+        return
+
+    def stop(module, args):
+        raise _FirstLookUp(module, args[0].is_floating_point())
+    try:
+        with scoring_mode(model), removing([m.register_forward_pre_hook(stop) for m in embeddings]), torch.no_grad():
+            model(inputs[:1])
+    except _FirstLookUp as first:
+        if first.floats:
+            raise ValueError(f"{type(model).__name__}'s nn.Embedding '{embeddings[first.module]}' would look up the "
+                             f"Gaussian noise that input_shape= draws; pass its token ids as inputs= (an integer "
+                             f"tensor (N, L))") from None
+    except Exception:  # noqa: BLE001 - the model's own failure, reported by the scorers with context
+        pass
 
 
 @contextlib.contextmanager
@@ -243,10 +290,23 @@ def _changed(before: list[torch.Tensor], after: list[torch.Tensor]) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def no_attention_fastpath() -> Iterator[None]:
+    """The inference fast path of nn.MultiheadAttention and the Transformer layers off (one fused
+    kernel, taken when nothing requires grad, as on token ids or before the engine's first tap): their
+    submodules and F.linear calls then run, where the probe and the engine's taps see them."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
 def _forward_with_grad(model: nn.Module, batch: torch.Tensor, hooks: list) -> Any:
-    """One forward with grad, as the engine's (a module with a no-grad fast path, like
-    nn.TransformerEncoderLayer's fused kernel, then calls the submodules the engine will see)."""
-    with removing(hooks), torch.enable_grad():
+    """One forward with grad, as the engine's: no attention fast path, so the submodules the engine
+    will see are called."""
+    with removing(hooks), torch.enable_grad(), no_attention_fastpath():
         return model(batch.detach().clone().requires_grad_(batch.is_floating_point()))
 
 
@@ -323,10 +383,10 @@ def probe_forward(model: nn.Module, inputs: torch.Tensor, *, seed: int = 0) -> M
     Per-sample gradients need sample n's output to depend on sample n alone. BatchNorm in
     training mode or without running statistics is named at once; anything else (a layer mixing
     the batch dimension, ``x - x.mean(0)``) is found by one probe: two forwards of two samples, the
-    first sample replaced by seeded noise in the second, comparing the second sample's output. Only
-    when it moved, two more forwards record every module's inputs and outputs for that sample to
-    name the first module whose output moves, or, when a module's input already moved, the module
-    whose own forward passed it on. Costs two forwards of two samples: 0.12-0.18 of one forward of
+    first sample replaced by seeded noise (token ids: seeded ids drawn from those of ``inputs``) in
+    the second, comparing the second sample's output. Only when it moved, two more forwards record
+    every module's inputs and outputs for that sample to name the first module whose output moves,
+    or, when a module's input already moved, the module whose own forward passed it on. Costs two forwards of two samples: 0.12-0.18 of one forward of
     64 on NB201 networks (CPU, 1 thread), about 1% of a ``paper`` score.
     """
     for name, module in model.named_modules():
@@ -339,11 +399,16 @@ def probe_forward(model: nn.Module, inputs: torch.Tensor, *, seed: int = 0) -> M
                                                   for m in model.modules()]), n)
     if n == 2:
         perturbed = x.detach().clone()
+        generator = torch.Generator().manual_seed(seed)
         if x.is_floating_point():
-            noise = torch.randn(x[0].shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            noise = torch.randn(x[0].shape, generator=generator, dtype=torch.float64)
             perturbed[0] = noise.to(device=x.device, dtype=x.dtype)
         else:
-            perturbed[0] = x[1]
+            # Other ids, drawn from those of the whole batch: each is known to be an input the model takes,
+            # whatever it does with them (offsets, several tables, a padding id), which a range such as
+            # [0, the smallest num_embeddings) is not.
+            values = inputs.unique()
+            perturbed[0] = values[torch.randint(len(values), x[0].shape, generator=generator).to(values.device)]
         if _changed(first, _others(_forward_with_grad(model, perturbed, []), n)):
             locator = _Locator(model, n)
             locator.run(x)
@@ -432,5 +497,7 @@ def check_logits(output: Any, model: nn.Module, *, logits: Any = None, min_class
 
 
 __all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "ModulesCalled",
-           "check_logits", "pick_logits", "OutputError", "describe_output", "same_up_to", "check_seed", "resolve_device", "use_channels_last", "parameter_dtype",
+           "check_logits", "pick_logits", "OutputError", "describe_output", "same_up_to", "check_seed", "resolve_device",
+           "use_channels_last", "parameter_dtype", "float_dtype", "is_token_ids", "check_takes_floats",
+           "no_attention_fastpath",
            "MEMORY_FORMATS"]

@@ -73,7 +73,20 @@ def _no_sampler(module: nn.Module) -> str:
 
 
 NOT_CALLED = ("the forward never calls it as a module, so no tap can see its output (its owner may apply "
-              "its weight through a functional call, as nn.MultiheadAttention does with out_proj)")
+              "its weight through a functional call)")
+
+
+def _sampled_through(modules: dict[str, nn.Module], module_name: str, module: nn.Module,
+                     param_name: str) -> tuple[str, nn.Module, str]:
+    """Where ``param_name`` of ``module`` is sampled: at its parent as ``child.param`` when the parent's
+    sampler samples it there (nn.MultiheadAttention applies its ``out_proj``'s weight and bias itself,
+    through F.linear, never calling the module), else at the module itself."""
+    parent_name, _, child = module_name.rpartition(".")
+    parent = modules.get(parent_name) if module_name else None
+    sampler = sampler_for(parent) if parent is not None else None
+    if sampler is not None and f"{child}.{param_name}" in sampler.sampled_params:
+        return parent_name, parent, f"{child}.{param_name}"
+    return module_name, module, param_name
 
 
 def _untappable(module: nn.Module, param_name: str, called: Collection[nn.Module] | None) -> str | None:
@@ -86,7 +99,7 @@ def _untappable(module: nn.Module, param_name: str, called: Collection[nn.Module
     if called is not None and module not in called:
         return NOT_CALLED
     layout = getattr(called, "not_batch_first", {}).get(module)
-    if layout is not None:
+    if layout is not None and not sampler.taps_calls:  # such a sampler finds the samples in each call
         return f"it is called on {layout} (samples not along the first dimension), which its sampler cannot reduce"
     return None
 
@@ -119,8 +132,10 @@ def select_weights(model: nn.Module, config: FisherConfig, called: Collection[nn
             else:
                 chosen.append((module_name, module, "weight"))
     selected = []
-    for module_name, module, param_name in chosen:
-        numel = getattr(module, param_name).numel()
+    modules = dict(model.named_modules())
+    for chosen_name, chosen_module, chosen_param in chosen:
+        module_name, module, param_name = _sampled_through(modules, chosen_name, chosen_module, chosen_param)
+        numel = module.get_parameter(param_name).numel()
         index = _element_index(config, numel, rng)
         general = _untappable(module, param_name, called)
         coord = () if general is not None else sampler_for(module).coordinate(module, param_name, index)

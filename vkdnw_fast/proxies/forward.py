@@ -199,7 +199,7 @@ def training_forward(ctx: ProxyContext) -> TrainingForward:
     if "training_forward" in ctx.cache:
         return ctx.cache["training_forward"]
     model = ctx.copy_model().train().requires_grad_(True)  # train-mode BN updates buffers: a copy
-    inputs = ctx.inputs.detach().clone().requires_grad_(True)
+    inputs = ctx.inputs.detach().clone().requires_grad_(ctx.inputs.is_floating_point())  # not token ids
     hamming, kernel = Recorded(), HammingKernel(inputs.shape[0], inputs.device)
     maps = _FeatureMaps(model)
     outputs: list[tuple[nn.Module, torch.Tensor]] = []
@@ -261,6 +261,9 @@ def input_gradients(ctx: ProxyContext) -> torch.Tensor:
     batch statistics a sample's logits depend on the other samples, so row n also carries those
     cross-sample terms (Jacov's and EPE-NAS's ``logits.backward(ones)``)."""
     forward = training_forward(ctx)
+    if not forward.inputs.is_floating_point():
+        raise ValueError(f"it differentiates the logits with respect to the input, and the scoring batch is integer "
+                         f"token ids {tuple(forward.inputs.shape)} ({forward.inputs.dtype}), which have no gradient")
     if "input_gradients" not in forward.cache:
         (grad,) = torch.autograd.grad(forward.finite_logits().sum(), forward.inputs, retain_graph=True,
                                       allow_unused=True)

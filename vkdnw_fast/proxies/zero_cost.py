@@ -64,6 +64,9 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 @register_proxy("synflow")
 def synflow(ctx: ProxyContext) -> float:
+    if not ctx.inputs.is_floating_point():
+        raise ValueError(f"its input is one all-ones sample, which is undefined for integer token ids "
+                         f"({ctx.inputs.dtype} scoring batch)")
     model = ctx.copy_model()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -35,6 +36,11 @@ class WeightSampler:
     ``layers`` weight selection samples ``weight`` of every layer (``vkdnw_fast.layers``)."""
 
     sampled_params: tuple[str, ...] = ("weight", "bias")
+    # False: the engine taps the module's output (``capture``, ``grads``). True: the module applies its
+    # parameters inside functional calls of its forward that no hook sees; ``tapped_forward`` runs that
+    # forward and taps those calls (``grads`` then reduces one call's output gradient). A name with a dot
+    # in ``sampled_params`` (``out_proj.weight``) is a child module's parameter that the forward applies.
+    taps_calls: bool = False
 
     def check(self, module: nn.Module, module_name: str) -> None:
         """Raise if per-sample gradients of this module are undefined in its current state."""
@@ -45,6 +51,14 @@ class WeightSampler:
 
     def capture(self, module: nn.Module, plan: ModulePlan, args: tuple) -> tuple[torch.Tensor, ...]:
         """What the backward needs from the forward (called inside a forward hook)."""
+        raise NotImplementedError
+
+    def tapped_forward(self, module: nn.Module, plan: ModulePlan, samples: int, forward: Callable, args: tuple,
+                       kwargs: dict, tap: Callable, refuse: Callable[[str], None]) -> Any:
+        """(``taps_calls`` samplers) ``forward(*args, **kwargs)``, the module's own, with
+        ``tap(output, saved)`` spliced onto every call output that applies sampled coordinates (``saved``:
+        what ``grads`` needs, the samples first); ``refuse(reason)`` when a call cannot be tapped (the
+        general path then takes the module). ``samples``: the batch size."""
         raise NotImplementedError
 
     def grads(self, module: nn.Module, plan: ModulePlan, saved: tuple[torch.Tensor, ...],
