@@ -51,7 +51,7 @@ TABLES = {"unique": ("VKDNW Table I", _TABLE_I), "all": ("VKDNW Table VI", _TABL
 # This project's proxy (or the set of proxies of an eq. 15 aggregate) behind each row.
 _PROXY_ROWS = {
     "flops": "FLOPs", "grad_norm": "GradNorm", "grasp": "GraSP", "snip": "SNIP", "synflow": "SynFlow",
-    "jacov": "Jacov", "naswot": "NASWOT", "zen": "ZenNAS", "zico": "ZiCo", "aleph": "trainable layers",
+    "jacov": "Jacov", "naswot": "NASWOT", "naswot_128": "NASWOT", "zen": "ZenNAS", "zico": "ZiCo", "aleph": "trainable layers",
     "vkdnw_single": "VKDNW_single",
 }
 _AGGREGATE_ROWS = {
