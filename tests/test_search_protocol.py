@@ -3,7 +3,9 @@ space with a ground truth where the right answer is known by brute force, and on
 the protocol's figures that the NASWOT paper reports."""
 from __future__ import annotations
 
+import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,3 +257,27 @@ def test_rea_fitness_defaults_to_the_benchmarks_own_metric_on_the_spaces_task(tm
         run_protocol(SearchConfig(space={"name": "tnb_micro", "dataset": "class_scene"}, proxies=(), iterations=5,
                                   algorithm="rea", population=4, fitness_dataset="cifar10"),
                      runs=1, out=tmp_path / "bad", progress=False)
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "bench" / "results"
+
+
+@pytest.mark.parametrize("name", ["naswot128_n10", "naswot128_n100", "naswot128_n1000"])
+def test_the_committed_naswot_rows_follow_from_the_committed_whole_space_scores(name):
+    """The README's NASWOT rows: each run's answer is the best-scoring draw of its seed's sample under the
+    committed naswot_128 scores of every cell, and the table is the mean ± std of their true accuracies."""
+    directory = COMMITTED / "nb201_search" / name
+    results = json.loads((directory / "results.json").read_text())
+    runs = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())
+    scores = {r["arch"]: r["values"]["naswot_128"]
+              for r in map(json.loads, gzip.open(COMMITTED / "nb201_all" / "c10_naswot128" / "results.jsonl.gz", "rt"))}
+    assert len(scores) == 15625 and len(runs) == results["runs"] == 500
+    space = spaces.get("nb201", dataset="cifar10", subset="all")
+    for run in runs[:10]:
+        rng = np.random.default_rng(run["seed"])
+        drawn = [space.sample(rng) for _ in range(results["samples"])]
+        assert run["arch"] == max(drawn, key=scores.__getitem__)  # max keeps the first of equals, as naswot
+    nb = benchmarks.get("nb201")
+    for dataset in ("cifar10", "cifar100", "ImageNet16-120"):
+        found = nb.values([run["arch"] for run in runs], dataset, "test@200")
+        assert results["accuracy"][dataset]["test"] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
