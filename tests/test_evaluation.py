@@ -412,3 +412,44 @@ def test_the_table_sets_the_published_figures_of_the_same_ranking_beside_a_run()
     records = [{"arch": a, "seed": s, "values": {"flops": float(i), "params": float(i % 3)}}
                for s in nb101.seeds for i, a in enumerate(nb101.archs())]
     assert "VKDNW" not in evaluation.format_table(compute_metrics(nb101, records))
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_closes_the_worker_pool_and_keeps_what_finished(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "vkdnw_fast.cli", "nb201", "evaluate", "--dataset", "cifar10",
+                                "--limit", "60", "--proxies", "flops,naswot", "--seeds", "1", "--workers", "2",
+                                "--quiet", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while not (results.exists() and len(results.read_text().splitlines()) >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, "the run did not start scoring"
+        time.sleep(0.2)
+    workers = _children(process.pid)
+    assert workers  # the pool's processes (and its resource tracker)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 130
+    assert "interrupted; what finished is saved, and the same command resumes" in process.stderr.read()
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived the run"
+    finished = [json.loads(line) for line in results.read_text().splitlines() if line.endswith("}")]
+    assert 2 <= len(finished) < 60 and all("values" in r for r in finished)

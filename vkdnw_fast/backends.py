@@ -20,9 +20,12 @@ float reductions) and W workers do not oversubscribe W cores.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
+import signal
 import socket
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -310,6 +313,25 @@ def make_backend(kind: str, job: Job, workers: int | None = None, address: str |
     if kind == "ray":
         return RayBackend(job, workers, address)
     raise ValueError(f"unknown backend {kind!r}; backends are 'local' and 'ray'")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (``kill``, a batch scheduler's stop) raised as KeyboardInterrupt for the block, as Ctrl-C
+    is: the backend's ``finally`` then closes the worker pool instead of the process dying and leaving its
+    workers to score the queued architectures for nobody. Only in the main thread (where handlers live)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],

@@ -11,6 +11,7 @@ from pathlib import Path
 from . import spaces, throughput
 from .config import DEFAULT_PRESET, PRESETS
 from .datasets import DATA_HELP
+from .backends import terminate_as_interrupt
 from .prepare import OutputError
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
@@ -321,10 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = " ".join(["vkdnw-fast", *(sys.argv[1:] if argv is None else argv)])
     try:
-        return args.func(args)
+        with terminate_as_interrupt():
+            return args.func(args)
     except (ValueError, FileNotFoundError, OutputError) as exc:
         print(f"vkdnw-fast: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("vkdnw-fast: interrupted; what finished is saved, and the same command resumes", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

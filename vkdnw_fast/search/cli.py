@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from .. import benchmarks, spaces
-from ..backends import Job, make_backend
+from ..backends import Job, make_backend, terminate_as_interrupt
 from ..config import DEFAULT_PRESET, PRESETS
 from ..datasets import DATA_HELP
 from .algorithms import available_algorithms
@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["vkdnw-fast search", *(sys.argv[1:] if argv is None else argv)])
-    return run_command(args)
+    with terminate_as_interrupt():
+        return run_command(args)
 
 
 if __name__ == "__main__":
