@@ -356,3 +356,31 @@ def test_token_ids_reach_the_proxies_and_those_needing_real_valued_inputs_say_wh
         for name in names:
             with pytest.raises(ProxyError, match=rf"proxy '{name}' failed on a TextIds: ValueError: {reason}"):
                 compute_proxies(TextIds(), name, inputs=ids)
+
+
+class SelfAttention(nn.Module):
+    """One self-attention block on (N, L, D) features, through F.scaled_dot_product_attention (whose
+    fused CPU kernel has no second derivative) or written out as softmax(QK^T / sqrt(d)) V."""
+
+    def __init__(self, fused, dim=32, heads=2, classes=CLASSES):
+        super().__init__()
+        self.fused, self.heads = fused, heads
+        self.embed, self.qkv = nn.Linear(8, dim), nn.Linear(dim, 3 * dim)
+        self.act, self.head = nn.ReLU(), nn.Linear(dim, classes)
+
+    def forward(self, x):
+        n, length, _ = x.shape
+        q, k, v = self.qkv(self.embed(x)).view(n, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), -1) @ v
+        return self.head(self.act(out.transpose(1, 2).reshape(n, length, -1)).mean(1))
+
+
+def test_every_proxy_and_the_grasp_double_backward_work_through_fused_attention():
+    needs_feature_maps = {"expressivity", "progressivity", "trainability", "zen"}  # AZ-NAS's blocks, a CNN's pool
+    names = sorted(set(available_proxies()) - needs_feature_maps)
+    fused, written_out = (compute_proxies(SelfAttention(f), names, input_shape=(6, 8), batch_size=BATCH, seed=3)
+                          for f in (True, False))
+    assert fused == pytest.approx(written_out, rel=1e-4)

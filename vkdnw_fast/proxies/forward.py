@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .. import layers
 from ..hooks import removing
@@ -205,7 +206,10 @@ def training_forward(ctx: ProxyContext) -> TrainingForward:
     outputs: list[tuple[nn.Module, torch.Tensor]] = []
     layer_hooks = [module.register_forward_hook(lambda m, args, out: outputs.append((m, out)))
                    for _, module in layers.named_layers(model)]
-    with removing([*relu_input_hooks(model, inputs.shape[0], hamming, kernel.update), *maps.hooks(), *layer_hooks]):
+    # The math attention kernel: GraSP differentiates this graph twice, and the fused kernels
+    # (flash attention on CPU) have no second derivative.
+    with removing([*relu_input_hooks(model, inputs.shape[0], hamming, kernel.update), *maps.hooks(), *layer_hooks]), \
+            sdpa_kernel(SDPBackend.MATH):
         logits = as_logits(model(inputs), model, ctx.prepared.logits)
     maps.finish()
     hamming.value = kernel.kernel
