@@ -472,3 +472,18 @@ def test_sigterm_closes_the_worker_pool_and_keeps_what_finished(tmp_path):
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived the run"
     finished = [json.loads(line) for line in results.read_text().splitlines() if line.endswith("}")]
     assert 2 <= len(finished) < 60 and all("values" in r for r in finished)
+
+
+def test_each_preparation_starts_from_the_network_as_built():
+    # Presets needing preparations of their own (here: two memory formats, interleaved); the last one
+    # prepares the network built for the call in place, so the earlier ones must not have changed it.
+    space = spaces.from_spec({"name": "nb201", "dataset": "cifar10"})
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|skip_connect~1|nor_conv_1x1~2|"
+    contiguous = vf.FisherConfig.preset("exact", memory_format="contiguous")
+    presets = ("paper", contiguous, "exact")
+    together = score_architecture(space, arch, ["vkdnw", "naswot"], presets=presets, seed=4)
+    for preset, name in zip(presets, ("paper", "custom", "exact")):
+        alone = score_architecture(space, arch, ["vkdnw", "naswot"], presets=(preset,), seed=4)
+        assert together[f"vkdnw@{name}"] == pytest.approx(alone["vkdnw"], rel=1e-12)
+        if preset == presets[0]:  # the other proxies are scored with the first preset's preparation
+            assert together["naswot"] == pytest.approx(alone["naswot"], rel=1e-12)

@@ -50,12 +50,17 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
     seed = check_seed(seed)
     configs = [resolve_config(p) for p in presets]
     names = [p if isinstance(p, str) else (p.preset_name or "custom") for p in presets]
-    if model is None:
+    built_here = model is None
+    if built_here:
         with stage("build"):
             model = space.build_model(arch)
     device = resolve_device(model, None, device)
     fisher = [p for p in proxies if p in FISHER_PROXIES]
     others = [p for p in proxies if p not in FISHER_PROXIES]
+    # One preparation per (initialisation, memory format), in the order of the presets; the last of
+    # them may take a network built here for itself instead of a copy.
+    keys = list(dict.fromkeys((c.init, c.memory_format) for i, c in enumerate(configs)
+                              if fisher or (i == 0 and others)))
     prepared = {}
     values: dict[str, float] = {}
     for i, (name, config) in enumerate(zip(names, configs)):
@@ -67,7 +72,7 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
             with stage("prepare"):
                 prepared[key] = prepare(model, input_shape=space.input_shape, batch_size=batch_size, seed=seed,
                                         device=device, init=config.init, memory_format=config.memory_format,
-                                        data=data)
+                                        data=data, copy_model=not (built_here and key == keys[-1]))
         ctx = ProxyContext(prepared[key], num_classes=space.num_classes, arch=arch, space=space, fisher_config=config)
         with seeded_global_rng(seed, device):  # each preset's proxies see the same global stream
             values.update({column(p, name, names): v for p, v in compute_on(ctx, wanted).items()})
