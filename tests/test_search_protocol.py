@@ -287,3 +287,19 @@ def test_the_committed_naswot_rows_follow_from_the_committed_whole_space_scores(
     for dataset in ("cifar10", "cifar100", "ImageNet16-120"):
         found = nb.values([run["arch"] for run in runs], dataset, "test@200")
         assert results["accuracy"][dataset]["test"] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
+
+
+@pytest.mark.parametrize("name, scored", [("area_naswot128_q300", "c10_naswot128"),
+                                          ("area_vkdnw_single_q300", "c10_vkdnw_single")])
+def test_the_committed_area_runs_replay_from_the_committed_scores(name, scored, tmp_path):
+    """The README's AREA rows: the first runs of the protocol, replayed on the committed scores of the
+    cells they drew (nothing left to score), return the committed answers."""
+    directory = COMMITTED / "nb201_search" / name
+    saved = json.loads((directory / "run.json").read_text())
+    config = SearchConfig.from_dict({k: v for k, v in saved.items() if k not in ("runs", "scores_from")})
+    replayed = run_protocol(config, 3, tmp_path, scores_from=COMMITTED / "nb201_all" / scored, progress=False)
+    committed = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())[:3]
+    assert [run["arch"] for run in json.loads((tmp_path / "runs.json").read_text())] == \
+        [run["arch"] for run in committed]
+    assert not (tmp_path / "scores.jsonl").exists() or not (tmp_path / "scores.jsonl").read_text()
+    assert replayed["algorithm"] == "area"
