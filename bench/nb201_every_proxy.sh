@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Every proxy of the registry that the reproduction (bench/nb201_reproduction.sh) does not score, on
+# its 1,000-architecture sample of the unique set (sample seed 0), on the three datasets.
+#   bench/nb201_every_proxy.sh run      score (resumable: run it again after an interruption)
+#   bench/nb201_every_proxy.sh publish  bench/results/nb201_every_proxy/<dataset>/: scores, metrics.json,
+#                                       table.txt (each proxy beside its published figures)
+# Settings: WORKERS (default 1), SEEDS (default 1), LIMIT (default 1000), DATASETS (default all three),
+# DEVICE (default cpu). About 9 s of one core per architecture and seed on this project's 2-core CPU
+# (GraSP's double backward is most of it), so 7-8 hours a seed for the three datasets; te_nas_ntk
+# (one Jacobian row per sample, about 2 minutes a network here) is left to DEVICE=cuda with
+# PROXIES=te_nas_ntk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKERS=${WORKERS:-1}
+SEEDS=${SEEDS:-1}
+LIMIT=${LIMIT:-1000}
+DEVICE=${DEVICE:-cpu}
+NDCG_K=$(( (1000 * LIMIT + 4722) / 9444 ))
+PROXIES=${PROXIES:-grad_norm,snip,grasp,fisher,plain,l2_norm,epe_nas,zen,zico,meco,meco_opt,swap,swap_reg,te_nas_lr,params,naswot_128}
+DATASETS=${DATASETS:-cifar10 cifar100 ImageNet16-120}
+OUT=${OUT:-runs/nb201_every_proxy}
+
+run() {
+    local dataset
+    for dataset in $DATASETS; do
+        python -m vkdnw_fast.cli nb201 evaluate --dataset "$dataset" --subset unique --limit "$LIMIT" \
+            --sample-seed 0 --seeds "$SEEDS" --proxies "$PROXIES" --device "$DEVICE" \
+            --workers "$WORKERS" --out "$OUT/$dataset"
+    done
+}
+
+publish() {
+    local dataset dst seeds
+    for dataset in $DATASETS; do
+        dst=bench/results/nb201_every_proxy/$dataset
+        seeds=$(python -c 'import sys; from vkdnw_fast.evaluation import finished_seeds as f; print(",".join(map(str, f(sys.argv[1]))))' "$OUT/$dataset")
+        [ -n "$seeds" ] || { echo "$OUT/$dataset: no seed finished for every architecture yet" >&2; exit 1; }
+        mkdir -p "$dst"
+        cp "$OUT/$dataset/run.json" "$dst/run.json"
+        gzip -9 -n -c "$OUT/$dataset/results.jsonl" > "$dst/results.jsonl.gz"
+        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" --json > "$dst/metrics.json"
+        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" | tee "$dst/table.txt"
+    done
+}
+
+case "${1:-}" in
+    run) run ;;
+    publish) publish ;;
+    *) echo "usage: $0 run|publish" >&2; exit 2 ;;
+esac
