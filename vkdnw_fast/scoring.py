@@ -57,16 +57,15 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
     device = resolve_device(model, None, device)
     fisher = [p for p in proxies if p in FISHER_PROXIES]
     others = [p for p in proxies if p not in FISHER_PROXIES]
-    # One preparation per (initialisation, memory format), in the order of the presets; the last of
-    # them may take a network built here for itself instead of a copy.
-    keys = list(dict.fromkeys((c.init, c.memory_format) for i, c in enumerate(configs)
-                              if fisher or (i == 0 and others)))
+    # Each preset's proxies: the Fisher ones, and the others on the first preset only.
+    plan = [(name, config, fisher + (others if i == 0 else [])) for i, (name, config) in enumerate(zip(names, configs))]
+    plan = [step for step in plan if step[2]]
+    # One preparation per (initialisation, memory format), in the plan's order; the last of them may
+    # take a network built here for itself instead of a copy.
+    keys = list(dict.fromkeys((config.init, config.memory_format) for _, config, _ in plan))
     prepared = {}
     values: dict[str, float] = {}
-    for i, (name, config) in enumerate(zip(names, configs)):
-        wanted = fisher + (others if i == 0 else [])
-        if not wanted:
-            continue
+    for name, config, wanted in plan:
         key = (config.init, config.memory_format)
         if key not in prepared:
             with stage("prepare"):
