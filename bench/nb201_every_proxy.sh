@@ -31,16 +31,9 @@ run() {
 }
 
 publish() {
-    local dataset dst seeds
+    local dataset
     for dataset in $DATASETS; do
-        dst=bench/results/nb201_every_proxy/$dataset
-        seeds=$(python -c 'import sys; from vkdnw_fast.evaluation import finished_seeds as f; print(",".join(map(str, f(sys.argv[1]))))' "$OUT/$dataset")
-        [ -n "$seeds" ] || { echo "$OUT/$dataset: no seed finished for every architecture yet" >&2; exit 1; }
-        mkdir -p "$dst"
-        cp "$OUT/$dataset/run.json" "$dst/run.json"
-        gzip -9 -n -c "$OUT/$dataset/results.jsonl" > "$dst/results.jsonl.gz"
-        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" --json > "$dst/metrics.json"
-        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" | tee "$dst/table.txt"
+        bench/publish_run.sh "$OUT/$dataset" "bench/results/nb201_every_proxy/$dataset" "$NDCG_K"
     done
 }
 

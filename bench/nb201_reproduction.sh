@@ -31,23 +31,10 @@ run() {
     done
 }
 
-# The seeds every sampled architecture has finished, as "0,1,...".
-finished_seeds() {
-    python -c 'import sys; from vkdnw_fast.evaluation import finished_seeds as f; print(",".join(map(str, f(sys.argv[1]))))' "$1"
-}
-
 publish() {
-    local dataset src dst seeds
+    local dataset
     for dataset in $DATASETS; do
-        src=${RUN_DIR[$dataset]}
-        dst=bench/results/nb201/$dataset
-        seeds=$(finished_seeds "$src")
-        [ -n "$seeds" ] || { echo "$src: no seed finished for every architecture yet" >&2; exit 1; }
-        mkdir -p "$dst"
-        cp "$src/run.json" "$dst/run.json"
-        gzip -9 -n -c "$src/results.jsonl" > "$dst/results.jsonl.gz"
-        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" --json > "$dst/metrics.json"
-        python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$NDCG_K" --only-seeds "$seeds" | tee "$dst/table.txt"
+        bench/publish_run.sh "${RUN_DIR[$dataset]}" "bench/results/nb201/$dataset" "$NDCG_K"
     done
     # Every published dataset's rankings at a glance (README), with the command that drew them.
     local published=() command
