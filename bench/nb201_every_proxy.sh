@@ -5,10 +5,11 @@
 #   bench/nb201_every_proxy.sh publish  bench/results/nb201_every_proxy/<dataset>/: scores, metrics.json,
 #                                       table.txt (each proxy beside its published figures)
 # Settings: WORKERS (default 1), SEEDS (default 1), LIMIT (default 1000), DATASETS (default all three),
-# DEVICE (default cpu). About 9 s of one core per architecture and seed on this project's 2-core CPU
-# (GraSP's double backward is most of it), so 7-8 hours a seed for the three datasets; te_nas_ntk
-# (one Jacobian row per sample, about 2 minutes a network here) is left to DEVICE=cuda with
-# PROXIES=te_nas_ntk.
+# DEVICE (default cpu). `LIMIT=3 DATASETS=cifar10 bench/nb201_every_proxy.sh run` took 15.6 s per
+# architecture with one worker on this project's 2-core CPU while both cores were busy with other
+# scoring (GraSP's double backward is most of it): 7-13 hours a seed for the three datasets; te_nas_ntk
+# (one Jacobian row per sample, 120 s a network in bench/results/proxy_times_cpu.json) is left to
+# DEVICE=cuda with PROXIES=te_nas_ntk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
