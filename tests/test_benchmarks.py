@@ -99,9 +99,12 @@ class FakeNatsAPI:
 
 
 @pytest.fixture
-def fake_nats(monkeypatch):
-    """A stand-in ``nats_bench`` module whose API returns the CSV values, except +0.5 at (7, cifar100)."""
+def fake_nats(monkeypatch, tmp_path):
+    """A stand-in ``nats_bench`` module whose API returns the CSV values, except +0.5 at (7, cifar100),
+    over API files in ``tmp_path`` (fast mode's layout, empty) for the indices 0..19."""
     created = []
+    for index in range(20):
+        (tmp_path / f"{index:06d}.pickle.pbz2").touch()
 
     def create(path, search_space, fast_mode, verbose):
         assert search_space == "tss"

@@ -67,6 +67,7 @@ BEST = max((str(k) for k in range(WIDTHS)), key=truth)
 class LineBenchmark(Benchmark):
     name = space = "line"
     default_metric = "test@10"
+    space_size = WIDTHS
 
     def archs(self):
         return [str(k) for k in range(WIDTHS)]
@@ -235,6 +236,86 @@ def test_cli_runs_the_protocol_on_nb201_and_sets_the_paper_beside_it(tmp_path, c
     runs = json.loads((tmp_path / "runs.json").read_text())
     assert runs[7]["accuracy"]["cifar100"]["test"] == nb.value(runs[7]["arch"], "cifar100")
     assert "(paper 69.76 ± 1.25)" in capsys.readouterr().out
+
+
+class EvenLineBenchmark(LineBenchmark):
+    """The line space's ground truth for its even architectures only: a partial benchmark."""
+
+    def archs(self):
+        return [str(k) for k in range(0, WIDTHS, 2)]
+
+
+def test_a_partial_benchmark_is_searched_within_and_evolution_on_it_refused(tmp_path):
+    partial = EvenLineBenchmark()
+    assert LineBenchmark().complete() and not partial.complete()
+    results = run_protocol(config("naswot", iterations=400), runs=3, out=tmp_path, benchmark=partial, progress=False)
+    # Every draw is one of the 10 held architectures, so the answer is params' argmax among them.
+    assert [run["arch"] for run in json.loads((tmp_path / "runs.json").read_text())] == ["18"] * 3
+    assert results["drawn_from"] == "the 10 architectures the line benchmark holds"
+    scored = {json.loads(line)["arch"] for line in (tmp_path / "scores.jsonl").read_text().splitlines()}
+    assert scored == set(partial.archs())
+    whole = run_protocol(config("naswot", iterations=400), runs=1, out=tmp_path / "whole", progress=False)
+    assert whole["drawn_from"] == "the whole space" and whole["accuracy"]["toy"]["test"][0] == truth("19")
+    for algorithm in ("rea", "area"):
+        with pytest.raises(ValueError, match=f"{algorithm} mutates architectures, and the line benchmark given "
+                                             "holds 10 of the space's 20"):
+            run_protocol(config(algorithm), runs=1, out=tmp_path / algorithm, benchmark=partial, progress=False)
+
+
+def test_nb101s_bundled_subset_and_partial_nats_files_are_searched_within(tmp_path, capsys):
+    """NAS-Bench-101's bundled 292 cells and NATS-Bench API files for three architectures: random search
+    draws among them (every answer has a ground truth), REA is refused naming the option for the rest."""
+    nb101 = benchmarks.get("nb101")
+    assert not nb101.complete() and len(nb101.archs()) == 292
+    assert main(["--space", "nb101", "--algorithm", "random", "--samples", "10", "--runs", "30", "--no-progress",
+                 "--out", str(tmp_path / "nb101")]) == 0
+    held = set(nb101.archs())
+    runs = json.loads((tmp_path / "nb101" / "runs.json").read_text())
+    assert all(run["arch"] in held for run in runs)
+    assert len({run["arch"] for run in runs}) > 20
+    assert runs[3]["accuracy"]["cifar10"]["valid"] == nb101.value(runs[3]["arch"], "cifar10")
+    assert "drawn from the 292 architectures the nb101 benchmark holds" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--space", "nb101", "--algorithm", "rea", "--budget", "20", "--out", str(tmp_path / "rea")])
+    assert "holds 292 of the space's 423,624" in capsys.readouterr().err
+
+    pytest.importorskip("nats_bench")
+    fixture = Path(__file__).parent / "data" / "NATS-sss-v1_0-50262-simple"  # indices 0, 11 and 284
+    assert main(["--space", "nats_sss", "--algorithm", "random", "--samples", "40", "--runs", "10",
+                 "--nats-path", str(fixture), "--no-progress", "--out", str(tmp_path / "sss")]) == 0
+    results = json.loads((tmp_path / "sss" / "results.json").read_text())
+    assert results["drawn_from"] == "the 3 architectures the nats_sss benchmark holds"
+    # 40 draws among 3 include index 284, the best of them (cifar10 test@90: 79.79, 85.77, 89.51 in
+    # NATS-Bench's files; tests/test_benchmarks_nats.py reads them the same way).
+    assert results["optimal_in_sample"]["cifar10"]["test"] == pytest.approx([89.51, 0.0])
+    runs = json.loads((tmp_path / "sss" / "runs.json").read_text())
+    expected = {"8:8:8:8:8": 79.79, "8:8:8:16:32": 85.77, "8:8:40:32:40": 89.51}  # indices 0, 11, 284
+    assert {run["arch"] for run in runs} <= set(expected)
+    for run in runs:
+        assert run["accuracy"]["cifar10"]["test"] == pytest.approx(expected[run["arch"]])
+    with pytest.raises(SystemExit):
+        main(["--space", "nats_sss", "--algorithm", "rea", "--budget", "20", "--nats-path", str(fixture),
+              "--out", str(tmp_path / "sss_rea")])
+    assert "holds 3 of the space's 32,768, so its children would mostly have no ground truth: give the whole " \
+           "benchmark (--nats-path)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--space", "nats_sss", "--algorithm", "random", "--samples", "5"],
+     "the nats_sss benchmark needs --nats-path (its data is not bundled)"),
+    (["--space", "nb201", "--algorithm", "random", "--samples", "5", "--benchmark-path", "x.pkl"],
+     "--benchmark-path does not apply to the nb201 benchmark (it reads --nats-path)"),
+    (["--space", "nb101", "--algorithm", "random", "--samples", "5", "--nats-path", "x"],
+     "--nats-path does not apply to the nb101 benchmark (it reads --benchmark-path)"),
+    (["--space", "nb201", "--algorithm", "evolution", "--budget", "5", "--nats-path", "x"],
+     "--nats-path not used by --algorithm evolution"),
+    (["--space", "nats_sss", "--algorithm", "random", "--samples", "5", "--nats-path", "no/such/folder"],
+     "no/such/folder: no such directory; --nats-path takes NATS-Bench's API folder"),
+])
+def test_the_search_command_names_a_missing_or_misplaced_ground_truth(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([*argv, "--no-progress", "--out", str(tmp_path / "x")])
+    assert message in capsys.readouterr().err
 
 
 def test_rea_fitness_defaults_to_the_benchmarks_own_metric_on_the_spaces_task(tmp_path):

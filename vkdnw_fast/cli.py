@@ -88,8 +88,7 @@ def _benchmark(args):
     """The ground truth of ``--space``: bundled, or read from the files the user points at."""
     from . import benchmarks
 
-    files = {"nats_path": args.nats_path, "path": args.benchmark_path}
-    return benchmarks.get(args.space, **{k: v for k, v in files.items() if v is not None})
+    return benchmarks.from_files(args.space, nats_path=args.nats_path, path=args.benchmark_path)
 
 
 def cmd_evaluate(args) -> int:

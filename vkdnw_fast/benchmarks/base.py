@@ -26,12 +26,16 @@ class Benchmark(ABC):
 
     ``name`` is the name it is registered under; ``space`` the registered name of the search space
     whose architecture strings it answers for (``vkdnw_fast.spaces.get(space, ...)``);
-    ``default_metric`` the metric used when none is asked for.
+    ``default_metric`` the metric used when none is asked for; ``space_size`` the number of
+    architectures of that space (distinct cells where the benchmark keys on cells), so that a search
+    can tell a benchmark that holds them all from one that holds a part (``complete``); None: not
+    known, the benchmark taken as whole.
     """
 
     name: str
     space: str
     default_metric: str
+    space_size: int | None = None
 
     @abstractmethod
     def archs(self) -> list[str]:
@@ -49,6 +53,11 @@ class Benchmark(ABC):
     def values(self, archs: Sequence[str], dataset: str, metric: str | None = None) -> np.ndarray:
         """The value of ``metric`` (None: ``default_metric``) for each of ``archs``, in that order
         (float64). ValueError naming an architecture, dataset or metric it does not have."""
+
+    def complete(self) -> bool:
+        """Whether it has a value for every architecture of its space (a bundled subset, or a user's
+        partial files, has not: a search then draws from ``archs()`` instead of the space)."""
+        return self.space_size is None or len(self.archs()) >= self.space_size
 
     def value(self, arch: str, dataset: str, metric: str | None = None) -> float:
         """The value of ``metric`` for one architecture."""

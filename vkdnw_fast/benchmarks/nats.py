@@ -12,17 +12,21 @@ datasets both come from one training run (splits ``x-test`` and ``x-valid``).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..data import NB201_SIZE
 from ..spaces import nats_sss, nb201
 from .base import Benchmark, parse_metric
 from .registry import register_benchmark
 
-# search space -> (its vkdnw_fast space, the module with archs/index_of, the epoch budgets)
-_SPACES = {"sss": ("nats_sss", nats_sss, (12, 90)), "tss": ("nb201", nb201, (12, 200))}
+# search space -> (its vkdnw_fast space, the module with archs/index_of, the epoch budgets, its size)
+_SPACES = {"sss": ("nats_sss", nats_sss, (12, 90), nats_sss.SIZE), "tss": ("nb201", nb201, (12, 200), NB201_SIZE)}
+# The fast-mode layout: one file per architecture, named by its index (nats_bench's api_utils).
+_RECORD = re.compile(r"([0-9]+)\.pickle\.pbz2")
 _VALID_DATASET = {"cifar10": "cifar10-valid"}
 
 
@@ -39,13 +43,27 @@ class NATSBenchmark(Benchmark):
             raise ValueError(f"unknown NATS-Bench search space {search_space!r}; use one of {sorted(_SPACES)}")
         self.nats_path = str(nats_path)
         self.search_space = search_space
-        self.space, self._module, self._epochs = _SPACES[search_space]
+        self.space, self._module, self._epochs, self.space_size = _SPACES[search_space]
         self.default_metric = f"test@{self._epochs[-1]}"
         self._api = None
+        self._indices: list[int] | None = None
 
     def archs(self) -> list[str]:
-        """Every architecture of the space, in NATS-Bench index order."""
-        return self._module.archs()
+        """The architectures the API files hold (all of the space in NATS-Bench's release), in index
+        order."""
+        every = self._module.archs()
+        return [every[index] for index in self._held()]
+
+    def _held(self) -> list[int]:
+        """The indices with a record in ``nats_path`` (fast mode reads one file per index)."""
+        if self._indices is None:
+            directory = Path(self.nats_path)
+            if not directory.is_dir():
+                raise FileNotFoundError(f"{self.nats_path}: no such directory; --nats-path takes NATS-Bench's "
+                                        f"API folder (e.g. NATS-{self.search_space}-v1_0-...-simple)")
+            found = (_RECORD.fullmatch(path.name) for path in directory.iterdir())
+            self._indices = sorted(int(match.group(1)) for match in found if match)
+        return self._indices
 
     def datasets(self) -> tuple[str, ...]:
         return nb201.DATASETS
@@ -61,10 +79,14 @@ class NATSBenchmark(Benchmark):
         split, epochs = parse_metric(self.check_metric(dataset, metric))
         query_dataset = _VALID_DATASET.get(dataset, dataset) if split == "valid" else dataset
         api = self._open()
+        indices, held = [self._module.index_of(arch) for arch in archs], set(self._held())
+        for arch, index in zip(archs, indices):
+            if index not in held:  # nats_bench would fail on an assert
+                raise ValueError(f"{arch!r} (NATS index {index}) has no record in {self.nats_path} "
+                                 f"(it holds {len(held):,} of the space's {self.space_size:,})")
         return np.array([
-            api.get_more_info(self._module.index_of(arch), query_dataset, hp=f"{int(epochs):02d}",
-                              is_random=False)[f"{split}-accuracy"]
-            for arch in archs
+            api.get_more_info(index, query_dataset, hp=f"{int(epochs):02d}", is_random=False)[f"{split}-accuracy"]
+            for index in indices
         ], dtype=np.float64)
 
     def _open(self):
@@ -74,6 +96,7 @@ class NATSBenchmark(Benchmark):
             except ImportError as error:
                 raise ImportError("NATS-Bench ground truth is read through the `nats_bench` package: "
                                   "pip install 'vkdnw_fast[nats]' (or nats_bench)") from error
+            self._held()  # a missing directory named here, not deep in nats_bench
             self._api = create(self.nats_path, self.search_space, fast_mode=True, verbose=False)
         return self._api
 

@@ -59,6 +59,7 @@ class NB101Benchmark(Benchmark):
     name = "nb101"
     space = "nb101"
     default_metric = "valid@108"
+    space_size = nb101.CELLS
 
     def __init__(self, path: str | Path | None = None):
         self.path = None if path is None else Path(path)
@@ -76,6 +77,9 @@ class NB101Benchmark(Benchmark):
             return list(_subset()[0])
         return [nb101.from_matrix(fixed["module_adjacency"], fixed["module_operations"])
                 for fixed, _ in self._data().values()]
+
+    def complete(self) -> bool:
+        return (len(_subset()[0]) if self.path is None else len(self._data())) >= self.space_size
 
     def datasets(self) -> tuple[str, ...]:
         return (DATASET,)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import nb201_extra_table, nb201_table
+from ..data import NB201_SIZE, nb201_extra_table, nb201_table
 from ..spaces import nb201 as space
 from .base import Benchmark
 from .nats import NATSBenchmark
@@ -47,13 +47,15 @@ class NB201Benchmark(Benchmark):
 
     space = "nb201"
     default_metric = "test@200"
+    space_size = NB201_SIZE
 
     def __init__(self, nats_path: str | Path | None = None):
         self.nats_path = None if nats_path is None else str(nats_path)
         self._nats = None if nats_path is None else NATSBenchmark(nats_path, "tss")
 
     def archs(self) -> list[str]:
-        return space.archs("all")
+        """All 15,625 cells in NATS index order; with ``nats_path``, those its files hold."""
+        return space.archs("all") if self._nats is None else self._nats.archs()
 
     def datasets(self) -> tuple[str, ...]:
         return space.DATASETS

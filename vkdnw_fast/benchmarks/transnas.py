@@ -96,9 +96,11 @@ class _TransNASBenchmark(Benchmark):
 class TransNASMicroBenchmark(_TransNASBenchmark):
     name = "tnb_micro"
     space = "tnb_micro"
+    space_size = transnas.MICRO_SIZE
 
 
 @register_benchmark("tnb_macro")
 class TransNASMacroBenchmark(_TransNASBenchmark):
     name = "tnb_macro"
     space = "tnb_macro"
+    space_size = transnas.MACRO_SIZE

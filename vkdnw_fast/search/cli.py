@@ -54,17 +54,18 @@ CELL_ONLY = {"dataset": "--dataset", "subset": "--subset"}
 # The flags each algorithm reads, beyond --space, --out, --seed, --runs and the space's own.
 _SCORING = {"preset": "--preset", "backend": "--backend", "workers": "--workers", "address": "--address",
             "device": "--device", "data": "--data"}
+_GROUND_TRUTH = {"nats_path": "--nats-path", "benchmark_path": "--benchmark-path"}
 ALGORITHM_FLAGS = {
     "evolution": {"proxies": "--proxies", "iterations": "--iterations", "budget": "--budget",
                   "population": "--population", "resume": "--resume", **_SCORING},
     "naswot": {"proxy": "--proxy", "samples": "--samples", "init_seed": "--init-seed",
-               "scores_from": "--scores-from", **_SCORING},
-    "random": {"samples": "--samples"},
+               "scores_from": "--scores-from", **_SCORING, **_GROUND_TRUTH},
+    "random": {"samples": "--samples", **_GROUND_TRUTH},
     "rea": {"budget": "--budget", "population": "--population", "tournament": "--tournament",
-            "fitness": "--fitness", "fitness_dataset": "--fitness-dataset"},
+            "fitness": "--fitness", "fitness_dataset": "--fitness-dataset", **_GROUND_TRUTH},
     "area": {"proxy": "--proxy", "budget": "--budget", "population": "--population", "tournament": "--tournament",
              "fitness": "--fitness", "fitness_dataset": "--fitness-dataset", "warmup": "--warmup",
-             "init_seed": "--init-seed", "scores_from": "--scores-from", **_SCORING},
+             "init_seed": "--init-seed", "scores_from": "--scores-from", **_SCORING, **_GROUND_TRUTH},
 }
 _SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
@@ -121,6 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rea.add_argument("--fitness", help="the benchmark metric a query returns (default valid@12 where the benchmark has it, as NASWOT's REA on NAS-Bench-201; else its default metric)")
     rea.add_argument("--fitness-dataset", help="the dataset or task it is queried on (default the space's --dataset/--task)")
     rea.add_argument("--warmup", type=int, help="area: architectures scored with the proxy first (default 20)")
+    truth = parser.add_argument_group("ground truth (naswot, random, rea, area)")
+    truth.add_argument("--nats-path", help="NATS-Bench API files (nb201: the TSS files instead of the bundled "
+                                           "table; nats_sss: the SSS files, required), read through nats_bench")
+    truth.add_argument("--benchmark-path", help="nb101: the full NAS-Bench-101 data in NASLib's pickle format "
+                                                "(default: the bundled 292-cell subset)")
     scoring = parser.add_argument_group("scoring")
     scoring.add_argument("--preset", choices=sorted(PRESETS), default=None,
                          help=f"Fisher preset (default {DEFAULT_PRESET}; at mbv2's 1000 classes the paper "
@@ -224,6 +230,7 @@ def _protocol(args, space: dict) -> int:
     if budget is None:
         _fail(f"--algorithm {algorithm} needs " + ("--samples N" if algorithm in ("naswot", "random") else "--budget Q"))
     try:
+        benchmark = benchmarks.from_files(space["name"], nats_path=args.nats_path, path=args.benchmark_path)
         config = SearchConfig(space=space, proxies=(args.proxy,) if args.proxy else (), iterations=budget,
                               population=_default(args.population, DEFAULTS["rea"]["population"]), seed=args.seed,
                               preset=_default(args.preset, DEFAULT_PRESET), algorithm=algorithm,
@@ -231,11 +238,11 @@ def _protocol(args, space: dict) -> int:
                               fitness_dataset=args.fitness_dataset,
                               tournament=_default(args.tournament, 3), warmup=_default(args.warmup, 20),
                               data=args.data)
-        results = run_protocol(config, _default(args.runs, 1), args.out, scores_from=args.scores_from,
+        results = run_protocol(config, _default(args.runs, 1), args.out, benchmark=benchmark, scores_from=args.scores_from,
                                backend=_default(args.backend, "local"), workers=_default(args.workers, 1),
                                address=args.address, device=args.device, progress=not args.no_progress,
                                command=args.command_line)
-    except (SearchError, ValueError) as exc:
+    except (SearchError, ValueError, OSError) as exc:  # OSError: a benchmark file that cannot be read
         _fail(str(exc))
     except KeyboardInterrupt:
         print("interrupted; run the same command again to continue (finished scores are kept)", file=sys.stderr)

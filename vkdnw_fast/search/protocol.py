@@ -24,6 +24,11 @@ paper's row where the protocol matches. ``DIR/runs.json``: each run's answer.
 The fitness of ``rea`` and ``area`` (a benchmark query standing for a trained architecture) is, unless
 the configuration names it, NASWOT's: the 12-epoch validation accuracy where the benchmark has it
 (NAS-Bench-201), otherwise the benchmark's default metric, on the space's dataset or task.
+
+A benchmark that holds part of its space (NAS-Bench-101's bundled 292 cells, a user's partial API
+files) is searched within: ``naswot`` and ``random`` draw uniformly from the architectures it holds
+(``results.json`` says so under ``drawn_from``), so every answer has a ground truth; ``rea`` and
+``area`` are refused, since their mutations would leave it.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ import numpy as np
 from .. import benchmarks, spaces
 from ..backends import Job, score_all
 from ..benchmarks import Benchmark, parse_metric
+from ..benchmarks.registry import file_options
 from ..evaluation.store import ResultStore, load_records, saved_spec
 from ..runs import check_saved_config
 from ..scoring import column
@@ -65,6 +71,39 @@ PAPER_TABLE_2A = {
                     "valid": {"cifar10": (91.19, 0.31), "cifar100": (71.81, 1.12), "ImageNet16-120": (45.15, 0.89)}},
     ("area", None): {"valid": {"cifar10": (91.20, 0.27), "cifar100": (71.95, 0.99), "ImageNet16-120": (45.70, 1.05)}},
 }
+
+
+class _WithinBenchmark:
+    """``space`` restricted to the architectures a partial benchmark holds (those of them the space
+    admits, e.g. NAS-Bench-201's live cells for ``subset="unique"``): uniform draws among them."""
+
+    def __init__(self, space, benchmark: Benchmark):
+        self.space = space
+        self.archs = [arch for arch in benchmark.archs() if space.is_feasible(arch)[0]]
+        if not self.archs:
+            raise ValueError(f"the {benchmark.name} benchmark given holds none of the architectures of "
+                             f"the space {space.name}")
+
+    def sample(self, rng: np.random.Generator) -> str:
+        return self.archs[int(rng.integers(len(self.archs)))]
+
+    def validate(self, arch: str) -> str:
+        return self.space.validate(arch)
+
+    def cost(self, arch: str) -> dict[str, float]:
+        return self.space.cost(arch)
+
+
+def _searched(space, benchmark: Benchmark, algorithm: str):
+    """The space, or the part of it a partial benchmark holds (module docstring)."""
+    if benchmark.complete():
+        return space
+    if get_algorithm(algorithm).mutates:
+        raise ValueError(f"{algorithm} mutates architectures, and the {benchmark.name} benchmark given holds "
+                         f"{len(benchmark.archs()):,} of the space's {benchmark.space_size:,}, so its children "
+                         f"would mostly have no ground truth: give the whole benchmark "
+                         f"({' or '.join(file_options(benchmark))}), or search it with naswot or random")
+    return _WithinBenchmark(space, benchmark)
 
 
 @dataclasses.dataclass
@@ -190,6 +229,7 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
         config.check_data()
     benchmark = benchmarks.get(config.space["name"]) if benchmark is None else benchmark
     config = with_fitness(config, benchmark)
+    space = _searched(space, benchmark, config.algorithm)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = {**config.to_dict(), "scores_from": None if scores_from is None else str(scores_from)}
@@ -243,6 +283,8 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
         "benchmark_queries_per_run": float(np.mean([p.queries for p in plays])),
         "scores_from": None if scores_from is None else str(scores_from),
         "data": config.data,
+        "drawn_from": (f"the {len(space.archs):,} architectures the {benchmark.name} benchmark holds"
+                       if isinstance(space, _WithinBenchmark) else "the whole space"),
     }
     results["paper"] = paper_row(results)
     (out / RUNS).write_text(json.dumps(records, indent=1) + "\n")
@@ -287,6 +329,8 @@ def format_results(results: dict[str, Any]) -> str:
     proxy = f", proxy {results['proxy']}" if results["proxy"] else ""
     lines = [f"{results['algorithm']} ({budget}{proxy}), {results['runs']} runs, seeds "
              f"{results['seeds'][0]}..{results['seeds'][1]}; search time {results['search_seconds_per_run']:.1f} s per run"]
+    if results.get("drawn_from", "the whole space") != "the whole space":
+        lines.append(f"  drawn from {results['drawn_from']} (a part of the space)")
     paper = results.get("paper") or {}
     rows = [("returned", results["accuracy"], (paper.get("row") or {}))]
     if results.get("optimal_in_sample"):

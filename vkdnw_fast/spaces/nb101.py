@@ -42,6 +42,7 @@ OPS = (CONV3X3, CONV1X1, MAXPOOL3X3)
 CONV_KERNELS = {CONV3X3: 3, CONV1X1: 1}
 MAX_VERTICES = 7
 MAX_EDGES = 9
+CELLS = 423_624  # distinct cells (graph hashes), the NAS-Bench-101 paper's count
 # NASLib's integer op codes (naslib/search_spaces/nasbench101/conversions.py, ``all_ops``).
 NASLIB_OPS = (INPUT, OUTPUT, MAXPOOL3X3, CONV1X1, CONV3X3)
 

@@ -82,6 +82,9 @@ class SearchAlgorithm(ABC):
     # Whether results are made of the configured proxies (scored at initialisation); algorithms that
     # only query a benchmark (``rea``, ``random``) need none.
     needs_proxies: bool = True
+    # Whether it proposes children of earlier architectures (``space.mutate``/``evolve``), which may lie
+    # outside a benchmark that holds part of the space.
+    mutates: bool = False
 
     def __init__(self, config: "SearchConfig", space: SearchSpace, rng: np.random.Generator):
         self.config, self.space, self.rng = config, space, rng

@@ -32,6 +32,8 @@ from .registry import register_algorithm
 
 @register_algorithm("evolution")
 class Evolution(SearchAlgorithm):
+    mutates = True
+
     def __init__(self, config, space, rng):
         super().__init__(config, space, rng)
         self.proxies = config.proxies

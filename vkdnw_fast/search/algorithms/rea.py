@@ -30,6 +30,7 @@ from .registry import register_algorithm
 class RegularizedEvolution(SearchAlgorithm):
     unique_candidates = False
     needs_proxies = False
+    mutates = True
 
     def __init__(self, config, space, rng):
         super().__init__(config, space, rng)
