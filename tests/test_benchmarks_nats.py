@@ -118,3 +118,13 @@ def test_bad_queries_say_what_is_wrong(monkeypatch):
     monkeypatch.setitem(sys.modules, "nats_bench", None)
     with pytest.raises(ImportError, match="pip install 'vkdnw_fast\\[nats\\]'"):
         NATSBenchmark(SSS_PATH).value("8:8:8:8:8", "cifar10")
+
+
+def test_a_partial_api_folder_is_evaluated_on_what_it_holds():
+    """The fixture holds 3 of the 32,768 configurations: an evaluation ranks those, not the whole space."""
+    from vkdnw_fast.evaluation import EvaluationSpec
+
+    benchmark = NATSBenchmark(SSS_PATH)
+    assert not benchmark.complete() and benchmark.space_size == 32768
+    spec = EvaluationSpec(space="nats_sss", proxies=("params",), seeds=(0,))
+    assert spec.archs(benchmark) == [nats_sss.arch_of(i) for i in INDICES]

@@ -76,11 +76,15 @@ class EvaluationSpec:
 
     def archs(self, benchmark: Benchmark | None = None) -> list[str]:
         """The evaluated architectures in the space's order (the benchmark's where the space cannot be
-        enumerated): the subset, or a seeded sample of it."""
+        enumerated; only those a partial benchmark holds): the subset, or a seeded sample of it."""
         try:
             pool = list(self.space_object().enumerate())
         except NotImplementedError:
             pool = self.ground_truth(benchmark).archs()
+        else:
+            if benchmark is not None and not benchmark.complete():  # what it lacks cannot be ranked
+                held = set(benchmark.archs())
+                pool = [arch for arch in pool if arch in held]
         if self.limit is None or self.limit >= len(pool):
             return pool
         chosen = np.random.default_rng(self.sample_seed).choice(len(pool), self.limit, replace=False)
