@@ -12,6 +12,7 @@ from . import spaces, throughput
 from .config import DEFAULT_PRESET, PRESETS
 from .datasets import DATA_HELP
 from .backends import terminate_as_interrupt
+from .benchmarks.registry import add_file_arguments
 from .prepare import OutputError
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
@@ -205,19 +206,10 @@ def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list
                           help="local processes, or tasks on a Ray cluster (one per GPU, else per CPU)")
     evaluate.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     evaluate.add_argument("--device", default=None)
-    _add_ground_truth_arguments(evaluate)
+    add_file_arguments(evaluate)
     evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=cmd_evaluate)
-
-
-def _add_ground_truth_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nats-path", default=None,
-                        help="NATS-Bench API files (nb201: the TSS files; nats_sss: the SSS files, required), "
-                             "read through the nats_bench package")
-    parser.add_argument("--benchmark-path", default=None,
-                        help="nb101: the full NAS-Bench-101 data in NASLib's pickle format (default: the bundled "
-                             "292-cell subset)")
 
 
 def _add_aggregate_argument(parser: argparse.ArgumentParser) -> None:
@@ -235,7 +227,7 @@ def _add_report_parser(report: argparse.ArgumentParser) -> None:
     report.add_argument("--only-seeds", type=_int_tuple(0), default=None,
                         help="report on these of the run's seeds only, comma-separated (e.g. those finished so far)")
     _add_aggregate_argument(report)
-    _add_ground_truth_arguments(report)
+    add_file_arguments(report)
     report.set_defaults(func=cmd_report)
 
 
@@ -252,7 +244,7 @@ def _add_plot_parser(plot: argparse.ArgumentParser) -> None:
     scatter.add_argument("--out", default=None, help="the PNG (default: DIR/scatter.png)")
     scatter.add_argument("--only-seeds", type=_int_tuple(0), default=None, help="these of the run's seeds only")
     _add_aggregate_argument(scatter)
-    _add_ground_truth_arguments(scatter)
+    add_file_arguments(scatter)
     scatter.set_defaults(func=cmd_plot_scatter)
     bars = plot_commands.add_parser(
         "bars", help="KT / SPR / nDCG bars of every ranking of one or several saved runs (e.g. one per dataset)",

@@ -46,15 +46,15 @@ class NATSBenchmark(Benchmark):
         self.space, self._module, self._epochs, self.space_size = _SPACES[search_space]
         self.default_metric = f"test@{self._epochs[-1]}"
         self._api = None
-        self._indices: list[int] | None = None
+        self._indices: frozenset[int] | None = None
 
     def archs(self) -> list[str]:
         """The architectures the API files hold (all of the space in NATS-Bench's release), in index
         order."""
         every = self._module.archs()
-        return [every[index] for index in self._held()]
+        return [every[index] for index in sorted(self._held())]
 
-    def _held(self) -> list[int]:
+    def _held(self) -> frozenset[int]:
         """The indices with a record in ``nats_path`` (fast mode reads one file per index)."""
         if self._indices is None:
             directory = Path(self.nats_path)
@@ -62,7 +62,7 @@ class NATSBenchmark(Benchmark):
                 raise FileNotFoundError(f"{self.nats_path}: no such directory; --nats-path takes NATS-Bench's "
                                         f"API folder (e.g. NATS-{self.search_space}-v1_0-...-simple)")
             found = (_RECORD.fullmatch(path.name) for path in directory.iterdir())
-            self._indices = sorted(int(match.group(1)) for match in found if match)
+            self._indices = frozenset(int(match.group(1)) for match in found if match)
         return self._indices
 
     def datasets(self) -> tuple[str, ...]:
@@ -79,7 +79,7 @@ class NATSBenchmark(Benchmark):
         split, epochs = parse_metric(self.check_metric(dataset, metric))
         query_dataset = _VALID_DATASET.get(dataset, dataset) if split == "valid" else dataset
         api = self._open()
-        indices, held = [self._module.index_of(arch) for arch in archs], set(self._held())
+        indices, held = [self._module.index_of(arch) for arch in archs], self._held()
         for arch, index in zip(archs, indices):
             if index not in held:  # nats_bench would fail on an assert
                 raise ValueError(f"{arch!r} (NATS index {index}) has no record in {self.nats_path} "

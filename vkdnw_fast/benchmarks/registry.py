@@ -17,6 +17,17 @@ available = _BENCHMARKS.names
 FILE_OPTIONS = {"nats_path": "--nats-path", "path": "--benchmark-path"}
 
 
+def add_file_arguments(parser) -> None:
+    """``--nats-path`` and ``--benchmark-path`` on an argparse parser or argument group (evaluate,
+    report, plot and search share them)."""
+    parser.add_argument(FILE_OPTIONS["nats_path"], default=None,
+                        help="NATS-Bench API files (nb201: the TSS files; nats_sss: the SSS files, required), "
+                             "read through the nats_bench package")
+    parser.add_argument(FILE_OPTIONS["path"], default=None,
+                        help="nb101: the full NAS-Bench-101 data in NASLib's pickle format (default: the bundled "
+                             "292-cell subset)")
+
+
 def file_options(benchmark: type[Benchmark] | Benchmark) -> list[str]:
     """The command-line options that give ``benchmark`` (a class or an instance) its files."""
     cls = benchmark if isinstance(benchmark, type) else type(benchmark)
@@ -28,8 +39,8 @@ def from_files(name: str, *, nats_path: str | Path | None = None, path: str | Pa
     (``nats_path``: NATS-Bench's API folder; ``path``: a benchmark file), with an error that names
     the option a benchmark needs, or one it does not read."""
     given = {key: value for key, value in (("nats_path", nats_path), ("path", path)) if value is not None}
-    accepted = inspect.signature(_BENCHMARKS.get(name)).parameters
-    reads = file_options(_BENCHMARKS.get(name))
+    cls = _BENCHMARKS.get(name)
+    accepted, reads = inspect.signature(cls).parameters, file_options(cls)
     for key in given:
         if key not in accepted:
             raise ValueError(f"{FILE_OPTIONS[key]} does not apply to the {name} benchmark"

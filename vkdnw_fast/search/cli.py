@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from .. import benchmarks, spaces
+from ..benchmarks.registry import add_file_arguments
 from ..backends import Job, make_backend, terminate_as_interrupt
 from ..config import DEFAULT_PRESET, PRESETS
 from ..datasets import DATA_HELP
@@ -122,11 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rea.add_argument("--fitness", help="the benchmark metric a query returns (default valid@12 where the benchmark has it, as NASWOT's REA on NAS-Bench-201; else its default metric)")
     rea.add_argument("--fitness-dataset", help="the dataset or task it is queried on (default the space's --dataset/--task)")
     rea.add_argument("--warmup", type=int, help="area: architectures scored with the proxy first (default 20)")
-    truth = parser.add_argument_group("ground truth (naswot, random, rea, area)")
-    truth.add_argument("--nats-path", help="NATS-Bench API files (nb201: the TSS files instead of the bundled "
-                                           "table; nats_sss: the SSS files, required), read through nats_bench")
-    truth.add_argument("--benchmark-path", help="nb101: the full NAS-Bench-101 data in NASLib's pickle format "
-                                                "(default: the bundled 292-cell subset)")
+    add_file_arguments(parser.add_argument_group("ground truth (naswot, random, rea, area)"))
     scoring = parser.add_argument_group("scoring")
     scoring.add_argument("--preset", choices=sorted(PRESETS), default=None,
                          help=f"Fisher preset (default {DEFAULT_PRESET}; at mbv2's 1000 classes the paper "
