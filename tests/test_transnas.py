@@ -141,16 +141,62 @@ def test_malformed_strings_are_refused_with_the_reason(name, arch, message):
     assert message in str(error.value) and arch in str(error.value)
 
 
-def test_tasks_without_a_linear_head_are_refused_and_others_set_their_outputs():
-    for task in ("jigsaw", "segmentsemantic", "normal", "autoencoder"):
-        with pytest.raises(ValueError, match=f"task '{task}'"):
-            spaces.get("tnb_micro", dataset=task)
+def test_every_task_has_its_network_outputs_and_input():
     with pytest.raises(ValueError, match="unknown TransNAS-Bench-101 task 'cifar10'"):
         spaces.get("tnb_macro", dataset="cifar10")
-    assert [spaces.get("tnb_micro", dataset=t).num_classes for t in ("class_object", "class_scene", "room_layout")] \
-        == [100, 63, 9]
+    assert [spaces.get("tnb_micro", dataset=t).num_classes for t in ("class_object", "class_scene", "room_layout",
+                                                                      "jigsaw")] == [100, 63, 9, 1000]
     assert spaces.get("tnb_micro", dataset="class_object", num_classes=75).num_classes == 75
     assert spaces.get("tnb_micro").input_shape == (3, 256, 256)
+    assert spaces.get("tnb_micro", dataset="jigsaw").input_shape == (9, 3, 64, 64)  # the config's tile_dim
+    for task, channels in (("segmentsemantic", 17), ("normal", 3), ("autoencoder", 3)):
+        space = spaces.get("tnb_macro", dataset=task, resolution=64)
+        assert space.num_classes is None
+        assert space.build_model("64-3412-basic")(torch.randn(2, 3, 64, 64)).shape == (2, channels, 64, 64)
+        with pytest.raises(ValueError, match="num_classes does not apply"):
+            spaces.get("tnb_micro", dataset=task, num_classes=10)
+
+
+def generative_params(width):
+    """GenerativeDecoder (decoder.py) with u = 5 (micro): conv3x3 layers with bias and BN(2c) except the
+    last (tanh, no BN); widths width, 1024, 1024, 512, 512, 256, 128, 64, 64, 32, 32, 16, 32, 16, 3."""
+    widths = [width, 1024, 1024, 512, 512, 256, 128, 64, 64, 32, 32, 16, 32, 16, 3]
+    return sum(9 * a * b + b + (2 * b if i < 13 else 0) for i, (a, b) in enumerate(zip(widths, widths[1:])))
+
+
+def test_dense_and_siamese_heads_follow_the_benchmark_definition():
+    arch = "64-41414-3_33_333"
+    encoder = micro_params(transnas.parse_micro(arch), 0)
+    assert spaces.get("tnb_micro", dataset="autoencoder").cost(arch)["params"] == encoder + generative_params(512)
+    # SegmentationDecoder, u = 5: conv 512->1024, one conv 1024->512, deconvs 512->256->128->64->32, deconv
+    # 32->32, conv 32->17 (no BN).
+    seg = [(512, 1024), (1024, 512), (512, 256), (256, 128), (128, 64), (64, 32), (32, 32)]
+    expected = encoder + sum(9 * a * b + 3 * b for a, b in seg) + 9 * 32 * 17 + 17
+    space = spaces.get("tnb_micro", dataset="segmentsemantic")
+    assert space.cost(arch)["params"] == expected
+    assert sum(p.numel() for p in space.build_model(arch).parameters()) == expected
+    # SiameseDecoder: Linear(9 x 512 -> 1000) on the 9 tiles' concatenated features.
+    jigsaw = spaces.get("tnb_micro", dataset="jigsaw", resolution=64)
+    assert jigsaw.cost(arch)["params"] == encoder + 9 * 512 * 1000 + 1000
+    model = jigsaw.build_model(arch).eval()
+    tiles = torch.randn(2, 9, 3, 16, 16)
+    assert model(tiles).shape == (2, 1000)
+    assert jigsaw.cost(arch)["flops"] == count_macs(model, tiles[:1])
+
+
+def test_label_free_proxies_score_dense_networks_and_the_others_say_why_not():
+    from vkdnw_fast.proxies import ProxyError, compute_proxies
+
+    # segmentsemantic: its last layer is linear (the image decoders' tanh saturates SynFlow's all-positive
+    # forward, whose gradients, and score, are then 0).
+    space = spaces.get("tnb_micro", dataset="segmentsemantic", resolution=32)
+    arch = "64-41414-1_23_013"
+    values = compute_proxies(space.build_model(arch), ["synflow", "naswot", "jacov", "params"], space=space,
+                             arch=arch, batch_size=4)
+    assert values["params"] == space.cost(arch)["params"] and values["synflow"] > 0
+    for name, message in (("snip", "needs class logits"), ("vkdnw", r"shape \(4, 17, 32, 32\); expected \(N, C\)")):
+        with pytest.raises(ProxyError, match=message):
+            compute_proxies(space.build_model(arch), [name], space=space, arch=arch, batch_size=4)
 
 
 @pytest.mark.parametrize("name", ["tnb_micro", "tnb_macro"])

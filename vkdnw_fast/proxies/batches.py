@@ -22,8 +22,9 @@ def random_labels(ctx: ProxyContext, num_classes: int) -> torch.Tensor:
 
 
 def labelled_batch(ctx: ProxyContext) -> tuple[torch.Tensor, torch.Tensor]:
-    """The context's batch and its labels: the real ones, else random over ``ctx.num_classes``."""
-    return ctx.inputs, ctx.labels if ctx.labels is not None else random_labels(ctx, ctx.num_classes)
+    """The context's batch and its labels: the real ones, else random over ``ctx.num_classes`` (an
+    error naming the network when it has no class logits)."""
+    return ctx.inputs, ctx.labels if ctx.labels is not None else random_labels(ctx, ctx.classes())
 
 
 def split_batches(ctx: ProxyContext, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import FisherConfig, resolve_config
 from ..datasets import DataSource
-from ..prepare import PreparedModel, check_logits, prepare
+from ..prepare import PreparedModel, check_logits, pick_logits, prepare
 
 # ``init`` of build_context/compute_proxies when not given: the Fisher config's.
 FROM_CONFIG = "from_config"
@@ -40,6 +40,17 @@ def as_logits(output: Any, model: nn.Module, logits: Any = None) -> torch.Tensor
     a proxy passes ``ctx.prepared.logits``), whatever their values (a proxy decides what to make of
     non-finite ones); a clear error for anything else."""
     return check_logits(output, model, logits=logits, min_classes=1, finite=False)
+
+
+def as_output(output: Any, model: nn.Module, logits: Any = None) -> torch.Tensor:
+    """The batch-first output tensor of a model (``logits`` picks it as in ``as_logits``), of any
+    shape: what the proxies that sum or differentiate the whole output take (SynFlow, Jacov, the
+    NTK), so that networks with dense outputs (segmentation, images) are scored as well."""
+    output = pick_logits(output, logits, model)
+    if not isinstance(output, torch.Tensor) or output.dim() < 2:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(f"{type(model).__name__} returned {shape}; expected a batch-first tensor (N, ...)")
+    return output
 
 
 def derived_seed(seed: int, stream: int) -> int:
@@ -60,7 +71,8 @@ class ProxyContext:
     """What a proxy gets. ``prepared`` (model and batch) is shared by all proxies of one evaluation:
     a proxy must not change ``model``'s weights, buffers or mode (work on ``copy_model()``).
 
-    num_classes: the number of logits.
+    num_classes: the number of logits; None for a network without class logits (a dense output,
+        e.g. a segmentation decoder's), which only the label-free proxies score.
     arch, space: the architecture and its search space, when the network is one (``space.cost``
         gives its analytic FLOPs).
     fisher_config: the Fisher proxies' configuration (a FisherConfig; None gives the default
@@ -97,6 +109,13 @@ class ProxyContext:
     @property
     def device(self) -> torch.device:
         return self.prepared.device
+
+    def classes(self) -> int:
+        """``num_classes``, or a clear error for a network without class logits."""
+        if self.num_classes is None:
+            raise ValueError(f"it needs class logits (a loss against labels), and {self.describe()} has none "
+                             f"(a dense output: the label-free proxies score it)")
+        return self.num_classes
 
     def copy_model(self) -> nn.Module:
         """A deep copy of ``model``, free to be changed."""
@@ -152,18 +171,21 @@ def build_context(model: nn.Module, *, inputs: torch.Tensor | None = None,
                        data=data)
     if num_classes is None:
         num_classes = space.num_classes if space is not None else _count_classes(prepared)
-    return ProxyContext(prepared=prepared, num_classes=int(num_classes), arch=arch, space=space,
+    return ProxyContext(prepared=prepared, num_classes=None if num_classes is None else int(num_classes),
+                        arch=arch, space=space,
                         fisher_config=config)
 
 
-def _count_classes(prepared: PreparedModel) -> int:
-    """The number of logits, from one sample in eval mode (which leaves BatchNorm's buffers alone)."""
+def _count_classes(prepared: PreparedModel) -> int | None:
+    """The number of logits, from one sample in eval mode (which leaves BatchNorm's buffers alone);
+    None for an output of more than two dimensions (a dense map, for the label-free proxies)."""
     model = prepared.model
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         with torch.no_grad():
-            return as_logits(model(prepared.inputs[:1]), model, prepared.logits).shape[1]
+            output = as_output(model(prepared.inputs[:1]), model, prepared.logits)
+            return as_logits(output, model).shape[1] if output.dim() == 2 else None
     finally:
         for module, training in modes:
             module.training = training

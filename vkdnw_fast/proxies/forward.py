@@ -32,7 +32,7 @@ from .. import layers
 from ..hooks import removing
 from ..init import initialise
 from .batches import labelled_batch
-from .context import ProxyContext, as_logits
+from .context import ProxyContext, as_logits, as_output
 
 # Column chunk of the 0/1 code matrix per float32 matmul: every partial sum is an integer below
 # 2**24, so the float32 products are exact; they are accumulated in float64.
@@ -178,7 +178,7 @@ def feature_blocks(model: nn.Module) -> list[nn.Module]:
 class TrainingForward:
     """The shared training-mode forward of the context's batch (see the module docstring).
 
-    inputs: the batch, a leaf requiring grad. logits: the model's output, with its graph.
+    inputs: the batch, a leaf requiring grad. output: the model's output ((N, C) logits or a dense map), with its graph.
     feature_maps: the outputs of ``feature_blocks()`` (with their graph). hamming: NASWOT's K_H.
     layer_outputs: (layer, output) of every call of a layer (``vkdnw_fast.layers``), in order.
     cache: quantities derived from this forward (gradients), shared by the proxies using them.
@@ -186,14 +186,14 @@ class TrainingForward:
 
     model: nn.Module
     inputs: torch.Tensor
-    logits: torch.Tensor
+    output: torch.Tensor
     feature_maps: Recorded
     hamming: Recorded
     layer_outputs: list[tuple[nn.Module, torch.Tensor]]
     cache: dict[str, Any] = field(default_factory=dict)
 
-    def finite_logits(self) -> torch.Tensor:
-        return check_finite(self.logits, "the network's logits")
+    def finite_output(self) -> torch.Tensor:
+        return check_finite(self.output, "the network's output")
 
 
 def training_forward(ctx: ProxyContext) -> TrainingForward:
@@ -210,10 +210,10 @@ def training_forward(ctx: ProxyContext) -> TrainingForward:
     # (flash attention on CPU) have no second derivative.
     with removing([*relu_input_hooks(model, inputs.shape[0], hamming, kernel.update), *maps.hooks(), *layer_hooks]), \
             sdpa_kernel(SDPBackend.MATH):
-        logits = as_logits(model(inputs), model, ctx.prepared.logits)
+        output = as_output(model(inputs), model, ctx.prepared.logits)
     maps.finish()
     hamming.value = kernel.kernel
-    forward = TrainingForward(model, inputs, logits, maps.record, hamming, outputs)
+    forward = TrainingForward(model, inputs, output, maps.record, hamming, outputs)
     ctx.cache["training_forward"] = forward
     return forward
 
@@ -225,16 +225,19 @@ def class_logits(ctx: ProxyContext, model: nn.Module, output: Any) -> torch.Tens
 
 
 def checked_classes(ctx: ProxyContext, logits: torch.Tensor) -> torch.Tensor:
+    classes = ctx.classes()
+    if logits.dim() != 2:
+        raise ValueError(f"it needs (N, C) logits; the network returned {tuple(logits.shape)}")
     logits = check_finite(logits, "the network's logits")
-    if logits.shape[1] != ctx.num_classes:
-        raise ValueError(f"the model returns {logits.shape[1]} logits, the context says {ctx.num_classes} classes")
+    if logits.shape[1] != classes:
+        raise ValueError(f"the model returns {logits.shape[1]} logits, the context says {classes} classes")
     return logits
 
 
 def training_loss(ctx: ProxyContext) -> torch.Tensor:
     """Mean cross-entropy of the shared forward's logits against the context's random labels."""
     forward = training_forward(ctx)
-    return F.cross_entropy(checked_classes(ctx, forward.logits), labelled_batch(ctx)[1])
+    return F.cross_entropy(checked_classes(ctx, forward.output), labelled_batch(ctx)[1])
 
 
 @dataclass
@@ -261,7 +264,7 @@ def loss_gradients(ctx: ProxyContext) -> LossGradients:
 
 
 def input_gradients(ctx: ProxyContext) -> torch.Tensor:
-    """d(sum of all logits)/d(inputs), flattened per sample: (B, D), float64, on the CPU. With
+    """d(sum of all outputs: the logits, or a dense map)/d(inputs), flattened per sample: (B, D), float64, on the CPU. With
     batch statistics a sample's logits depend on the other samples, so row n also carries those
     cross-sample terms (Jacov's and EPE-NAS's ``logits.backward(ones)``)."""
     forward = training_forward(ctx)
@@ -269,7 +272,7 @@ def input_gradients(ctx: ProxyContext) -> torch.Tensor:
         raise ValueError(f"it differentiates the logits with respect to the input, and the scoring batch is integer "
                          f"token ids {tuple(forward.inputs.shape)} ({forward.inputs.dtype}), which have no gradient")
     if "input_gradients" not in forward.cache:
-        (grad,) = torch.autograd.grad(forward.finite_logits().sum(), forward.inputs, retain_graph=True,
+        (grad,) = torch.autograd.grad(forward.finite_output().sum(), forward.inputs, retain_graph=True,
                                       allow_unused=True)
         grad = torch.zeros_like(forward.inputs) if grad is None else check_finite(grad, "the input gradient")
         forward.cache["input_gradients"] = grad.reshape(grad.shape[0], -1).double().cpu()

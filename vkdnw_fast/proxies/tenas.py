@@ -50,7 +50,7 @@ _NTK_COLUMNS = 1 << 20
 def ntk(ctx: ProxyContext) -> torch.Tensor:
     """Theta = J J^T (float64, batch x batch) of the shared training forward."""
     forward = training_forward(ctx)
-    logits = forward.finite_logits()
+    logits = forward.finite_output()
     weights = [p for name, p in forward.model.named_parameters() if "weight" in name]
     batch = logits.shape[0]
     rows = []

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from .. import layers
-from .context import ProxyContext, as_logits
+from .context import ProxyContext, as_output
 from .forward import check_finite, loss_gradients, training_forward, training_loss
 from .registry import register_proxy
 
@@ -78,7 +78,7 @@ def synflow(ctx: ProxyContext) -> float:
                 tensor.abs_()
     ones = torch.ones((1, *ctx.inputs.shape[1:]), dtype=torch.float64, device=ctx.device)
     weights = layer_weights(model)
-    grads = torch.autograd.grad(as_logits(model(ones), model, ctx.prepared.logits).sum(), weights, allow_unused=True)
+    grads = torch.autograd.grad(as_output(model(ones), model, ctx.prepared.logits).sum(), weights, allow_unused=True)
     return sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads) if g is not None)
 
 

@@ -25,18 +25,29 @@ zeros of the output's shape. A basic block is ReLU-conv3×3-BN, ReLU-conv3×3-BN
 initialised Kaiming normal (fan-out), BN γ=1, β=0, as there. Parameter names and registration order
 follow the benchmark's ``FeedForwardNet(encoder, decoder)``.
 
-Heads, by task (the constructor's ``dataset``): the benchmark's ``FFDecoder`` (global average pool,
-linear) for ``class_object`` (100 classes) and ``class_scene`` (63), as in NASLib's ``create_model``
-and the paper; ``room_layout`` gets the same decoder with its 9 regression outputs (the benchmark's
-network; label-based proxies treat them as logits). Note: the benchmark's released training
-configs train these heads on its "final5k" split with 75 and 47 classes (``load_ops``: 100→75,
-63→47), so ``num_classes`` can be set. The other tasks' networks are no classifier on pooled
-features (``jigsaw``: a siamese net over 9 tiles; ``segmentsemantic``, ``normal``, ``autoencoder``:
-convolutional decoders), so the space refuses them; their ground truth is in
-``benchmarks.transnas`` all the same (a search reports its result on every task).
+Heads, by task (the constructor's ``dataset``), the benchmark's ``task_models`` as NASLib's
+``create_model`` (which NAS-Bench-Suite-Zero scored) assembles them:
 
-The input is 3×256×256 (the configs' ``input_dim``); ``resolution`` is a constructor argument so
-that tests can use small inputs. The benchmark's op-index tuples as NAS-Bench-Suite-Zero stored
+* ``class_object`` (100 classes), ``class_scene`` (63), ``room_layout`` (9 regression outputs; label-based
+  proxies treat them as logits): ``FFDecoder``, global average pool and a linear layer. The released
+  training configs train the two classification heads on the "final5k" split with 75 and 47 classes
+  (``load_ops``: 100→75, 63→47), so ``num_classes`` can be set.
+* ``jigsaw``: ``SiameseNet``, the encoder run on each of 9 tiles of 64×64 (the config's ``tile_dim``) one
+  call at a time (BatchNorm sees one tile's batch), the 9 feature maps concatenated along channels,
+  ``SiameseDecoder`` (pool, linear to 1,000 permutation classes). The input is (9, 3, 64, 64) a sample.
+* ``segmentsemantic`` (17 channels), ``normal`` and ``autoencoder`` (3 channels): dense outputs of the
+  input's side. ``SegmentationDecoder``: conv3×3 to 1,024 channels, ``6 - u`` convs halving the
+  channels, ``u - 1`` transposed convs (stride 2) halving them, one transposed conv keeping them, a
+  conv3×3 to the output channels; ``GenerativeDecoder``: fourteen layers 1024, 1024, 512, 512, 256,
+  128, 64, 64, 32, 32, 16, 32, 16, 3 channels, the last with tanh, layers 3, 5, 7, 9 transposed where
+  ``u`` ≥ 6, 5, 4, 3 and layers 11, 13 always; ``u`` = log2(input side / encoder side), 5 in the micro
+  space, 3 to 6 in the macro one. Every layer but the last is conv (with bias) → BN → LeakyReLU(0.2).
+  The autoencoder's GAN discriminator only enters the training loss, so it is not part of the network.
+  These networks have no class logits (``num_classes`` None): the label-free proxies score them, the
+  ones needing logits refuse them.
+
+The input is 3×256×256 (the configs' ``input_dim``; jigsaw's tiles a quarter of it); ``resolution``
+is a constructor argument so that tests can use small inputs. The benchmark's op-index tuples as NAS-Bench-Suite-Zero stored
 them map to these strings by their digits (``from_naslib``).
 """
 from __future__ import annotations
@@ -56,14 +67,11 @@ from vkdnw_fast.spaces.registry import register_space
 BASE_CHANNELS = 64
 RESOLUTION = 256
 TASKS = ("class_object", "class_scene", "jigsaw", "room_layout", "segmentsemantic", "normal", "autoencoder")
-# Outputs of the linear decoder of the tasks whose benchmark network has one.
-HEAD_OUTPUTS = {"class_object": 100, "class_scene": 63, "room_layout": 9}
-_REFUSED = {
-    "jigsaw": "a siamese network over 9 image tiles",
-    "segmentsemantic": "a convolutional segmentation decoder",
-    "normal": "a convolutional image decoder",
-    "autoencoder": "a convolutional image decoder",
-}
+# Outputs of the linear decoder of the tasks whose network ends in one, and channels of the dense ones.
+HEAD_OUTPUTS = {"class_object": 100, "class_scene": 63, "room_layout": 9, "jigsaw": 1000}
+DENSE_CHANNELS = {"segmentsemantic": 17, "normal": 3, "autoencoder": 3}
+JIGSAW_TILES = 9
+JIGSAW_TILE_SHARE = 4  # tiles of 64×64 for 256×256 inputs
 
 # Micro: op codes, and the (source, target) node of each cell edge in the string's digit order.
 OPS = ("none", "skip_connect", "conv_1x1", "conv_3x3")
@@ -376,7 +384,7 @@ class Encoder(nn.Module):
 
 
 class LinearDecoder(nn.Module):
-    """The benchmark's ``FFDecoder``: global average pool, flatten, linear."""
+    """The benchmark's ``FFDecoder`` (and ``SiameseDecoder``): global average pool, flatten, linear."""
 
     def __init__(self, width: int, outputs: int):
         super().__init__()
@@ -387,21 +395,109 @@ class LinearDecoder(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-class TransNASNetwork(nn.Module):
-    """The benchmark's ``FeedForwardNet(encoder, decoder)``; ``forward`` returns (N, outputs)."""
+class DecoderLayer(nn.Module):
+    """The benchmark's ``ConvLayer``/``DeconvLayer``: conv3×3 (stride 1, or transposed with stride 2
+    doubling the side), then BN and the activation where given."""
 
-    def __init__(self, space: str, arch: str, outputs: int):
+    def __init__(self, c_in: int, c_out: int, transposed: bool, activation: nn.Module | None, norm: bool):
+        super().__init__()
+        self.conv = (nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1) if transposed
+                     else nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.activation = activation
+        self.norm = nn.BatchNorm2d(c_out) if norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x if self.activation is None else self.activation(x)
+
+
+def dense_decoder_layers(task: str, width: int, upsamples: int) -> list[tuple[int, int, bool]]:
+    """(c_in, c_out, transposed) of the dense decoder of ``task`` from ``width`` channels, upsampling
+    2^``upsamples`` times; every layer but the last has BN and LeakyReLU."""
+    if upsamples not in range(2, 7):
+        raise ValueError(f"the {task} decoder upsamples 2 to 6 times, not {upsamples}")
+    if task == "segmentsemantic":
+        channels, layers = 1024, [(width, 1024, False)]
+        for transposed, count in ((False, 6 - upsamples), (True, upsamples - 1)):
+            for _ in range(count):
+                layers.append((channels, channels // 2, transposed))
+                channels //= 2
+        return layers + [(channels, channels, True), (channels, DENSE_CHANNELS[task], False)]
+    # GenerativeDecoder: layer i+1 goes widths[i] -> widths[i+1]; the 3rd, 5th, 7th, 9th are transposed
+    # when upsamples >= 6, 5, 4, 3, the 11th and 13th always.
+    widths = (width, 1024, 1024, 512, 512, 256, 128, 64, 64, 32, 32, 16, 32, 16, DENSE_CHANNELS[task])
+    transposed = {3: upsamples >= 6, 5: upsamples >= 5, 7: upsamples >= 4, 9: upsamples >= 3, 11: True, 13: True}
+    return [(widths[i], widths[i + 1], transposed.get(i + 1, False)) for i in range(len(widths) - 1)]
+
+
+class DenseDecoder(nn.Module):
+    """The benchmark's ``SegmentationDecoder`` or ``GenerativeDecoder`` (``model`` or ``conv1``..``conv14``)."""
+
+    def __init__(self, task: str, width: int, upsamples: int):
+        super().__init__()
+        layers = dense_decoder_layers(task, width, upsamples)
+        last = len(layers) - 1
+        # The generative decoder's images end in tanh; the segmentation's logits in nothing.
+        final = None if task == "segmentsemantic" else nn.Tanh()
+        self.model = nn.Sequential(*(DecoderLayer(a, b, t, nn.LeakyReLU(0.2) if i < last else final, i < last)
+                                     for i, (a, b, t) in enumerate(layers)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class TransNASNetwork(nn.Module):
+    """The benchmark's network of one task: ``FeedForwardNet``, ``SiameseNet`` (jigsaw) or
+    ``Segmentation``/``GAN``'s generator (dense tasks) around the encoder. ``forward`` returns
+    (N, outputs) for the linear heads, (N, channels, side, side) for the dense decoders."""
+
+    def __init__(self, space: str, arch: str, task: str, outputs: int | None):
         super().__init__()
         self.arch = arch
+        self.task = task
         self.encoder = Encoder(space, arch)
-        self.decoder = LinearDecoder(encoder_width(space, arch), outputs)
+        width = encoder_width(space, arch)
+        if task in DENSE_CHANNELS:
+            self.decoder = DenseDecoder(task, width, upsamples(space, arch))
+        else:
+            self.decoder = LinearDecoder(width * (JIGSAW_TILES if task == "jigsaw" else 1), outputs)
 
     def feature_blocks(self) -> list[nn.Module]:
         """The stem, then every cell or block in forward order (AZ-NAS's feature maps)."""
         return [self.encoder.stem, *self.encoder.blocks()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.task == "jigsaw":
+            if x.dim() != 5 or x.shape[1] != JIGSAW_TILES:
+                raise ValueError(f"the jigsaw network takes (N, {JIGSAW_TILES}, 3, tile, tile) tiles, got "
+                                 f"{tuple(x.shape)}")
+            return self.decoder(torch.cat([self.encoder(x[:, i]) for i in range(JIGSAW_TILES)], dim=1))
         return self.decoder(self.encoder(x))
+
+
+def upsamples(space: str, arch: str) -> int:
+    """How many times a dense decoder doubles the encoder's side back to the input's: the stem's two
+    halvings and the stages'."""
+    digits = [int(d) for d in MICRO_SKELETON] if space == "tnb_micro" else parse_macro(arch)
+    return 2 + sum(map(_halves, digits))
+
+
+def decoder_cost(task: str, width: int, side: int, ups: int, outputs: int | None) -> tuple[float, float, int]:
+    """(multiply-accumulates, parameters, layers) of the task's decoder on a ``side``×``side``
+    encoder output of ``width`` channels (for jigsaw, ``width`` of one tile)."""
+    if task not in DENSE_CHANNELS:
+        features = width * (JIGSAW_TILES if task == "jigsaw" else 1)
+        return float(features * outputs), float((features + 1) * outputs), 1
+    macs = params = 0
+    layers = dense_decoder_layers(task, width, ups)
+    for i, (a, b, transposed) in enumerate(layers):
+        # A transposed conv scatters every input element over b x 3 x 3 outputs; a conv gathers a x 3 x 3.
+        macs += a * b * 9 * side * side
+        side = 2 * side if transposed else side
+        params += a * b * 9 + b + (2 * b if i < len(layers) - 1 else 0)
+    return float(macs), float(params), len(layers)
 
 
 # ---------------------------------------------------------------- the search spaces
@@ -410,16 +506,13 @@ class TransNASNetwork(nn.Module):
 def _check_task(task: str) -> str:
     if task not in TASKS:
         raise ValueError(f"unknown TransNAS-Bench-101 task {task!r}; tasks are {TASKS}")
-    if task in _REFUSED:
-        raise ValueError(f"task {task!r}: its TransNAS-Bench-101 network is {_REFUSED[task]}, not a linear "
-                         f"head on pooled encoder features, and is not built here; networks are built for "
-                         f"{tuple(HEAD_OUTPUTS)} (its ground truth is in the benchmark)")
     return task
 
 
 class _TransNASSpace(SearchSpace):
     """One TransNAS-Bench-101 space for one task (``dataset``), at ``resolution``×``resolution``
-    (None: the benchmark's ``RESOLUTION``), with the task's head outputs or ``num_classes``."""
+    (None: the benchmark's ``RESOLUTION``; jigsaw's tiles a quarter of it), with the task's head
+    outputs or ``num_classes`` (None for the dense tasks, which have no logits)."""
 
     name: str
 
@@ -429,24 +522,34 @@ class _TransNASSpace(SearchSpace):
         if not isinstance(resolution, int) or resolution < 16:
             raise ValueError(f"resolution must be an integer of at least 16 (5 halvings in the micro "
                              f"encoder), got {resolution!r}")
-        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
-            raise ValueError(f"num_classes must be an integer >= 2 or None (the task's), got {num_classes!r}")
+        if num_classes is not None:
+            if self.dataset in DENSE_CHANNELS:
+                raise ValueError(f"task {self.dataset!r} has a dense decoder of {DENSE_CHANNELS[self.dataset]} "
+                                 "output channels, not class logits: num_classes does not apply")
+            if not isinstance(num_classes, int) or num_classes < 2:
+                raise ValueError(f"num_classes must be an integer >= 2 or None (the task's), got {num_classes!r}")
         self.resolution = resolution
-        self.input_shape = (3, resolution, resolution)
-        self.num_classes = HEAD_OUTPUTS[self.dataset] if num_classes is None else num_classes
+        if self.dataset == "jigsaw":
+            tile = resolution // JIGSAW_TILE_SHARE
+            self.input_shape = (JIGSAW_TILES, 3, tile, tile)
+        else:
+            self.input_shape = (3, resolution, resolution)
+        self.num_classes = HEAD_OUTPUTS.get(self.dataset) if num_classes is None else num_classes
 
     def build_model(self, arch: str) -> TransNASNetwork:
-        return TransNASNetwork(self.name, self.validate(arch), self.num_classes)
+        return TransNASNetwork(self.name, self.validate(arch), self.dataset, self.num_classes)
 
     def cost(self, arch: str) -> dict[str, float]:
-        """Conv + linear multiply-accumulates at batch 1, parameters (BN γ, β included, running
-        statistics not), conv + linear layers."""
-        convs = convolutions(self.name, arch, self.resolution)
-        width = encoder_width(self.name, arch)
+        """Conv + linear multiply-accumulates at batch 1 (jigsaw's encoder once per tile), parameters
+        (BN γ, β included, running statistics not), conv + linear layers."""
+        convs = convolutions(self.name, arch, self.input_shape[-1])
+        calls = JIGSAW_TILES if self.dataset == "jigsaw" else 1
+        width, side = encoder_width(self.name, arch), convs[-1][3]
+        macs, params, layers = decoder_cost(self.dataset, width, side, upsamples(self.name, arch), self.num_classes)
         return {
-            "flops": float(sum(a * b * k * k * side * side for a, b, k, side, _ in convs) + width * self.num_classes),
-            "params": float(sum(a * b * k * k + 2 * bn for a, b, k, _, bn in convs) + (width + 1) * self.num_classes),
-            "layers": float(len(convs) + 1),
+            "flops": calls * float(sum(a * b * k * k * s * s for a, b, k, s, _ in convs)) + macs,
+            "params": float(sum(a * b * k * k + 2 * bn for a, b, k, _, bn in convs)) + params,
+            "layers": float(len(convs) + layers),
         }
 
     def initial(self, rng: np.random.Generator) -> str:
