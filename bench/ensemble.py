@@ -91,7 +91,7 @@ def select(logs: dict, accuracy: np.ndarray, seeds: list[int], k: int, candidate
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--select", default="bench/results/nb201/cifar10", help="the run the ensemble is chosen on")
-    parser.add_argument("--held-out", default="bench/results/nb201/ImageNet16-120",
+    parser.add_argument("--held-out", default="bench/results/nb201/cifar100,bench/results/nb201/ImageNet16-120",
                         help="comma-separated runs it is reported on")
     parser.add_argument("--presets", default="exact,paper")
     parser.add_argument("--ndcg-k", type=int, default=106, help="106 = 1000 x 1000 / 9444, as the reproduction")
