@@ -208,6 +208,11 @@ def _side(side: int, stride: int) -> int:
     return (side + stride - 1) // stride
 
 
+def stage_digits(space: str, arch: str) -> list[int]:
+    """The stage digits of an encoder: the micro skeleton's, or the macro layout's."""
+    return [int(d) for d in MICRO_SKELETON] if space == "tnb_micro" else list(parse_macro(arch))
+
+
 def _blocks(digits: Sequence[int]):
     """(stage, block, c_in, c_out, stride) of every block, from the 64-channel stem output."""
     channels = BASE_CHANNELS
@@ -244,7 +249,7 @@ def convolutions(space: str, arch: str, resolution: int = RESOLUTION) -> list[tu
     convolution of the encoder, in forward order."""
     micro = space == "tnb_micro"
     ops = parse_micro(arch) if micro else None
-    digits = [int(d) for d in MICRO_SKELETON] if micro else parse_macro(arch)
+    digits = stage_digits(space, arch)
     side = _side(resolution, 2)
     convs = [(3, BASE_CHANNELS // 2, 3, side, BASE_CHANNELS // 2)]
     side = _side(side, 2)
@@ -256,8 +261,7 @@ def convolutions(space: str, arch: str, resolution: int = RESOLUTION) -> list[tu
 
 
 def encoder_width(space: str, arch: str) -> int:
-    digits = [int(d) for d in MICRO_SKELETON] if space == "tnb_micro" else parse_macro(arch)
-    return BASE_CHANNELS * 2 ** sum(map(_doubles, digits))
+    return BASE_CHANNELS * 2 ** sum(map(_doubles, stage_digits(space, arch)))
 
 
 class ReLUConvBN(nn.Module):
@@ -359,7 +363,7 @@ class Encoder(nn.Module):
                                   ReLUConvBN(half, BASE_CHANNELS, 3, 2))
         micro = space == "tnb_micro"
         ops = parse_micro(arch) if micro else None
-        digits = [int(d) for d in MICRO_SKELETON] if micro else parse_macro(arch)
+        digits = stage_digits(space, arch)
         stages: list[list[nn.Module]] = [[] for _ in digits]
         for stage, _, c_in, c_out, stride in _blocks(digits):
             stages[stage].append(MicroCell(ops, c_in, c_out, stride) if micro else BasicBlock(c_in, c_out, stride))
@@ -462,7 +466,7 @@ class TransNASNetwork(nn.Module):
         if task in DENSE_CHANNELS:
             self.decoder = DenseDecoder(task, width, upsamples(space, arch))
         else:
-            self.decoder = LinearDecoder(width * (JIGSAW_TILES if task == "jigsaw" else 1), outputs)
+            self.decoder = LinearDecoder(head_features(task, width), outputs)
 
     def feature_blocks(self) -> list[nn.Module]:
         """The stem, then every cell or block in forward order (AZ-NAS's feature maps)."""
@@ -477,18 +481,22 @@ class TransNASNetwork(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+def head_features(task: str, width: int) -> int:
+    """Inputs of a linear head on the encoder's ``width`` channels (jigsaw's: the 9 tiles' together)."""
+    return width * (JIGSAW_TILES if task == "jigsaw" else 1)
+
+
 def upsamples(space: str, arch: str) -> int:
     """How many times a dense decoder doubles the encoder's side back to the input's: the stem's two
     halvings and the stages'."""
-    digits = [int(d) for d in MICRO_SKELETON] if space == "tnb_micro" else parse_macro(arch)
-    return 2 + sum(map(_halves, digits))
+    return 2 + sum(map(_halves, stage_digits(space, arch)))
 
 
 def decoder_cost(task: str, width: int, side: int, ups: int, outputs: int | None) -> tuple[float, float, int]:
     """(multiply-accumulates, parameters, layers) of the task's decoder on a ``side``×``side``
     encoder output of ``width`` channels (for jigsaw, ``width`` of one tile)."""
     if task not in DENSE_CHANNELS:
-        features = width * (JIGSAW_TILES if task == "jigsaw" else 1)
+        features = head_features(task, width)
         return float(features * outputs), float((features + 1) * outputs), 1
     macs = params = 0
     layers = dense_decoder_layers(task, width, ups)
