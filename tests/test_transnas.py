@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from vkdnw_fast import benchmarks, spaces
+from vkdnw_fast import benchmarks, evaluation, spaces
 from vkdnw_fast.benchmarks import transnas as tnb_benchmark
 from vkdnw_fast.cli import main
+from vkdnw_fast.metrics import UndefinedMetricError
 from vkdnw_fast.proxies.size import count_macs
 from vkdnw_fast.spaces import transnas
 
@@ -301,6 +302,21 @@ def test_benchmark_lookups_metrics_and_errors():
         macro.values(["64-1111-basic"], "class_scene")
 
 
+def test_values_are_shown_in_their_unit_and_ndcg_reads_ssim_in_percent_and_no_loss():
+    bench = benchmarks.get("tnb_micro")
+    archs = transnas.micro_archs()[:50]
+    for task in ("class_scene", "jigsaw", "segmentsemantic"):
+        values = bench.values(archs, task)
+        np.testing.assert_array_equal(bench.ndcg_relevance(values, task), values)
+    for task in ("normal", "autoencoder"):
+        ssim = bench.values(archs, task)
+        np.testing.assert_array_equal(bench.ndcg_relevance(ssim, task), 100 * ssim)
+    with pytest.raises(UndefinedMetricError, match="room_layout: its metric is a negated L2 loss"):
+        bench.ndcg_relevance(bench.values(archs, "room_layout"), "room_layout")
+    assert [bench.show(v, t) for v, t in ((42.104, "class_object"), (0.5526, "normal"), (-0.6504, "room_layout"))] \
+        == ["42.10%", "SSIM 0.553", "L2 loss 0.650"]
+
+
 # ---------------------------------------------------------------- the command line
 
 
@@ -321,6 +337,23 @@ def test_evaluate_and_search_run_on_the_spaces(tmp_path, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["spec"]["dataset"] == "class_scene" and metrics["spec"]["space"] == "tnb_macro"
     assert metrics["rankings"]["params"]["kendall"]["mean"] == pytest.approx(kendalltau(params, truth)[0])
+
+    # Dense tasks: nDCG's gains read SSIM in percent; a loss has none, and the table says so.
+    from sklearn.metrics import ndcg_score
+
+    for task in ("normal", "room_layout"):
+        out = tmp_path / task
+        assert main(["evaluate", "--space", "tnb_micro", "--task", task, "--limit", "5", "--seeds", "1",
+                     "--proxies", "params,l2_norm", "--out", str(out), "--quiet"]) == 0
+        records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        truth = benchmarks.get("tnb_micro").values([r["arch"] for r in records], task)
+        ranking = json.loads((out / "metrics.json").read_text())["rankings"]["l2_norm"]
+        l2 = [[r["values"]["l2_norm"] for r in records]]
+        if task == "normal":
+            assert ranking["ndcg"]["mean"] == pytest.approx(ndcg_score([2 ** (100 * truth) - 1], l2))
+        else:
+            assert ranking["ndcg"]["mean"] is None and ranking["kendall"]["mean"] == pytest.approx(kendalltau(l2[0], truth)[0])
+            assert "nDCG is undefined for room_layout" in evaluation.report(out)[1].splitlines()[-2]
 
     search = tmp_path / "search"
     assert main(["search", "--space", "tnb_micro", "--task", "class_object", "--algorithm", "naswot",

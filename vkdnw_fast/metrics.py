@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from sklearn.ensemble import RandomForestRegressor
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 _SHOWN_POSITIONS = 10
@@ -103,14 +102,17 @@ def ndcg_mean(scores: Any, accuracies: Any, k: int = 1000, seeds: Iterable[int] 
 
 def evaluate_ranking(
     scores: Any, accuracies: Any, k: int = 1000, seeds: Iterable[int] = DEFAULT_SEEDS, *,
-    undefined_as_nan: bool = False,
+    undefined_as_nan: bool = False, relevance: Any | None = None,
 ) -> dict[str, float]:
     """{'kendall', 'spearman', 'ndcg'} of ``scores`` against ``accuracies``; nDCG@k is the mean
-    over the tie orders of ``seeds``. With ``undefined_as_nan`` a metric that is undefined for this
+    over the tie orders of ``seeds``, its gains taken from ``relevance`` (default: ``accuracies``;
+    a benchmark whose metric is not an accuracy in percent says what to use,
+    ``Benchmark.ndcg_relevance``). With ``undefined_as_nan`` a metric that is undefined for this
     input is NaN instead of an ``UndefinedMetricError``, for a summary over several rankings (seeds)
     that leaves it out where it is undefined and reports the others."""
+    relevance = accuracies if relevance is None else relevance
     measures = {"kendall": lambda: kendall(scores, accuracies), "spearman": lambda: spearman(scores, accuracies),
-                "ndcg": lambda: ndcg_mean(scores, accuracies, k, seeds)}
+                "ndcg": lambda: ndcg_mean(scores, relevance, k, seeds)}
     result = {}
     for name, measure in measures.items():
         try:
@@ -187,6 +189,8 @@ def model_driven_ranking(
         raise ValueError(f"train_size must be in 1..{len(accuracies) - 1}, got {train_size}")
     order = np.random.default_rng(seed).permutation(len(accuracies))
     train_index, test_index = order[:train_size], np.sort(order[train_size:])
+    from sklearn.ensemble import RandomForestRegressor  # here: scikit-learn takes a second to import
+
     forest = RandomForestRegressor(n_estimators=100, random_state=seed)
     forest.fit(features[train_index], accuracies[train_index])
     return test_index, forest.predict(features[test_index])

@@ -59,6 +59,16 @@ class Benchmark(ABC):
         partial files, has not: a search then draws from ``archs()`` instead of the space)."""
         return self.space_size is None or len(self.archs()) >= self.space_size
 
+    def show(self, value: float, dataset: str, metric: str | None = None) -> str:
+        """One value of ``metric`` as a reader reads it; by default an accuracy in percent."""
+        return f"{value:.2f}%"
+
+    def ndcg_relevance(self, values: np.ndarray, dataset: str, metric: str | None = None) -> np.ndarray:
+        """The relevance r that nDCG's gains 2^r − 1 are taken from (docs/method.md §5), for ``values``
+        of ``metric``: by default the values themselves, accuracies in percent, so that a gain doubles
+        per point. ``metrics.UndefinedMetricError`` saying why where the metric has no such reading."""
+        return values
+
     def value(self, arch: str, dataset: str, metric: str | None = None) -> float:
         """The value of ``metric`` for one architecture."""
         return float(self.values([arch], dataset, metric)[0])

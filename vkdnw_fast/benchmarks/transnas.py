@@ -9,7 +9,9 @@ epoch). Its op-index tuples are turned into the benchmark's strings by their dig
 One metric per task, ``valid@<epochs>`` with the task's training length (the benchmark's configs):
 top-1 accuracy (%) for ``class_object``, ``class_scene`` (25 epochs) and ``jigsaw`` (10); the negated
 loss for ``room_layout`` (25); pixel accuracy (%) for ``segmentsemantic`` (30); SSIM for ``normal``
-and ``autoencoder`` (30). Higher is better for all.
+and ``autoencoder`` (30). Higher is better for all. nDCG's gains (``ndcg_relevance``) read an SSIM in
+percent, so that they are as steep as an accuracy's, and are undefined for ``room_layout``: a negated
+loss is no relevance (its gains 2^r − 1 are all negative).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import data
+from ..metrics import UndefinedMetricError
 from ..spaces import transnas
 from .base import Benchmark
 from .registry import register_benchmark
@@ -31,6 +34,7 @@ CSV = Path(data.__file__).with_name("transnas101_val.csv.gz")
 EPOCHS = {"class_object": 25, "class_scene": 25, "jigsaw": 10, "room_layout": 25,
           "segmentsemantic": 30, "normal": 30, "autoencoder": 30}
 _SPACES = {"micro": "tnb_micro", "macro": "tnb_macro"}
+_SSIM_TASKS = ("normal", "autoencoder")
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,6 +80,21 @@ class _TransNASBenchmark(Benchmark):
     def check_metric(self, dataset: str, metric: str | None) -> str:
         """``metric``, or the task's one metric (the default, which depends on the task)."""
         return super().check_metric(dataset, self.metrics(dataset)[0] if metric is None else metric)
+
+    def show(self, value: float, dataset: str, metric: str | None = None) -> str:
+        if dataset in _SSIM_TASKS:
+            return f"SSIM {value:.3f}"
+        if dataset == "room_layout":
+            return f"L2 loss {-value:.3f}"
+        return super().show(value, dataset, metric)
+
+    def ndcg_relevance(self, values: np.ndarray, dataset: str, metric: str | None = None) -> np.ndarray:
+        if dataset in _SSIM_TASKS:
+            return 100.0 * values
+        if dataset == "room_layout":
+            raise UndefinedMetricError("nDCG is undefined for room_layout: its metric is a negated L2 loss, "
+                                       "not a relevance (every gain 2^r − 1 would be negative)")
+        return super().ndcg_relevance(values, dataset, metric)
 
     def values(self, archs: Sequence[str], dataset: str, metric: str | None = None) -> np.ndarray:
         """The task's validation metric of ``archs``; ValueError naming a string outside the space."""

@@ -24,9 +24,13 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return rankdata(values, method="average")
 
 
-def _rank_metrics(scores: np.ndarray, accuracy: np.ndarray, k: int, seed: int) -> dict:
-    """One seed's metrics; NaN where a metric is undefined (a constant ranking)."""
-    return metrics.evaluate_ranking(_ranks(scores), accuracy, k, seeds=(seed,), undefined_as_nan=True)
+def _rank_metrics(scores: np.ndarray, accuracy: np.ndarray, relevance: np.ndarray | None, k: int, seed: int
+                  ) -> dict:
+    """One seed's metrics; NaN where a metric is undefined (a constant ranking, or nDCG where the
+    ground truth has no ``relevance``, see ``Benchmark.ndcg_relevance``)."""
+    result = metrics.evaluate_ranking(_ranks(scores), accuracy, k, seeds=(seed,), undefined_as_nan=True,
+                                      relevance=relevance)
+    return result if relevance is not None else {**result, "ndcg": math.nan}
 
 
 def _summary(per_seed: list[dict]) -> dict:
@@ -94,15 +98,22 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
     seeds = list(spec.seeds)
     if len(archs) < 2:
         return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": {}}
-    accuracy = spec.ground_truth(benchmark).values(archs, spec.dataset, spec.metric)
+    truth = spec.ground_truth(benchmark)
+    accuracy = truth.values(archs, spec.dataset, spec.metric)
+    ndcg_undefined = None
+    try:
+        relevance = truth.ndcg_relevance(accuracy, spec.dataset, spec.metric)
+    except metrics.UndefinedMetricError as error:
+        relevance, ndcg_undefined = None, str(error)
 
     def aggregate_summary(agg_columns: list[str]) -> dict:
         return _summary([_rank_metrics(metrics.aggregate({c: table[c][i] for c in agg_columns}, agg_columns),
-                                       accuracy, spec.ndcg_k, s) for i, s in enumerate(seeds)])
+                                       accuracy, relevance, spec.ndcg_k, s) for i, s in enumerate(seeds)])
 
     rankings: dict[str, dict] = {}
     for name, scores in table.items():
-        rankings[name] = _summary([_rank_metrics(scores[i], accuracy, spec.ndcg_k, s) for i, s in enumerate(seeds)])
+        rankings[name] = _summary([_rank_metrics(scores[i], accuracy, relevance, spec.ndcg_k, s)
+                                   for i, s in enumerate(seeds)])
     for preset in spec.presets:
         suffix = f"@{preset}" if len(spec.presets) > 1 else ""
         if f"aggregate{suffix}" in default:
@@ -116,17 +127,18 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
                 continue
             x = np.column_stack([_ranks(table[c][i]) for c in features])
             test, predicted = metrics.model_driven_ranking(x, accuracy, train_size=train_size, seed=s)
-            per_seed.append(_rank_metrics(predicted, accuracy[test], spec.ndcg_k, s))
+            per_seed.append(_rank_metrics(predicted, accuracy[test], None if relevance is None else relevance[test],
+                                          spec.ndcg_k, s))
         rankings[f"random_forest{suffix}"] = {**_summary(per_seed), "train_size": train_size,
                                               "features": features}
     for name, agg_columns in extra.items():
         rankings[name] = {**aggregate_summary(agg_columns), "proxies": agg_columns}
-    best = _best_architecture(spec, archs, accuracy, table)
+    best = _best_architecture(spec, archs, accuracy, table, truth)
     return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": rankings,
-            "best": best}
+            "best": best, **({"ndcg_undefined": ndcg_undefined} if ndcg_undefined else {})}
 
 
-def _best_architecture(spec, archs, accuracy, table) -> dict:
+def _best_architecture(spec, archs, accuracy, table, truth: Benchmark) -> dict:
     """The architecture the first ranking picks (aggregate if available), by mean rank over seeds."""
     agg_columns = [column(p, spec.presets[0], spec.presets) for p in AGGREGATE_PROXIES]
     if all(c in table for c in agg_columns):
@@ -139,4 +151,6 @@ def _best_architecture(spec, archs, accuracy, table) -> dict:
     pick = int(np.argmax(mean_rank))
     return {"by": by, "arch": archs[pick], "accuracy": float(accuracy[pick]),
             "accuracy_rank": int((accuracy > accuracy[pick]).sum()) + 1,
-            "sample_best_accuracy": float(accuracy.max()), "dataset": spec.dataset}
+            "sample_best_accuracy": float(accuracy.max()), "dataset": spec.dataset,
+            "shown": truth.show(float(accuracy[pick]), spec.dataset, spec.metric),
+            "sample_best_shown": truth.show(float(accuracy.max()), spec.dataset, spec.metric)}

@@ -54,13 +54,15 @@ def format_table(results: dict) -> str:
         found = paper.get(name)
         beside = f"   {' / '.join(f'{v:.3f}' for v in found[1])}" if found else ""
         lines.append(f"{name:<{width}} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}{beside}")
+    if results.get("ndcg_undefined"):
+        lines.append(results["ndcg_undefined"])
     if results["failed"]:
         lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl")
     best = results.get("best")
     if best:
-        lines.append(f"best by {best['by']}: {best['arch']}  true {truth_label(spec)} {best['accuracy']:.2f}% "
+        lines.append(f"best by {best['by']}: {best['arch']}  true {truth_label(spec)} {best['shown']} "
                      f"(rank {best['accuracy_rank']} of {results['architectures']}; best in sample "
-                     f"{best['sample_best_accuracy']:.2f}%)")
+                     f"{best['sample_best_shown']})")
     return "\n".join(lines)
 
 
