@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Publish a finished NAS-Bench-201 evaluation run: bench/publish_run.sh SRC DST NDCG_K copies SRC's
+# Publish a finished evaluation run: bench/publish_run.sh SRC DST NDCG_K copies SRC's
 # run.json and compressed scores to DST and writes DST/metrics.json and DST/table.txt over the seeds every
 # architecture of SRC has finished (the reproduction scripts' publish step).
 set -euo pipefail
@@ -11,5 +11,5 @@ seeds=$(python -c 'import sys; from vkdnw_fast.evaluation import finished_seeds 
 mkdir -p "$dst"
 cp "$src/run.json" "$dst/run.json"
 gzip -9 -n -c "$src/results.jsonl" > "$dst/results.jsonl.gz"
-python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$ndcg_k" --only-seeds "$seeds" --json > "$dst/metrics.json"
-python -m vkdnw_fast.cli nb201 report "$dst" --ndcg-k "$ndcg_k" --only-seeds "$seeds" | tee "$dst/table.txt"
+python -m vkdnw_fast.cli report "$dst" --ndcg-k "$ndcg_k" --only-seeds "$seeds" --json > "$dst/metrics.json"
+python -m vkdnw_fast.cli report "$dst" --ndcg-k "$ndcg_k" --only-seeds "$seeds" | tee "$dst/table.txt"

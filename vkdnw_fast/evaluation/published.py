@@ -1,4 +1,4 @@
-"""Published NAS-Bench-201 rankings to set beside a run's: the VKDNW paper's Table I (the 9,445 unique
+"""Published rankings to set beside a run's. NAS-Bench-201: the VKDNW paper's Table I (the 9,445 unique
 cells) and Table VI (all 15,625), Týbl & Neumann, CVPR 2025 — KT / SPR / nDCG@1000 against the 200-epoch
 accuracy, the mean over 5 runs, every proxy recomputed by those authors under one protocol (the
 protocol this project reproduces, docs/method.md §5), which is why they are the reference here rather
@@ -8,6 +8,13 @@ CIFAR-10 only) and the model-driven rows are left out.
 A ranking of a run maps to a row by its proxy (preset suffix dropped): the eq. 15 aggregates by their
 set of proxies (the default ``aggregate`` is VKDNW_agg; TE-NAS is the rank combination of its two
 measures, AZ-NAS of its three and FLOPs).
+
+NAS-Bench-101 and TransNAS-Bench-101: NAS-Bench-Suite-Zero's Spearman ρ of its 13 proxies with the
+validation metric (Krishnakumar et al., NeurIPS 2022 Datasets and Benchmarks), each the mean over 10
+samples of 1,000 architectures (seeds 9000-9009), a proxy that was NaN counted as 0 (so their 0.00
+often means "undefined"), computed with NASLib's own networks on real images and labels. Read from the
+heat-map that NASLib's ``zerocost`` branch saves in ``plotting/PlotCorrelations.ipynb`` (commit
+c3085d52, "Spearman rank correlations between ZC proxy values and validation accuracies"), two decimals.
 """
 from __future__ import annotations
 
@@ -47,6 +54,44 @@ _TABLE_VI = {
     "VKDNW_agg": (0.740, 0.911, 0.743, 0.736, 0.906, 0.578, 0.723, 0.893, 0.614),
 }
 TABLES = {"unique": ("VKDNW Table I", _TABLE_I), "all": ("VKDNW Table VI", _TABLE_VI)}
+# What each source's numbers are, as a table names them beside its own, and the decimals it printed.
+MEASURES = {"VKDNW Table I": ("KT / SPR / nDCG@1000, whole set", 3),
+            "VKDNW Table VI": ("KT / SPR / nDCG@1000, whole set", 3),
+            "NAS-Bench-Suite-Zero": ("SPR, 10 samples of 1,000", 2)}
+
+# The heat-map's columns, in its order, and one row per proxy, as printed.
+_SUITE_ZERO_COLUMNS = (
+    ("tnb_micro", "autoencoder"), ("tnb_macro", "class_object"), ("tnb_macro", "room_layout"),
+    ("tnb_macro", "jigsaw"), ("nb101", "cifar10"), ("tnb_macro", "autoencoder"), ("tnb_macro", "class_scene"),
+    ("nb301", "cifar10"), ("tnb_macro", "segmentsemantic"), ("tnb_micro", "room_layout"), ("tnb_macro", "normal"),
+    ("tnb_micro", "jigsaw"), ("tnb_micro", "normal"), ("tnb_micro", "class_object"),
+    ("tnb_micro", "segmentsemantic"), ("nb201", "ImageNet16-120"), ("tnb_micro", "class_scene"),
+    ("nb201", "cifar10"), ("nb201", "cifar100"))
+_SUITE_ZERO_ROWS = {
+    "plain": (0.07, -0.19, -0.18, -0.30, -0.32, -0.10, -0.19, -0.32, 0.00, 0.36, -0.04, 0.35, 0.03, 0.34, -0.02, -0.22, 0.24, -0.26, -0.21),
+    "grasp": (-0.12, -0.64, -0.10, -0.26, 0.27, -0.02, -0.43, 0.34, -0.02, -0.29, -0.05, -0.12, 0.01, -0.22, 0.00, 0.55, -0.27, 0.51, 0.54),
+    "fisher": (-0.58, -0.30, -0.21, -0.26, -0.28, -0.19, -0.13, -0.28, 0.03, 0.30, 0.15, 0.30, 0.16, 0.44, 0.12, 0.48, 0.66, 0.50, 0.54),
+    "epe_nas": (0.00, -0.02, -0.00, 0.00, 0.00, 0.00, 0.01, 0.00, 0.00, 0.40, 0.00, 0.16, 0.00, 0.39, 0.00, 0.33, 0.51, 0.70, 0.60),
+    "grad_norm": (-0.32, -0.56, -0.26, -0.27, -0.25, 0.31, -0.33, -0.04, 0.21, 0.25, 0.35, 0.36, 0.36, 0.39, 0.60, 0.57, 0.65, 0.58, 0.63),
+    "snip": (-0.27, -0.38, -0.19, -0.19, -0.19, 0.20, -0.14, -0.05, 0.27, 0.32, 0.45, 0.41, 0.49, 0.45, 0.68, 0.57, 0.70, 0.58, 0.63),
+    "synflow": (0.00, 0.12, -0.01, 0.34, 0.31, 0.00, 0.27, 0.18, 0.00, 0.30, 0.00, 0.47, 0.00, 0.48, 0.00, 0.75, 0.72, 0.73, 0.76),
+    "l2_norm": (0.04, 0.08, -0.03, 0.15, 0.50, -0.20, 0.28, 0.45, 0.18, 0.18, 0.30, 0.35, 0.50, 0.32, 0.48, 0.69, 0.53, 0.68, 0.72),
+    "params": (-0.01, 0.16, -0.00, 0.15, 0.37, -0.18, 0.32, 0.46, 0.06, 0.30, 0.30, 0.44, 0.62, 0.45, 0.68, 0.69, 0.64, 0.72, 0.73),
+    "zen": (0.14, 0.10, -0.04, 0.24, 0.59, -0.01, 0.27, 0.43, 0.27, 0.38, 0.38, 0.51, 0.71, 0.54, 0.67, 0.39, 0.72, 0.35, 0.35),
+    "jacov": (0.18, 0.07, 0.08, 0.19, -0.29, 0.45, 0.19, -0.04, 0.57, 0.40, 0.50, 0.56, 0.75, 0.51, 0.80, 0.71, 0.75, 0.75, 0.71),
+    "flops": (-0.02, 0.79, 0.48, 0.64, 0.36, 0.76, 0.85, 0.42, 0.60, 0.30, 0.76, 0.45, 0.64, 0.46, 0.69, 0.67, 0.65, 0.69, 0.71),
+    "naswot": (0.03, 0.83, 0.63, 0.76, 0.31, 0.67, 0.89, 0.47, 0.80, 0.25, 0.78, 0.42, 0.57, 0.39, 0.53, 0.77, 0.60, 0.77, 0.80),
+}
+# NASWOT's batch does not change which proxy it is.
+_SUITE_ZERO_ROWS["naswot_128"] = _SUITE_ZERO_ROWS["naswot"]
+
+
+def suite_zero(proxy: str, space: str, dataset: str) -> float | None:
+    """NAS-Bench-Suite-Zero's Spearman ρ of ``proxy`` (this project's name, preset suffix dropped) on
+    ``space``/``dataset`` (see the module docstring), or None where it has none."""
+    row = _SUITE_ZERO_ROWS.get(proxy.split("@")[0])
+    column = (space, dataset)
+    return None if row is None or column not in _SUITE_ZERO_COLUMNS else row[_SUITE_ZERO_COLUMNS.index(column)]
 
 # This project's proxy (or the set of proxies of an eq. 15 aggregate) behind each row.
 _PROXY_ROWS = {
@@ -78,9 +123,15 @@ def table_row(row: str, dataset: str, subset: str = "unique") -> tuple[float, fl
     return TABLES[subset][1][row][i:i + 3]
 
 
-def published(ranking: str, dataset: str, subset: str) -> tuple[str, tuple[float, float, float]] | None:
-    """(source, (KT, SPR, nDCG)) published for ``ranking`` on NAS-Bench-201 ``dataset`` and ``subset``
-    ("unique" or "paper": Table I; "all": Table VI), or None where nothing comparable is published."""
+def published(ranking: str, dataset: str, subset: str, space: str = "nb201"
+              ) -> tuple[str, tuple[float, ...]] | None:
+    """(source, figures) published for ``ranking`` on ``space``'s ``dataset``, or None where nothing
+    comparable is published. NAS-Bench-201: (KT, SPR, nDCG) of the VKDNW paper's table for ``subset``
+    ("unique" or "paper": Table I; "all": Table VI); elsewhere NAS-Bench-Suite-Zero's (SPR,).
+    ``MEASURES[source]`` says what the figures are."""
+    if space != "nb201":
+        value = None if ranking.startswith("aggregate") else suite_zero(ranking, space, dataset)
+        return None if value is None else ("NAS-Bench-Suite-Zero", (value,))
     key = "all" if subset == "all" else "unique" if subset in ("unique", "paper") else None
     row = paper_row(ranking)
     if key is None or row is None or dataset not in DATASETS:

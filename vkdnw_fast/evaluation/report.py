@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..benchmarks import Benchmark
-from .published import published
+from .published import MEASURES, published
 from .rankings import compute_metrics
 from .spec import EvaluationSpec
 from .store import load_records, saved_spec
@@ -38,21 +38,21 @@ def format_table(results: dict) -> str:
     rows = [name for name in results["rankings"] if shown(name)]
     width = max([28, *map(len, rows)])  # names of --aggregate rankings can be longer
     # The published figures of the same ranking under the same protocol, where there are some.
-    paper = {name: published(name, spec["dataset"], spec.get("subset", "unique")) for name in rows} \
-        if spec.get("space", "nb201") == "nb201" else {}
+    paper = {name: published(name, spec["dataset"], spec.get("subset", "unique"), spec.get("space", "nb201"))
+             for name in rows}
     source = next((found[0] for found in paper.values() if found), None)
     lines = [f"{where(spec)}: {results['architectures']} architectures"
              f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}"
              + (f", scored on real images from {spec['data']}" if spec.get("data") else ""),
              f"{'ranking':<{width}} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"
-             + (f"   {source} (KT / SPR / nDCG@1000, whole set)" if source else "")]
+             + (f"   {source} ({MEASURES[source][0]})" if source else "")]
     spread = " ± {:.3f}" if len(spec["seeds"]) > 1 else ""  # a spread over one seed would read as certainty
     for name in rows:
         row = results["rankings"][name]
         cells = ["n/a" if row[m]["mean"] is None else f"{row[m]['mean']:.3f}" + spread.format(row[m]["std"])
                  for m in ("kendall", "spearman", "ndcg")]
         found = paper.get(name)
-        beside = f"   {' / '.join(f'{v:.3f}' for v in found[1])}" if found else ""
+        beside = f"   {' / '.join(f'{v:.{MEASURES[found[0]][1]}f}' for v in found[1])}" if found else ""
         lines.append(f"{name:<{width}} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}{beside}")
     if results.get("ndcg_undefined"):
         lines.append(results["ndcg_undefined"])
