@@ -199,6 +199,10 @@ def test_label_free_proxies_score_dense_networks_and_the_others_say_why_not():
     for name, message in (("snip", "needs class logits"), ("vkdnw", r"shape \(4, 17, 32, 32\); expected \(N, C\)")):
         with pytest.raises(ProxyError, match=message):
             compute_proxies(space.build_model(arch), [name], space=space, arch=arch, batch_size=4)
+    # jigsaw's encoder runs once per tile: AZ-NAS's per-block feature maps do not exist, and it says so.
+    space = spaces.get("tnb_micro", dataset="jigsaw", resolution=96)
+    with pytest.raises(ProxyError, match="block 0 .* ran again: .* siamese network"):
+        compute_proxies(space.build_model(arch), ["expressivity"], space=space, arch=arch, batch_size=4)
 
 
 @pytest.mark.parametrize("name", ["tnb_micro", "tnb_macro"])

@@ -141,9 +141,14 @@ class _FeatureMaps:
             if self.record.error is not None:
                 return None
             if len(maps) != index:
+                # A block running again (a siamese network's encoder, once per part of its input) has no
+                # single F_l: AZ-NAS's stages are not defined there.
+                again = len(maps) > index
                 self.record.error = RuntimeError(
                     f"{type(self.model).__name__}.feature_blocks() must list blocks in forward order, each run "
-                    f"once: block {index} ({type(module).__name__}) ran after {len(maps)} feature maps")
+                    f"once: block {index} ({type(module).__name__}) ran after {len(maps)} feature maps"
+                    + (" (it ran again: a network applying its blocks to several parts of its input, as a "
+                       "siamese network does, has no single feature map per block for AZ-NAS)" if again else ""))
                 return None
             if not isinstance(output, torch.Tensor) or output.dim() < 2:
                 self.record.error = TypeError(f"feature block {index} ({type(module).__name__}) must return a "
