@@ -425,9 +425,12 @@ def test_the_table_sets_the_published_figures_of_the_same_ranking_beside_a_run()
     records = [{"arch": a, "seed": s, "values": {"flops": float(i), "params": float(i % 3)}}
                for s in spec.seeds for i, a in enumerate(spec.archs())]
     lines = evaluation.format_table(compute_metrics(spec, records)).splitlines()
-    assert lines[1].endswith("VKDNW Table I (KT / SPR / nDCG@1000, whole set)")
-    assert next(line for line in lines if line.startswith("flops")).endswith("0.623 / 0.799 / 0.745")
-    assert not next(line for line in lines if line.startswith("params")).endswith("5")  # nothing published
+    assert lines[1].endswith("VKDNW Table I (KT / SPR / nDCG@1000, whole set)   "
+                             "NAS-Bench-Suite-Zero (SPR, 10 samples of 1,000)")
+    flops, params = (next(line for line in lines if line.startswith(name)) for name in ("flops", "params"))
+    # Each source's figures under its label: VKDNW's row for FLOPs; Suite-Zero's SPR for both.
+    assert flops[lines[1].index("VKDNW"):].split() == ["0.623", "/", "0.799", "/", "0.745", "0.69"]
+    assert params[lines[1].index("VKDNW"):].strip() == "0.72" and params.index("0.72") == lines[1].index("NAS-Bench")
     nb101 = dataclasses.replace(spec, space="nb101", dataset="cifar10", subset=None)
     records = [{"arch": a, "seed": s, "values": {"flops": float(i), "params": float(i % 3)}}
                for s in nb101.seeds for i, a in enumerate(nb101.archs())]

@@ -123,17 +123,25 @@ def table_row(row: str, dataset: str, subset: str = "unique") -> tuple[float, fl
     return TABLES[subset][1][row][i:i + 3]
 
 
-def published(ranking: str, dataset: str, subset: str, space: str = "nb201"
-              ) -> tuple[str, tuple[float, ...]] | None:
-    """(source, figures) published for ``ranking`` on ``space``'s ``dataset``, or None where nothing
-    comparable is published. NAS-Bench-201: (KT, SPR, nDCG) of the VKDNW paper's table for ``subset``
-    ("unique" or "paper": Table I; "all": Table VI); elsewhere NAS-Bench-Suite-Zero's (SPR,).
-    ``MEASURES[source]`` says what the figures are."""
-    if space != "nb201":
-        value = None if ranking.startswith("aggregate") else suite_zero(ranking, space, dataset)
-        return None if value is None else ("NAS-Bench-Suite-Zero", (value,))
+def published(ranking: str, dataset: str, subset: str) -> tuple[str, tuple[float, float, float]] | None:
+    """(source, (KT, SPR, nDCG)) published for ``ranking`` on NAS-Bench-201 ``dataset`` and ``subset``
+    ("unique" or "paper": Table I; "all": Table VI), or None where nothing comparable is published."""
     key = "all" if subset == "all" else "unique" if subset in ("unique", "paper") else None
     row = paper_row(ranking)
     if key is None or row is None or dataset not in DATASETS:
         return None
     return TABLES[key][0], table_row(row, dataset, key)
+
+
+def beside(ranking: str, space: str, dataset: str, subset: str = "unique") -> dict[str, tuple[float, ...]]:
+    """Every published figure of ``ranking`` on ``space``'s ``dataset``, {source: figures}, in the
+    order of ``MEASURES`` (which says what each source's figures are): the VKDNW paper's table on
+    NAS-Bench-201 (``published``), NAS-Bench-Suite-Zero's Spearman ρ for a single proxy."""
+    found: dict[str, tuple[float, ...]] = {}
+    vkdnw = published(ranking, dataset, subset) if space == "nb201" else None
+    if vkdnw:
+        found[vkdnw[0]] = vkdnw[1]
+    spearman = None if ranking.startswith("aggregate") else suite_zero(ranking, space, dataset)
+    if spearman is not None:
+        found["NAS-Bench-Suite-Zero"] = (spearman,)
+    return found

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..benchmarks import Benchmark
-from .published import MEASURES, published
+from .published import MEASURES, beside
 from .rankings import compute_metrics
 from .spec import EvaluationSpec
 from .store import load_records, saved_spec
@@ -37,23 +37,24 @@ def format_table(results: dict) -> str:
     sample = "" if spec["limit"] is None else f" (seeded sample, sample seed {spec['sample_seed']})"
     rows = [name for name in results["rankings"] if shown(name)]
     width = max([28, *map(len, rows)])  # names of --aggregate rankings can be longer
-    # The published figures of the same ranking under the same protocol, where there are some.
-    paper = {name: published(name, spec["dataset"], spec.get("subset", "unique"), spec.get("space", "nb201"))
+    # The published figures of the same ranking, a column per source under its label.
+    found = {name: {source: " / ".join(f"{v:.{MEASURES[source][1]}f}" for v in figures) for source, figures in
+                    beside(name, spec.get("space", "nb201"), spec["dataset"], spec.get("subset", "unique")).items()}
              for name in rows}
-    source = next((found[0] for found in paper.values() if found), None)
+    labels = {source: f"{source} ({MEASURES[source][0]})" for source in MEASURES
+              if any(source in f for f in found.values())}
     lines = [f"{where(spec)}: {results['architectures']} architectures"
              f"{sample}, seeds {spec['seeds']}, presets {spec['presets']}"
              + (f", scored on real images from {spec['data']}" if spec.get("data") else ""),
              f"{'ranking':<{width}} {'Kendall':>15} {'Spearman':>15} {'nDCG@' + str(k):>15}"
-             + (f"   {source} ({MEASURES[source][0]})" if source else "")]
+             + "".join(f"   {label}" for label in labels.values())]
     spread = " ± {:.3f}" if len(spec["seeds"]) > 1 else ""  # a spread over one seed would read as certainty
     for name in rows:
         row = results["rankings"][name]
         cells = ["n/a" if row[m]["mean"] is None else f"{row[m]['mean']:.3f}" + spread.format(row[m]["std"])
                  for m in ("kendall", "spearman", "ndcg")]
-        found = paper.get(name)
-        beside = f"   {' / '.join(f'{v:.{MEASURES[found[0]][1]}f}' for v in found[1])}" if found else ""
-        lines.append(f"{name:<{width}} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}{beside}")
+        published_cells = "".join(f"   {found[name].get(source, ''):<{len(label)}}" for source, label in labels.items())
+        lines.append(f"{name:<{width}} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}{published_cells}".rstrip())
     if results.get("ndcg_undefined"):
         lines.append(results["ndcg_undefined"])
     if results["failed"]:
