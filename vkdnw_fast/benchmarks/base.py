@@ -59,6 +59,10 @@ class Benchmark(ABC):
         partial files, has not: a search then draws from ``archs()`` instead of the space)."""
         return self.space_size is None or len(self.archs()) >= self.space_size
 
+    def unit(self, dataset: str, metric: str | None = None) -> str:
+        """What the values of ``metric`` are measured in, for an axis label; by default "%" (accuracy)."""
+        return "%"
+
     def show(self, value: float, dataset: str, metric: str | None = None) -> str:
         """One value of ``metric`` as a reader reads it; by default an accuracy in percent."""
         return f"{value:.2f}%"

@@ -81,6 +81,9 @@ class _TransNASBenchmark(Benchmark):
         """``metric``, or the task's one metric (the default, which depends on the task)."""
         return super().check_metric(dataset, self.metrics(dataset)[0] if metric is None else metric)
 
+    def unit(self, dataset: str, metric: str | None = None) -> str:
+        return "SSIM" if dataset in _SSIM_TASKS else "negated L2 loss" if dataset == "room_layout" else "%"
+
     def show(self, value: float, dataset: str, metric: str | None = None) -> str:
         if dataset in _SSIM_TASKS:
             return f"SSIM {value:.3f}"

@@ -119,7 +119,8 @@ def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path
 
     ranked = aggregates(spec, extra_aggregates)
     archs, _, table = score_table(spec, records, benchmark)
-    accuracy = spec.ground_truth(benchmark).values(archs, spec.dataset, spec.metric)
+    truth = spec.ground_truth(benchmark)
+    accuracy = truth.values(archs, spec.dataset, spec.metric)
     panels = [(c, c, table[c]) for c in [c for c in spec.columns() if shown(c)] or spec.columns()]
     for name, agg_columns in ranked.items():
         per_seed = np.full((len(spec.seeds), len(archs)), np.nan)
@@ -132,7 +133,7 @@ def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path
     rows = math.ceil(len(panels) / width)
     fig = Figure(figsize=(4 * width, 3.6 * rows))
     axes = list(fig.subplots(rows, width, squeeze=False).flat)
-    ylabel = f"{spec.dataset} {truth_label(spec.to_json())}"
+    ylabel = f"{spec.dataset} {truth_label(spec.to_json())} ({truth.unit(spec.dataset, spec.metric)})"
     for ax, (title, label, per_seed) in zip(axes, panels):
         _panel(ax, title, label, per_seed, accuracy, ylabel)
     for ax in axes[len(panels):]:
