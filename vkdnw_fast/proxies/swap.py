@@ -16,9 +16,11 @@ of the 64 samples rather than of 16. One re-initialisation (seeded). ReLUs are h
 (``nn.ReLU``); the authors keep only those with 4-d inputs (all of NB201's).
 
 swap_reg's mu and sigma are not in the authors' released code (their ``SWAP`` takes them as
-arguments); ``SWAP_REG_MU`` and ``SWAP_REG_SIGMA`` below are this project's placeholder, centred
-on NB201's larger networks, NOT the paper's values: set them from the paper before comparing
-swap_reg with its published figures.
+arguments; ``correlation.py`` of pym1024/SWAP and of its successor SWAP_Universal scores with the
+regulariser off), and the paper's section that states them could not be read offline.
+``SWAP_REG_MU`` and ``SWAP_REG_SIGMA`` below are this project's placeholder, centred on NB201's
+larger networks, NOT the paper's values: set them from the paper before comparing swap_reg with
+its published figures (Spearman 0.90 on NB201 CIFAR-100, the abstract's one figure).
 """
 from __future__ import annotations
 
