@@ -49,7 +49,15 @@ def sample_features(model: nn.Module, sample: torch.Tensor) -> list[torch.Tensor
             features.append(f.reshape(f.shape[0], -1).double())
 
     with removing(m.register_forward_hook(hook) for m in model.modules()), torch.no_grad():
-        model(sample)
+        try:
+            model(sample)
+        except ValueError as exc:
+            if "more than 1 value per channel" not in str(exc):
+                raise
+            # One sample through a network that reduces it to a single position before a BatchNorm.
+            raise ValueError("MeCo runs one sample in training mode, and a BatchNorm got one value per channel "
+                             "(the network reduces the input to a single position before it): its batch "
+                             "statistics, and MeCo, are undefined for this network at this input size") from exc
     return features
 
 
