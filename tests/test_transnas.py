@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from vkdnw_fast import benchmarks, evaluation, spaces
+from vkdnw_fast.benchmarks import NoRelevanceError
 from vkdnw_fast.benchmarks import transnas as tnb_benchmark
 from vkdnw_fast.cli import main
-from vkdnw_fast.metrics import UndefinedMetricError
 from vkdnw_fast.proxies.size import count_macs
 from vkdnw_fast.spaces import transnas
 
@@ -316,7 +316,7 @@ def test_values_are_shown_in_their_unit_and_ndcg_reads_ssim_in_percent_and_no_lo
     for task in ("normal", "autoencoder"):
         ssim = bench.values(archs, task)
         np.testing.assert_array_equal(bench.ndcg_relevance(ssim, task), 100 * ssim)
-    with pytest.raises(UndefinedMetricError, match="room_layout: its metric is a negated L2 loss"):
+    with pytest.raises(NoRelevanceError, match="room_layout: its metric is a negated L2 loss"):
         bench.ndcg_relevance(bench.values(archs, "room_layout"), "room_layout")
     assert [bench.unit(t) for t in ("jigsaw", "autoencoder", "room_layout")] == ["%", "SSIM", "negated L2 loss"]
     assert [bench.show(v, t) for v, t in ((42.104, "class_object"), (0.5526, "normal"), (-0.6504, "room_layout"))] \

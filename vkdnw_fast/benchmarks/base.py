@@ -20,6 +20,10 @@ def parse_metric(metric: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
+class NoRelevanceError(ValueError):
+    """A metric that nDCG cannot take its gains from (a loss, say): nDCG is undefined against it."""
+
+
 class Benchmark(ABC):
     """Trained accuracies of the architectures of one search space, on one or more datasets (or
     tasks), under one or more metrics (``"<split>@<epochs>"``, see ``parse_metric``).
@@ -70,7 +74,7 @@ class Benchmark(ABC):
     def ndcg_relevance(self, values: np.ndarray, dataset: str, metric: str | None = None) -> np.ndarray:
         """The relevance r that nDCG's gains 2^r − 1 are taken from (docs/method.md §5), for ``values``
         of ``metric``: by default the values themselves, accuracies in percent, so that a gain doubles
-        per point. ``metrics.UndefinedMetricError`` saying why where the metric has no such reading."""
+        per point. ``NoRelevanceError`` saying why where the metric has no such reading."""
         return values
 
     def value(self, arch: str, dataset: str, metric: str | None = None) -> float:

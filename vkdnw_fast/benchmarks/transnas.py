@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import data
-from ..metrics import UndefinedMetricError
 from ..spaces import transnas
-from .base import Benchmark
+from .base import Benchmark, NoRelevanceError
 from .registry import register_benchmark
 
 CSV = Path(data.__file__).with_name("transnas101_val.csv.gz")
@@ -95,7 +94,7 @@ class _TransNASBenchmark(Benchmark):
         if dataset in _SSIM_TASKS:
             return 100.0 * values
         if dataset == "room_layout":
-            raise UndefinedMetricError("nDCG is undefined for room_layout: its metric is a negated L2 loss, "
+            raise NoRelevanceError("nDCG is undefined for room_layout: its metric is a negated L2 loss, "
                                        "not a relevance (every gain 2^r − 1 would be negative)")
         return super().ndcg_relevance(values, dataset, metric)
 

@@ -10,7 +10,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .. import metrics
-from ..benchmarks import Benchmark
+from ..benchmarks import Benchmark, NoRelevanceError
 from ..scoring import column
 from .spec import AGGREGATE_PROXIES, EvaluationSpec
 
@@ -103,7 +103,7 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
     ndcg_undefined = None
     try:
         relevance = truth.ndcg_relevance(accuracy, spec.dataset, spec.metric)
-    except metrics.UndefinedMetricError as error:
+    except NoRelevanceError as error:
         relevance, ndcg_undefined = None, str(error)
 
     def aggregate_summary(agg_columns: list[str]) -> dict:
