@@ -350,7 +350,8 @@ def test_the_published_scores_give_the_published_metrics(dataset):
         assert recomputed[key] == (pytest.approx(value, abs=1e-9) if isinstance(value, float) else value), key
 
 
-COMMITTED_RUNS = sorted(p.parent for pattern in ("nb201_all/*/metrics.json", "tnb/*/metrics.json", "nb101/metrics.json")
+COMMITTED_RUNS = sorted(p.parent for pattern in ("nb201_all/*/metrics.json", "nb201_every_proxy/*/metrics.json",
+                                                 "tnb/*/metrics.json", "nb101/metrics.json")
                         for p in PUBLISHED.parent.glob(pattern))
 
 
@@ -491,3 +492,32 @@ def test_each_preparation_starts_from_the_network_as_built():
         assert together[f"vkdnw@{name}"] == pytest.approx(alone["vkdnw"], rel=1e-12)
         if preset == presets[0]:  # the other proxies are scored with the first preset's preparation
             assert together["naswot"] == pytest.approx(alone["naswot"], rel=1e-12)
+
+
+def test_the_readme_every_proxy_table_quotes_the_committed_run():
+    """The README's every-proxy table: our KT / SPR / nDCG from the committed run of each dataset it has a
+    column for, and the published figures beside them as ``published.beside`` gives them."""
+    from vkdnw_fast.evaluation.published import beside
+
+    names = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "ImageNet16-120": "ImageNet16-120"}
+    readme = (PUBLISHED.parents[2] / "README.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(readme) if line.startswith("| proxy | CIFAR-10: ours |"))
+    columns = [c.strip() for c in readme[header].strip("|").split("|")]
+    datasets = [names[c.split(":")[0]] for c in columns if c.endswith(": ours")]
+    runs = {d: json.loads((PUBLISHED.parent / "nb201_every_proxy" / d / "metrics.json").read_text()) for d in datasets}
+    quoted = set()
+    for line in readme[header + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        proxy = cells[0].strip("`")
+        quoted.add(proxy)
+        for i, dataset in enumerate(datasets):
+            ours, vkdnw, suite = cells[1 + 3 * i: 4 + 3 * i]
+            ranking = runs[dataset]["rankings"][proxy]
+            assert ours == " / ".join("n/a" if ranking[m]["mean"] is None else f"{ranking[m]['mean']:.3f}"
+                                      for m in ("kendall", "spearman", "ndcg")), (proxy, dataset)
+            found = beside(proxy, "nb201", dataset)
+            assert vkdnw == " / ".join(f"{v:.3f}" for v in found.get("VKDNW Table I", ())), (proxy, dataset)
+            assert suite == "".join(f"{v:.2f}" for v in found.get("NAS-Bench-Suite-Zero", ())), (proxy, dataset)
+    assert quoted == {name for name in runs[datasets[0]]["rankings"] if not name.startswith("random_forest")}
