@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import gzip
 import importlib
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -494,29 +495,38 @@ def test_each_preparation_starts_from_the_network_as_built():
             assert together["naswot"] == pytest.approx(alone["naswot"], rel=1e-12)
 
 
+def readme_table(header_start: str) -> tuple[list[str], list[list[str]]]:
+    """(header cells, body rows as lists of cells) of the README's Markdown table whose header line
+    starts with ``header_start``."""
+    readme = (PUBLISHED.parents[2] / "README.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(readme) if line.startswith(header_start))
+    cells = [[c.strip() for c in line.strip("|").split("|")]
+             for line in itertools.takewhile(lambda line: line.startswith("|"), readme[header + 2:])]
+    return [c.strip() for c in readme[header].strip("|").split("|")], cells
+
+
+def quoted_figures(ranking: dict) -> str:
+    """A ranking's KT / SPR / nDCG as the README's tables quote them (n/a where undefined)."""
+    return " / ".join("n/a" if ranking[m]["mean"] is None else f"{ranking[m]['mean']:.3f}"
+                      for m in ("kendall", "spearman", "ndcg"))
+
+
 def test_the_readme_every_proxy_table_quotes_the_committed_run():
     """The README's every-proxy table: our KT / SPR / nDCG from the committed run of each dataset it has a
     column for, and the published figures beside them as ``published.beside`` gives them."""
     from vkdnw_fast.evaluation.published import beside
 
     names = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "ImageNet16-120": "ImageNet16-120"}
-    readme = (PUBLISHED.parents[2] / "README.md").read_text().splitlines()
-    header = next(i for i, line in enumerate(readme) if line.startswith("| proxy | CIFAR-10: ours |"))
-    columns = [c.strip() for c in readme[header].strip("|").split("|")]
+    columns, rows = readme_table("| proxy | CIFAR-10: ours |")
     datasets = [names[c.split(":")[0]] for c in columns if c.endswith(": ours")]
     runs = {d: json.loads((PUBLISHED.parent / "nb201_every_proxy" / d / "metrics.json").read_text()) for d in datasets}
     quoted = set()
-    for line in readme[header + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
+    for cells in rows:
         proxy = cells[0].strip("`")
         quoted.add(proxy)
         for i, dataset in enumerate(datasets):
             ours, vkdnw, suite = cells[1 + 3 * i: 4 + 3 * i]
-            ranking = runs[dataset]["rankings"][proxy]
-            assert ours == " / ".join("n/a" if ranking[m]["mean"] is None else f"{ranking[m]['mean']:.3f}"
-                                      for m in ("kendall", "spearman", "ndcg")), (proxy, dataset)
+            assert ours == quoted_figures(runs[dataset]["rankings"][proxy]), (proxy, dataset)
             found = beside(proxy, "nb201", dataset)
             assert vkdnw == " / ".join(f"{v:.3f}" for v in found.get("VKDNW Table I", ())), (proxy, dataset)
             assert suite == "".join(f"{v:.2f}" for v in found.get("NAS-Bench-Suite-Zero", ())), (proxy, dataset)

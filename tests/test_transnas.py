@@ -420,17 +420,15 @@ README_PROXIES = {"FLOPs": "flops", "params": "params", "l2_norm": "l2_norm", "S
 def test_the_readme_table_quotes_the_committed_samples():
     """The README's TransNAS-Bench-101 table: each cell's KT / SPR / nDCG is the committed run's (n/a where
     undefined), and the bracketed figure NAS-Bench-Suite-Zero's."""
+    from test_evaluation import quoted_figures, readme_table
+
     from vkdnw_fast.evaluation.published import suite_zero
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text().splitlines()
-    header = next(i for i, line in enumerate(readme) if line.startswith("| space and task | FLOPs |"))
-    columns = [c.strip() for c in readme[header].strip("|").split("|")][1:]
+    header, body = readme_table("| space and task | FLOPs |")
+    columns = header[1:]
     assert [README_PROXIES[c] for c in columns] == list(README_PROXIES.values())
     rows = {}
-    for line in readme[header + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split("|")]
+    for cells in body:
         space, task = cells[0].replace("`", "").split(", ")
         rows[(f"tnb_{space}", task)] = cells[1:]
     assert set(rows) == {(s, t) for s in ("tnb_micro", "tnb_macro") for t in transnas.TASKS}
@@ -443,8 +441,6 @@ def test_the_readme_table_quotes_the_committed_samples():
                 assert cell == "—", (space, task, proxy)
                 continue
             figures, _, theirs = cell.partition(" (")
-            ranking = saved["rankings"][proxy]
-            assert figures.split(" / ") == ["n/a" if ranking[m]["mean"] is None else f"{ranking[m]['mean']:.3f}"
-                                            for m in ("kendall", "spearman", "ndcg")], (space, task, proxy)
+            assert figures == quoted_figures(saved["rankings"][proxy]), (space, task, proxy)
             published = suite_zero(proxy, space, task)
             assert (theirs.rstrip(")") or None) == (None if published is None else f"{published:.2f}"), (space, task, proxy)
