@@ -81,7 +81,9 @@ class _TransNASBenchmark(Benchmark):
         return super().check_metric(dataset, self.metrics(dataset)[0] if metric is None else metric)
 
     def unit(self, dataset: str, metric: str | None = None) -> str:
-        return "SSIM" if dataset in _SSIM_TASKS else "negated L2 loss" if dataset == "room_layout" else "%"
+        if dataset in _SSIM_TASKS:
+            return "SSIM"
+        return "negated L2 loss" if dataset == "room_layout" else super().unit(dataset, metric)
 
     def show(self, value: float, dataset: str, metric: str | None = None) -> str:
         if dataset in _SSIM_TASKS:
