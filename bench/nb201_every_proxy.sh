@@ -3,13 +3,13 @@
 # its 1,000-architecture sample of the unique set (sample seed 0), on the three datasets.
 #   bench/nb201_every_proxy.sh run      score (resumable: run it again after an interruption)
 #   bench/nb201_every_proxy.sh publish  bench/results/nb201_every_proxy/<dataset>/: scores, metrics.json,
-#                                       table.txt (each proxy beside its published figures)
+#                                       table.txt (each proxy beside its published figures); bars.png:
+#                                       with the reproduction's proxies, every published dataset
 # Settings: WORKERS (default 1), SEEDS (default 1), LIMIT (default 1000), DATASETS (default all three),
-# DEVICE (default cpu). `LIMIT=3 DATASETS=cifar10 bench/nb201_every_proxy.sh run` took 15.6 s per
-# architecture with one worker on this project's 2-core CPU while both cores were busy with other
-# scoring (GraSP's double backward is most of it): 7-13 hours a seed for the three datasets; te_nas_ntk
-# (one Jacobian row per sample, 120 s a network in bench/results/proxy_times_cpu.json) is left to
-# DEVICE=cuda with PROXIES=te_nas_ntk.
+# DEVICE (default cpu). On this project's 2-core CPU one architecture takes about 3.9 s of an idle core
+# (GraSP's double backward is the largest part; 15.6 s with both cores busy elsewhere): about 35 minutes
+# a dataset with WORKERS=2 OMP_NUM_THREADS=1. te_nas_ntk (one Jacobian row per sample, 120 s a network
+# in bench/results/proxy_times_cpu.json) is left to DEVICE=cuda with PROXIES=te_nas_ntk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +36,16 @@ publish() {
     for dataset in $DATASETS; do
         bench/publish_run.sh "$OUT/$dataset" "bench/results/nb201_every_proxy/$dataset" "$NDCG_K"
     done
+    # Every proxy at a glance (README): each published dataset's run joined with the Table I
+    # reproduction's on the same sample, best Spearman first, with the command that drew it.
+    local panels=() command
+    for dataset in cifar10 cifar100 ImageNet16-120; do
+        [ -f "bench/results/nb201_every_proxy/$dataset/metrics.json" ] && [ -f "bench/results/nb201/$dataset/metrics.json" ] \
+            && panels+=("bench/results/nb201/$dataset+bench/results/nb201_every_proxy/$dataset")
+    done
+    command="plot bars ${panels[*]} --sort-by spearman --out bench/results/nb201_every_proxy/bars.png"
+    python -m vkdnw_fast.cli $command
+    printf '{"command": "vkdnw-fast %s"}\n' "$command" > bench/results/nb201_every_proxy/bars.json
 }
 
 case "${1:-}" in

@@ -202,6 +202,43 @@ def test_bars_show_every_rankings_metrics_per_run(tmp_path, capsys):
     assert "neither a run directory" in capsys.readouterr().err
 
 
+def test_runs_of_one_sample_join_into_one_panel_sorted_by_a_metric(tmp_path, capsys):
+    """Two proxy sets scored on the same sample (the reproduction and the every-proxy run) in one panel,
+    best SPR first; runs of different samples, or ranking by the same name, are refused by name."""
+    first, second = _spec(proxies=("vkdnw_single", "jacov", "flops")), _spec(proxies=("naswot", "trainability"),
+                                                                             seeds=(0,))
+    runs = {}
+    for name, spec in [("first", first), ("second", second), ("other", _spec(sample_seed=5))]:
+        runs[name] = _store(tmp_path / name, spec, _records(spec))
+        (runs[name] / "metrics.json").write_text(json.dumps(compute_metrics(spec, _records(spec))))
+    out = tmp_path / "bars.png"
+    assert cli.main(["plot", "bars", f"{runs['first']}+{runs['second']}", "--out", str(out), "--sort-by",
+                     "spearman"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    saved = {name: json.loads((runs[name] / "metrics.json").read_text())["rankings"] for name in ("first", "second")}
+    # each run's random forest is named by the number of proxies it was fitted on
+    renamed = {"first": {"random_forest": "random_forest(3 features)"},
+               "second": {"random_forest": "random_forest(2 features)"}}
+    spearman = {renamed[run].get(n, n): r["spearman"]["mean"] for run, rankings in saved.items()
+                for n, r in rankings.items()}
+    from vkdnw_fast.evaluation.report import join_runs
+
+    fig = bar_plot([join_runs([json.loads((runs[n] / "metrics.json").read_text()) for n in ("first", "second")])],
+                   sort_by="spearman")
+    names = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert names == sorted(spearman, key=lambda n: -spearman[n]) and len(names) == 7
+    spr_bars = [c for c in fig.axes[0].containers if isinstance(c, BarContainer)][1]
+    assert [b.get_width() for b in spr_bars.patches] == pytest.approx([spearman[n] for n in names])
+    assert "40 architectures, 2 + 1 seeds" in fig.axes[0].get_title()
+    for joined, message in [(f"{runs['first']}+{runs['other']}", "sample_seed 5 != 4"),
+                            (f"{runs['first']}+{runs['first']}", "both rank by")]:
+        assert cli.main(["plot", "bars", joined, "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+    assert cli.main(["plot", "bars", f"{runs['first']}+{runs['second']}", "--out", str(out),
+                     "--aggregate", "naswot,flops"]) == 2
+    assert "cannot be drawn for joined runs" in capsys.readouterr().err
+
+
 def test_plot_scatter_command_redraws_a_saved_run(tmp_path, capsys):
     spec = _spec(seeds=(0,))
     run = _store(tmp_path / "run", spec, _records(spec))

@@ -146,21 +146,28 @@ def cmd_plot_scatter(args) -> int:
     return 0
 
 
-def cmd_plot_bars(args) -> int:
-    from .evaluation import bar_plot, report
+def _saved_metrics(given: str, aggregates: list) -> dict:
+    from .evaluation import report
 
-    results = []
-    for given in args.runs:
-        path = Path(given)
-        saved = path / "metrics.json" if path.is_dir() else path
-        if not saved.is_file():
-            raise FileNotFoundError(f"{given} is neither a run directory with a metrics.json nor a metrics JSON file")
-        result = json.loads(saved.read_text())
-        if args.aggregate:  # recomputed from the stored scores, at the recorded nDCG cut-off and seeds
-            result, _ = report(saved.parent, ndcg_k=result["spec"]["ndcg_k"], seeds=tuple(result["spec"]["seeds"]),
-                               aggregates=args.aggregate)
-        results.append(result)
-    bar_plot(results, args.out)
+    path = Path(given)
+    saved = path / "metrics.json" if path.is_dir() else path
+    if not saved.is_file():
+        raise FileNotFoundError(f"{given} is neither a run directory with a metrics.json nor a metrics JSON file")
+    result = json.loads(saved.read_text())
+    if aggregates:  # recomputed from the stored scores, at the recorded nDCG cut-off and seeds
+        result, _ = report(saved.parent, ndcg_k=result["spec"]["ndcg_k"], seeds=tuple(result["spec"]["seeds"]),
+                           aggregates=aggregates)
+    return result
+
+
+def cmd_plot_bars(args) -> int:
+    from .evaluation import bar_plot
+    from .evaluation.report import join_runs
+
+    if args.aggregate and any("+" in panel for panel in args.runs):
+        raise ValueError("--aggregate ranks the proxies of one run: it cannot be drawn for joined runs (RUN+RUN)")
+    panels = [join_runs([_saved_metrics(given, args.aggregate) for given in panel.split("+")]) for panel in args.runs]
+    bar_plot(panels, args.out, sort_by=args.sort_by)
     print(f"wrote {args.out}")
     return 0
 
@@ -251,8 +258,11 @@ def _add_plot_parser(plot: argparse.ArgumentParser) -> None:
         description="One panel per run, side by side, from each run's metrics.json (what evaluate, or report "
         "--json, recorded: its nDCG cut-off and seeds).")
     bars.add_argument("runs", nargs="+", metavar="RUN",
-                      help="a run directory (its metrics.json) or a metrics JSON file")
+                      help="a run directory (its metrics.json) or a metrics JSON file; RUN+RUN joins runs of the "
+                      "same sample (e.g. two proxy sets on the same architectures) into one panel")
     bars.add_argument("--out", required=True, help="the PNG")
+    bars.add_argument("--sort-by", choices=("kendall", "spearman", "ndcg"), default=None,
+                      help="rankings best first by the first panel's metric (default: the first run's order)")
     _add_aggregate_argument(bars)
     bars.set_defaults(func=cmd_plot_bars)
 

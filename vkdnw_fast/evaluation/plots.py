@@ -147,11 +147,18 @@ def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path
 METRICS = (("kendall", "KT"), ("spearman", "SPR"), ("ndcg", "nDCG"))
 
 
-def bar_plot(results: Sequence[dict], path: str | Path | None = None):
+def _seeds_said(result: dict) -> str:
+    """"5 seeds", or for joined runs (``report.join_runs``) each run's count: "5 + 1 seeds"."""
+    counts = [len(s) for s in result.get("joined_seeds", [result["spec"]["seeds"]])]
+    return f"{' + '.join(map(str, counts))} seed{'s' if counts != [1] else ''}"
+
+
+def bar_plot(results: Sequence[dict], path: str | Path | None = None, sort_by: str | None = None):
     """KT / SPR / nDCG@k (means over seeds, the standard deviation as error bars) of every ranking in
-    the table of each of ``results`` (what ``compute_metrics`` returns and ``metrics.json`` holds),
-    one panel per run side by side (e.g. one per dataset), the rankings in the first run's order.
-    Saved to ``path`` where given; returns the Figure."""
+    the table of each of ``results`` (what ``compute_metrics`` returns and ``metrics.json`` holds, or
+    ``report.join_runs`` joins), one panel per run side by side (e.g. one per dataset), the rankings in
+    the first run's order, or best first by the first run's ``sort_by`` ("kendall", "spearman" or
+    "ndcg"; undefined last). Saved to ``path`` where given; returns the Figure."""
     from matplotlib.figure import Figure
 
     if not results:
@@ -160,13 +167,18 @@ def bar_plot(results: Sequence[dict], path: str | Path | None = None):
     for result in results:
         names += [n for n in result["rankings"] if n not in names]
     names = [n for n in names if shown(n)] or names  # a run of quantile levels alone shows them
+    if sort_by is not None:
+        if sort_by not in dict(METRICS):
+            raise ValueError(f"bar_plot sorts by one of {', '.join(dict(METRICS))}, not {sort_by!r}")
+        means = {n: results[0]["rankings"].get(n, {}).get(sort_by, {}).get("mean") for n in names}
+        names.sort(key=lambda n: math.inf if means[n] is None or math.isnan(means[n]) else -means[n])
     fig = Figure(figsize=(1.5 + 4.5 * len(results), 1.6 + 0.36 * len(names)))
     axes = fig.subplots(1, len(results), sharey=True, squeeze=False)[0]
     y = np.arange(len(names))
     height = 0.8 / len(METRICS)
     for ax, result in zip(axes, results):
         spec = result["spec"]
-        several = len(spec["seeds"]) > 1
+        several = any(len(s) > 1 for s in result.get("joined_seeds", [spec["seeds"]]))
         lowest = 0.0
         for j, (key, label) in enumerate(METRICS):
             cells = [result["rankings"].get(n, {}).get(key, {}) for n in names]
@@ -179,8 +191,7 @@ def bar_plot(results: Sequence[dict], path: str | Path | None = None):
             lowest = min(lowest, np.nanmin(means, initial=0.0))
         ax.set_xlim(lowest - 0.02 if lowest < 0 else 0.0, 1.0)
         ax.grid(axis="x", alpha=0.3)
-        ax.set_title(f"{where(spec)}\n{result['architectures']} architectures, "
-                     f"{len(spec['seeds'])} seed{'s' if several else ''}", fontsize=9)
+        ax.set_title(f"{where(spec)}\n{result['architectures']} architectures, {_seeds_said(result)}", fontsize=9)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.03), ncol=len(METRICS), fontsize=8, frameon=False)
     axes[0].set_yticks(y, names, fontsize=8)
     axes[0].set_ylim(len(names) - 0.5, -0.5)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..benchmarks import Benchmark
 from .published import MEASURES, beside
@@ -29,6 +29,46 @@ def truth_label(spec: dict) -> str:
     """The ground truth a run ranks against, in words."""
     return ("test accuracy" if spec.get("metric") is None and spec.get("space", "nb201") == "nb201"
             else spec.get("metric") or "value")
+
+
+# What fixes the architectures a run ranks and the truth it ranks them against: runs that agree on these
+# (and on the number of architectures scored) rank the same sample, whatever proxies and seeds each has.
+SAME_SAMPLE = ("space", "dataset", "metric", "subset", "limit", "sample_seed", "ndcg_k")
+
+
+def _named_by_features(name: str, ranking: dict) -> str:
+    """A model-driven ranking's name with the number of columns it was fitted on:
+    random_forest(16 features)@paper."""
+    base, at, preset = name.partition("@")
+    return f"{base}({len(ranking['features'])} features){at}{preset}"
+
+
+def join_runs(results: Sequence[dict]) -> dict:
+    """The metrics of several runs of the same sample (``SAME_SAMPLE``) as one: every run's rankings side
+    by side, e.g. the Table I reproduction's proxies and the every-proxy run's. Each run's random forest
+    is named by its number of features ("random_forest(16 features)"); a ranking that two runs have is
+    refused. ``spec`` is the first run's; ``joined_seeds`` lists each run's seeds."""
+    if not results:
+        raise ValueError("join_runs needs the metrics of at least one run")
+    defaults = EvaluationSpec().to_json()
+    first = results[0]
+    rankings: dict = {}
+    for result in results:
+        if len(results) > 1:
+            result = {**result, "rankings": {_named_by_features(n, r) if "features" in r else n: r
+                                             for n, r in result["rankings"].items()}}
+        for key in SAME_SAMPLE:
+            mine, theirs = (r["spec"].get(key, defaults.get(key)) for r in (result, first))
+            if mine != theirs:
+                raise ValueError(f"runs ranking different samples cannot be joined: {key} {mine!r} != {theirs!r}")
+        if result["architectures"] != first["architectures"]:
+            raise ValueError(f"runs ranking different samples cannot be joined: {result['architectures']} "
+                             f"architectures scored != {first['architectures']}")
+        repeated = rankings.keys() & result["rankings"].keys()
+        if repeated:
+            raise ValueError(f"runs to join both rank by {', '.join(sorted(repeated))}")
+        rankings.update(result["rankings"])
+    return {**first, "rankings": rankings, "joined_seeds": [list(r["spec"]["seeds"]) for r in results]}
 
 
 def format_table(results: dict) -> str:
