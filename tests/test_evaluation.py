@@ -8,6 +8,7 @@ import gzip
 import importlib
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -439,6 +440,26 @@ def test_the_table_sets_the_published_figures_of_the_same_ranking_beside_a_run()
     assert "VKDNW" not in evaluation.format_table(compute_metrics(nb101, records))
 
 
+
+def test_each_proxys_own_paper_is_set_beside_it_on_nas_bench_201_only():
+    """The own papers' figures (ZiCo's Table 1, NASWOT's Figure 3, the zero-cost-nas notebook's Table 1)
+    under a third label, "–" for the measure a paper does not give, on NAS-Bench-201 only."""
+    from vkdnw_fast.evaluation.published import beside, own_paper
+
+    assert own_paper("zico", "cifar100") == (0.61, 0.81)
+    kt, spr = own_paper("naswot_128", "ImageNet16-120")
+    assert kt == 0.549 and math.isnan(spr)
+    assert own_paper("meco", "cifar100") is None and own_paper("aggregate(zico,meco)", "cifar10") is None
+    assert beside("grasp@exact", "nb201", "cifar10")["own paper"][1] == 0.514
+    assert "own paper" not in beside("synflow", "nb101", "cifar10")
+    spec = _cheap_spec(proxies=("synflow", "params"), subset="unique")
+    records = [{"arch": a, "seed": s, "values": {"synflow": float(i), "params": float(i % 3)}}
+               for s in spec.seeds for i, a in enumerate(spec.archs())]
+    lines = evaluation.format_table(compute_metrics(spec, records)).splitlines()
+    assert lines[1].endswith("own paper (KT / SPR, its own protocol)")
+    synflow = next(line for line in lines if line.startswith("synflow"))
+    assert synflow[lines[1].index("own paper"):] == "– / 0.74"
+
 def _children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux /proc)."""
     found = []
@@ -511,23 +532,32 @@ def quoted_figures(ranking: dict) -> str:
                       for m in ("kendall", "spearman", "ndcg"))
 
 
-def test_the_readme_every_proxy_table_quotes_the_committed_run():
-    """The README's every-proxy table: our KT / SPR / nDCG from the committed run of each dataset it has a
-    column for, and the published figures beside them as ``published.beside`` gives them."""
+def test_the_readme_every_proxy_tables_quote_the_committed_runs():
+    """The README's every-proxy tables, one per dataset with a committed run: our KT / SPR / nDCG, the
+    published figures beside them as ``published.beside`` gives them (VKDNW Table I to three decimals,
+    Suite-Zero's SPR and the proxy's own paper's KT / SPR to two, "–" where the paper gives only one),
+    and the first table's time per network from ``proxy_times_cpu.json``."""
     from vkdnw_fast.evaluation.published import beside
 
-    names = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "ImageNet16-120": "ImageNet16-120"}
-    columns, rows = readme_table("| proxy | CIFAR-10: ours |")
-    datasets = [names[c.split(":")[0]] for c in columns if c.endswith(": ours")]
-    runs = {d: json.loads((PUBLISHED.parent / "nb201_every_proxy" / d / "metrics.json").read_text()) for d in datasets}
-    quoted = set()
-    for cells in rows:
-        proxy = cells[0].strip("`")
-        quoted.add(proxy)
-        for i, dataset in enumerate(datasets):
-            ours, vkdnw, suite = cells[1 + 3 * i: 4 + 3 * i]
-            assert ours == quoted_figures(runs[dataset]["rankings"][proxy]), (proxy, dataset)
+    def two(figures):
+        return " / ".join("–" if math.isnan(v) else f"{v:.2f}" for v in figures)
+
+    times = json.loads((PUBLISHED.parent / "proxy_times_cpu.json").read_text())["summary"]["alone_s_median"]
+    names = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
+    runs = {d: PUBLISHED.parent / "nb201_every_proxy" / d / "metrics.json" for d in names}
+    datasets = [d for d, path in runs.items() if path.exists()]
+    assert datasets[0] == "cifar10"
+    for i, dataset in enumerate(datasets):
+        run = json.loads(runs[dataset].read_text())
+        columns, rows = readme_table(f"| proxy | {names[dataset]}: ours |")
+        assert columns[2:5] == ["VKDNW Table I", "Suite-Zero", "own paper"]
+        assert [cells[0].strip("`") for cells in rows] == [n for n in run["rankings"] if not n.startswith("random_forest")]
+        for cells in rows:
+            proxy = cells[0].strip("`")
             found = beside(proxy, "nb201", dataset)
-            assert vkdnw == " / ".join(f"{v:.3f}" for v in found.get("VKDNW Table I", ())), (proxy, dataset)
-            assert suite == "".join(f"{v:.2f}" for v in found.get("NAS-Bench-Suite-Zero", ())), (proxy, dataset)
-    assert quoted == {name for name in runs[datasets[0]]["rankings"] if not name.startswith("random_forest")}
+            assert cells[1] == quoted_figures(run["rankings"][proxy]), (proxy, dataset)
+            assert cells[2] == " / ".join(f"{v:.3f}" for v in found.get("VKDNW Table I", ())), (proxy, dataset)
+            assert cells[3] == two(found.get("NAS-Bench-Suite-Zero", ())), (proxy, dataset)
+            assert cells[4] == two(found.get("own paper", ())), (proxy, dataset)
+            if i == 0:
+                assert cells[5] == f"{times[proxy]:.2g}", proxy

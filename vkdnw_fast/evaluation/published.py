@@ -15,8 +15,17 @@ samples of 1,000 architectures (seeds 9000-9009), a proxy that was NaN counted a
 often means "undefined"), computed with NASLib's own networks on real images and labels. Read from the
 heat-map that NASLib's ``zerocost`` branch saves in ``plotting/PlotCorrelations.ipynb`` (commit
 c3085d52, "Spearman rank correlations between ZC proxy values and validation accuracies"), two decimals.
+
+NAS-Bench-201, each proxy's own paper (``own_paper``): KT and SPR where the paper gives them (NaN where
+it gives one of the two), rounded to two decimals, under that paper's protocol (``_OWN_PAPER`` says
+which); real images and labels throughout, unlike this project's Gaussian inputs and random labels.
+Found nothing for NAS-Bench-201 in the papers read here: Zen-NAS (its correlations are on ResNet-50
+variants), EPE-NAS, MeCo_opt, plain SWAP; TE-NAS's KT −0.42 (NTK condition number) and 0.50 (linear
+regions) do not name their dataset, and so are left out.
 """
 from __future__ import annotations
+
+import math
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 
@@ -57,7 +66,8 @@ TABLES = {"unique": ("VKDNW Table I", _TABLE_I), "all": ("VKDNW Table VI", _TABL
 # What each source's numbers are, as a table names them beside its own, and the decimals it printed.
 MEASURES = {"VKDNW Table I": ("KT / SPR / nDCG@1000, whole set", 3),
             "VKDNW Table VI": ("KT / SPR / nDCG@1000, whole set", 3),
-            "NAS-Bench-Suite-Zero": ("SPR, 10 samples of 1,000", 2)}
+            "NAS-Bench-Suite-Zero": ("SPR, 10 samples of 1,000", 2),
+            "own paper": ("KT / SPR, its own protocol", 2)}
 
 # The heat-map's columns, in its order, and one row per proxy, as printed.
 _SUITE_ZERO_COLUMNS = (
@@ -92,6 +102,38 @@ def suite_zero(proxy: str, space: str, dataset: str) -> float | None:
     row = _SUITE_ZERO_ROWS.get(proxy.split("@")[0])
     column = (space, dataset)
     return None if row is None or column not in _SUITE_ZERO_COLUMNS else row[_SUITE_ZERO_COLUMNS.index(column)]
+
+_NONE = math.nan
+# Each proxy's own paper on NAS-Bench-201: (KT, SPR) on cifar10, cifar100, ImageNet16-120, as printed.
+# ZiCo (Li et al., ICLR 2023), Table 1: every NATS-Bench-TSS cell against test accuracy.
+# NASWOT (Mellor et al., ICML 2021), Figure 3 (a)-(c): about 1,000 sampled cells, batch 128, against
+#   validation accuracy (the batch of the paper is naswot_128's; naswot, batch 64, is the same proxy).
+# Abdelfattah et al. (ICLR 2021), Table 1, as the authors' notebooks/nasbench201_correlations.ipynb prints
+#   it: |SPR| over all 15,625 cells against test accuracy, one random batch (seed 42).
+# MeCo (Jiang et al., NeurIPS 2023), abstract: SPR 0.89 on NATS-Bench-TSS CIFAR-10 (its table was not
+#   readable here). SWAP (Peng et al., ICLR 2024), abstract: regularised SWAP's SPR 0.90 with CIFAR-100
+#   validation accuracy.
+_OWN_PAPER = {
+    "zico": ((0.61, 0.80), (0.61, 0.81), (0.60, 0.79)),
+    "naswot": ((0.574, _NONE), (0.611, _NONE), (0.549, _NONE)),
+    "grad_norm": ((_NONE, 0.594), (_NONE, 0.637), (_NONE, 0.578)),
+    "snip": ((_NONE, 0.596), (_NONE, 0.637), (_NONE, 0.578)),
+    "grasp": ((_NONE, 0.514), (_NONE, 0.547), (_NONE, 0.549)),
+    "fisher": ((_NONE, 0.36), (_NONE, 0.385), (_NONE, 0.327)),
+    "synflow": ((_NONE, 0.737), (_NONE, 0.763), (_NONE, 0.751)),
+    "jacov": ((_NONE, 0.731), (_NONE, 0.704), (_NONE, 0.701)),
+    "meco": ((_NONE, 0.89), None, None),
+    "swap_reg": (None, (_NONE, 0.90), None),
+}
+_OWN_PAPER["naswot_128"] = _OWN_PAPER["naswot"]
+
+
+def own_paper(proxy: str, dataset: str) -> tuple[float, float] | None:
+    """(KT, SPR) that ``proxy``'s own paper gives on NAS-Bench-201 ``dataset`` (NaN: not given), or
+    None where it gives neither (see the module docstring)."""
+    row = _OWN_PAPER.get(proxy.split("@")[0])
+    return None if row is None or dataset not in DATASETS else row[DATASETS.index(dataset)]
+
 
 # This project's proxy (or the set of proxies of an eq. 15 aggregate) behind each row.
 _PROXY_ROWS = {
@@ -136,7 +178,8 @@ def published(ranking: str, dataset: str, subset: str) -> tuple[str, tuple[float
 def beside(ranking: str, space: str, dataset: str, subset: str = "unique") -> dict[str, tuple[float, ...]]:
     """Every published figure of ``ranking`` on ``space``'s ``dataset``, {source: figures}, in the
     order of ``MEASURES`` (which says what each source's figures are): the VKDNW paper's table on
-    NAS-Bench-201 (``published``), NAS-Bench-Suite-Zero's Spearman ρ for a single proxy."""
+    NAS-Bench-201 (``published``), NAS-Bench-Suite-Zero's Spearman ρ for a single proxy, and the
+    proxy's own paper on NAS-Bench-201 (``own_paper``)."""
     found: dict[str, tuple[float, ...]] = {}
     vkdnw = published(ranking, dataset, subset) if space == "nb201" else None
     if vkdnw:
@@ -144,4 +187,13 @@ def beside(ranking: str, space: str, dataset: str, subset: str = "unique") -> di
     spearman = None if ranking.startswith("aggregate") else suite_zero(ranking, space, dataset)
     if spearman is not None:
         found["NAS-Bench-Suite-Zero"] = (spearman,)
+    own = own_paper(ranking, dataset) if space == "nb201" else None
+    if own is not None:
+        found["own paper"] = own
     return found
+
+
+def shown_figures(source: str, figures: tuple[float, ...]) -> str:
+    """A source's figures as a table prints them: its decimals (``MEASURES``), "–" where not given."""
+    decimals = MEASURES[source][1]
+    return " / ".join("–" if math.isnan(v) else f"{v:.{decimals}f}" for v in figures)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..benchmarks import Benchmark
-from .published import MEASURES, beside
+from .published import MEASURES, beside, shown_figures
 from .rankings import compute_metrics
 from .spec import EvaluationSpec
 from .store import load_records, saved_spec
@@ -78,7 +78,7 @@ def format_table(results: dict) -> str:
     rows = [name for name in results["rankings"] if shown(name)]
     width = max([28, *map(len, rows)])  # names of --aggregate rankings can be longer
     # The published figures of the same ranking, a column per source under its label.
-    found = {name: {source: " / ".join(f"{v:.{MEASURES[source][1]}f}" for v in figures) for source, figures in
+    found = {name: {source: shown_figures(source, figures) for source, figures in
                     beside(name, spec.get("space", "nb201"), spec["dataset"], spec.get("subset", "unique")).items()}
              for name in rows}
     labels = {source: f"{source} ({MEASURES[source][0]})" for source in MEASURES
