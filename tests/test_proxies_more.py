@@ -393,3 +393,16 @@ def test_every_proxy_and_the_grasp_double_backward_work_through_fused_attention(
     fused, written_out = (compute_proxies(SelfAttention(f), names, input_shape=(6, 8), batch_size=BATCH, seed=3)
                           for f in (True, False))
     assert fused == pytest.approx(written_out, rel=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(available_proxies()))
+def test_a_proxy_is_flagged_label_free_exactly_when_it_reads_no_labels(name, monkeypatch):
+    """``label_free`` (what a label-free ensemble may choose from) against what the proxy does: every
+    read of the batch's labels goes through ``batches.random_labels`` when no real data is given."""
+    from vkdnw_fast.proxies import batches, label_free
+
+    reads = []
+    original = batches.random_labels
+    monkeypatch.setattr(batches, "random_labels", lambda ctx, classes: reads.append(classes) or original(ctx, classes))
+    compute_proxies(TinyNet(), name, input_shape=SHAPE, batch_size=BATCH, seed=3)
+    assert label_free(name) == (not reads), f"{name}: label_free says {label_free(name)}, it read labels {len(reads)}x"

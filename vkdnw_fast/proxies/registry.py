@@ -15,6 +15,7 @@ ProxyFn = Callable[["ProxyContext"], float]
 class _Entry:
     fn: ProxyFn
     may_be_neg_inf: bool
+    uses_labels: bool
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -29,11 +30,14 @@ class ProxyError(RuntimeError):
         self.where = where
 
 
-def register_proxy(name: str, *, may_be_neg_inf: bool = False) -> Callable[[ProxyFn], ProxyFn]:
+def register_proxy(name: str, *, may_be_neg_inf: bool = False, uses_labels: bool = False
+                   ) -> Callable[[ProxyFn], ProxyFn]:
     """Decorator registering ``fn(ctx) -> float`` under ``name``.
 
     ``may_be_neg_inf``: the definition itself gives -inf on some networks (e.g. AZ-NAS
     trainability of an identity block); ``compute_proxies`` rejects every other non-finite value.
+    ``uses_labels``: it reads the batch's labels (``batches.labelled_batch``: random and seeded unless
+    the caller gives real data), so it is not label-free (``label_free``).
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"a proxy name must be a non-empty string, got {name!r}")
@@ -43,7 +47,7 @@ def register_proxy(name: str, *, may_be_neg_inf: bool = False) -> Callable[[Prox
         # Re-registering the same function (a module reload) is fine; a second one is a clash.
         if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
             raise ValueError(f"proxy {name!r} is already registered by {old.fn.__module__}.{old.fn.__qualname__}")
-        _REGISTRY[name] = _Entry(fn, may_be_neg_inf)
+        _REGISTRY[name] = _Entry(fn, may_be_neg_inf, uses_labels)
         return fn
 
     return decorator
@@ -66,4 +70,10 @@ def available_proxies() -> list[str]:
     return sorted(_REGISTRY)
 
 
-__all__ = ["ProxyError", "ProxyFn", "register_proxy", "get_proxy", "available_proxies", "entry"]
+def label_free(name: str) -> bool:
+    """Whether the proxy ``name`` reads no labels (random or real): its score is the network's and the
+    inputs' alone."""
+    return not entry(name).uses_labels
+
+
+__all__ = ["ProxyError", "ProxyFn", "register_proxy", "get_proxy", "available_proxies", "entry", "label_free"]

@@ -33,7 +33,7 @@ from .zero_cost import layer_weights
 BATCHES = 2
 
 
-@register_proxy("zico")
+@register_proxy("zico", uses_labels=True)
 def zico(ctx: ProxyContext) -> float:
     model = ctx.copy_model().train().requires_grad_(True)
     weights = layer_weights(model)
