@@ -1,16 +1,25 @@
 """A label-free ensemble of proxies, chosen on CIFAR-10 and reported on held-out datasets.
 
-The rule, fixed before looking at the held-out data: the candidates are the proxy columns the NB201
-reproduction stored for one preset, less the Fisher spectrum's deciles (inputs of the model-driven
-ranking, not rankings); every non-empty subset is aggregated by eq. 15 (docs/method.md) on the selection
-run (CIFAR-10), and the subset chosen is the one whose smallest margin over VKDNW_agg's published
-CIFAR-10 row (KT, SPR, nDCG@k, each the mean over seeds) is largest, so that it beats the paper on
-every metric there if any subset does; ties go to the larger mean margin. The chosen set is then
-scored, unchanged, on every held-out run (ImageNet16-120, and CIFAR-100 where a run exists), next to
-the published VKDNW_agg and AZ-NAS rows of the VKDNW paper's Table I and to this project's aggregate
-of the paper's five proxies.
+The rule, fixed before looking at the held-out data: the candidates are the label-free proxy columns
+(``proxies.label_free``) the selection run stored for one preset, less the Fisher spectrum's deciles
+(inputs of the model-driven ranking, not rankings) and columns constant on every seed; every non-empty subset is aggregated by eq. 15
+(docs/method.md) on the selection run (CIFAR-10), and the subset chosen is the one whose smallest margin
+over VKDNW_agg's published CIFAR-10 row (KT, SPR, nDCG@k, each the mean over seeds) is largest, so that
+it beats the paper on every metric there if any subset does; ties go to the larger mean margin. The
+chosen set is then scored, unchanged, on every held-out run (ImageNet16-120, and CIFAR-100 where a run
+exists), next to the published VKDNW_agg and AZ-NAS rows of the VKDNW paper's Table I and to this
+project's aggregate of the paper's five proxies.
+
+With ``--search greedy``, for candidate sets too large to enumerate (the Table I reproduction's and the
+every-proxy run's columns joined: RUN+RUN, over the seeds both have), forward selection instead: from no
+proxy, add at each step the candidate whose addition gives the largest (smallest, mean) margin, until every
+candidate is in; the subset chosen is the step of that path with the largest margin.
 
     python bench/ensemble.py --out bench/results/ensemble.json
+    python bench/ensemble.py --search greedy --presets exact \\
+        --select bench/results/nb201/cifar10+bench/results/nb201_every_proxy/cifar10 \\
+        --held-out bench/results/nb201/cifar100+bench/results/nb201_every_proxy/cifar100,... \\
+        --out bench/results/ensemble_every_proxy.json
 
 Nothing is re-scored: the scores are the committed per-architecture values of the runs given.
 """
@@ -30,30 +39,47 @@ from vkdnw_fast import metrics
 from vkdnw_fast.evaluation.published import DATASETS, table_row
 from vkdnw_fast.evaluation.spec import AGGREGATE_PROXIES
 from vkdnw_fast.evaluation.store import load_records, saved_spec
+from vkdnw_fast.proxies import label_free
 
 # The VKDNW paper's Table I (NAS-Bench-201, the whole unique set): KT, SPR, nDCG.
 PUBLISHED = {row: {dataset: table_row(row, dataset) for dataset in DATASETS} for row in ("VKDNW_agg", "AZ-NAS")}
 METRICS = ("kendall", "spearman", "ndcg")
 
 
-def load_table(run_dir: Path, preset: str) -> tuple[dict, np.ndarray, list[int]]:
-    """Per column a (seeds, archs) array of the run's values for ``preset`` (preset suffix dropped),
-    and the ground truth of the architectures scored without error for every seed."""
-    spec = saved_spec(run_dir)
-    records = [r for r in load_records(run_dir) if "error" not in r]
-    by_key = {(r["arch"], r["seed"]): r["values"] for r in records}
-    seeds = list(spec.seeds)
-    archs = [a for a in spec.archs() if all((a, s) in by_key for s in seeds)]
+def load_table(given: str, preset: str) -> tuple[dict, np.ndarray, list[int]]:
+    """Per column a (seeds, archs) array of the values for ``preset`` (preset suffix dropped) of a run
+    directory, or of runs of the same sample joined by "+" (their columns side by side, over the seeds
+    they share), and the ground truth of the architectures scored without error for every seed."""
+    runs = [Path(p) for p in given.split("+")]
+    specs = [saved_spec(r) for r in runs]
+    for run, spec in zip(runs[1:], specs[1:]):
+        if (spec.space, spec.dataset, spec.metric, spec.archs()) != (specs[0].space, specs[0].dataset,
+                                                                      specs[0].metric, specs[0].archs()):
+            raise SystemExit(f"{run} does not rank the architectures {runs[0]} ranks: they cannot be joined")
+    seeds = sorted(set.intersection(*(set(spec.seeds) for spec in specs)))
+    by_key: dict = {}
+    for run in runs:
+        for r in load_records(run):
+            if "error" not in r:
+                by_key.setdefault((r["arch"], r["seed"]), []).append(r["values"])
+    by_key = {key: {k: v for values in parts for k, v in values.items()}
+              for key, parts in by_key.items() if len(parts) == len(runs)}
+    archs = [a for a in specs[0].archs() if all((a, s) in by_key for s in seeds)]
     if len(archs) < 2:
-        raise SystemExit(f"{run_dir}: fewer than two architectures finished for seeds {seeds}")
+        raise SystemExit(f"{given}: fewer than two architectures finished for seeds {seeds}")
     table = {}
     for name in by_key[(archs[0], seeds[0])]:
         base, _, at = name.partition("@")
         if at and at != preset:
             continue
         table[base] = np.array([[by_key[(a, s)][name] for a in archs] for s in seeds])
-    accuracy = spec.ground_truth().values(archs, spec.dataset, spec.metric)
+    accuracy = specs[0].ground_truth().values(archs, specs[0].dataset, specs[0].metric)
     return table, accuracy, seeds
+
+
+def dataset_of(given: str) -> str:
+    """The dataset a run (or the first of joined runs) ranks on."""
+    return saved_spec(Path(given.split("+")[0])).dataset
 
 
 def log_ranks(table: dict) -> dict:
@@ -79,6 +105,7 @@ def margins(result: dict, target: tuple[float, ...]) -> tuple[float, float]:
 
 def select(logs: dict, accuracy: np.ndarray, seeds: list[int], k: int, candidates: list[str],
            target: tuple[float, ...]) -> tuple[list[str], tuple[float, float], int]:
+    """Every non-empty subset of ``candidates``: the one with the largest (smallest, mean) margin."""
     best, best_margins = None, (-np.inf, -np.inf)
     subsets = [list(c) for r in range(1, len(candidates) + 1) for c in itertools.combinations(candidates, r)]
     for subset in tqdm(subsets, desc="subsets", leave=False, disable=None):
@@ -88,42 +115,66 @@ def select(logs: dict, accuracy: np.ndarray, seeds: list[int], k: int, candidate
     return best, best_margins, len(subsets)
 
 
+def select_greedy(logs: dict, accuracy: np.ndarray, seeds: list[int], k: int, candidates: list[str],
+                  target: tuple[float, ...]) -> tuple[list[str], tuple[float, float], int]:
+    """Forward selection: the best prefix of the path that adds, at each step, the candidate giving the
+    largest (smallest, mean) margin."""
+    path, best, tried = [], ([], (-np.inf, -np.inf)), 0
+    while len(path) < len(candidates):
+        scored = []
+        for candidate in (c for c in candidates if c not in path):
+            tried += 1
+            scored.append((margins(ensemble_metrics(logs, path + [candidate], accuracy, seeds, k), target), candidate))
+        found, candidate = max(scored)
+        path = path + [candidate]
+        if found > best[1]:
+            best = (path, found)
+    return best[0], best[1], tried
+
+
+SEARCHES = {"all": select, "greedy": select_greedy}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--select", default="bench/results/nb201/cifar10", help="the run the ensemble is chosen on")
+    parser.add_argument("--select", default="bench/results/nb201/cifar10",
+                        help="the run the ensemble is chosen on (RUN+RUN: runs of the same sample joined)")
     parser.add_argument("--held-out", default="bench/results/nb201/cifar100,bench/results/nb201/ImageNet16-120",
-                        help="comma-separated runs it is reported on")
+                        help="comma-separated runs it is reported on (each RUN or RUN+RUN)")
+    parser.add_argument("--search", choices=sorted(SEARCHES), default="all",
+                        help="every subset of the candidates (default), or grown greedily (the docstring)")
     parser.add_argument("--presets", default="exact,paper")
     parser.add_argument("--ndcg-k", type=int, default=106, help="106 = 1000 x 1000 / 9444, as the reproduction")
     parser.add_argument("--out", default="bench/results/ensemble.json")
     args = parser.parse_args(argv)
 
-    select_dir = Path(args.select)
-    held_out = [Path(p) for p in args.held_out.split(",") if p]
+    held_out = [p for p in args.held_out.split(",") if p]
+    rules = __doc__.split("\n\n")[1:3] if args.search == "greedy" else __doc__.split("\n\n")[1:2]
     result = {"command": "python bench/ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "rule": __doc__.split("\n\n")[1].replace("\n", " "), "ndcg_k": args.ndcg_k,
+              "rule": " ".join(rules).replace("\n", " "), "ndcg_k": args.ndcg_k,
               "published": PUBLISHED, "presets": {}}
     for preset in args.presets.split(","):
-        table, accuracy, seeds = load_table(select_dir, preset)
-        # every stored column is label-free (Gaussian inputs, no labels)
-        candidates = sorted(c for c in table if not c.startswith("fim_q"))
-        target = PUBLISHED["VKDNW_agg"][saved_spec(select_dir).dataset]
-        chosen, (smallest, mean), tried = select(log_ranks(table), accuracy, seeds, args.ndcg_k, candidates, target)
+        table, accuracy, seeds = load_table(args.select, preset)
+        # a column constant on every seed (te_nas_lr on whole NB201 networks) ranks nothing
+        candidates = sorted(c for c in table if not c.startswith("fim_q") and label_free(c)
+                            and any(len(set(row)) > 1 for row in table[c]))
+        target = PUBLISHED["VKDNW_agg"][dataset_of(args.select)]
+        chosen, (smallest, mean), tried = SEARCHES[args.search](log_ranks(table), accuracy, seeds, args.ndcg_k,
+                                                                candidates, target)
         entry = {"candidates": candidates, "subsets_tried": tried, "chosen": chosen,
                  "selection_margin_over_published": {"smallest": smallest, "mean": mean}, "datasets": {}}
-        for run_dir in [select_dir] + held_out:
-            run_table, run_accuracy, run_seeds = load_table(run_dir, preset)
+        for run in [args.select] + held_out:
+            run_table, run_accuracy, run_seeds = load_table(run, preset)
             run_logs = log_ranks(run_table)
-            dataset = saved_spec(run_dir).dataset
-            entry["datasets"][dataset] = {
-                "role": "selection" if run_dir == select_dir else "held out",
+            entry["datasets"][dataset_of(run)] = {
+                "role": "selection" if run == args.select else "held out",
                 "architectures": int(len(run_accuracy)), "seeds": run_seeds,
                 "ensemble": ensemble_metrics(run_logs, chosen, run_accuracy, run_seeds, args.ndcg_k),
                 "aggregate_of_the_paper": ensemble_metrics(run_logs, list(AGGREGATE_PROXIES), run_accuracy,
                                                            run_seeds, args.ndcg_k),
             }
         result["presets"][preset] = entry
-        print(f"{preset}: chosen on {select_dir.name}: {', '.join(chosen)}")
+        print(f"{preset}: chosen on {dataset_of(args.select)}: {', '.join(chosen)}")
         for dataset, d in entry["datasets"].items():
             ens, agg = d["ensemble"], d["aggregate_of_the_paper"]
             line = " / ".join(f"{ens[m]['mean']:.3f}" for m in METRICS)
