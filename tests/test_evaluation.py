@@ -561,3 +561,23 @@ def test_the_readme_every_proxy_tables_quote_the_committed_runs():
             assert cells[4] == two(found.get("own paper", ())), (proxy, dataset)
             if i == 0:
                 assert cells[5] == f"{times[proxy]:.2g}", proxy
+
+ENSEMBLE_ROWS = {"ensemble, `exact`": ("ensemble.json", "exact"),
+                 "ensemble, `paper` (with VKDNW_single)": ("ensemble.json", "paper")}
+
+
+def test_the_readme_ensemble_table_quotes_bench_ensemble_results():
+    """The README's label-free ensembles: each row the committed ``bench/ensemble.py`` result it names,
+    beside the VKDNW paper's published VKDNW_agg and AZ-NAS rows."""
+    from vkdnw_fast.evaluation.published import table_row
+
+    columns, rows = readme_table("| ranking | CIFAR-10 (selection) |")
+    datasets = ["cifar10", "cifar100", "ImageNet16-120"]
+    assert [c.split(" (")[0] for c in columns[1:]] == ["CIFAR-10", "CIFAR-100", "ImageNet16-120"]
+    quoted = {cells[0]: cells[1:] for cells in rows}
+    assert ENSEMBLE_ROWS.keys() <= quoted.keys()
+    for label, (name, preset) in ENSEMBLE_ROWS.items():
+        saved = json.loads((PUBLISHED.parent / name).read_text())["presets"][preset]["datasets"]
+        assert quoted[label] == [quoted_figures(saved[d]["ensemble"]) for d in datasets], label
+    for label, row in [("VKDNW_agg, paper (Table I)", "VKDNW_agg"), ("AZ-NAS, VKDNW paper's Table I", "AZ-NAS")]:
+        assert quoted[label] == [" / ".join(f"{v:.3f}" for v in table_row(row, d)) for d in datasets], label
