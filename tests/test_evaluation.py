@@ -563,7 +563,9 @@ def test_the_readme_every_proxy_tables_quote_the_committed_runs():
                 assert cells[5] == f"{times[proxy]:.2g}", proxy
 
 ENSEMBLE_ROWS = {"ensemble, `exact`": ("ensemble.json", "exact"),
-                 "ensemble, `paper` (with VKDNW_single)": ("ensemble.json", "paper")}
+                 "ensemble, `paper` (with VKDNW_single)": ("ensemble.json", "paper"),
+                 "every label-free proxy, `exact` (seed 0)": ("ensemble_every_proxy.json", "exact"),
+                 "every label-free proxy, `paper` (seed 0)": ("ensemble_every_proxy.json", "paper")}
 
 
 def test_the_readme_ensemble_table_quotes_bench_ensemble_results():
