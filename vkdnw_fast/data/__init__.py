@@ -12,6 +12,7 @@ NB201_CSV = Path(__file__).with_name("nb201_accuracies.csv.gz")
 NB201_SIZE = 15625
 NB201_EXTRA_CSV = Path(__file__).with_name("nb201_extra_accuracies.csv.gz")
 NASLIB_ZC_CSV = Path(__file__).with_name("nb201_naslib_zc_proxies_725.csv.gz")
+NASLIB_ZEN_CSV = Path(__file__).with_name("nb201_naslib_zen.csv.gz")
 _TEXT_COLUMNS = ("arch", "dataset")
 
 
@@ -60,3 +61,14 @@ def naslib_zc_table() -> dict[str, np.ndarray]:
     columns ``index``, ``arch``, ``dataset`` (``cifar10``, ``cifar100``, ``imagenet16``), one per proxy
     in NASLib's names, ``naslib_val_accuracy``; read-only arrays, one row per (dataset, cell)."""
     return _read_columns(NASLIB_ZC_CSV)
+
+
+@functools.lru_cache(maxsize=1)
+def naslib_zen_table() -> dict[str, np.ndarray]:
+    """NAS-Bench-Suite-Zero's Zen scores of all 15,625 NB201 cells (``README.md``): columns ``index``,
+    ``arch``, ``zen_cifar10``, ``zen_cifar100``, ``zen_imagenet16``, row i = NATS index i, checked
+    against ``nb201_table``'s cell strings."""
+    table = _read_columns(NASLIB_ZEN_CSV)
+    if not np.array_equal(table["arch"], nb201_table()["arch"]):
+        raise ValueError(f"{NASLIB_ZEN_CSV}: its cells are not nb201_accuracies.csv.gz's, in the same order")
+    return table
