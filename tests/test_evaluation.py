@@ -603,3 +603,11 @@ def test_our_zen_agrees_with_suite_zeros_and_its_heat_map_figure_is_the_whole_sp
         assert stats.spearmanr(list(ours.values()), published)[0] >= 0.95, dataset
         whole = stats.spearmanr(theirs[f"zen_{column}"], extra[f"{column}_valid_naslib"])[0]
         assert whole == pytest.approx(suite_zero("zen", "nb201", dataset), abs=0.02), dataset
+
+
+def test_the_readme_quotes_the_shared_forward_saving_measured():
+    """The time of the whole proxy set against the sum of its proxies alone, as bench_proxies.py recorded."""
+    summary = json.loads((PUBLISHED.parent / "proxy_times_cpu.json").read_text())["summary"]["saving_median"]
+    readme = (PUBLISHED.parents[2] / "README.md").read_text().replace("\n", " ")
+    assert (f"together they take {1 - summary['without_te_nas_ntk']:.2f}× the sum of their times alone "
+            f"(the median network), {1 - summary['all']:.2f}× with `te_nas_ntk`") in readme
