@@ -103,8 +103,10 @@ def suite_zero(proxy: str, space: str, dataset: str) -> float | None:
     column = (space, dataset)
     return None if row is None or column not in _SUITE_ZERO_COLUMNS else row[_SUITE_ZERO_COLUMNS.index(column)]
 
-_NONE = math.nan
-# Each proxy's own paper on NAS-Bench-201: (KT, SPR) on cifar10, cifar100, ImageNet16-120, as printed.
+
+_NOT_GIVEN = math.nan
+# Each proxy's own paper on NAS-Bench-201: (KT, SPR) on cifar10, cifar100, ImageNet16-120, as its source
+# prints them (tables print them with two decimals, ``MEASURES``).
 # ZiCo (Li et al., ICLR 2023), Table 1: every NATS-Bench-TSS cell against test accuracy.
 # NASWOT (Mellor et al., ICML 2021), Figure 3 (a)-(c): about 1,000 sampled cells, batch 128, against
 #   validation accuracy (the batch of the paper is naswot_128's; naswot, batch 64, is the same proxy).
@@ -115,15 +117,15 @@ _NONE = math.nan
 #   validation accuracy.
 _OWN_PAPER = {
     "zico": ((0.61, 0.80), (0.61, 0.81), (0.60, 0.79)),
-    "naswot": ((0.574, _NONE), (0.611, _NONE), (0.549, _NONE)),
-    "grad_norm": ((_NONE, 0.594), (_NONE, 0.637), (_NONE, 0.578)),
-    "snip": ((_NONE, 0.596), (_NONE, 0.637), (_NONE, 0.578)),
-    "grasp": ((_NONE, 0.514), (_NONE, 0.547), (_NONE, 0.549)),
-    "fisher": ((_NONE, 0.36), (_NONE, 0.385), (_NONE, 0.327)),
-    "synflow": ((_NONE, 0.737), (_NONE, 0.763), (_NONE, 0.751)),
-    "jacov": ((_NONE, 0.731), (_NONE, 0.704), (_NONE, 0.701)),
-    "meco": ((_NONE, 0.89), None, None),
-    "swap_reg": (None, (_NONE, 0.90), None),
+    "naswot": ((0.574, _NOT_GIVEN), (0.611, _NOT_GIVEN), (0.549, _NOT_GIVEN)),
+    "grad_norm": ((_NOT_GIVEN, 0.594), (_NOT_GIVEN, 0.637), (_NOT_GIVEN, 0.578)),
+    "snip": ((_NOT_GIVEN, 0.596), (_NOT_GIVEN, 0.637), (_NOT_GIVEN, 0.578)),
+    "grasp": ((_NOT_GIVEN, 0.514), (_NOT_GIVEN, 0.547), (_NOT_GIVEN, 0.549)),
+    "fisher": ((_NOT_GIVEN, 0.36), (_NOT_GIVEN, 0.385), (_NOT_GIVEN, 0.327)),
+    "synflow": ((_NOT_GIVEN, 0.737), (_NOT_GIVEN, 0.763), (_NOT_GIVEN, 0.751)),
+    "jacov": ((_NOT_GIVEN, 0.731), (_NOT_GIVEN, 0.704), (_NOT_GIVEN, 0.701)),
+    "meco": ((_NOT_GIVEN, 0.89), None, None),
+    "swap_reg": (None, (_NOT_GIVEN, 0.90), None),
 }
 _OWN_PAPER["naswot_128"] = _OWN_PAPER["naswot"]
 
