@@ -353,7 +353,7 @@ def test_the_published_scores_give_the_published_metrics(dataset):
 
 
 COMMITTED_RUNS = sorted(p.parent for pattern in ("nb201_all/*/metrics.json", "nb201_every_proxy/*/metrics.json",
-                                                 "tnb/*/metrics.json", "nb101/metrics.json")
+                                                 "tnb/*/metrics.json", "nb101*/metrics.json")
                         for p in PUBLISHED.parent.glob(pattern))
 
 
@@ -611,3 +611,23 @@ def test_the_readme_quotes_the_shared_forward_saving_measured():
     readme = (PUBLISHED.parents[2] / "README.md").read_text().replace("\n", " ")
     assert (f"together they take {1 - summary['without_te_nas_ntk']:.2f}× the sum of their times alone "
             f"(the median network), {1 - summary['all']:.2f}× with `te_nas_ntk`") in readme
+
+
+def test_the_readme_nb101_table_quotes_both_committed_runs():
+    """NAS-Bench-101: every proxy of the two committed label-free runs on the bundled cells, with
+    NAS-Bench-Suite-Zero's SPR beside it where it has the proxy."""
+    from vkdnw_fast.evaluation.published import suite_zero
+
+    columns, rows = readme_table("| proxy | NAS-Bench-101: ours |")
+    assert columns == ["proxy", "NAS-Bench-101: ours", "Suite-Zero"]
+    rankings = {}
+    for run in ("nb101", "nb101_label_free"):
+        saved = json.loads((PUBLISHED.parent / run / "metrics.json").read_text())
+        assert saved["architectures"] == 292
+        rankings.update({n: r for n, r in saved["rankings"].items() if not n.startswith("random_forest")})
+    assert [cells[0].strip("`") for cells in rows] == list(rankings)
+    for proxy, ours, suite in rows:
+        name = proxy.strip("`")
+        published = suite_zero(name, "nb101", "cifar10")
+        assert ours == quoted_figures(rankings[name]), name
+        assert suite == ("" if published is None else f"{published:.2f}"), name
