@@ -15,7 +15,7 @@ ProxyFn = Callable[["ProxyContext"], float]
 class _Entry:
     fn: ProxyFn
     may_be_neg_inf: bool
-    uses_labels: bool
+    uses_labels: bool = False
 
 
 _REGISTRY: dict[str, _Entry] = {}
