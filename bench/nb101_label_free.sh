@@ -21,8 +21,6 @@ case "${1:-}" in
             --seeds 1 --device "$DEVICE" --workers "$WORKERS" --out "$OUT" ;;
     publish)
         bench/publish_run.sh "$OUT" "$PUBLISHED" 1000
-        command="plot bars bench/results/nb101+$PUBLISHED --sort-by spearman --out $PUBLISHED/bars.png"
-        python -m vkdnw_fast.cli $command
-        printf '{"command": "vkdnw-fast %s"}\n' "$command" > "$PUBLISHED/bars.json" ;;
+        bench/plot_bars.sh "$PUBLISHED/bars.png" "bench/results/nb101+$PUBLISHED" --sort-by spearman ;;
     *) echo "usage: $0 run|publish" >&2; exit 2 ;;
 esac

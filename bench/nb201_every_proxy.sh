@@ -38,14 +38,12 @@ publish() {
     done
     # Every proxy at a glance (README): each published dataset's run joined with the Table I
     # reproduction's on the same sample, best Spearman first, with the command that drew it.
-    local panels=() command
+    local panels=()
     for dataset in cifar10 cifar100 ImageNet16-120; do
         [ -f "bench/results/nb201_every_proxy/$dataset/metrics.json" ] && [ -f "bench/results/nb201/$dataset/metrics.json" ] \
             && panels+=("bench/results/nb201/$dataset+bench/results/nb201_every_proxy/$dataset")
     done
-    command="plot bars ${panels[*]} --sort-by spearman --out bench/results/nb201_every_proxy/bars.png"
-    python -m vkdnw_fast.cli $command
-    printf '{"command": "vkdnw-fast %s"}\n' "$command" > bench/results/nb201_every_proxy/bars.json
+    bench/plot_bars.sh bench/results/nb201_every_proxy/bars.png "${panels[@]}" --sort-by spearman
 }
 
 case "${1:-}" in

@@ -37,13 +37,11 @@ publish() {
         bench/publish_run.sh "${RUN_DIR[$dataset]}" "bench/results/nb201/$dataset" "$NDCG_K"
     done
     # Every published dataset's rankings at a glance (README), with the command that drew them.
-    local published=() command
+    local published=()
     for dataset in cifar10 cifar100 ImageNet16-120; do
         [ -f "bench/results/nb201/$dataset/metrics.json" ] && published+=("bench/results/nb201/$dataset")
     done
-    command="plot bars ${published[*]} --out bench/results/nb201/bars.png"
-    python -m vkdnw_fast.cli $command
-    printf '{"command": "vkdnw-fast %s"}\n' "$command" > bench/results/nb201/bars.json
+    bench/plot_bars.sh bench/results/nb201/bars.png "${published[@]}"
 }
 
 case "${1:-}" in
