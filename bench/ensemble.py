@@ -2,8 +2,9 @@
 
 The rule, fixed before looking at the held-out data: the candidates are the label-free proxy columns
 (``proxies.label_free``) the selection run stored for one preset, less the Fisher spectrum's deciles
-(inputs of the model-driven ranking, not rankings) and columns constant on every seed; every non-empty subset is aggregated by eq. 15
-(docs/method.md) on the selection run (CIFAR-10), and the subset chosen is the one whose smallest margin
+(inputs of the model-driven ranking, not rankings) and columns constant on every seed; every non-empty
+subset is aggregated by eq. 15 (docs/method.md) on the selection run (CIFAR-10), and the subset chosen
+is the one whose smallest margin
 over VKDNW_agg's published CIFAR-10 row (KT, SPR, nDCG@k, each the mean over seeds) is largest, so that
 it beats the paper on every metric there if any subset does; ties go to the larger mean margin. The
 chosen set is then scored, unchanged, on every held-out run (ImageNet16-120, and CIFAR-100 where a run

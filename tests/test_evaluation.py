@@ -562,6 +562,7 @@ def test_the_readme_every_proxy_tables_quote_the_committed_runs():
             if i == 0:
                 assert cells[5] == f"{times[proxy]:.2g}", proxy
 
+
 ENSEMBLE_ROWS = {"ensemble, `exact`": ("ensemble.json", "exact"),
                  "ensemble, `paper` (with VKDNW_single)": ("ensemble.json", "paper"),
                  "every label-free proxy, `exact` (seed 0)": ("ensemble_every_proxy.json", "exact"),
