@@ -9,6 +9,7 @@ import importlib
 import itertools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from scipy import stats
 import vkdnw_fast as vf
 from vkdnw_fast import benchmarks, cli, evaluation, metrics, spaces
 from vkdnw_fast.backends import Job
+from vkdnw_fast.runs import DirectoryInUseError, DirectoryLock
 from vkdnw_fast.scoring import score_architecture
 from vkdnw_fast.evaluation import EvaluationSpec, ResultStore, compute_metrics, run_evaluation
 from vkdnw_fast.spaces import nb201
@@ -28,16 +30,38 @@ NB201 = benchmarks.get("nb201")
 
 def test_store_appends_reloads_and_drops_a_torn_last_line(tmp_path):
     path = tmp_path / "results.jsonl"
-    store = ResultStore(path)
-    store.append({"arch": "a", "seed": 0, "values": {"x": 1.0}})
-    store.append({"arch": "b", "seed": 0, "values": {"x": 2.0}})
+    with ResultStore(path, DirectoryLock(tmp_path, "test")) as store:
+        store.append({"arch": "a", "seed": 0, "values": {"x": 1.0}})
+        store.append({"arch": "b", "seed": 0, "values": {"x": 2.0}})
     with open(path, "a") as handle:
         handle.write('{"arch": "c", "seed": 0, "val')      # a crash in the middle of a write
-    reopened = ResultStore(path)
-    assert set(reopened.records) == {("a", 0), ("b", 0)}
-    assert path.read_text().count("\n") == 2                 # the torn line is gone from the file
-    reopened.append({"arch": "c", "seed": 0, "values": {"x": 3.0}})
+    assert set(ResultStore(path).records) == {("a", 0), ("b", 0)}
+    assert path.read_text().count("\n") == 2                 # a reader leaves the file alone (a write may be under way)
+    with ResultStore(path, DirectoryLock(tmp_path, "test")) as reopened:
+        assert set(reopened.records) == {("a", 0), ("b", 0)}
+        assert path.read_text().count("\n") == 2 and path.read_text().endswith("}\n")  # the writer drops it
+        reopened.append({"arch": "c", "seed": 0, "values": {"x": 3.0}})
     assert ResultStore(path).records[("c", 0)]["values"] == {"x": 3.0}
+
+
+def test_a_store_opened_for_reading_refuses_to_write(tmp_path):
+    with pytest.raises(RuntimeError, match="opened for reading"):
+        ResultStore(tmp_path / "results.jsonl").append({"arch": "a", "seed": 0, "values": {}})
+
+
+def test_a_second_writer_of_an_evaluation_directory_is_refused_by_name(tmp_path):
+    spec = _cheap_spec(limit=2, seeds=(0,))
+    with evaluation.open_results(tmp_path, spec) as store:
+        with pytest.raises(DirectoryInUseError, match=rf"{tmp_path} is being written by another evaluation "
+                                                      rf"\(pid {os.getpid()}\)"):
+            run_evaluation(spec, tmp_path, progress=False)
+        assert cli.main(["evaluate", "--space", "nb201", "--dataset", "cifar10", "--proxies", "flops",
+                         "--limit", "2", "--seeds", "1", "--out", str(tmp_path), "--quiet"]) == 2
+        assert not (tmp_path / "results.jsonl").exists() and store.records == {}
+    # released: the same evaluation now runs, and a finished run releases the directory in turn
+    run_evaluation(spec, tmp_path, progress=False)
+    assert len(ResultStore(tmp_path / "results.jsonl").records) == 2
+    evaluation.open_results(tmp_path, spec).close()
 
 
 def test_seeded_sample_is_reproducible_sorted_and_from_the_subset():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ from vkdnw_fast import benchmarks, spaces
 from vkdnw_fast.backends import Job
 from vkdnw_fast.benchmarks import Benchmark
 from vkdnw_fast.evaluation import EvaluationSpec, run_evaluation
-from vkdnw_fast.search import SearchConfig
+from vkdnw_fast.runs import DirectoryLock
+from vkdnw_fast.search import SearchConfig, SearchError, Store
 from vkdnw_fast.search.algorithms import get_algorithm
 from vkdnw_fast.search.cli import main
 from vkdnw_fast.search.protocol import run_protocol
@@ -193,6 +195,17 @@ def test_runs_share_and_resume_their_scores(tmp_path, monkeypatch):
     assert more["runs"] == 9
     with pytest.raises(ValueError, match=r"iterations \(stored 8, requested 9\)"):
         run_protocol(config("naswot", iterations=9), runs=6, out=tmp_path, progress=False)
+
+
+def test_a_second_search_or_evaluation_in_a_busy_directory_is_refused_by_name(tmp_path):
+    with DirectoryLock(tmp_path, "search"):
+        with pytest.raises(SearchError, match=rf"{tmp_path} is being written by another search \(pid {os.getpid()}\)"):
+            run_protocol(config("naswot"), runs=2, out=tmp_path, progress=False)
+        with pytest.raises(SearchError, match="another search"):
+            Store(tmp_path)  # the evolutionary search's record takes the same lock
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run.lock"]  # nothing written meanwhile
+    first = run_protocol(config("naswot"), runs=2, out=tmp_path, progress=False)
+    assert run_protocol(config("naswot"), runs=2, out=tmp_path, progress=False) == first  # released after each
 
 
 def test_scores_can_come_from_an_evaluation_run(tmp_path, monkeypatch):

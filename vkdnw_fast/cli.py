@@ -14,6 +14,7 @@ from .datasets import DATA_HELP
 from .backends import terminate_as_interrupt
 from .benchmarks.registry import add_file_arguments
 from .prepare import OutputError
+from .runs import DirectoryInUseError
 from .evaluation import AGGREGATE_PROXIES
 from .search.cli import add_search_parser
 
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_interrupt():
             return args.func(args)
-    except (ValueError, FileNotFoundError, OutputError) as exc:
+    except (ValueError, FileNotFoundError, OutputError, DirectoryInUseError) as exc:
         print(f"vkdnw-fast: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

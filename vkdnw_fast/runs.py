@@ -1,15 +1,57 @@
-"""What the resumable runs (the NB201 evaluation, the search) share: a run directory keeps the
+"""What the resumable runs (the evaluations, the searches) share: a run directory keeps the
 configuration it was started with, and resuming it with another one is refused, naming every field
-that differs, before anything is computed under the wrong settings."""
+that differs, before anything is computed under the wrong settings; and one process at a time writes
+it (``DirectoryLock``)."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C")
+
+LOCK_NAME = "run.lock"
+
+
+class DirectoryInUseError(RuntimeError):
+    """Another process is writing the run directory."""
+
+
+class DirectoryLock:
+    """An exclusive ``fcntl`` lock on ``directory/run.lock``, held until ``release`` or the end of the
+    process (even by SIGKILL, so no stale lock outlives a crash). Two processes appending to one run
+    would store results twice or interleave their lines; the second is refused, naming the first's pid."""
+
+    def __init__(self, directory: str | Path, what: str, error: type[Exception] = DirectoryInUseError):
+        self.directory = Path(directory)
+        self.file = open(self.directory / LOCK_NAME, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "?"
+            self.file.close()
+            raise error(f"{self.directory} is being written by another {what} (pid {holder}): wait for it to end "
+                        "(the same command then resumes), or use another --out directory") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+
+    def __enter__(self) -> "DirectoryLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def config_from_saved(cls: type[C], saved: Mapping[str, Any]) -> C:

@@ -21,13 +21,13 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
     Each score uses one thread, so that it is the same bits whatever computed it."""
     benchmark = spec.ground_truth(benchmark)  # a spec the benchmark cannot answer fails before scoring
     spec.check_data()  # as does a data file that cannot feed the networks
-    store = open_results(out_dir, spec)
-    archs = spec.archs(benchmark)
-    todo = [(arch, seed) for seed in spec.seeds for arch in archs if (arch, seed) not in store.records]
-    data = spec.data_source()
-    score_all(todo, lambda seed: Job(spec.space_spec(), spec.proxies, spec.presets, seed, device, data=data),
-              lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,
-              progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo))
-    results = compute_metrics(spec, store.records.values(), benchmark)
-    (Path(out_dir) / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    with open_results(out_dir, spec) as store:
+        archs = spec.archs(benchmark)
+        todo = [(arch, seed) for seed in spec.seeds for arch in archs if (arch, seed) not in store.records]
+        data = spec.data_source()
+        score_all(todo, lambda seed: Job(spec.space_spec(), spec.proxies, spec.presets, seed, device, data=data),
+                  lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,
+                  progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo))
+        results = compute_metrics(spec, store.records.values(), benchmark)
+        (Path(out_dir) / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -7,53 +7,74 @@ import json
 import os
 from pathlib import Path
 
-from ..runs import check_saved_config
+from ..runs import DirectoryLock, check_saved_config
 from .spec import EvaluationSpec
 
 RUN, RESULTS, PUBLISHED_RESULTS = "run.json", "results.jsonl", "results.jsonl.gz"
 
 
 class ResultStore:
-    """``results.jsonl``: one JSON object per finished (arch, seed). Each line is flushed and
-    fsynced when written; a line cut short by a crash is dropped on the next open."""
+    """``results.jsonl``: one JSON object per finished (arch, seed), each line flushed and fsynced when
+    written. A reader skips a line cut short (by a crash, or a write under way). A writer holds the
+    directory's ``lock`` (``runs.DirectoryLock``, so that it is the only one) and drops such a line from
+    the file first, so that its own lines start on a line of their own."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, lock: DirectoryLock | None = None):
+        self.path, self.lock = path, lock
         self.records: dict[tuple[str, int], dict] = {}
         if path.exists():
-            lines = path.read_bytes().split(b"\n")
+            lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
             good = []
             for line in lines:
-                if not line.strip():
-                    continue
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # the torn last write of an interrupted run
                 good.append(line)
                 self.records[(record["arch"], record["seed"])] = record
-            if len(good) != sum(1 for line in lines if line.strip()):
+            if lock is not None and len(good) != len(lines):
                 path.write_bytes(b"".join(line + b"\n" for line in good))
 
     def append(self, record: dict) -> None:
+        if self.lock is None:
+            raise RuntimeError(f"{self.path} was opened for reading; a writer holds its directory's lock "
+                               "(open_results)")
         self.records[(record["arch"], record["seed"])] = record
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
+    def close(self) -> None:
+        """Release the directory to other writers."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def open_results(out_dir: str | Path, spec: EvaluationSpec) -> ResultStore:
-    """Create ``out_dir`` for ``spec``, or check that it holds a run of the same spec. Only the seeds
-    may differ: a run is extended with more seeds (or reported on fewer) without scoring anything
-    twice, and ``run.json`` then names the seeds of the latest call. Specs are compared field by
-    field after reading, so a ``run.json`` written before a field existed matches its default."""
+    """Create ``out_dir`` for ``spec``, or check that it holds a run of the same spec, and open its
+    results for writing, locked for this process until ``close`` (a second writer is refused, naming
+    this one's pid). Only the seeds may differ: a run is extended with more seeds (or reported on
+    fewer) without scoring anything twice, and ``run.json`` then names the seeds of the latest call.
+    Specs are compared field by field after reading, so a ``run.json`` written before a field existed
+    matches its default."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / RUN).exists():
-        check_saved_config(out, saved_spec(out).fields(), spec.fields(), ignore=("seeds",))
-    (out / RUN).write_text(json.dumps(spec.to_json(), indent=2) + "\n")
-    return ResultStore(out / RESULTS)
+    lock = DirectoryLock(out, "evaluation")
+    try:
+        if (out / RUN).exists():
+            check_saved_config(out, saved_spec(out).fields(), spec.fields(), ignore=("seeds",))
+        (out / RUN).write_text(json.dumps(spec.to_json(), indent=2) + "\n")
+        return ResultStore(out / RESULTS, lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def saved_spec(out_dir: str | Path) -> EvaluationSpec:

@@ -44,7 +44,7 @@ from ..backends import Job, score_all
 from ..benchmarks import Benchmark, parse_metric
 from ..benchmarks.registry import file_options
 from ..evaluation.store import ResultStore, load_records, saved_spec
-from ..runs import check_saved_config
+from ..runs import DirectoryLock, check_saved_config
 from ..scoring import column
 from .algorithms import get_algorithm
 from .config import SearchConfig
@@ -232,64 +232,65 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
     space = _searched(space, benchmark, config.algorithm)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    saved = {**config.to_dict(), "scores_from": None if scores_from is None else str(scores_from)}
-    if (out / RUN).exists():
-        # More (or fewer) runs reuse the scores; anything else is another protocol.
-        check_saved_config(out, json.loads((out / RUN).read_text()), saved, ignore=("runs",))
-    (out / RUN).write_text(json.dumps({**saved, "runs": runs}, indent=2) + "\n")
-    scores = _Scores(ResultStore(out / SCORES), config, scores_from)
-    seeds = range(config.seed, config.seed + runs)
+    with DirectoryLock(out, "search", SearchError) as lock:
+        saved = {**config.to_dict(), "scores_from": None if scores_from is None else str(scores_from)}
+        if (out / RUN).exists():
+            # More (or fewer) runs reuse the scores; anything else is another protocol.
+            check_saved_config(out, json.loads((out / RUN).read_text()), saved, ignore=("runs",))
+        (out / RUN).write_text(json.dumps({**saved, "runs": runs}, indent=2) + "\n")
+        scores = _Scores(ResultStore(out / SCORES, lock), config, scores_from)
+        seeds = range(config.seed, config.seed + runs)
 
-    for _ in range(100):  # passes; more than two only for algorithms whose draws depend on scores
-        missing: dict[str, None] = {}
-        plays = [_play(config, seed, space, benchmark, scores, missing) for seed in seeds]
-        if not missing:
-            break
-        score_all([(arch, config.scoring_seed) for arch in missing],
-                  lambda seed: Job(config.space, config.proxies, (config.preset,), seed, device,
-                                   data=config.data_source()),
-                  lambda arch, seed, record: scores.store.append(record), kind=backend, workers=workers,
-                  address=address, progress=progress, desc=f"{config.algorithm} scores")
-    else:
-        raise SearchError(f"{out}: the runs still lack scores after 100 passes")
+        for _ in range(100):  # passes; more than two only for algorithms whose draws depend on scores
+            missing: dict[str, None] = {}
+            plays = [_play(config, seed, space, benchmark, scores, missing) for seed in seeds]
+            if not missing:
+                break
+            score_all([(arch, config.scoring_seed) for arch in missing],
+                      lambda seed: Job(config.space, config.proxies, (config.preset,), seed, device,
+                                       data=config.data_source()),
+                      lambda arch, seed, record: scores.store.append(record), kind=backend, workers=workers,
+                      address=address, progress=progress, desc=f"{config.algorithm} scores")
+        else:
+            raise SearchError(f"{out}: the runs still lack scores after 100 passes")
 
-    datasets = benchmark.datasets()
-    finals = {dataset: _final_metrics(benchmark, dataset) for dataset in datasets}
-    found = {d: {s: [] for s in finals[d]} for d in datasets}
-    optimal = {d: {s: [] for s in finals[d]} for d in datasets}
-    records = []
-    for play in plays:
-        record = {"seed": play.seed, "arch": play.arch, "search_seconds": play.search_seconds,
-                  "proxy_evaluations": play.proxy_evaluations, "queries": play.queries, "accuracy": {}}
-        for dataset, metrics in finals.items():
-            record["accuracy"][dataset] = {}
-            for split, metric in metrics.items():
-                value = benchmark.value(play.arch, dataset, metric)
-                record["accuracy"][dataset][split] = value
-                found[dataset][split].append(value)
-                if play.sample is not None:
-                    optimal[dataset][split].append(float(np.max(benchmark.values(play.sample, dataset, metric))))
-        records.append(record)
-    results = {
-        "command": command, "algorithm": config.algorithm, "proxy": config.proxies[0] if config.proxies else None,
-        "space": config.space, "preset": config.preset if config.proxies else None, "init_seed": config.scoring_seed,
-        "runs": runs, "seeds": [config.seed, config.seed + runs - 1], "metrics": finals,
-        **_budget(config),
-        "accuracy": _summary(found),
-        "optimal_in_sample": _summary(optimal) if plays[0].sample is not None else None,
-        "search_seconds_per_run": float(np.mean([p.search_seconds for p in plays])),
-        "search_seconds_counts": _what_time_counts(config),
-        "proxy_evaluations_per_run": float(np.mean([p.proxy_evaluations for p in plays])),
-        "benchmark_queries_per_run": float(np.mean([p.queries for p in plays])),
-        "scores_from": None if scores_from is None else str(scores_from),
-        "data": config.data,
-        "drawn_from": (f"the {len(space.archs):,} architectures the {benchmark.name} benchmark holds"
-                       if isinstance(space, _WithinBenchmark) else "the whole space"),
-    }
-    results["paper"] = paper_row(results)
-    (out / RUNS).write_text(json.dumps(records, indent=1) + "\n")
-    (out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
-    return results
+        datasets = benchmark.datasets()
+        finals = {dataset: _final_metrics(benchmark, dataset) for dataset in datasets}
+        found = {d: {s: [] for s in finals[d]} for d in datasets}
+        optimal = {d: {s: [] for s in finals[d]} for d in datasets}
+        records = []
+        for play in plays:
+            record = {"seed": play.seed, "arch": play.arch, "search_seconds": play.search_seconds,
+                      "proxy_evaluations": play.proxy_evaluations, "queries": play.queries, "accuracy": {}}
+            for dataset, metrics in finals.items():
+                record["accuracy"][dataset] = {}
+                for split, metric in metrics.items():
+                    value = benchmark.value(play.arch, dataset, metric)
+                    record["accuracy"][dataset][split] = value
+                    found[dataset][split].append(value)
+                    if play.sample is not None:
+                        optimal[dataset][split].append(float(np.max(benchmark.values(play.sample, dataset, metric))))
+            records.append(record)
+        results = {
+            "command": command, "algorithm": config.algorithm, "proxy": config.proxies[0] if config.proxies else None,
+            "space": config.space, "preset": config.preset if config.proxies else None, "init_seed": config.scoring_seed,
+            "runs": runs, "seeds": [config.seed, config.seed + runs - 1], "metrics": finals,
+            **_budget(config),
+            "accuracy": _summary(found),
+            "optimal_in_sample": _summary(optimal) if plays[0].sample is not None else None,
+            "search_seconds_per_run": float(np.mean([p.search_seconds for p in plays])),
+            "search_seconds_counts": _what_time_counts(config),
+            "proxy_evaluations_per_run": float(np.mean([p.proxy_evaluations for p in plays])),
+            "benchmark_queries_per_run": float(np.mean([p.queries for p in plays])),
+            "scores_from": None if scores_from is None else str(scores_from),
+            "data": config.data,
+            "drawn_from": (f"the {len(space.archs):,} architectures the {benchmark.name} benchmark holds"
+                           if isinstance(space, _WithinBenchmark) else "the whole space"),
+        }
+        results["paper"] = paper_row(results)
+        (out / RUNS).write_text(json.dumps(records, indent=1) + "\n")
+        (out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+        return results
 
 
 def _budget(config: SearchConfig) -> dict[str, Any]:

@@ -23,27 +23,24 @@ after its draw (``rng_state``); integrated rows keep the population bookkeeping 
 ``baseline``: the random-search baseline of NB201 runs (architecture, status, values).
 
 Durability: WAL journal, a commit after every batch of arrivals (at most one integration's worth of
-work is lost to a crash), and an exclusive ``fcntl`` lock on ``search.lock`` so two processes never
-drive one directory (the lock dies with its process, even on SIGKILL).
+work is lost to a crash), and the run directory's lock (``runs.DirectoryLock``) so two processes never
+drive one directory.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..runs import check_saved_config
+from ..runs import DirectoryLock, check_saved_config
 
 if TYPE_CHECKING:
     from .config import SearchConfig
 
 SCHEMA = 1
 DB_NAME = "search.sqlite"
-LOCK_NAME = "search.lock"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -96,18 +93,7 @@ class Store:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.directory / LOCK_NAME, "a+")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.seek(0)
-            holder = self._lock.read().strip() or "?"
-            self._lock.close()
-            raise SearchError(f"another search (pid {holder}) is running in {self.directory}") from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(str(os.getpid()))
-        self._lock.flush()
+        self._lock = DirectoryLock(self.directory, "search", SearchError)
         self.db = sqlite3.connect(self.directory / DB_NAME)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -120,8 +106,7 @@ class Store:
     def close(self) -> None:
         self.db.commit()
         self.db.close()
-        fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._lock.close()
+        self._lock.release()
 
     def __enter__(self) -> "Store":
         return self
