@@ -18,6 +18,7 @@ from torch import nn
 
 from vkdnw_fast.proxies import (ProxyError, available_proxies, build_context, compute_on, compute_proxies,
                                 get_proxy, register_proxy)
+from vkdnw_fast.proxies import forward as forward_module
 from vkdnw_fast.proxies import naswot as naswot_module
 from vkdnw_fast.proxies import registry
 
@@ -112,6 +113,27 @@ def test_naswot_128_uses_a_batch_of_128_from_the_same_stream(ctx):
     assert batch.shape == (128, *SHAPE)
     assert torch.equal(ctx.gaussian_inputs(BATCH), ctx.inputs)  # same seed, same draws
     assert value(ctx, "naswot_128") == pytest.approx(naswot_oracle(params_of(ctx), batch), rel=1e-12)
+
+
+def test_hamming_kernel_equals_the_hamming_count_over_several_chunks(monkeypatch):
+    monkeypatch.setattr(forward_module, "_CODE_CHUNK", 7)  # 40 units: chunks of 7, the last one short
+    codes = torch.rand(5, 40, generator=torch.Generator().manual_seed(0)) > 0.3
+    kernel = forward_module.HammingKernel(5, torch.device("cpu"))
+    kernel.update(codes)
+    kernel.update(codes[:, :9])  # a second ReLU adds its own count
+    c, d = codes.numpy(), codes[:, :9].numpy()
+    hamming = (c[:, None] != c[None]).sum(-1) + (d[:, None] != d[None]).sum(-1)
+    assert torch.equal(kernel.kernel, torch.as_tensor(49 - hamming, dtype=torch.float64))
+
+
+def test_check_finite_finds_nan_and_infinity_but_not_an_overflowing_sum():
+    big = torch.full((4,), 3e38)  # finite values whose float32 sum is +inf
+    assert forward_module.check_finite(big, "x") is big
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="the ReLU input has non-finite values"):
+            forward_module.check_finite(torch.tensor([1.0, bad, -1.0]), "the ReLU input")
+    with pytest.raises(ValueError, match="non-finite"):
+        forward_module.check_finite(torch.tensor([float("inf"), -float("inf")]), "x")  # a NaN sum
 
 
 def test_naswot_is_minus_inf_for_a_singular_kernel():
