@@ -4,8 +4,8 @@
 #   bench/nb101_label_free.sh run      score (resumable: run it again after an interruption)
 #   bench/nb101_label_free.sh publish  bench/results/nb101_label_free/: scores, metrics.json, table.txt;
 #                                      bars.png: with bench/results/nb101's proxies in one panel
-# Settings: WORKERS (default 1), DEVICE (default cpu). VKDNW (about 2.5 minutes a cell and preset here) and
-# te_nas_ntk are left to DEVICE=cuda with PROXIES=vkdnw_single,vkdnw,te_nas_ntk.
+# Settings: WORKERS (default 1), DEVICE (default cpu), PROXIES. VKDNW has its own run (bench/nb101_vkdnw.sh);
+# te_nas_ntk (64 coupled backward passes a network) is left to DEVICE=cuda PROXIES=te_nas_ntk OUT=another dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
