@@ -465,24 +465,28 @@ def test_the_table_sets_the_published_figures_of_the_same_ranking_beside_a_run()
 
 
 
-def test_each_proxys_own_paper_is_set_beside_it_on_nas_bench_201_only():
+def test_each_proxys_own_paper_is_set_beside_it_as_printed():
     """The own papers' figures (ZiCo's Table 1, NASWOT's Figure 3, the zero-cost-nas notebook's Table 1)
-    under a third label, "–" for the measure a paper does not give, on NAS-Bench-201 only."""
-    from vkdnw_fast.evaluation.published import beside, own_paper
+    under a third label, "–" for the measure a paper does not give, each with the decimals it was
+    printed with; outside NAS-Bench-201 only NASWOT's NAS-Bench-101 figure."""
+    from vkdnw_fast.evaluation.published import beside, own_paper, shown_figures
 
-    assert own_paper("zico", "cifar100") == (0.61, 0.81)
-    kt, spr = own_paper("naswot_128", "ImageNet16-120")
+    assert own_paper("zico", "nb201", "cifar100") == (0.61, 0.81)
+    kt, spr = own_paper("naswot_128", "nb201", "ImageNet16-120")
     assert kt == 0.549 and math.isnan(spr)
-    assert own_paper("meco", "cifar100") is None and own_paper("aggregate(zico,meco)", "cifar10") is None
+    assert own_paper("meco", "nb201", "cifar100") is None and own_paper("aggregate(zico,meco)", "nb201", "cifar10") is None
     assert beside("grasp@exact", "nb201", "cifar10")["own paper"][1] == 0.514
     assert "own paper" not in beside("synflow", "nb101", "cifar10")
+    assert shown_figures("own paper", beside("naswot", "nb101", "cifar10")["own paper"]) == "0.285 / –"
+    assert own_paper("naswot", "tnb_micro", "class_scene") is None
+    assert [shown_figures("own paper", (v,)) for v in (0.61, 0.574, 0.9, 0.36)] == ["0.61", "0.574", "0.90", "0.36"]
     spec = _cheap_spec(proxies=("synflow", "params"), subset="unique")
     records = [{"arch": a, "seed": s, "values": {"synflow": float(i), "params": float(i % 3)}}
                for s in spec.seeds for i, a in enumerate(spec.archs())]
     lines = evaluation.format_table(compute_metrics(spec, records)).splitlines()
     assert lines[1].endswith("own paper (KT / SPR, its own protocol)")
     synflow = next(line for line in lines if line.startswith("synflow"))
-    assert synflow[lines[1].index("own paper"):] == "– / 0.74"
+    assert synflow[lines[1].index("own paper"):] == "– / 0.737"
 
 def _children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (Linux /proc)."""
@@ -559,12 +563,15 @@ def quoted_figures(ranking: dict) -> str:
 def test_the_readme_every_proxy_tables_quote_the_committed_runs():
     """The README's every-proxy tables, one per dataset with a committed run: our KT / SPR / nDCG, the
     published figures beside them as ``published.beside`` gives them (VKDNW Table I to three decimals,
-    Suite-Zero's SPR and the proxy's own paper's KT / SPR to two, "–" where the paper gives only one),
-    and the first table's time per network from ``proxy_times_cpu.json``."""
+    Suite-Zero's SPR to two, the proxy's own paper's KT / SPR as printed, "–" where the paper gives only
+    one), and the first table's time per network from ``proxy_times_cpu.json``."""
     from vkdnw_fast.evaluation.published import beside
 
     def two(figures):
         return " / ".join("–" if math.isnan(v) else f"{v:.2f}" for v in figures)
+
+    def as_printed(figures):
+        return " / ".join("–" if math.isnan(v) else f"{v:.2f}" if round(v, 2) == v else f"{v:.3f}" for v in figures)
 
     times = json.loads((PUBLISHED.parent / "proxy_times_cpu.json").read_text())["summary"]["alone_s_median"]
     names = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
@@ -582,7 +589,7 @@ def test_the_readme_every_proxy_tables_quote_the_committed_runs():
             assert cells[1] == quoted_figures(run["rankings"][proxy]), (proxy, dataset)
             assert cells[2] == " / ".join(f"{v:.3f}" for v in found.get("VKDNW Table I", ())), (proxy, dataset)
             assert cells[3] == two(found.get("NAS-Bench-Suite-Zero", ())), (proxy, dataset)
-            assert cells[4] == two(found.get("own paper", ())), (proxy, dataset)
+            assert cells[4] == as_printed(found.get("own paper", ())), (proxy, dataset)
             if i == 0:
                 assert cells[5] == f"{times[proxy]:.2g}", proxy
 
@@ -640,12 +647,13 @@ def test_the_readme_quotes_the_shared_forward_saving_measured():
 
 def test_the_readme_nb101_table_quotes_the_committed_runs():
     """NAS-Bench-101: every proxy of the three committed runs on the bundled cells (VKDNW's with the
-    paper's aggregate first), with NAS-Bench-Suite-Zero's SPR beside it where it has the proxy. A proxy
+    paper's aggregate first), with NAS-Bench-Suite-Zero's SPR and the proxy's own paper beside it where
+    they have it. A proxy
     two runs share was scored on the same cells with the same seed, so their figures must be equal."""
     from vkdnw_fast.evaluation.published import suite_zero
 
     columns, rows = readme_table("| proxy | NAS-Bench-101: ours |")
-    assert columns == ["proxy", "NAS-Bench-101: ours", "Suite-Zero"]
+    assert columns == ["proxy", "NAS-Bench-101: ours", "Suite-Zero", "own paper"]
     rankings = {}
     for run in ("nb101_vkdnw", "nb101", "nb101_label_free"):
         saved = json.loads((PUBLISHED.parent / run / "metrics.json").read_text())
@@ -657,8 +665,9 @@ def test_the_readme_nb101_table_quotes_the_committed_runs():
                 assert ranking == rankings[name], (run, name)
             rankings.setdefault(name, ranking)
     assert [cells[0].strip("`") for cells in rows] == list(rankings)
-    for proxy, ours, suite in rows:
+    for proxy, ours, suite, own in rows:
         name = proxy.strip("`")
         published = suite_zero(name, "nb101", "cifar10")
         assert ours == quoted_figures(rankings[name]), name
         assert suite == ("" if published is None else f"{published:.2f}"), name
+        assert own == ("0.285 / –" if name in ("naswot", "naswot_128") else ""), name  # NASWOT's Figure 3

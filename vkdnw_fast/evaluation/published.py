@@ -17,8 +17,9 @@ heat-map that NASLib's ``zerocost`` branch saves in ``plotting/PlotCorrelations.
 c3085d52, "Spearman rank correlations between ZC proxy values and validation accuracies"), two decimals.
 
 NAS-Bench-201, each proxy's own paper (``own_paper``): KT and SPR where the paper gives them (NaN where
-it gives one of the two), rounded to two decimals, under that paper's protocol (``_OWN_PAPER`` says
-which); real images and labels throughout, unlike this project's Gaussian inputs and random labels.
+it gives one of the two), as printed, under that paper's protocol (``_OWN_PAPER`` says which); real
+images and labels throughout, unlike this project's Gaussian inputs and random labels. Elsewhere:
+NASWOT's KT on NAS-Bench-101.
 Found nothing for NAS-Bench-201 in the papers read here: Zen-NAS (its correlations are on ResNet-50
 variants), EPE-NAS, MeCo_opt, plain SWAP; TE-NAS's KT −0.42 (NTK condition number) and 0.50 (linear
 regions) do not name their dataset, and so are left out.
@@ -67,7 +68,7 @@ TABLES = {"unique": ("VKDNW Table I", _TABLE_I), "all": ("VKDNW Table VI", _TABL
 MEASURES = {"VKDNW Table I": ("KT / SPR / nDCG@1000, whole set", 3),
             "VKDNW Table VI": ("KT / SPR / nDCG@1000, whole set", 3),
             "NAS-Bench-Suite-Zero": ("SPR, 10 samples of 1,000", 2),
-            "own paper": ("KT / SPR, its own protocol", 2)}
+            "own paper": ("KT / SPR, its own protocol", None)}  # None: as printed, two or three decimals
 
 # The heat-map's columns, in its order, and one row per proxy, as printed.
 _SUITE_ZERO_COLUMNS = (
@@ -106,7 +107,7 @@ def suite_zero(proxy: str, space: str, dataset: str) -> float | None:
 
 _NOT_GIVEN = math.nan
 # Each proxy's own paper on NAS-Bench-201: (KT, SPR) on cifar10, cifar100, ImageNet16-120, as its source
-# prints them (tables print them with two decimals, ``MEASURES``).
+# prints them (and tables print them so, ``shown_figures``).
 # ZiCo (Li et al., ICLR 2023), Table 1: every NATS-Bench-TSS cell against test accuracy.
 # NASWOT (Mellor et al., ICML 2021), Figure 3 (a)-(c): about 1,000 sampled cells, batch 128, against
 #   validation accuracy (the batch of the paper is naswot_128's; naswot, batch 64, is the same proxy).
@@ -128,12 +129,17 @@ _OWN_PAPER = {
     "swap_reg": (None, (_NOT_GIVEN, 0.90), None),
 }
 _OWN_PAPER["naswot_128"] = _OWN_PAPER["naswot"]
+# Other benchmarks, by (space, dataset). NASWOT, Figure 3: KT 0.285 on NAS-Bench-101 (CIFAR-10).
+_OWN_PAPER_ELSEWHERE = {("nb101", "cifar10"): {"naswot": (0.285, _NOT_GIVEN), "naswot_128": (0.285, _NOT_GIVEN)}}
 
 
-def own_paper(proxy: str, dataset: str) -> tuple[float, float] | None:
-    """(KT, SPR) that ``proxy``'s own paper gives on NAS-Bench-201 ``dataset`` (NaN: not given), or
+def own_paper(proxy: str, space: str, dataset: str) -> tuple[float, float] | None:
+    """(KT, SPR) that ``proxy``'s own paper gives on ``space``'s ``dataset`` (NaN: not given), or
     None where it gives neither (see the module docstring)."""
-    row = _OWN_PAPER.get(proxy.split("@")[0])
+    name = proxy.split("@")[0]
+    if space != "nb201":
+        return _OWN_PAPER_ELSEWHERE.get((space, dataset), {}).get(name)
+    row = _OWN_PAPER.get(name)
     return None if row is None or dataset not in DATASETS else row[DATASETS.index(dataset)]
 
 
@@ -181,7 +187,7 @@ def beside(ranking: str, space: str, dataset: str, subset: str = "unique") -> di
     """Every published figure of ``ranking`` on ``space``'s ``dataset``, {source: figures}, in the
     order of ``MEASURES`` (which says what each source's figures are): the VKDNW paper's table on
     NAS-Bench-201 (``published``), NAS-Bench-Suite-Zero's Spearman ρ for a single proxy, and the
-    proxy's own paper on NAS-Bench-201 (``own_paper``)."""
+    proxy's own paper (``own_paper``)."""
     found: dict[str, tuple[float, ...]] = {}
     vkdnw = published(ranking, dataset, subset) if space == "nb201" else None
     if vkdnw:
@@ -189,13 +195,22 @@ def beside(ranking: str, space: str, dataset: str, subset: str = "unique") -> di
     spearman = None if ranking.startswith("aggregate") else suite_zero(ranking, space, dataset)
     if spearman is not None:
         found["NAS-Bench-Suite-Zero"] = (spearman,)
-    own = own_paper(ranking, dataset) if space == "nb201" else None
+    own = own_paper(ranking, space, dataset)
     if own is not None:
         found["own paper"] = own
     return found
 
 
 def shown_figures(source: str, figures: tuple[float, ...]) -> str:
-    """A source's figures as a table prints them: its decimals (``MEASURES``), "–" where not given."""
+    """A source's figures as a table prints them: its decimals (``MEASURES``; for the own papers, which
+    print two or three, each figure's own: 0.574, 0.61), "–" where not given."""
     decimals = MEASURES[source][1]
-    return " / ".join("–" if math.isnan(v) else f"{v:.{decimals}f}" for v in figures)
+
+    def shown(value: float) -> str:
+        if math.isnan(value):
+            return "–"
+        if decimals is not None:
+            return f"{value:.{decimals}f}"
+        three = f"{value:.3f}"
+        return three[:-1] if three.endswith("0") else three
+    return " / ".join(shown(v) for v in figures)
