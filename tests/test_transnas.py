@@ -444,3 +444,32 @@ def test_the_readme_table_quotes_the_committed_samples():
             assert figures == quoted_figures(saved["rankings"][proxy]), (space, task, proxy)
             published = suite_zero(proxy, space, task)
             assert (theirs.rstrip(")") or None) == (None if published is None else f"{published:.2f}"), (space, task, proxy)
+
+
+def test_the_readme_label_free_table_quotes_the_committed_samples():
+    """The README's table of every label-free proxy on TransNAS-Bench-101 samples of 100: one column per
+    committed run (``bench/transnas_label_free.sh``), each cell the run's KT / SPR / nDCG (n/a where
+    undefined) with NAS-Bench-Suite-Zero's SPR in brackets where it has the proxy."""
+    from test_evaluation import quoted_figures, readme_table
+
+    from vkdnw_fast.evaluation.published import suite_zero
+
+    runs = sorted((Path(__file__).parents[1] / "bench" / "results" / "tnb").glob("*_label_free100"))
+    assert runs, "no committed run of bench/transnas_label_free.sh"
+    header, body = readme_table("| proxy (100 cells) |")
+    pairs = [(f"tnb_{c.replace('`', '').split(', ')[0]}", c.replace("`", "").split(", ")[1]) for c in header[1:]]
+    assert sorted(f"{space}_{task}_label_free100" for space, task in pairs) == [run.name for run in runs]
+    saved = [json.loads((run.parent / f"{space}_{task}_label_free100" / "metrics.json").read_text())
+             for space, task in pairs for run in runs[:1]]
+    assert all(s["architectures"] == 100 for s in saved)
+    names = list(dict.fromkeys(name for s in saved for name in s["rankings"]))
+    assert [cells[0].strip("`") for cells in body] == names
+    for cells in body:
+        proxy = cells[0].strip("`")
+        for (space, task), run, cell in zip(pairs, saved, cells[1:]):
+            if proxy not in run["rankings"]:
+                assert cell == "—", (space, task, proxy)
+                continue
+            published = suite_zero(proxy, space, task)
+            expected = quoted_figures(run["rankings"][proxy]) + ("" if published is None else f" ({published:.2f})")
+            assert cell == expected, (space, task, proxy)
