@@ -6,8 +6,8 @@
 #   bench/transnas_label_free.sh publish  bench/results/tnb/<space>_<task>_label_free<LIMIT>/: scores, metrics.json,
 #                                         table.txt, bars.png
 # Settings: SPACES (default both), TASKS (default class_scene class_object; the others take the proxies that
-# apply), LIMIT (default 100), WORKERS (default 1), DEVICE (default cpu). nDCG@k as in transnas_cheap.sh
-# (24 of 100 micro cells, 31 of 100 macro layouts). About 45 s of one core a network at 256x256 here.
+# apply: both MeCo proxies are left out of macro jigsaw), LIMIT (default 100), WORKERS (default 1), DEVICE
+# (default cpu). nDCG@24 of 100 micro cells, @31 of 100 macro layouts. About 45 s of one core a network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,39 +18,6 @@ WORKERS=${WORKERS:-1}
 DEVICE=${DEVICE:-cpu}
 PROXIES=flops,params,l2_norm,synflow,naswot,naswot_128,jacov,expressivity,progressivity,trainability,zen
 PROXIES=$PROXIES,meco,meco_opt,swap,swap_reg,te_nas_lr
-declare -A SPACE_SIZE=([tnb_micro]=4096 [tnb_macro]=3256)
-
-# As in transnas_cheap.sh: MeCo's one-sample BatchNorm is undefined where a macro layout reduces a jigsaw
-# tile to 1x1, so both MeCo proxies are left out of macro jigsaw.
-proxies_for() {
-    if [ "$1:$2" = tnb_macro:jigsaw ]; then echo "${PROXIES//,meco,meco_opt/}"; else echo "$PROXIES"; fi
-}
-
-run() {
-    local space task
-    for space in $SPACES; do
-        for task in $TASKS; do
-            python -m vkdnw_fast.cli evaluate --space "$space" --task "$task" --limit "$LIMIT" --sample-seed 0 \
-                --seeds 1 --proxies "$(proxies_for "$space" "$task")" --device "$DEVICE" --workers "$WORKERS" \
-                --out "runs/tnb/${space}_${task}_label_free$LIMIT"
-        done
-    done
-}
-
-publish() {
-    local space task published
-    for space in $SPACES; do
-        for task in $TASKS; do
-            published="bench/results/tnb/${space}_${task}_label_free$LIMIT"
-            bench/publish_run.sh "runs/tnb/${space}_${task}_label_free$LIMIT" "$published" \
-                $(( (1000 * LIMIT + ${SPACE_SIZE[$space]} / 2) / ${SPACE_SIZE[$space]} ))
-            bench/plot_bars.sh "$published/bars.png" "$published" --sort-by spearman
-        done
-    done
-}
-
-case "${1:-}" in
-    run) run ;;
-    publish) publish ;;
-    *) echo "usage: $0 run|publish" >&2; exit 2 ;;
-esac
+NAME=label_free
+BARS=1
+source bench/transnas_common.sh
