@@ -4,8 +4,8 @@
 #   bench/nb101_vkdnw.sh run      score (resumable: run it again after an interruption; a larger SEEDS
 #                                 extends the run by the new seeds only)
 #   bench/nb101_vkdnw.sh publish  bench/results/nb101_vkdnw/: scores, metrics.json, table.txt, bars.png
-# Settings: WORKERS (default 1), SEEDS (default 1), DEVICE (default cpu). About 35 s a cell on one core
-# here (VKDNW 7-45 s a preset, by the cell's size).
+# Settings: WORKERS (default 1), SEEDS (default 1), DEVICE (default cpu). 29 s a cell on one core here on
+# average, 7-132 s by the cell's size (VKDNW alone 7-44 s a preset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

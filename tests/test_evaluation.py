@@ -648,8 +648,8 @@ def test_the_readme_quotes_the_shared_forward_saving_measured():
 def test_the_readme_nb101_table_quotes_the_committed_runs():
     """NAS-Bench-101: every proxy of the three committed runs on the bundled cells (VKDNW's with the
     paper's aggregate first), with NAS-Bench-Suite-Zero's SPR and the proxy's own paper beside it where
-    they have it. A proxy
-    two runs share was scored on the same cells with the same seed, so their figures must be equal."""
+    they have it. A proxy two runs share was scored on the same cells with the same seed, so their
+    figures must be equal."""
     from vkdnw_fast.evaluation.published import suite_zero
 
     columns, rows = readme_table("| proxy | NAS-Bench-101: ours |")
