@@ -56,9 +56,9 @@ class FisherConfig:
         factor row), ``features`` (one backward per feature of a final Linear) and ``forward``
         (one tangent per sampled weight).
     spectrum_dtype: precision of the singular value decomposition of the stacked A.
-    pass_chunk: cotangent rows per backward call (vmapped into one), or tangents per
+    pass_chunk: the most cotangent rows per backward call (vmapped into one), or tangents per
         forward-mode call; None picks 1 row (a loop is faster there) or 4 tangents on CPU, and 64
-        on GPU.
+        on GPU. A call that runs out of memory is retried with half as many.
     memory_format: ``auto`` runs 4-d convolutional models channels-last on CPU (about 2x faster
         forward and backward there) and contiguous on GPU.
     """

@@ -22,7 +22,8 @@ the channels the sampled coordinates read (N x |channels| x spatial). Each backw
 cotangent rows (vmapped into one backward) needs about c times the activation-gradient memory of
 one backward of the batch;
 c is ``FisherConfig.pass_chunk`` (1 on CPU, 64 on GPU by default). Forward mode holds c tangent
-copies of the activations (c = 4 on CPU, 64 on GPU by default).
+copies of the activations (c = 4 on CPU, 64 on GPU by default). A call that runs out of memory is
+retried with half as many rows or tangents, and so on down to one.
 """
 from __future__ import annotations
 
@@ -270,36 +271,62 @@ def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: 
     return min(costs, key=costs.get)  # ties keep the first: rows
 
 
+def _in_blocks(total: int, chunk: int, run: Callable[[int, int], None]) -> None:
+    """``run(start, size)`` over [0, total) in blocks of at most ``chunk``. A block that runs out of
+    memory is retried at half its size, and the smaller size kept for the rest: a model at a high
+    resolution, or with hundreds of classes, fits the GPU it is scored on without a chosen chunk."""
+    start = 0
+    while start < total:
+        size = min(chunk, total - start)
+        try:
+            run(start, size)
+        except torch.OutOfMemoryError:
+            if size == 1:
+                raise
+            chunk = size // 2
+        else:
+            start += size
+            continue
+        # Outside the handler, whose traceback holds the failed block's tensors.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def _backward_passes(outputs: torch.Tensor, sites: list[_Site], cotangents: torch.Tensor,
                      chunk: int, num_weights: int) -> torch.Tensor:
     """Per-sample gradients of the sampled weights for each cotangent row.
 
     cotangents: (R, N, *outputs.shape[1:]); returns (N, R, P) with zeros for sites that the
-    output does not depend on. Chunks of rows run as one backward under ``torch.func.vmap``
-    (not ``is_grads_batched``, whose legacy vmap cannot batch view ops like ``flatten`` and
-    ignores the ops' registered vmap rules).
+    output does not depend on. Blocks of up to ``chunk`` rows (fewer after an out-of-memory
+    error, ``_in_blocks``) run as one backward under ``torch.func.vmap`` (not
+    ``is_grads_batched``, whose legacy vmap cannot batch view ops like ``flatten`` and ignores the
+    ops' registered vmap rules).
     """
     rows, n = cotangents.shape[0], cotangents.shape[1]
     result = outputs.new_zeros(n, rows, num_weights)
     sinks = [site.sink for site in sites]
-    for start in range(0, rows, chunk):
-        block = cotangents[start:start + chunk]
-        retain = start + chunk < rows
+
+    def run(start: int, size: int) -> None:
+        block = cotangents[start:start + size]
+        # A block of several rows may fail part-way and be retried smaller: keep the graph for it.
+        retain = start + size < rows or size > 1
 
         def pull(cotangent):
             grads = torch.autograd.grad(outputs, sinks, cotangent, retain_graph=retain, allow_unused=True)
             return tuple(torch.zeros_like(s) if g is None else g for s, g in zip(sinks, grads))
 
-        if block.shape[0] == 1:
+        if size == 1:
             grads = [g.unsqueeze(0) for g in pull(block[0])]
         else:
             with warnings.catch_warnings():
-                # Backward kernels without a batching rule (flash attention's on CPU) loop over the chunk's
+                # Backward kernels without a batching rule (flash attention's on CPU) loop over the block's
                 # rows, each as fast as an unchunked pass: correct, and the note is noise.
                 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
                 grads = vmap(pull)(block)
         for site, grad in zip(sites, grads):
-            result[:, start:start + block.shape[0], site.plan.columns] = grad.transpose(0, 1)
+            result[:, start:start + size, site.plan.columns] = grad.transpose(0, 1)
+
+    _in_blocks(rows, chunk, run)
     return result
 
 
@@ -363,12 +390,18 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+        blocks: dict[int, torch.Tensor] = {}
+
+        def run(start: int, size: int) -> None:
+            tangent = vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])
+            blocks[start] = tangent(tangents[start:start + size])  # (size, N, C)
         try:
-            jacobian = vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1],
-                            chunk_size=chunk)(tangents)  # (P, N, C)
+            _in_blocks(p, chunk, run)
+        except torch.OutOfMemoryError:
+            raise
         except (RuntimeError, NotImplementedError) as error:
             raise _cannot_differentiate(path, "forward-mode AD", model, names, error) from error
-    basis = jacobian.permute(1, 2, 0).to(torch.float64)
+    basis = torch.cat([blocks[start] for start in sorted(blocks)]).permute(1, 2, 0).to(torch.float64)
     return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
 
 
