@@ -1,7 +1,8 @@
-# What bench/transnas_cheap.sh and bench/transnas_label_free.sh share (sourced, with their arguments): score
-# and publish seeded samples of TransNAS-Bench-101, one run per space and task, in
+# What bench/transnas_cheap.sh, transnas_label_free.sh and transnas_vkdnw.sh share (sourced, with their
+# arguments): score and publish seeded samples of TransNAS-Bench-101, one run per space and task, in
 # runs/tnb/<space>_<task>_<NAME><LIMIT>, published to bench/results/tnb/ under the same name. The sourcing
-# script sets SPACES, TASKS, LIMIT, WORKERS, DEVICE, PROXIES, NAME, and BARS=1 for a bars figure of each.
+# script sets SPACES, TASKS, LIMIT, WORKERS, DEVICE, PROXIES, NAME, PRESETS where it scores VKDNW, and BARS=1
+# for a bars figure of each.
 # nDCG@k takes k as the top share of NAS-Bench-201's nDCG@1000 of 9,444 cells.
 declare -A SPACE_SIZE=([tnb_micro]=4096 [tnb_macro]=3256)
 
@@ -18,7 +19,8 @@ run() {
     for space in $SPACES; do
         for task in $TASKS; do
             python -m vkdnw_fast.cli evaluate --space "$space" --task "$task" --limit "$LIMIT" --sample-seed 0 \
-                --seeds 1 --proxies "$(proxies_for "$space" "$task")" --device "$DEVICE" --workers "$WORKERS" \
+                --seeds 1 --proxies "$(proxies_for "$space" "$task")" ${PRESETS:+--preset "$PRESETS"} \
+                --device "$DEVICE" --workers "$WORKERS" \
                 --out "runs/tnb/${space}_${task}_$NAME$LIMIT"
         done
     done

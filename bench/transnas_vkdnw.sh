@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# TransNAS-Bench-101: VKDNW (both presets) with the proxies of the NAS-Bench-201 reproduction, so that VKDNW_agg
+# is ranked as in the paper's Table I, on the seeded 100-cell samples of bench/transnas_label_free.sh (the same
+# cells: same LIMIT and sample seed), for the classification tasks (README, "TransNAS-Bench-101").
+#   DEVICE=cuda bench/transnas_vkdnw.sh run   score (resumable: run it again after an interruption)
+#   bench/transnas_vkdnw.sh publish           bench/results/tnb/<space>_<task>_vkdnw<LIMIT>/: scores, metrics.json,
+#                                             table.txt, bars.png
+# Settings: SPACES (default both), TASKS (default class_scene class_object), LIMIT (default 100), WORKERS
+# (default 1), DEVICE (default cpu). A GPU run: on one core here a network costs 200-500 s a preset
+# (bench/results/transnas_cost_cpu.json), about 21 h (micro) and 11 h (macro) a task for 100 networks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SPACES=${SPACES:-tnb_micro tnb_macro}
+TASKS=${TASKS:-class_scene class_object}
+LIMIT=${LIMIT:-100}
+WORKERS=${WORKERS:-1}
+DEVICE=${DEVICE:-cpu}
+PROXIES=vkdnw_single,vkdnw,aleph,jacov,expressivity,progressivity,trainability,flops,naswot,synflow
+PROXIES=$PROXIES,fim_q1,fim_q2,fim_q3,fim_q4,fim_q5,fim_q6,fim_q7,fim_q8,fim_q9
+PRESETS=paper,exact
+NAME=vkdnw
+BARS=1
+source bench/transnas_common.sh
