@@ -22,12 +22,14 @@ class DirectoryInUseError(RuntimeError):
 
 
 class DirectoryLock:
-    """An exclusive ``fcntl`` lock on ``directory/run.lock``, held until ``release`` or the end of the
-    process (even by SIGKILL, so no stale lock outlives a crash). Two processes appending to one run
-    would store results twice or interleave their lines; the second is refused, naming the first's pid."""
+    """An exclusive ``fcntl`` lock on ``directory/run.lock`` (the directory created if missing), held
+    until ``release`` or the end of the process (even by SIGKILL, so no stale lock outlives a crash).
+    Two processes appending to one run would store results twice or interleave their lines; the
+    second is refused, naming the first's pid."""
 
     def __init__(self, directory: str | Path, what: str, error: type[Exception] = DirectoryInUseError):
         self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.file = open(self.directory / LOCK_NAME, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)

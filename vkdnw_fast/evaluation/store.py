@@ -65,7 +65,6 @@ def open_results(out_dir: str | Path, spec: EvaluationSpec) -> ResultStore:
     Specs are compared field by field after reading, so a ``run.json`` written before a field existed
     matches its default."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     lock = DirectoryLock(out, "evaluation")
     try:
         if (out / RUN).exists():

@@ -231,7 +231,6 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
     config = with_fitness(config, benchmark)
     space = _searched(space, benchmark, config.algorithm)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     with DirectoryLock(out, "search", SearchError) as lock:
         saved = {**config.to_dict(), "scores_from": None if scores_from is None else str(scores_from)}
         if (out / RUN).exists():

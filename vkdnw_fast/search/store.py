@@ -92,7 +92,6 @@ class Store:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = DirectoryLock(self.directory, "search", SearchError)
         self.db = sqlite3.connect(self.directory / DB_NAME)
         self.db.row_factory = sqlite3.Row
