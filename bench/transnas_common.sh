@@ -6,12 +6,25 @@
 # nDCG@k takes k as the top share of NAS-Bench-201's nDCG@1000 of 9,444 cells.
 declare -A SPACE_SIZE=([tnb_micro]=4096 [tnb_macro]=3256)
 
-# MeCo runs one sample in training mode: where a macro layout reduces a 64x64 jigsaw tile to 1x1 before a
-# BatchNorm, that BatchNorm has one value per channel and is undefined (the authors' code fails there too),
-# so the MeCo proxies would exclude those layouts from every ranking of the task; they are left out there.
+# The proxies that cannot score a space and task's networks, left out there (each says why when asked, and
+# a failing proxy would drop its architectures from every ranking of the run):
+# - MeCo runs one sample in training mode: where a macro layout reduces a 64x64 jigsaw tile to 1x1 before a
+#   BatchNorm, that BatchNorm has one value per channel and is undefined (the authors' code fails there too);
+# - AZ-NAS reads each encoder block's feature map once, and jigsaw's siamese encoder runs once per tile;
+# - Zen-NAS needs the feature map before a global pooling, which the dense decoders do not have.
+excluded() {
+    case "$1:$2" in
+        tnb_macro:jigsaw) echo "meco meco_opt expressivity progressivity trainability" ;;
+        *:jigsaw) echo "expressivity progressivity trainability" ;;
+        *:segmentsemantic|*:normal|*:autoencoder) echo zen ;;
+    esac
+}
 proxies_for() {
-    if [ "$1:$2" = tnb_macro:jigsaw ]; then echo "$PROXIES" | tr , '\n' | grep -v '^meco' | paste -sd, -
-    else echo "$PROXIES"; fi
+    local proxy kept=()
+    for proxy in ${PROXIES//,/ }; do
+        [[ " $(excluded "$1" "$2") " == *" $proxy "* ]] || kept+=("$proxy")
+    done
+    (IFS=,; echo "${kept[*]}")
 }
 
 run() {

@@ -6,7 +6,7 @@
 #   bench/transnas_label_free.sh publish  bench/results/tnb/<space>_<task>_label_free<LIMIT>/: scores, metrics.json,
 #                                         table.txt, bars.png
 # Settings: SPACES (default both), TASKS (default class_scene class_object; the others take the proxies that
-# apply: both MeCo proxies are left out of macro jigsaw), LIMIT (default 100), WORKERS (default 1), DEVICE
+# apply, bench/transnas_common.sh says which), LIMIT (default 100), WORKERS (default 1), DEVICE
 # (default cpu). nDCG@24 of 100 micro cells, @31 of 100 macro layouts. 34 s of one core a network here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
