@@ -11,11 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SPACES=${SPACES:-tnb_micro tnb_macro}
 TASKS=${TASKS:-class_scene class_object jigsaw room_layout segmentsemantic normal autoencoder}
 LIMIT=${LIMIT:-500}
-WORKERS=${WORKERS:-1}
-DEVICE=${DEVICE:-cpu}
 PROXIES=flops,params,l2_norm,synflow,meco_opt
 NAME=cheap
 source bench/transnas_common.sh

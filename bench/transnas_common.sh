@@ -1,9 +1,14 @@
 # What bench/transnas_cheap.sh, transnas_label_free.sh and transnas_vkdnw.sh share (sourced, with their
 # arguments): score and publish seeded samples of TransNAS-Bench-101, one run per space and task, in
 # runs/tnb/<space>_<task>_<NAME><LIMIT>, published to bench/results/tnb/ under the same name. The sourcing
-# script sets SPACES, TASKS, LIMIT, WORKERS, DEVICE, PROXIES, NAME, PRESETS where it scores VKDNW, and BARS=1
-# for a bars figure of each.
+# script sets PROXIES, NAME, PRESETS where it scores VKDNW, BARS=1 for a bars figure of each, and defaults of
+# its own for the settings below.
 # nDCG@k takes k as the top share of NAS-Bench-201's nDCG@1000 of 9,444 cells.
+SPACES=${SPACES:-tnb_micro tnb_macro}
+TASKS=${TASKS:-class_scene class_object}
+LIMIT=${LIMIT:-100}
+WORKERS=${WORKERS:-1}
+DEVICE=${DEVICE:-cpu}
 declare -A SPACE_SIZE=([tnb_micro]=4096 [tnb_macro]=3256)
 
 # The proxies that cannot score a space and task's networks, left out there (each says why when asked, and

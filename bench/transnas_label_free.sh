@@ -11,11 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SPACES=${SPACES:-tnb_micro tnb_macro}
-TASKS=${TASKS:-class_scene class_object}
-LIMIT=${LIMIT:-100}
-WORKERS=${WORKERS:-1}
-DEVICE=${DEVICE:-cpu}
 PROXIES=flops,params,l2_norm,synflow,naswot,naswot_128,jacov,expressivity,progressivity,trainability,zen
 PROXIES=$PROXIES,meco,meco_opt,swap,swap_reg,te_nas_lr
 NAME=label_free

@@ -11,11 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SPACES=${SPACES:-tnb_micro tnb_macro}
-TASKS=${TASKS:-class_scene class_object}
-LIMIT=${LIMIT:-100}
-WORKERS=${WORKERS:-1}
-DEVICE=${DEVICE:-cpu}
 PROXIES=vkdnw_single,vkdnw,aleph,jacov,expressivity,progressivity,trainability,flops,naswot,synflow
 PROXIES=$PROXIES,fim_q1,fim_q2,fim_q3,fim_q4,fim_q5,fim_q6,fim_q7,fim_q8,fim_q9
 PRESETS=paper,exact
