@@ -7,12 +7,14 @@
 #                                         table.txt, bars.png
 # Settings: SPACES (default both), TASKS (default class_scene class_object; the others take the proxies that
 # apply, bench/transnas_common.sh says which), LIMIT (default 100), WORKERS (default 1), DEVICE
-# (default cpu). nDCG@24 of 100 micro cells, @31 of 100 macro layouts. 34 s of one core a network here.
+# (default cpu), PROXIES and NAME (the run's name: te_nas_ntk, 64 coupled backward passes a network at 256x256,
+# is a GPU run of its own: DEVICE=cuda PROXIES=te_nas_ntk NAME=te_nas_ntk). nDCG@24 of 100 micro cells, @31 of
+# 100 macro layouts. 34 s of one core a network here (micro), about 60 s (macro).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROXIES=flops,params,l2_norm,synflow,naswot,naswot_128,jacov,expressivity,progressivity,trainability,zen
-PROXIES=$PROXIES,meco,meco_opt,swap,swap_reg,te_nas_lr
-NAME=label_free
+PROXIES=${PROXIES:-flops,params,l2_norm,synflow,naswot,naswot_128,jacov,expressivity,progressivity,trainability,\
+zen,meco,meco_opt,swap,swap_reg,te_nas_lr}
+NAME=${NAME:-label_free}
 BARS=1
 source bench/transnas_common.sh
