@@ -5,6 +5,7 @@ CPU kernels always; the CUDA kernels as well when torch was built with CUDA and 
 """
 import glob
 import os
+import platform
 
 import torch
 from setuptools import find_packages, setup
@@ -14,6 +15,10 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # -g0 overrides the -g of Python's CFLAGS: a quarter less compile time and a 200 KiB library
 # instead of 7.6 MiB of debug information.
 CXX_FLAGS = ["-O3", "-g0"]
+# binary_gram counts bits with __builtin_popcountll: one instruction where the target has it (every
+# x86-64 since 2008 does, but the compiler may only use it when told), a bit-twiddling loop otherwise.
+if platform.machine().lower() in ("x86_64", "amd64"):
+    CXX_FLAGS.append("-mpopcnt")
 
 
 def _sources(*patterns):

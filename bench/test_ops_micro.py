@@ -1,5 +1,5 @@
-"""The two custom ops, compiled kernel against its pure-PyTorch twin, on the shapes the engine
-gives them for NB201 networks at batch 64 (CPU).
+"""The custom ops, compiled kernel against its pure-PyTorch twin, on the shapes the engine (and
+NASWOT) gives them for NB201 networks at batch 64 (CPU).
 
 Each benchmark group holds one pair, ``compiled`` and ``twin``, on the same tensors; ``extra_info``
 carries the shapes. The compiled side goes through ``vkdnw_fast.ops`` (which dispatches to the
@@ -12,6 +12,9 @@ sampled_grad, a 3x3 conv (stride 1, padding 1) of each NB201 stage (16, 32, 64 c
 multinomial_factor, float64 logits (64, C) with C = 10, 100, 1000, each variant:
   C = 10        basis = the identity, expanded (the ``rows`` plan: the factor itself);
   C = 100, 1000 basis = a final Linear's weight (C, 64), expanded (the ``features`` plan: M W).
+binary_gram, NASWOT's codes of one nn.ReLU input at batch 128 (half of them set): an NB201 stage's
+  (16, 32, 64 channels at 32, 16, 8 px) and a TransNAS-Bench micro cell's first stage (64 channels at
+  64 px, the 256 px input after the stem).
 """
 from __future__ import annotations
 
@@ -92,3 +95,17 @@ def test_multinomial_factor(benchmark, variant, num_classes, impl):
                                 smoothing=0.0)
     out = benchmark(fn)
     assert out.shape == (BATCH, ops.factor_rows(variant, num_classes), basis.shape[2])
+
+
+GRAM_CASES = [(16, 32), (32, 16), (64, 8), (64, 64)]  # (channels, pixels) of one ReLU input
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("channels,pixels", GRAM_CASES, ids=[f"c{c}-{p}px" for c, p in GRAM_CASES])
+def test_binary_gram(benchmark, channels, pixels, impl):
+    fn = _impl(impl, ops.binary_gram, twins.binary_gram)
+    codes = torch.rand(128, channels * pixels * pixels, generator=torch.Generator().manual_seed(0)) < 0.5
+    benchmark.group = f"binary_gram c{channels} {pixels}px"
+    benchmark.extra_info.update(op="binary_gram", impl=impl, codes=list(codes.shape), dtype="bool")
+    out = benchmark(fn, codes)
+    assert out.shape == (128, 128)

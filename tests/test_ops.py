@@ -8,6 +8,7 @@ import gc
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -514,3 +515,55 @@ def test_paper_accepts_probabilities_not_summing_to_one():
     case = factor_case("paper", 10, 1.0, True, torch.float64)
     assert not math.isclose(case["prob_scale"] + 10 * case["prob_offset"], 1.0, abs_tol=1e-9)
     assert_factor_close(compiled_factor(case), twins.multinomial_factor(*factor_args(case)), case)
+
+
+# ----------------------------------------------------------------------------------------------
+# binary_gram
+# ----------------------------------------------------------------------------------------------
+
+def brute_force_gram(codes: torch.Tensor) -> torch.Tensor:
+    c = codes.numpy().astype(np.int64)
+    return torch.from_numpy((c[:, None, :] & c[None, :, :]).sum(-1))
+
+
+def bool_with_layout(codes: torch.Tensor, layout: str) -> torch.Tensor:
+    """``with_layout`` for bool tensors (its gaps are NaN-filled): the same codes in another layout."""
+    if layout == "gapped":
+        big = codes.new_ones([2 * s for s in codes.shape])
+        view = big[::2, ::2]
+        view.copy_(codes)
+        return view
+    return with_layout(codes, layout)
+
+
+@pytest.mark.parametrize("layout", ("contiguous", "transposed", "gapped"))
+@pytest.mark.parametrize("rows,units,density", [(1, 1, 0.5), (2, 63, 0.5), (3, 64, 0.5), (5, 65, 0.9),
+                                                (7, 1000, 0.1), (16, 64 * 256 + 5, 0.5), (33, 64 * 300, 0.3)])
+def test_binary_gram_matches_twin_and_brute_force(rows, units, density, layout):
+    """Row and word boundaries, more words than one cache block (256), any strides."""
+    codes = torch.rand(rows, units, generator=torch.Generator().manual_seed(rows * units)) < density
+    expected = brute_force_gram(codes)
+    got = torch.ops.vkdnw_fast.binary_gram(bool_with_layout(codes, layout))
+    assert got.dtype == torch.int64 and torch.equal(got, expected)
+    assert torch.equal(twins.binary_gram(bool_with_layout(codes, layout)), expected)
+
+
+def test_binary_gram_of_no_rows_or_no_units_is_zero():
+    assert torch.ops.vkdnw_fast.binary_gram(torch.zeros(0, 5, dtype=torch.bool)).shape == (0, 0)
+    assert torch.equal(torch.ops.vkdnw_fast.binary_gram(torch.ones(3, 0, dtype=torch.bool)),
+                       torch.zeros(3, 3, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("codes", [torch.rand(3, 4), torch.zeros(3, 4, 2, dtype=torch.bool),
+                                   torch.zeros(3, dtype=torch.bool)], ids=["float", "3-d", "1-d"])
+def test_binary_gram_argument_errors(codes):
+    for op in (torch.ops.vkdnw_fast.binary_gram, twins.binary_gram):
+        with pytest.raises(ValueError, match=r"binary_gram: codes must be a 2-d bool tensor \(N, U\), got"):
+            op(codes)
+
+
+def test_binary_gram_meta_shape_and_opcheck():
+    codes = torch.rand(6, 130, generator=torch.Generator().manual_seed(3)) < 0.5
+    meta = torch.ops.vkdnw_fast.binary_gram(codes.to("meta"))
+    assert meta.device.type == "meta" and meta.shape == (6, 6) and meta.dtype == torch.int64
+    torch.library.opcheck(torch.ops.vkdnw_fast.binary_gram.default, (codes,))

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vkdnw_fast import ops
+from vkdnw_fast.ops import twins
 from vkdnw_fast.proxies import (ProxyError, available_proxies, build_context, compute_on, compute_proxies,
                                 get_proxy, register_proxy)
 from vkdnw_fast.proxies import forward as forward_module
@@ -115,8 +117,13 @@ def test_naswot_128_uses_a_batch_of_128_from_the_same_stream(ctx):
     assert value(ctx, "naswot_128") == pytest.approx(naswot_oracle(params_of(ctx), batch), rel=1e-12)
 
 
-def test_hamming_kernel_equals_the_hamming_count_over_several_chunks(monkeypatch):
-    monkeypatch.setattr(forward_module, "_CODE_CHUNK", 7)  # 40 units: chunks of 7, the last one short
+@pytest.mark.parametrize("backend", ["compiled", "twin in blocks"])
+def test_hamming_kernel_equals_the_hamming_count(backend, monkeypatch):
+    if backend == "twin in blocks":
+        monkeypatch.setattr(ops, "_has_kernel", lambda op, device: False)
+        monkeypatch.setattr(twins, "_GRAM_BLOCK", 7)  # 40 units: float32 blocks of 7, the last one short
+    elif not ops.extension_loaded():
+        pytest.skip("vkdnw_fast._C is not built")
     codes = torch.rand(5, 40, generator=torch.Generator().manual_seed(0)) > 0.3
     kernel = forward_module.HammingKernel(5, torch.device("cpu"))
     kernel.update(codes)

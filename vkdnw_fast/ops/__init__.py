@@ -75,6 +75,13 @@ def multinomial_factor(logits: torch.Tensor, basis: torch.Tensor, variant: str,
     return twins.multinomial_factor(logits, basis, variant, scale, offset)
 
 
+def binary_gram(codes: torch.Tensor) -> torch.Tensor:
+    """(N, N) int64 counts of the units two rows of bool ``codes`` (N, U) both have set (see ``twins``)."""
+    if _has_kernel("binary_gram", codes.device):
+        return torch.ops.vkdnw_fast.binary_gram(codes)
+    return twins.binary_gram(codes)
+
+
 def _sampled_grad_vmap(info, in_dims, input, grad_output, coords, stride, padding, dilation, groups):
     """Cotangents batched by vmap (the engine's chunked backward) fold into the op's own K dimension."""
     input_dim, grad_dim = in_dims[0], in_dims[1]
@@ -92,5 +99,5 @@ def _sampled_grad_vmap(info, in_dims, input, grad_output, coords, stride, paddin
 if _extension_error is None:
     torch.library.register_vmap(f"{_OPS}::sampled_grad", _sampled_grad_vmap)
 
-__all__ = ["sampled_grad", "multinomial_factor", "backend", "extension_loaded", "factor_rows",
+__all__ = ["sampled_grad", "multinomial_factor", "binary_gram", "backend", "extension_loaded", "factor_rows",
            "probability_constants", "VARIANTS", "twins"]

@@ -1,7 +1,7 @@
 """Pure-PyTorch twins of the custom ops.
 
 They define what the C++/CUDA kernels compute, serve as the test oracle for them, and are the
-fallback when the extension is not built. Both ops accept tensors of any strides.
+fallback when the extension is not built. The ops accept tensors of any strides.
 
 sampled_grad(input, grad_output, coords, stride, padding, dilation, groups) -> Tensor
     Per-sample (and per-cotangent) gradients of selected coordinates of a convolution weight or
@@ -35,6 +35,12 @@ multinomial_factor(logits, basis, variant, prob_scale, prob_offset) -> Tensor
     variant "paper": the authors' code: M = L~ with q = 1 - cumsum(p), q_{C-1} := 0, q_{-1} := 1,
         d_j = sqrt(p_j q_j / q_{j-1}), L~_ii = d_i, L~_ij = -p_i d_j / q_j for i > j (0 where q_j = 0,
         as their nan_to_num does). K = C. Applied as L~ J, which is their fault 1 (docs/method.md §8).
+
+binary_gram(codes) -> Tensor
+    The Gram matrix of binary codes: codes (N, U) bool; returns (N, N) int64, G[i, j] = the number of
+    units u with codes[i, u] and codes[j, u] (NASWOT's Hamming kernel is 2G + U - G_ii - G_jj). The
+    compiled kernel counts bit-packed rows with popcount; the twin multiplies float32 blocks of units,
+    exact while a block's counts stay below 2^24.
 """
 from __future__ import annotations
 
@@ -203,3 +209,23 @@ def _paper_factor(logits, basis, prob_scale, prob_offset):
     weighted = w.unsqueeze(-1) * basis
     prefix = torch.cat([torch.zeros_like(weighted[:, :1]), torch.cumsum(weighted, dim=1)[:, :-1]], dim=1)
     return d.unsqueeze(-1) * basis - p.unsqueeze(-1) * prefix
+
+
+# Units per float32 product in the twin: the counts of a block stay exact integers (< 2^24).
+_GRAM_BLOCK = 1 << 23
+
+
+def check_binary_gram_args(codes: torch.Tensor) -> None:
+    if codes.dim() != 2 or codes.dtype != torch.bool:
+        raise ValueError(f"binary_gram: codes must be a 2-d bool tensor (N, U), got {str(codes.dtype).removeprefix('torch.')} "
+                         f"of shape {list(codes.shape)}")
+
+
+def binary_gram(codes: torch.Tensor) -> torch.Tensor:
+    check_binary_gram_args(codes)
+    gram = torch.zeros(codes.shape[0], codes.shape[0], dtype=torch.int64, device=codes.device)
+    for start in range(0, codes.shape[1], _GRAM_BLOCK):
+        block = codes[:, start:start + _GRAM_BLOCK].float()
+        gram += (block @ block.T).long()
+    return gram
+

@@ -28,15 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .. import layers
+from .. import layers, ops
 from ..hooks import removing
 from ..init import initialise
 from .batches import labelled_batch
 from .context import ProxyContext, as_logits, as_output
 
-# Column chunk of the 0/1 code matrix per float32 matmul: every partial sum is an integer below
-# 2**24, so the float32 products are exact; they are accumulated in float64.
-_CODE_CHUNK = 1 << 23
 # SWAP's batch: the first 16 samples (the authors' default ``--input_samples``).
 SWAP_SAMPLES = 16
 
@@ -101,18 +98,17 @@ class HammingKernel:
     """NASWOT's K_H = sum over ReLU inputs of C C^T + (1 - C)(1 - C)^T (float64, batch x batch).
 
     With G = C C^T over U units, whose diagonal holds each sample's count of ones r_i, the second
-    term is U - r_i - r_j + G_ij: K_H = 2G + U - r_i - r_j, one matmul per chunk instead of two and
-    no complement of the codes (the same integers; NASWOT 1.5x faster on a TransNAS-Bench micro cell)."""
+    term is U - r_i - r_j + G_ij: K_H = 2G + U - r_i - r_j, one Gram matrix and no complement of the
+    codes. G is ``ops.binary_gram``'s: exact integer counts, by popcount of bit-packed codes in the
+    compiled CPU kernel (3.2 s -> 0.33 s of one core on a TransNAS-Bench micro cell, batch 128)."""
 
     def __init__(self, batch: int, device: torch.device):
         self.kernel = torch.zeros(batch, batch, dtype=torch.float64, device=device)
 
     def update(self, codes: torch.Tensor) -> None:
-        for start in range(0, codes.shape[1], _CODE_CHUNK):
-            c = codes[:, start:start + _CODE_CHUNK].float()
-            gram = (c @ c.T).double()
-            ones = gram.diagonal()
-            self.kernel.add_(2 * gram + c.shape[1] - ones[:, None] - ones[None, :])
+        gram = ops.binary_gram(codes).double()
+        ones = gram.diagonal()
+        self.kernel.add_(2 * gram + codes.shape[1] - ones[:, None] - ones[None, :])
 
 
 def hamming_kernel(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
