@@ -131,3 +131,11 @@ def test_factor_output_is_always_written(dtype):
 def test_factor_device_mismatch():
     with pytest.raises(ValueError, match="one device"):
         torch.ops.vkdnw_fast.multinomial_factor(torch.randn(2, 3, device=DEVICE), torch.randn(2, 3, 4), "sqrt", 1.0, 0.0)
+
+
+def test_binary_gram_on_the_gpu_is_the_twin_and_equals_the_cpu_kernel():
+    """binary_gram has no CUDA kernel: on the GPU the twin's float32 product runs, exact like the CPU popcount."""
+    codes = torch.rand(128, 64 * 300 + 5, generator=torch.Generator().manual_seed(5)) < 0.5
+    got = ops.binary_gram(codes.to(DEVICE))
+    assert got.device.type == DEVICE and got.dtype == torch.int64
+    assert torch.equal(got.cpu(), torch.ops.vkdnw_fast.binary_gram(codes))
