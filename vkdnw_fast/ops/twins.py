@@ -217,8 +217,8 @@ _GRAM_BLOCK = 1 << 23
 
 def check_binary_gram_args(codes: torch.Tensor) -> None:
     if codes.dim() != 2 or codes.dtype != torch.bool:
-        raise ValueError(f"binary_gram: codes must be a 2-d bool tensor (N, U), got {str(codes.dtype).removeprefix('torch.')} "
-                         f"of shape {list(codes.shape)}")
+        dtype = str(codes.dtype).removeprefix("torch.")
+        raise ValueError(f"binary_gram: codes must be a 2-d bool tensor (N, U), got {dtype} of shape {list(codes.shape)}")
 
 
 def binary_gram(codes: torch.Tensor) -> torch.Tensor:
@@ -228,4 +228,3 @@ def binary_gram(codes: torch.Tensor) -> torch.Tensor:
         block = codes[:, start:start + _GRAM_BLOCK].float()
         gram += (block @ block.T).long()
     return gram
-
