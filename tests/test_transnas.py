@@ -475,3 +475,37 @@ def test_the_readme_label_free_table_quotes_the_committed_samples():
             published = suite_zero(proxy, space, task)
             expected = quoted_figures(run["rankings"][proxy]) + ("" if published is None else f" ({published:.2f})")
             assert cell == expected, (space, task, proxy)
+
+
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+@pytest.mark.parametrize("name, arch, resolution", [("tnb_micro", "64-41414-1_23_013", 32),
+                                                    ("tnb_macro", "64-23343-basic", 64)])
+def test_the_engine_scores_the_benchmark_networks_as_the_float64_oracle(name, arch, resolution, preset):
+    """VKDNW on the benchmark's own encoders and class_scene head (63 classes): the engine's Fisher matrix
+    against the float64 torch.func oracle on the coordinates it sampled, at a small resolution."""
+    import copy
+
+    import torch
+
+    import vkdnw_fast as vf
+    from fisher_oracle import entropy_of, oracle_fisher
+
+    space = spaces.get(name, dataset="class_scene", resolution=resolution)
+    model = space.build_model(arch).double()
+    x = torch.randn(2, 3, resolution, resolution, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    config = vf.FisherConfig.preset(preset, init=None)
+    # docs/method.md §3, independently: element 0 of the first 128 parameter tensors ('paper') or of the
+    # weights of the first 128 conv/linear layers ('exact').
+    if preset == "paper":
+        coords = [(p, 0) for p, _ in list(model.named_parameters())[:128]]
+    else:
+        layers = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        coords = [(f"{n}.weight", 0) for n in layers[:128]]
+    result = vf.score(copy.deepcopy(model), x, config=config)
+    assert result.weights == [f"{p}[{i}]" for p, i in coords] and result.skipped == {}
+    # One backward pass per sample and logit: the vectorised oracle holds the gradient of every shifted
+    # parameter tensor per logit and sample, some 20 GB for these 10-million-parameter networks.
+    truth = oracle_fisher(copy.deepcopy(model), x, coords, preset, vectorize=False)
+    fisher = vf.fisher_matrix(copy.deepcopy(model), x, config=config)
+    assert float((fisher - truth).norm() / truth.norm()) < 1e-9
+    assert result.vkdnw == pytest.approx(entropy_of(truth), abs=1e-9)
