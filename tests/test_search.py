@@ -417,6 +417,25 @@ def test_candidate_that_always_kills_its_worker_is_failed(tmp_path):
     assert [r["attempts"] for r in rows(tmp_path / "run", "status = 'evaluated'")] == [1] * 4
 
 
+def test_score_all_records_a_candidate_that_always_kills_its_worker_as_failed():
+    """The evaluation's and the protocol search's path (score_all): the candidate is a failed record, with
+    the seconds its attempts ran, and every other candidate is scored (the driver used to stop on it with a
+    KeyError, losing the run's remaining work to a network too large for the machine's memory)."""
+    from vkdnw_fast.backends import score_all
+
+    rng = np.random.default_rng(0)
+    archs = list(dict.fromkeys(nb201.NB201Space().sample(rng) for _ in range(5)))
+    job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, functools.partial(always_killing_scorer, archs[2]))
+    records = {}
+    score_all([(arch, 0) for arch in archs], lambda seed: job, lambda arch, seed, record: records.update({arch: record}),
+              kind="local", workers=2, progress=False)
+    assert sorted(records) == sorted(archs)
+    failed = records[archs[2]]
+    assert failed["error"].startswith("the worker process died on each of 3 attempts (BrokenProcessPool")
+    assert failed["seconds"] > 0 and "values" not in failed
+    assert all("values" in records[a] for a in archs if a != archs[2])
+
+
 def _cli(out, *extra):
     return [sys.executable, "-m", "vkdnw_fast.search.cli", "--space", "mbv2", "--resolution", "32",
             "--num-classes", "10", "--flops-budget", "6M", "--iterations", "24", "--population", "6",

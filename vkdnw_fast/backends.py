@@ -84,8 +84,10 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     return outcome
 
 
-def _died(attempts: int, error: BaseException) -> dict[str, Any]:
-    return {"ok": False, "attempts": attempts,
+def _died(attempts: int, error: BaseException, elapsed: float | None) -> dict[str, Any]:
+    """The outcome of a candidate that killed its worker ``attempts`` times; ``elapsed``: the seconds those
+    attempts ran, None where the backend cannot tell."""
+    return {"ok": False, "attempts": attempts, "elapsed": elapsed,
             "reason": f"the worker process died on each of {attempts} attempts ({type(error).__name__}: {error})"}
 
 
@@ -160,6 +162,8 @@ class PoolBackend:
         self._waiting: deque[tuple[Any, Job, str]] = deque()
         self._suspects: deque[tuple[Any, Job, str]] = deque()
         self._deaths: dict[Any, int] = {}
+        self._started: dict[Any, float] = {}  # when each pending candidate was sent
+        self._spent: dict[Any, float] = {}  # seconds of the attempts a suspect died in
         self._pool = self._new_pool()
 
     def set_job(self, job: Job) -> None:
@@ -185,12 +189,15 @@ class PoolBackend:
             self._send(self._waiting.popleft())
 
     def _send(self, task: tuple[Any, Job, str]) -> None:
-        _, job, arch = task
+        key, job, arch = task
+        self._started[key] = time.perf_counter()
         self._pending[self._pool.submit(score_job, job, arch)] = task
 
     def _done(self, task: tuple[Any, Job, str], outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         if self._suspects and self._suspects[0] == task:
             self._suspects.popleft()
+        self._started.pop(task[0], None)
+        self._spent.pop(task[0], None)
         return task[0], {**outcome, "attempts": self._deaths.pop(task[0], 0) + 1}
 
     def wait(self) -> list[tuple[Any, dict[str, Any]]]:
@@ -215,9 +222,10 @@ class PoolBackend:
             if len(lost) == 1 and self._suspects and self._suspects[0] == lost[0]:
                 key = lost[0][0]
                 self._deaths[key] = self._deaths.get(key, 0) + 1
+                self._spent[key] = self._spent.get(key, 0.0) + time.perf_counter() - self._started[key]
                 if self._deaths[key] >= MAX_ATTEMPTS:
                     self._suspects.popleft()
-                    results.append((key, _died(self._deaths.pop(key), broken)))
+                    results.append((key, _died(self._deaths.pop(key), broken, self._spent.pop(key))))
             else:
                 self._suspects.extend(task for task in lost if task not in self._suspects)
         self._dispatch()
@@ -230,6 +238,8 @@ class PoolBackend:
         self._waiting.clear()
         self._suspects.clear()
         self._deaths.clear()
+        self._started.clear()
+        self._spent.clear()
 
     def close(self) -> None:
         self.cancel()
@@ -287,9 +297,10 @@ class RayBackend:
                 # Ray does not report how many attempts a task took.
                 results.append((key, {**self._ray.get(ref), "attempts": None}))
             except self._ray.exceptions.WorkerCrashedError as exc:
-                results.append((key, _died(MAX_ATTEMPTS, exc)))
+                results.append((key, _died(MAX_ATTEMPTS, exc, None)))
             except self._ray.exceptions.RayError as exc:  # e.g. the task could not be deserialised
-                results.append((key, {"ok": False, "attempts": None, "reason": f"{type(exc).__name__}: {exc}"}))
+                results.append((key, {"ok": False, "attempts": None, "elapsed": None,
+                                      "reason": f"{type(exc).__name__}: {exc}"}))
         return results
 
     def cancel(self) -> None:

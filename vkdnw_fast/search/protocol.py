@@ -171,7 +171,7 @@ def _play(config: SearchConfig, seed: int, space, benchmark: Benchmark, scores: 
                 missing[arch] = None
                 incomplete, values = True, None
             else:
-                seconds += record["seconds"]
+                seconds += record["seconds"] or 0.0  # None: a worker died on Ray, which reports no time
                 values = record.get("values")
         elif kind == "fitness":
             queries += 1
