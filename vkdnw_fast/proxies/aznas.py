@@ -42,14 +42,15 @@ from .registry import register_proxy
 
 
 def _channels_last_rows(t: torch.Tensor) -> torch.Tensor:
-    """(B, C, *S) -> (B * prod(S), C), float64."""
-    return t.movedim(1, -1).reshape(-1, t.shape[1]).double()
+    """(B, C, *S) -> (B * prod(S), C), float64, in one copy (the float32 map is not copied first)."""
+    rows = torch.empty(t.shape[0], *t.shape[2:], t.shape[1], dtype=torch.float64, device=t.device)
+    return rows.copy_(t.movedim(1, -1)).reshape(-1, t.shape[1])
 
 
 def spectral_entropy(feature: torch.Tensor) -> float:
     """E_l of one feature map (NaN if it is constant)."""
     f = _channels_last_rows(feature.detach())
-    f = f - f.mean(dim=0, keepdim=True)
+    f -= f.mean(dim=0, keepdim=True)
     eigenvalues = torch.linalg.eigvalsh(f.T @ f / f.shape[0])
     p = eigenvalues / eigenvalues.sum()
     return float(-(p * torch.log(p + 1e-8)).sum())
