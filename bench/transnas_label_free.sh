@@ -9,7 +9,8 @@
 # apply, bench/transnas_common.sh says which), LIMIT (default 100), WORKERS (default 1), DEVICE
 # (default cpu), PROXIES and NAME (the run's name: te_nas_ntk, 64 coupled backward passes a network at 256x256,
 # is a GPU run of its own: DEVICE=cuda PROXIES=te_nas_ntk NAME=te_nas_ntk). nDCG@24 of 100 micro cells, @31 of
-# 100 macro layouts. 34 s of one core a network here (micro), about 60 s (macro).
+# 100 macro layouts. 34 s of one core a network here (micro); macro: median 52 s, the largest layouts (up to
+# 58 GMACs) many minutes and up to 18 GB each, so two workers may run out of memory (the pool then re-runs them alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
