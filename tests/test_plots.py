@@ -84,6 +84,10 @@ def test_axis_rule_on_known_shapes():
     cluster_and_outliers = np.concatenate([-65 - rng.uniform(0, 1, 480), -1e4 * rng.uniform(1, 10, 20)])
     assert axis_scale(cluster_and_outliers)[0] == "rank"  # Jacov's panel: a line at 0 on any value axis
     assert axis_scale(np.array([1.0, 2.0, -np.inf]))[0] == "rank"
+    # swap_reg on TransNAS-Bench jigsaw: zeros, a denormal (3.6e-314) and values up to 1.8e-8; on a
+    # symmetric-log axis with the denormal as threshold matplotlib overflows (1 / 3.6e-314 > 1.8e308).
+    underflowing = np.concatenate([np.zeros(40), [3.6e-314], 10.0 ** rng.uniform(-200, -8, 59)])
+    assert axis_scale(underflowing)[0] == "rank"
 
 
 def test_scatter_titles_carry_each_rankings_kt_and_spr():

@@ -22,6 +22,9 @@ from .spec import EvaluationSpec
 # (5th to 95th percentile) fill at least half of the axis's span; a rank axis (which they always fill)
 # where any value is ±inf.
 MIDDLE, FILL = (0.05, 0.95), 0.5
+# The smallest symmetric-log threshold matplotlib can draw: below it (the denormals, where a product of
+# exponentials underflows, as swap_reg's size term does) 1 / threshold overflows its transform.
+SMALLEST_LINTHRESH = 1e-300
 
 
 def _fill(t: np.ndarray) -> float:
@@ -42,7 +45,7 @@ def axis_scale(values: np.ndarray) -> tuple[str, float | None]:
     if _fill(values) >= FILL:
         return "linear", None
     linthresh = float(np.abs(values[values != 0]).min())  # not all zero: then the linear axis is filled
-    if _fill(SymmetricalLogTransform(10, linthresh, 1.0).transform(values)) >= FILL:
+    if linthresh >= SMALLEST_LINTHRESH and _fill(SymmetricalLogTransform(10, linthresh, 1.0).transform(values)) >= FILL:
         return "symlog", linthresh
     return "rank", None
 
