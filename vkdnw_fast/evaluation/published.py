@@ -128,15 +128,17 @@ _OWN_PAPER = {
     "meco": ((_NOT_GIVEN, 0.89), None, None),
     "swap_reg": (None, (_NOT_GIVEN, 0.90), None),
 }
-_OWN_PAPER["naswot_128"] = _OWN_PAPER["naswot"]
 # Other benchmarks, by (space, dataset). NASWOT, Figure 3: KT 0.285 on NAS-Bench-101 (CIFAR-10).
-_OWN_PAPER_ELSEWHERE = {("nb101", "cifar10"): {"naswot": (0.285, _NOT_GIVEN), "naswot_128": (0.285, _NOT_GIVEN)}}
+_OWN_PAPER_ELSEWHERE = {("nb101", "cifar10"): {"naswot": (0.285, _NOT_GIVEN)}}
+# Proxies whose paper is another's: naswot_128 is NASWOT at its paper's batch.
+_SAME_PAPER = {"naswot_128": "naswot"}
 
 
 def own_paper(proxy: str, space: str, dataset: str) -> tuple[float, float] | None:
     """(KT, SPR) that ``proxy``'s own paper gives on ``space``'s ``dataset`` (NaN: not given), or
     None where it gives neither (see the module docstring)."""
     name = proxy.split("@")[0]
+    name = _SAME_PAPER.get(name, name)
     if space != "nb201":
         return _OWN_PAPER_ELSEWHERE.get((space, dataset), {}).get(name)
     row = _OWN_PAPER.get(name)
