@@ -38,8 +38,8 @@ def with_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
     if layout == "transposed":  # every dimension reversed in memory
         order = list(reversed(range(t.dim())))
         return t.permute(order).contiguous().permute(order)
-    if layout == "gapped":  # a NaN-filled gap after every element of every dimension
-        big = t.new_full([2 * s for s in t.shape], float("nan"))
+    if layout == "gapped":  # a gap after every element of every dimension, NaN-filled (True for bool codes)
+        big = t.new_full([2 * s for s in t.shape], float("nan") if t.is_floating_point() else True)
         view = big[tuple(slice(None, None, 2) for _ in t.shape)]
         view.copy_(t)
         return view
@@ -526,16 +526,6 @@ def brute_force_gram(codes: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy((c[:, None, :] & c[None, :, :]).sum(-1))
 
 
-def bool_with_layout(codes: torch.Tensor, layout: str) -> torch.Tensor:
-    """``with_layout`` for bool tensors (its gaps are NaN-filled): the same codes in another layout."""
-    if layout == "gapped":
-        big = codes.new_ones([2 * s for s in codes.shape])
-        view = big[::2, ::2]
-        view.copy_(codes)
-        return view
-    return with_layout(codes, layout)
-
-
 @pytest.mark.parametrize("layout", ("contiguous", "transposed", "gapped"))
 @pytest.mark.parametrize("rows,units,density", [(1, 1, 0.5), (2, 63, 0.5), (3, 64, 0.5), (5, 65, 0.9),
                                                 (7, 1000, 0.1), (16, 64 * 256 + 5, 0.5), (33, 64 * 300, 0.3)])
@@ -543,9 +533,9 @@ def test_binary_gram_matches_twin_and_brute_force(rows, units, density, layout):
     """Row and word boundaries, more words than one cache block (256), any strides."""
     codes = torch.rand(rows, units, generator=torch.Generator().manual_seed(rows * units)) < density
     expected = brute_force_gram(codes)
-    got = torch.ops.vkdnw_fast.binary_gram(bool_with_layout(codes, layout))
+    got = torch.ops.vkdnw_fast.binary_gram(with_layout(codes, layout))
     assert got.dtype == torch.int64 and torch.equal(got, expected)
-    assert torch.equal(twins.binary_gram(bool_with_layout(codes, layout)), expected)
+    assert torch.equal(twins.binary_gram(with_layout(codes, layout)), expected)
 
 
 def test_binary_gram_of_no_rows_or_no_units_is_zero():
