@@ -217,8 +217,8 @@ def test_meco_says_why_it_is_undefined_where_a_batchnorm_sees_one_value_per_chan
     # One sample, pooled to 1x1 before a BatchNorm: training-mode statistics of a single value.
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 3))
     for name in ("meco", "meco_opt"):
-        with pytest.raises(ProxyError, match=f"'{name}' failed on arch 'pooled'.*one value per channel.*MeCo, are "
-                                             "undefined"):
+        with pytest.raises(ProxyError, match=f"'{name}' failed on arch 'pooled'.*BatchNorm '2' gets one value per "
+                                             "channel.*MeCo, are undefined"):
             compute_proxies(model, [name], input_shape=SHAPE, batch_size=4, arch="pooled")
 
 

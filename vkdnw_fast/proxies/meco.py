@@ -48,17 +48,23 @@ def sample_features(model: nn.Module, sample: torch.Tensor) -> list[torch.Tensor
             f = check_finite(output[0].detach(), f"the output of a {type(module).__name__}")
             features.append(f.reshape(f.shape[0], -1).double())
 
-    with removing(m.register_forward_hook(hook) for m in model.modules()), torch.no_grad():
-        try:
-            model(sample)
-        except ValueError as exc:
-            if "more than 1 value per channel" not in str(exc):
-                raise
-            # One sample through a network that reduces it to a single position before a BatchNorm.
-            raise ValueError("MeCo runs one sample in training mode, and a BatchNorm got one value per channel "
-                             "(the network reduces the input to a single position before it): its batch "
-                             "statistics, and MeCo, are undefined for this network at this input size") from exc
+    hooks = [m.register_forward_hook(hook) for m in model.modules()]
+    hooks += [m.register_forward_pre_hook(_one_value_check(name)) for name, m in model.named_modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    with removing(hooks), torch.no_grad():
+        model(sample)
     return features
+
+
+def _one_value_check(name: str):
+    def check(module: nn.Module, args: tuple) -> None:
+        x = args[0]
+        if x.dim() >= 2 and x.numel() == x.shape[1]:
+            # One sample through a network that reduces it to a single position before this BatchNorm.
+            raise ValueError(f"MeCo runs one sample in training mode, and BatchNorm {name!r} gets one value per "
+                             "channel (the network reduces the input to a single position before it): its batch "
+                             "statistics, and MeCo, are undefined for this network at this input size")
+    return check
 
 
 def min_correlation_eigenvalue(rows: torch.Tensor) -> float:
