@@ -436,6 +436,38 @@ def test_score_all_records_a_candidate_that_always_kills_its_worker_as_failed():
     assert all("values" in records[a] for a in archs if a != archs[2])
 
 
+def timed_killing_scorer(log_dir, target, space, arch, proxies, presets=("paper",), seed=0, device=None):
+    """fake_scorer taking a second, logging which process ran it; kills its process the first time it sees
+    ``target``."""
+    marker = Path(log_dir) / "killed"
+    if arch == target and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os._exit(1)
+    time.sleep(1.0)  # longer than a worker's start, so that a second worker takes part when there is one
+    with open(Path(log_dir) / "ran.log", "a") as log:
+        log.write(f"{arch} {os.getpid()}\n")
+    return fake_scorer(space, arch, proxies, presets, seed, device)
+
+
+def test_a_worker_death_makes_suspects_only_of_the_candidates_that_were_running(tmp_path):
+    """The pool holds one task a worker: a death re-runs alone the two that were running, and the rest of
+    the run keeps both workers (it used to make suspects of every queued candidate, so that a long run
+    went on one worker at a time after its first out-of-memory kill)."""
+    from vkdnw_fast.backends import score_all
+
+    rng = np.random.default_rng(1)
+    archs = list(dict.fromkeys(nb201.NB201Space().sample(rng) for _ in range(8)))
+    job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, functools.partial(timed_killing_scorer, str(tmp_path), archs[0]))
+    records = {}
+    score_all([(arch, 0) for arch in archs], lambda seed: job, lambda arch, seed, record: records.update({arch: record}),
+              kind="local", workers=2, progress=False)
+    assert (tmp_path / "killed").exists() and all("values" in records[a] for a in archs)
+    ran = dict(line.split() for line in (tmp_path / "ran.log").read_text().splitlines())
+    assert sorted(ran) == sorted(archs)
+    # After the two suspects, the six never started share the rebuilt pool's two workers.
+    assert len({ran[a] for a in archs[2:]}) == 2
+
+
 def _cli(out, *extra):
     return [sys.executable, "-m", "vkdnw_fast.search.cli", "--space", "mbv2", "--resolution", "32",
             "--num-classes", "10", "--flops-budget", "6M", "--iterations", "24", "--population", "6",

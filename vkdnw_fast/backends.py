@@ -145,8 +145,8 @@ class PoolBackend:
     """``workers`` spawned processes.
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
-    So the pool is rebuilt and the candidates it held become suspects, re-run one at a time (other
-    submissions wait): a suspect that completes is cleared, one whose worker dies while it runs
+    So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
+    it held become suspects, re-run one at a time (other submissions wait): a suspect that completes is cleared, one whose worker dies while it runs
     alone is the culprit and is charged the death; ``MAX_ATTEMPTS`` deaths make it failed. A
     candidate that merely shared a pool with a killer is thus never failed for it.
     """
@@ -185,7 +185,9 @@ class PoolBackend:
             if not self._pending:
                 self._send(self._suspects[0])
             return
-        while self._waiting:
+        # No more than one task a worker in the executor: a death then makes suspects of the candidates
+        # that were running, not of every one queued behind them (which would all run one at a time).
+        while self._waiting and len(self._pending) < self.workers:
             self._send(self._waiting.popleft())
 
     def _send(self, task: tuple[Any, Job, str]) -> None:
