@@ -300,6 +300,35 @@ def test_proxies_share_their_forwards(names, forwards):
             {name: together[name]}
 
 
+@pytest.mark.parametrize("name", available_proxies())
+def test_a_proxy_says_whether_it_reads_the_shared_training_forward(name):
+    """The registry's flag, by which compute_on runs these proxies last, is what the proxy does."""
+    from vkdnw_fast.proxies.registry import entry
+
+    c = build_context(TinyNet(), input_shape=SHAPE, batch_size=BATCH, seed=9)
+    compute_on(c, [name])
+    assert ("training_forward" in c.cache) == entry(name).uses_training_forward
+
+
+def test_compute_on_runs_the_training_forward_proxies_last_and_answers_in_the_order_asked(monkeypatch):
+    """So that a proxy with a forward of its own (naswot_128's batch of 128) does not run beside the kept
+    graph of the training forward."""
+    from vkdnw_fast.proxies import registry
+
+    seen = []
+
+    def probe(c):
+        seen.append("training_forward" in c.cache)
+        return 1.0
+    monkeypatch.setitem(registry._REGISTRY, "probe", registry._Entry(probe, False))
+    c = build_context(TinyNet(), input_shape=SHAPE, batch_size=BATCH, seed=9)
+    names = ["naswot", "jacov", "probe", "naswot_128"]
+    values = compute_on(c, names)
+    assert seen == [False] and list(values) == names
+    fresh = build_context(TinyNet(), input_shape=SHAPE, batch_size=BATCH, seed=9)
+    assert values == {name: compute_on(fresh, [name])[name] for name in names}
+
+
 class Overflow(nn.Module):
     def forward(self, x):
         return x * math.inf  # inf, and NaN where x is 0

@@ -105,16 +105,16 @@ def aznas_terms(ctx: ProxyContext) -> dict[str, float]:
     return terms
 
 
-@register_proxy("expressivity", may_be_neg_inf=True)
+@register_proxy("expressivity", may_be_neg_inf=True, uses_training_forward=True)
 def expressivity(ctx: ProxyContext) -> float:
     return aznas_terms(ctx)["expressivity"]
 
 
-@register_proxy("progressivity", may_be_neg_inf=True)
+@register_proxy("progressivity", may_be_neg_inf=True, uses_training_forward=True)
 def progressivity(ctx: ProxyContext) -> float:
     return aznas_terms(ctx)["progressivity"]
 
 
-@register_proxy("trainability", may_be_neg_inf=True)
+@register_proxy("trainability", may_be_neg_inf=True, uses_training_forward=True)
 def trainability(ctx: ProxyContext) -> float:
     return aznas_terms(ctx)["trainability"]

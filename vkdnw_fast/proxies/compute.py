@@ -19,11 +19,14 @@ from .registry import ProxyError, entry
 
 def compute_on(ctx: ProxyContext, names: str | Iterable[str]) -> dict[str, float]:
     """Evaluate the named proxies on one context; failures and disallowed non-finite values
-    raise ProxyError naming the proxy and the network."""
+    raise ProxyError naming the proxy and the network. Returned in the order asked; run with the
+    proxies reading the shared training forward last, so that the others' own forwards (naswot_128's
+    batch of 128, Zen-NAS's, the Fisher engine's passes) do not add their memory to that forward's graph,
+    which the context keeps (their values do not depend on the order: every random draw is seeded)."""
     names = [names] if isinstance(names, str) else list(names)
     entries = {name: entry(name) for name in names}  # unknown names fail before any work
     results: dict[str, float] = {}
-    for name, proxy in entries.items():
+    for name, proxy in sorted(entries.items(), key=lambda item: item[1].uses_training_forward):
         try:
             with stage(f"proxy:{name}"):
                 value = float(proxy.fn(ctx))
@@ -32,7 +35,7 @@ def compute_on(ctx: ProxyContext, names: str | Iterable[str]) -> dict[str, float
         if math.isnan(value) or value == math.inf or (value == -math.inf and not proxy.may_be_neg_inf):
             raise ProxyError(name, ctx.describe(), f"returned {value}, which its definition does not allow")
         results[name] = value
-    return results
+    return {name: results[name] for name in entries}
 
 
 @contextlib.contextmanager

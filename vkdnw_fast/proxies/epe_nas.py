@@ -65,7 +65,7 @@ def epe_from_gradients(gradients: np.ndarray, labels: np.ndarray, num_classes: i
     return float(np.sum(np.abs(terms[:, None] - terms[None, :])) / len(terms))
 
 
-@register_proxy("epe_nas", may_be_neg_inf=True, uses_labels=True)
+@register_proxy("epe_nas", may_be_neg_inf=True, uses_labels=True, uses_training_forward=True)
 def epe_nas(ctx: ProxyContext) -> float:
     labels = labelled_batch(ctx)[1].cpu().numpy()
     return epe_from_gradients(input_gradients(ctx).numpy(), labels, ctx.num_classes)

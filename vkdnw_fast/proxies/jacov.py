@@ -45,6 +45,6 @@ def jacov_from_gradients(gradients: np.ndarray) -> float:
     return float(-np.sum(np.log(v + k) + 1.0 / (v + k)))
 
 
-@register_proxy("jacov", may_be_neg_inf=True)
+@register_proxy("jacov", may_be_neg_inf=True, uses_training_forward=True)
 def jacov(ctx: ProxyContext) -> float:
     return jacov_from_gradients(input_gradients(ctx).numpy())

@@ -36,7 +36,7 @@ def log_abs_det(kernel: torch.Tensor) -> float:
     return float(torch.linalg.slogdet(kernel).logabsdet)
 
 
-@register_proxy("naswot", may_be_neg_inf=True)
+@register_proxy("naswot", may_be_neg_inf=True, uses_training_forward=True)
 def naswot(ctx: ProxyContext) -> float:
     """NASWOT on the context's batch (64 Gaussian samples by default)."""
     return log_abs_det(training_forward(ctx).hamming.get())

@@ -16,6 +16,7 @@ class _Entry:
     fn: ProxyFn
     may_be_neg_inf: bool
     uses_labels: bool = False
+    uses_training_forward: bool = False
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -30,14 +31,16 @@ class ProxyError(RuntimeError):
         self.where = where
 
 
-def register_proxy(name: str, *, may_be_neg_inf: bool = False, uses_labels: bool = False
-                   ) -> Callable[[ProxyFn], ProxyFn]:
+def register_proxy(name: str, *, may_be_neg_inf: bool = False, uses_labels: bool = False,
+                   uses_training_forward: bool = False) -> Callable[[ProxyFn], ProxyFn]:
     """Decorator registering ``fn(ctx) -> float`` under ``name``.
 
     ``may_be_neg_inf``: the definition itself gives -inf on some networks (e.g. AZ-NAS
     trainability of an identity block); ``compute_proxies`` rejects every other non-finite value.
     ``uses_labels``: it reads the batch's labels (``batches.labelled_batch``: random and seeded unless
     the caller gives real data), so it is not label-free (``label_free``).
+    ``uses_training_forward``: it reads the shared training-mode forward (``forward.training_forward``),
+    whose autograd graph lives as long as the context; ``compute_on`` runs such proxies after the others.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"a proxy name must be a non-empty string, got {name!r}")
@@ -47,7 +50,7 @@ def register_proxy(name: str, *, may_be_neg_inf: bool = False, uses_labels: bool
         # Re-registering the same function (a module reload) is fine; a second one is a clash.
         if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
             raise ValueError(f"proxy {name!r} is already registered by {old.fn.__module__}.{old.fn.__qualname__}")
-        _REGISTRY[name] = _Entry(fn, may_be_neg_inf, uses_labels)
+        _REGISTRY[name] = _Entry(fn, may_be_neg_inf, uses_labels, uses_training_forward)
         return fn
 
     return decorator

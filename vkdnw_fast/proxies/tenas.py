@@ -70,7 +70,7 @@ def ntk(ctx: ProxyContext) -> torch.Tensor:
     return theta
 
 
-@register_proxy("te_nas_ntk", may_be_neg_inf=True)
+@register_proxy("te_nas_ntk", may_be_neg_inf=True, uses_training_forward=True)
 def te_nas_ntk(ctx: ProxyContext) -> float:
     theta = ntk(ctx)
     eigenvalues = torch.linalg.eigvalsh(theta)
@@ -81,7 +81,7 @@ def te_nas_ntk(ctx: ProxyContext) -> float:
     return -largest / smallest
 
 
-@register_proxy("te_nas_lr")
+@register_proxy("te_nas_lr", uses_training_forward=True)
 def te_nas_lr(ctx: ProxyContext) -> float:
     kernel = training_forward(ctx).hamming.get()
     same = kernel == kernel.diagonal()[:, None]

@@ -88,23 +88,23 @@ def _weights_and_gradients(ctx: ProxyContext) -> list[tuple[torch.Tensor, torch.
     return [(w.detach(), grads[w]) for w in layer_weights(training_forward(ctx).model) if grads[w] is not None]
 
 
-@register_proxy("grad_norm", uses_labels=True)
+@register_proxy("grad_norm", uses_labels=True, uses_training_forward=True)
 def grad_norm(ctx: ProxyContext) -> float:
     grads = loss_gradients(ctx).parameters.values()
     return float(sum(g.double().square().sum() for g in grads if g is not None)) ** 0.5
 
 
-@register_proxy("snip", uses_labels=True)
+@register_proxy("snip", uses_labels=True, uses_training_forward=True)
 def snip(ctx: ProxyContext) -> float:
     return sum(float((w * g).abs().sum()) for w, g in _weights_and_gradients(ctx))
 
 
-@register_proxy("plain", uses_labels=True)
+@register_proxy("plain", uses_labels=True, uses_training_forward=True)
 def plain(ctx: ProxyContext) -> float:
     return sum(float((w * g).double().sum()) for w, g in _weights_and_gradients(ctx))
 
 
-@register_proxy("grasp", uses_labels=True)
+@register_proxy("grasp", uses_labels=True, uses_training_forward=True)
 def grasp(ctx: ProxyContext) -> float:
     weights = layer_weights(training_forward(ctx).model)
     grads = torch.autograd.grad(training_loss(ctx), weights, create_graph=True, allow_unused=True)
@@ -117,7 +117,7 @@ def grasp(ctx: ProxyContext) -> float:
                for (w, _), hg in zip(used, hessian_grads) if hg is not None)
 
 
-@register_proxy("fisher", uses_labels=True)
+@register_proxy("fisher", uses_labels=True, uses_training_forward=True)
 def fisher(ctx: ProxyContext) -> float:
     outputs = training_forward(ctx).layer_outputs
     if not outputs:
