@@ -146,9 +146,10 @@ class PoolBackend:
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
-    it held become suspects, re-run one at a time (other submissions wait): a suspect that completes is cleared, one whose worker dies while it runs
-    alone is the culprit and is charged the death; ``MAX_ATTEMPTS`` deaths make it failed. A
-    candidate that merely shared a pool with a killer is thus never failed for it.
+    it held become suspects, re-run one at a time (other submissions wait): a suspect that completes
+    is cleared, one whose worker dies while it runs alone is the culprit and is charged the death;
+    ``MAX_ATTEMPTS`` deaths make it failed. A candidate that merely shared a pool with a killer is
+    thus never failed for it.
     """
 
     name = "local"
