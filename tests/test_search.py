@@ -50,13 +50,18 @@ def fake_scorer(space, arch, proxies, presets=("paper",), seed=0, device=None):
     return {p: table[p] for p in proxies}
 
 
-def killing_scorer(marker_dir, target, space, arch, proxies, presets=("paper",), seed=0, device=None):
-    """score_architecture, except that the first time it sees ``target`` it kills its own process;
-    every completed scoring is logged to ``scored.log``."""
+def kill_once(marker_dir, target, arch) -> None:
+    """Kill this process the first time ``target`` comes (marked by ``killed`` in ``marker_dir``)."""
     marker = Path(marker_dir) / "killed"
     if arch == target and not marker.exists():
         marker.write_text(str(os.getpid()))
         os._exit(1)
+
+
+def killing_scorer(marker_dir, target, space, arch, proxies, presets=("paper",), seed=0, device=None):
+    """score_architecture, except that the first time it sees ``target`` it kills its own process;
+    every completed scoring is logged to ``scored.log``."""
+    kill_once(marker_dir, target, arch)
     values = score_architecture(space, arch, proxies, presets=presets, seed=seed, device=device)
     with open(Path(marker_dir) / "scored.log", "a") as log:
         log.write(arch + "\n")
@@ -439,10 +444,7 @@ def test_score_all_records_a_candidate_that_always_kills_its_worker_as_failed():
 def timed_killing_scorer(log_dir, target, space, arch, proxies, presets=("paper",), seed=0, device=None):
     """fake_scorer taking a second, logging which process ran it; kills its process the first time it sees
     ``target``."""
-    marker = Path(log_dir) / "killed"
-    if arch == target and not marker.exists():
-        marker.write_text(str(os.getpid()))
-        os._exit(1)
+    kill_once(log_dir, target, arch)
     time.sleep(1.0)  # longer than a worker's start, so that a second worker takes part when there is one
     with open(Path(log_dir) / "ran.log", "a") as log:
         log.write(f"{arch} {os.getpid()}\n")
