@@ -19,6 +19,12 @@ CXX_FLAGS = ["-O3", "-g0"]
 # x86-64 since 2008 does, but the compiler may only use it when told), a bit-twiddling loop otherwise.
 if platform.machine().lower() in ("x86_64", "amd64"):
     CXX_FLAGS.append("-mpopcnt")
+# A toolchain that links libstdc++ statically (as, by every sign, the H200 image's /opt/gcc does) puts a second
+# copy of it in the extension; Python's -Bsymbolic-functions binds that copy's functions locally but its data
+# (the locale's facet ids) to torch's copy, and formatting a number into an error message crashed there (here,
+# built with -static-libstdc++, the message is silently cut short). Not exporting the archive's symbols keeps
+# such a copy whole; with a shared libstdc++, the usual case, there is nothing to hide.
+LINK_FLAGS = ["-Wl,--exclude-libs,ALL"] if platform.system() == "Linux" else []
 
 
 def _sources(*patterns):
@@ -35,8 +41,10 @@ def extension():
             sources + _sources("csrc/cuda/*.cpp", "csrc/cuda/*.cu"),
             include_dirs=include_dirs,
             extra_compile_args={"cxx": CXX_FLAGS, "nvcc": ["-O3"]},
+            extra_link_args=LINK_FLAGS,
         )
-    return CppExtension("vkdnw_fast._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": CXX_FLAGS})
+    return CppExtension("vkdnw_fast._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": CXX_FLAGS},
+                        extra_link_args=LINK_FLAGS)
 
 
 setup(
