@@ -18,13 +18,19 @@ ARCHS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_c
 @pytest.mark.parametrize("dataset", ["cifar10", "ImageNet16-120"])
 @pytest.mark.parametrize("arch", ARCHS)
 def test_gpu_score_equals_cpu_score(arch, dataset, preset):
+    """Float32 scores agree to float32's noise, measured on the case itself as the distance between the CPU's
+    two memory formats (1e-8 to 1.5e-4 relative on these, docs/method.md "Precision"); with TF32 allowed, the
+    GPU was 4.5e-4 to 3.6e-3 off. The float64 test below is the tight one."""
     shape, classes = nb201.dataset_info(dataset)
     model = nb201.build_model(arch, classes)
     cpu = vf.score(model, input_shape=shape, config=preset, seed=2, device="cpu")
+    other_layout = vf.score(model, input_shape=shape, config=vf.FisherConfig.preset(preset, memory_format="contiguous"),
+                            seed=2, device="cpu")
     gpu = vf.score(model, input_shape=shape, config=preset, seed=2, device="cuda")
     assert gpu.strategy == cpu.strategy and gpu.weights == cpu.weights
-    assert gpu.vkdnw == pytest.approx(cpu.vkdnw, rel=1e-6)
-    assert torch.allclose(gpu.eigenvalues.cpu(), cpu.eigenvalues, rtol=1e-4, atol=1e-6 * float(cpu.eigenvalues[0]))
+    assert abs(gpu.vkdnw - cpu.vkdnw) <= 10 * abs(other_layout.vkdnw - cpu.vkdnw) + 1e-4 * abs(cpu.vkdnw)
+    top = float(cpu.eigenvalues[0])
+    assert torch.allclose(gpu.eigenvalues.cpu(), cpu.eigenvalues, rtol=1e-3, atol=1e-5 * top)
 
 
 def test_gpu_uses_the_cuda_kernels_when_built():

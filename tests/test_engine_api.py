@@ -450,3 +450,34 @@ def test_probe_passes_independent_models_and_lists_the_modules_called():
     assert attention in called and attention.out_proj not in called and vit.encoder.layers[1].linear2 in called
     # One sample: nothing can interact, the modules are still listed.
     assert vit.head in probe_forward(vit, batch(n=1))
+
+
+def _float32_precision() -> str:
+    """What cuDNN convolutions in float32 run at now, read through the API ieee_float32 sets."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision"):
+        return conv.fp32_precision
+    return "tf32" if torch.backends.cudnn.allow_tf32 else "ieee"
+
+
+def test_ieee_float32_turns_tf32_off_for_the_block_and_restores_the_callers_setting():
+    from vkdnw_fast.prepare import ieee_float32
+
+    before = _float32_precision()
+    assert before == "tf32"  # PyTorch's default for cuDNN convolutions, which the engine must not score with
+    with pytest.raises(RuntimeError, match="inside"):
+        with ieee_float32():
+            assert _float32_precision() == "ieee"
+            raise RuntimeError("inside")
+    assert _float32_precision() == before
+
+
+def test_every_scoring_forward_runs_in_ieee_float32():
+    spy = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    seen = []  # the scorers run on copies of the model, which keep its hooks
+    spy.register_forward_pre_hook(lambda module, args: seen.append(_float32_precision()))
+    vf.score(spy, input_shape=(3, 8, 8), batch_size=4)
+    compute_proxies(spy, ["naswot", "synflow", "jacov"], input_shape=(3, 8, 8), batch_size=4, num_classes=5)
+    reference.score(spy, input_shape=(3, 8, 8), batch_size=4)
+    assert seen and set(seen) == {"ieee"}
+    assert _float32_precision() == "tf32"

@@ -41,8 +41,8 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
-from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, no_attention_fastpath, pick_logits,
-                      prepare, probe_forward, same_up_to, scoring_mode)
+from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, ieee_float32, no_attention_fastpath,
+                      pick_logits, prepare, probe_forward, same_up_to, scoring_mode)
 from .samplers import ModulePlan, WeightSampler, sampler_for
 from .samplers.registry import overridden_methods, registered_base
 from .samplers.base import plan_coords
@@ -586,7 +586,7 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
     """Select the weights of the prepared model and compute A = M J (with the engine's
     ``compute_factors`` unless the reference's is given); the model is scored in place in eval
     mode and left as it was. Also returns aleph."""
-    with scoring_mode(prepared.model) as model:
+    with scoring_mode(prepared.model) as model, ieee_float32():
         with stage("probe"):
             try:
                 called = probe_forward(model, prepared.inputs)

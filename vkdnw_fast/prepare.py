@@ -219,6 +219,31 @@ def check_takes_floats(model: nn.Module, inputs: torch.Tensor) -> None:
         pass
 
 
+def _tf32_switches() -> list[tuple[Any, str, Any]]:
+    """(owner, attribute, full-precision value) of the switches that let CUDA round float32 to TF32."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision"):  # torch >= 2.9; mixing in the legacy flags would make torch raise
+        return [(conv, "fp32_precision", "ieee"), (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
+    return [(torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)]
+
+
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """Float32 convolutions and matrix products at full precision for the block, the caller's settings
+    restored afterwards. PyTorch lets cuDNN convolve float32 in TF32 (a 10-bit mantissa) by default: on an H200
+    that put eight NB201 VKDNW scores 4.5e-4 to 3.6e-3 (relative) off the CPU's, where two CPU memory formats
+    agree to 1e-8 to 1.5e-4 (docs/method.md, "Precision"). A score must not depend on the device."""
+    switches = _tf32_switches()
+    saved = [getattr(owner, name) for owner, name, _ in switches]
+    try:
+        for owner, name, value in switches:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for (owner, name, _), value in zip(switches, saved):
+            setattr(owner, name, value)
+
+
 @contextlib.contextmanager
 def scoring_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` in eval mode with no parameter requiring grad for the block; modes, flags and
@@ -498,8 +523,8 @@ def check_logits(output: Any, model: nn.Module, *, logits: Any = None, min_class
     return output
 
 
-__all__ = ["PreparedModel", "prepare", "scoring_mode", "check_batchnorm", "probe_forward", "ModulesCalled",
-           "check_logits", "pick_logits", "OutputError", "describe_output", "same_up_to", "check_seed", "resolve_device",
-           "use_channels_last", "parameter_dtype", "float_dtype", "is_token_ids", "check_takes_floats",
+__all__ = ["PreparedModel", "prepare", "scoring_mode", "ieee_float32", "check_batchnorm", "probe_forward",
+           "ModulesCalled", "check_logits", "pick_logits", "OutputError", "describe_output", "same_up_to", "check_seed",
+           "resolve_device", "use_channels_last", "parameter_dtype", "float_dtype", "is_token_ids", "check_takes_floats",
            "no_attention_fastpath",
            "MEMORY_FORMATS"]

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import FisherConfig
 from ..datasets import DataSource
-from ..prepare import check_seed, resolve_device
+from ..prepare import check_seed, ieee_float32, resolve_device
 from ..timing import stage
 from .context import FROM_CONFIG, GLOBAL_STREAM, ArchitectureSpace, ProxyContext, build_context, derived_seed
 from .registry import ProxyError, entry
@@ -22,13 +22,14 @@ def compute_on(ctx: ProxyContext, names: str | Iterable[str]) -> dict[str, float
     raise ProxyError naming the proxy and the network. Returned in the order asked; run with the
     proxies reading the shared training forward last, so that the others' own forwards (naswot_128's
     batch of 128, Zen-NAS's, the Fisher engine's passes) do not add their memory to that forward's graph,
-    which the context keeps (their values do not depend on the order: every random draw is seeded)."""
+    which the context keeps (their values do not depend on the order: every random draw is seeded).
+    Float32 runs at full precision (``prepare.ieee_float32``), so a GPU gives the CPU's values."""
     names = [names] if isinstance(names, str) else list(names)
     entries = {name: entry(name) for name in names}  # unknown names fail before any work
     results: dict[str, float] = {}
     for name, proxy in sorted(entries.items(), key=lambda item: item[1].uses_training_forward):
         try:
-            with stage(f"proxy:{name}"):
+            with stage(f"proxy:{name}"), ieee_float32():
                 value = float(proxy.fn(ctx))
         except Exception as exc:
             raise ProxyError(name, ctx.describe(), f"{type(exc).__name__}: {exc}") from exc
