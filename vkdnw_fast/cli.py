@@ -176,10 +176,14 @@ def cmd_plot_bars(args) -> int:
 def cmd_bench_throughput(args) -> int:
     result = throughput.run(args.space, args.dataset, count=args.count, reference_count=args.reference_count,
                             device=args.device, seed=args.seed, preset=args.preset, prefetch=not args.no_prefetch,
-                            batch_size=args.batch_size, resolution=args.resolution, num_classes=args.num_classes)
+                            batch_size=args.batch_size, resolution=args.resolution, num_classes=args.num_classes,
+                            with_aggregation=not args.without_aggregation)
     print(throughput.format_report(result))
     if args.out:
         Path(args.out).write_text(json.dumps({"command": args.command_line, **result}, indent=2) + "\n")
+    if result["interrupted"]:
+        print("vkdnw-fast: interrupted; the report covers what was measured before the stop", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -314,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     tp.add_argument("--no-prefetch", action="store_true", help="build each model on the critical path")
+    tp.add_argument("--without-aggregation", action="store_true",
+                    help="leave out the run of VKDNW with the aggregation proxies (half the time of a large --count)")
     tp.add_argument("--out", help="also write the results as JSON")
     tp.set_defaults(func=cmd_bench_throughput)
     return parser
