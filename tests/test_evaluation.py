@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+import torch
 
 import vkdnw_fast as vf
 from vkdnw_fast import benchmarks, cli, evaluation, metrics, spaces
@@ -542,6 +543,19 @@ def test_each_preparation_starts_from_the_network_as_built():
         assert together[f"vkdnw@{name}"] == pytest.approx(alone["vkdnw"], rel=1e-12)
         if preset == presets[0]:  # the other proxies are scored with the first preset's preparation
             assert together["naswot"] == pytest.approx(alone["naswot"], rel=1e-12)
+
+
+def test_a_given_model_is_left_untouched_unless_consumed():
+    space = spaces.from_spec({"name": "nb201", "dataset": "cifar10"})
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|skip_connect~1|nor_conv_1x1~2|"
+    built_here = score_architecture(space, arch, ["vkdnw", "naswot"], seed=4)
+    given = space.build_model(arch)
+    as_built = {k: v.clone() for k, v in given.state_dict().items()}
+    assert score_architecture(space, arch, ["vkdnw", "naswot"], seed=4, model=given) == built_here
+    assert all(torch.equal(v, as_built[k]) for k, v in given.state_dict().items())
+    assert score_architecture(space, arch, ["vkdnw", "naswot"], seed=4, model=given, consume_model=True) == built_here
+    # Consumed: initialised from the seed in place, so its weights are no longer the builder's.
+    assert not all(torch.equal(v, as_built[k]) for k, v in given.state_dict().items())
 
 
 def readme_table(header_start: str) -> tuple[list[str], list[list[str]]]:

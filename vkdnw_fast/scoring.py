@@ -40,17 +40,20 @@ def check_proxies(proxies: Iterable[str]) -> list[str]:
 
 def score_architecture(space, arch: str, proxies: Sequence[str], *,
                        presets: Sequence[str | FisherConfig] = (DEFAULT_PRESET,), seed: int = 0,
-                       device=None, batch_size: int = 64, model=None,
+                       device=None, batch_size: int = 64, model=None, consume_model: bool = False,
                        data: DataSource | str | None = None) -> dict[str, float]:
     """{column: value} for ``arch`` of ``space`` (see ``column`` for the names). ``model``: a network
-    already built for ``arch`` (e.g. on another thread), else it is built here. ``data``: real images
-    (and labels) for the scoring batch instead of Gaussian noise (``vkdnw_fast.datasets``)."""
+    already built for ``arch`` (e.g. on another thread), else it is built here; left untouched unless
+    ``consume_model`` says it was built for this call alone, when it is prepared in place as one built
+    here is (no copy). ``data``: real images (and labels) for the scoring batch instead of Gaussian noise
+    (``vkdnw_fast.datasets``)."""
     arch = space.validate(arch)
     proxies = check_proxies(proxies)
     seed = check_seed(seed)
     configs = [resolve_config(p) for p in presets]
     names = [p if isinstance(p, str) else (p.preset_name or "custom") for p in presets]
     built_here = model is None
+    consumable = built_here or consume_model
     if built_here:
         with stage("build"):
             model = space.build_model(arch)
@@ -61,7 +64,7 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
     plan = [(name, config, fisher + (others if i == 0 else [])) for i, (name, config) in enumerate(zip(names, configs))]
     plan = [step for step in plan if step[2]]
     # One preparation per (initialisation, memory format), in the plan's order; the last of them may
-    # take a network built here for itself instead of a copy.
+    # take a network built for this call for itself instead of a copy.
     keys = list(dict.fromkeys((config.init, config.memory_format) for _, config, _ in plan))
     prepared = {}
     values: dict[str, float] = {}
@@ -71,7 +74,7 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
             with stage("prepare"):
                 prepared[key] = prepare(model, input_shape=space.input_shape, batch_size=batch_size, seed=seed,
                                         device=device, init=config.init, memory_format=config.memory_format,
-                                        data=data, copy_model=not (built_here and key == keys[-1]))
+                                        data=data, copy_model=not (consumable and key == keys[-1]))
         ctx = ProxyContext(prepared[key], num_classes=space.num_classes, arch=arch, space=space, fisher_config=config)
         with seeded_global_rng(seed, device):  # each preset's proxies see the same global stream
             values.update({column(p, name, names): v for p, v in compute_on(ctx, wanted).items()})

@@ -105,9 +105,10 @@ def run(space_name: str = "nb201", dataset: str = "cifar10", count: int = 20, re
     archs = sample_archs(space, count, seed)
     build = space.build_model
 
-    def engine(proxies):
+    def engine(proxies):  # each model is built for its one scoring, as the evaluation's workers build theirs
         return lambda arch, model: score_architecture(space, arch, proxies, presets=(preset,), seed=seed,
-                                                      device=device, batch_size=batch_size, model=model)["vkdnw"]
+                                                      device=device, batch_size=batch_size, model=model,
+                                                      consume_model=True)["vkdnw"]
 
     def baseline(arch, model):
         return reference.score(model, input_shape=space.input_shape, batch_size=batch_size, config=preset,
