@@ -10,6 +10,8 @@ import itertools
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,6 +111,39 @@ def test_resume_computes_only_what_is_missing_and_gives_the_same_metrics(tmp_pat
     assert len(calls) == len(lines) - 5
     assert set(calls).isdisjoint({(json.loads(line)["arch"], json.loads(line)["seed"]) for line in lines[:5]})
     assert resumed["rankings"] == full["rankings"]
+
+
+def test_a_checkpoint_carries_an_unfinished_run_into_a_fresh_clone(tmp_path, monkeypatch):
+    spec = _cheap_spec()
+    full = run_evaluation(spec, tmp_path / "full", progress=False)
+    lines = (tmp_path / "full" / "results.jsonl").read_text().splitlines()
+    runs, checkpoints = tmp_path / "runs", tmp_path / "checkpoints"
+    run = runs / "tnb" / "unfinished"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps(spec.to_json()))
+    (run / "results.jsonl").write_text("\n".join(lines[:5]) + "\n")
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "checkpoint.sh"
+
+    def checkpoint(*args):
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
+                              env={**os.environ, "RUNS": str(runs), "CHECKPOINTS": str(checkpoints)})
+    assert "5 records saved" in checkpoint("save", str(run)).stdout
+    assert (checkpoints / "tnb" / "unfinished" / "results.jsonl.gz").is_file()
+    assert "not under" in checkpoint("save", str(tmp_path / "full")).stderr
+    shutil.rmtree(runs)  # what a new session's clone lacks
+    assert "5 records restored" in checkpoint("restore").stdout
+    calls = []
+
+    def counting_scorer(space, arch, proxies, *, seed, **kwargs):
+        calls.append((arch, seed))
+        return score_architecture(space, arch, proxies, seed=seed, **kwargs)
+    monkeypatch.setattr(evaluation.run, "Job", functools.partial(Job, scorer=counting_scorer))
+    assert run_evaluation(spec, run, progress=False)["rankings"] == full["rankings"]
+    assert len(calls) == len(lines) - 5
+    assert f"keeps its {len(lines)} records" in checkpoint("restore").stdout  # a run further on is left alone
+    checkpoint("drop", str(run))
+    assert not (checkpoints / "tnb" / "unfinished").exists()
 
 
 def test_a_different_spec_in_the_same_directory_is_refused(tmp_path):
