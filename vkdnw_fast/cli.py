@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     tp.add_argument("--no-prefetch", action="store_true", help="build each model on the critical path")
     tp.add_argument("--without-aggregation", action="store_true",
-                    help="leave out the run of VKDNW with the aggregation proxies (over half the time of a large --count)")
+                    help="leave out the run of VKDNW with the aggregation proxies (over half the time of a "
+                         "large --count)")
     tp.add_argument("--out", help="also write the results as JSON")
     tp.set_defaults(func=cmd_bench_throughput)
     return parser
