@@ -29,6 +29,9 @@ case "${1:-}" in
         shift
         for run in "$@"; do
             path=$(under_runs "$run")
+            if [ "$(records "$RUNS/$path/results.jsonl")" = 0 ]; then
+                echo "$RUNS/$path: no records yet, nothing saved"; continue
+            fi
             mkdir -p "$CHECKPOINTS/$path"
             cp "$RUNS/$path/run.json" "$CHECKPOINTS/$path/run.json"
             gzip -9 -n -c "$RUNS/$path/results.jsonl" > "$CHECKPOINTS/$path/results.jsonl.gz"

@@ -10,45 +10,13 @@
 #
 #   OUT=runs/gpu_check bash bench/gpu_check.sh      (the device tool: timeout_s 570, carry .whl if needed)
 #
-# Where the machine's setuptools is older than pyproject.toml needs (77), a wheel under .whl/ (carried) is put
-# first on the path. Copy the JSON files into bench/results/ (their names say the device) and commit them.
+# Copy the JSON files into bench/results/ (their names say the device) and commit them. Building and the
+# budget: bench/gpu_common.sh.
 set -uo pipefail
-cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_check}
-BUDGET=${BUDGET:-540}
-mkdir -p "$OUT"
-export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-PYTHON=${PYTHON:-python3}
-deadline=$((SECONDS + BUDGET))
-# The seconds a step may take: its cap, or what is left before the deadline less what later steps need.
-allow() {
-    local left=$((deadline - SECONDS - ${2:-0}))
-    left=$(( left < 1 ? 1 : left ))
-    echo $(( left < $1 ? left : $1 ))
-}
-
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  $PYTHON -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-  $PYTHON -c "import setuptools; print('setuptools', setuptools.__version__)"
-  nvcc --version | tail -2; g++ --version | head -1; echo "cores: $(nproc)"; } > "$OUT/device.txt" 2>&1
-cat "$OUT/device.txt"
-
-if ! $PYTHON -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)" \
-        && compgen -G ".whl/setuptools-*.whl" > /dev/null; then
-    $PYTHON -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/setuptools-*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PYTHONPATH
-fi
-
-# In place and without pip: the image's torch stays, nothing is downloaded. One target, the card's own.
-arch=$($PYTHON -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
-echo "== build (sm $arch)"
-begun=$SECONDS
-if ! TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS=$(nproc) timeout "$(allow 240 240)" \
-        $PYTHON setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
-    tail -40 "$OUT/build.log"; exit 1
-fi
-echo "built in $((SECONDS - begun)) s; $(ldd vkdnw_fast/_C*.so | grep -o 'libstdc++[^ ]*' || echo 'libstdc++ linked statically')"
-$PYTHON -c "import vkdnw_fast.ops as o; print('backend on cuda:', o.backend('cuda'))" || exit 1
+source "$(dirname "$0")/gpu_common.sh"
+build_extension "$(allow 240 240)" || exit 1
+$PYTHON -c "import vkdnw_fast.ops as o; print('backend on cuda:', o.backend('cuda'))"
 
 echo "== CUDA tests"
 timeout "$(allow 180 300)" $PYTHON -m pytest tests/test_cuda_ops.py tests/test_cuda_engine.py \

@@ -32,10 +32,15 @@ proxies_for() {
     (IFS=,; echo "${kept[*]}")
 }
 
+# A run is scored until it is published (bench/results/tnb/<run>); then its runs/ directory may be gone (a fresh
+# clone, another machine), and scoring it again would start it from nothing.
 run() {
     local space task
     for space in $SPACES; do
         for task in $TASKS; do
+            if [ -d "bench/results/tnb/${space}_${task}_$NAME$LIMIT" ]; then
+                echo "${space}_${task}_$NAME$LIMIT: published in bench/results/tnb/, not scored again"; continue
+            fi
             python -m vkdnw_fast.cli evaluate --space "$space" --task "$task" --limit "$LIMIT" --sample-seed 0 \
                 --seeds 1 --proxies "$(proxies_for "$space" "$task")" ${PRESETS:+--preset "$PRESETS"} \
                 --device "$DEVICE" --workers "$WORKERS" \

@@ -136,6 +136,11 @@ def test_a_checkpoint_carries_an_unfinished_run_into_a_fresh_clone(tmp_path, mon
     assert "5 records saved" in checkpoint("save", str(run)).stdout
     assert (checkpoints / "tnb" / "unfinished" / "results.jsonl.gz").is_file()
     assert "not under" in checkpoint("save", str(tmp_path / "full")).stderr
+    started = runs / "tnb" / "started"  # stopped before its first cell: nothing to save, and no error
+    started.mkdir()
+    (started / "run.json").write_text(json.dumps(spec.to_json()))
+    saved = checkpoint("save", str(started))
+    assert saved.returncode == 0 and "no records yet" in saved.stdout and not (checkpoints / "tnb" / "started").exists()
     shutil.rmtree(runs)  # what a new session's clone lacks
     assert "5 records restored" in checkpoint("restore").stdout
     calls = _count_scorings(monkeypatch)
