@@ -182,6 +182,30 @@ def test_a_run_is_extended_with_more_seeds_scoring_only_the_new_ones(tmp_path, m
     assert grown == evaluation.report(tmp_path / "full", seeds=(0, 1))[0]
 
 
+def test_retry_failed_scores_the_failed_cells_again_and_only_them(tmp_path, monkeypatch):
+    spec = _cheap_spec()
+    full = run_evaluation(spec, tmp_path / "full", progress=False)
+    first = spec.archs()[0]
+    flaky = [(first, 1)]  # fails on its first attempt only, as an out-of-memory error on a busy device would
+
+    def scorer(space, arch, proxies, *, seed, **kwargs):
+        if (arch, seed) in flaky:
+            flaky.remove((arch, seed))
+            raise RuntimeError("CUDA out of memory")
+        return score_architecture(space, arch, proxies, seed=seed, **kwargs)
+    monkeypatch.setattr(evaluation.run, "Job", functools.partial(Job, scorer=scorer))
+    out = tmp_path / "run"
+    failed = run_evaluation(spec, out, progress=False)
+    assert failed["failed"] == [first] and failed["architectures"] == 5
+    calls = _count_scorings(monkeypatch)
+    assert run_evaluation(spec, out, progress=False)["failed"] == [first] and calls == []  # reported, not rerun
+    args = ["evaluate", "--space", "nb201", "--dataset", "cifar10", "--proxies", ",".join(spec.proxies),
+            "--limit", "6", "--sample-seed", "3", "--seeds", "2", "--out", str(out), "--quiet", "--retry-failed"]
+    assert cli.main(args) == 0
+    assert calls == [(first, 1)]
+    assert json.loads((out / "metrics.json").read_text())["rankings"] == full["rankings"]
+
+
 def test_finished_seeds_are_those_every_architecture_has_a_record_of(tmp_path):
     spec = _cheap_spec(seeds=(0, 1, 2))
     run_evaluation(spec, tmp_path / "full", progress=False)

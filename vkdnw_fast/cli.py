@@ -103,7 +103,8 @@ def cmd_evaluate(args) -> int:
                           seeds=tuple(range(args.seeds)), ndcg_k=args.ndcg_k, metric=args.metric, data=args.data)
     benchmark = _benchmark(args)
     results = run_evaluation(spec, args.out, benchmark=benchmark, workers=args.workers, device=args.device,
-                             progress=not args.quiet, backend=args.backend, address=args.address)
+                             progress=not args.quiet, backend=args.backend, address=args.address,
+                             retry_failed=args.retry_failed)
     print(format_table(results))
     if args.nats_path and args.space == "nb201":
         archs = spec.archs(benchmark)
@@ -220,6 +221,9 @@ def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list
     evaluate.add_argument("--device", default=None)
     add_file_arguments(evaluate)
     evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it)")
+    evaluate.add_argument("--retry-failed", action="store_true",
+                          help="score again the architectures whose scoring failed (they are otherwise reported "
+                               "and left out, not rerun)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate.set_defaults(func=cmd_evaluate)
 

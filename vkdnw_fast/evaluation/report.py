@@ -98,7 +98,8 @@ def format_table(results: dict) -> str:
     if results.get("ndcg_undefined"):
         lines.append(results["ndcg_undefined"])
     if results["failed"]:
-        lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl")
+        lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl "
+                     "(evaluate --retry-failed scores them again)")
     best = results.get("best")
     if best:
         lines.append(f"best by {best['by']}: {best['arch']}  true {truth_label(spec)} {best['shown']} "
