@@ -206,6 +206,42 @@ def test_retry_failed_scores_the_failed_cells_again_and_only_them(tmp_path, monk
     assert json.loads((out / "metrics.json").read_text())["rankings"] == full["rankings"]
 
 
+def test_a_proxy_failing_on_an_architecture_leaves_it_out_of_that_proxys_rankings_only(tmp_path, monkeypatch):
+    spec = _cheap_spec()
+    full = run_evaluation(spec, tmp_path / "full", progress=False)
+    first = spec.archs()[0]
+
+    def scorer(space, arch, proxies, *, seed, failures, **kwargs):  # naswot fails on one cell in seed 1
+        values = score_architecture(space, arch, proxies, seed=seed, failures=failures, **kwargs)
+        if (arch, seed) == (first, 1):
+            del values["naswot"]
+            failures["naswot"] = "proxy 'naswot' failed on a cell: RuntimeError: boom"
+        return values
+    monkeypatch.setattr(evaluation.run, "Job", functools.partial(Job, scorer=scorer))
+    out = tmp_path / "run"
+    result = run_evaluation(spec, out, progress=False)
+    records = evaluation.load_records(out)
+    assert [r["proxy_errors"] for r in records if "proxy_errors" in r] == [{"naswot": "proxy 'naswot' failed on a "
+                                                                          "cell: RuntimeError: boom"}]
+    assert result["failed"] == [] and result["architectures"] == 6 and result["partly_failed"] == {"naswot": 1}
+    for name in ("flops", "params"):  # ranked on every cell, as in the run without the failure
+        assert result["rankings"][name] == full["rankings"][name]
+    # naswot, and the forest on all three, rank the other five: naswot's figures are those of its scores there
+    rest = [a for a in spec.archs() if a != first]
+    by_key = {(r["arch"], r["seed"]): r["values"] for r in records}
+    accuracy = NB201.values(rest, spec.dataset)
+    direct = [metrics.evaluate_ranking(np.array([by_key[(a, s)]["naswot"] for a in rest]), accuracy, spec.ndcg_k,
+                                       seeds=(s,)) for s in spec.seeds]
+    assert result["rankings"]["naswot"]["architectures"] == result["rankings"]["random_forest"]["architectures"] == 5
+    for m in ("kendall", "spearman", "ndcg"):
+        assert result["rankings"]["naswot"][m]["mean"] == pytest.approx(np.mean([d[m] for d in direct]), abs=1e-12)
+    table = evaluation.format_table(result)
+    assert "naswot [5]" in table and "proxies that failed on some architectures" in table and "naswot 1" in table
+    calls = _count_scorings(monkeypatch)
+    retried = run_evaluation(spec, out, progress=False, retry_failed=True)
+    assert calls == [(first, 1)] and retried["rankings"] == full["rankings"] and "partly_failed" not in retried
+
+
 def test_finished_seeds_are_those_every_architecture_has_a_record_of(tmp_path):
     spec = _cheap_spec(seeds=(0, 1, 2))
     run_evaluation(spec, tmp_path / "full", progress=False)

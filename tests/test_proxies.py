@@ -167,6 +167,23 @@ def test_naswot_needs_relu_modules():
         value(c, "naswot")
 
 
+def test_a_failing_proxy_can_be_collected_while_the_others_go_on():
+    # Reduced to one position before a BatchNorm: MeCo's one training-mode sample is undefined there, and
+    # the proxies run after it must give what they give without it.
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 10))
+    others = ["naswot", "jacov", "synflow", "zen", "swap", "vkdnw"]
+    asked = ["meco", *others[:3], "meco_opt", *others[3:]]
+    failures: dict = {}
+    values = compute_proxies(model, asked, input_shape=(3, 8, 8), batch_size=16, failures=failures)
+    assert list(values) == others and sorted(failures) == ["meco", "meco_opt"]
+    assert all(f"proxy {name!r} failed on a Sequential: ValueError: MeCo runs one sample in training mode"
+               in failures[name] for name in failures)
+    assert values == compute_proxies(model, others, input_shape=(3, 8, 8), batch_size=16)
+    with pytest.raises(ProxyError, match="proxy 'meco' failed"):  # without a dict to collect them, it raises
+        compute_proxies(model, asked, input_shape=(3, 8, 8), batch_size=16)
+
+
 # ----------------------------------------------------------------------------- Jacov
 
 def jacov_formula(g):

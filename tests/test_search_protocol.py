@@ -21,7 +21,7 @@ from vkdnw_fast.runs import DirectoryLock
 from vkdnw_fast.search import SearchConfig, SearchError, Store
 from vkdnw_fast.search.algorithms import get_algorithm
 from vkdnw_fast.search.cli import main
-from vkdnw_fast.search.protocol import run_protocol
+from vkdnw_fast.search.protocol import _borrowed, run_protocol
 from vkdnw_fast.spaces import SearchSpace
 
 WIDTHS = 20
@@ -222,6 +222,25 @@ def test_scores_can_come_from_an_evaluation_run(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"the search needs \['naswot'\] with preset 'exact'"):
         run_protocol(config("naswot", proxies=("naswot",), iterations=3), runs=1, out=tmp_path / "x", progress=False,
                      scores_from=tmp_path / "evaluation")
+
+
+def test_a_borrowed_cell_whose_needed_proxy_failed_is_a_failed_candidate(tmp_path):
+    spec = EvaluationSpec(space="line", dataset="toy", proxies=("params", "flops"), presets=("exact",), seeds=(0,))
+    run_evaluation(spec, tmp_path / "evaluation", progress=False)
+    path = tmp_path / "evaluation" / "results.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    # cell 0: params (which the search reads) failed; cell 1: flops (which it does not) failed; cell 2: all.
+    del records[0]["values"]["params"]
+    records[0]["proxy_errors"] = {"params": "proxy 'params' failed on 0: RuntimeError: boom"}
+    del records[1]["values"]["flops"]
+    records[1]["proxy_errors"] = {"flops": "proxy 'flops' failed on 1: RuntimeError: boom"}
+    records[2] = {k: v for k, v in records[2].items() if k != "values"} | {"error": "RuntimeError: all"}
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    borrowed = _borrowed(tmp_path / "evaluation", config("naswot"))
+    assert borrowed[records[0]["arch"]] == {"arch": records[0]["arch"], "seed": 0, "seconds": records[0]["seconds"],
+                                            "error": "proxy 'params' failed on 0: RuntimeError: boom"}
+    assert borrowed[records[1]["arch"]]["values"] == {"params": records[1]["values"]["params"]}
+    assert borrowed[records[2]["arch"]]["error"] == "RuntimeError: all"
 
 
 def test_cli_refuses_flags_an_algorithm_does_not_use(tmp_path, capsys):

@@ -55,6 +55,9 @@ class Job:
     scorer: Scorer = score_architecture
     # Real images for the scoring batch (read by each worker once, ``datasets.load``); None: Gaussian.
     data: DataSource | None = None
+    # A proxy that fails leaves out its own columns (an evaluation ranks each proxy on what it could score)
+    # rather than the candidate (a search's fitness needs every proxy).
+    isolate_failures: bool = False
 
 
 _SPACES: dict[str, SearchSpace] = {}
@@ -69,15 +72,21 @@ def _space(spec: dict[str, Any]) -> SearchSpace:
 
 
 def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]:
-    """Score ``arch`` as ``job`` says; any exception becomes a failed outcome with its type and message."""
+    """Score ``arch`` as ``job`` says; any exception becomes a failed outcome with its type and message,
+    except, with ``job.isolate_failures``, a proxy's own: the outcome is then ok, and ``proxy_errors``
+    ({column: message}) names the columns missing from its values."""
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         extra = {} if job.data is None else {"data": job.data}  # scorers without data need not take it
+        failures: dict[str, str] = {}
+        if job.isolate_failures:
+            extra["failures"] = failures
         values = job.scorer(_space(job.space), arch, job.proxies, presets=job.presets, seed=job.seed,
                             device=job.device, **extra)
-        outcome = {"ok": True, "values": {k: float(v) for k, v in values.items()}}
+        outcome = {"ok": True, "values": {k: float(v) for k, v in values.items()},
+                   **({"proxy_errors": failures} if failures else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
     outcome.update(elapsed=time.perf_counter() - start, worker=f"{socket.gethostname()}:{os.getpid()}")
@@ -354,7 +363,8 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
               done: int = 0) -> None:
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
-    arrives: ``record`` is ``{"arch", "seed", "seconds", "values"}`` or ``{..., "error"}``. A tqdm
+    arrives: ``record`` is ``{"arch", "seed", "seconds", "values"}`` (with ``"proxy_errors"`` where some
+    proxies failed, ``Job.isolate_failures``) or ``{..., "error"}``. A tqdm
     bar counts ``done`` (finished before) plus the tasks."""
     from tqdm import tqdm
 
@@ -372,7 +382,10 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         while remaining:
             for (arch, seed), outcome in runner.wait():
                 record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
-                record.update({"values": outcome["values"]} if outcome["ok"] else {"error": outcome["reason"]})
+                if outcome["ok"]:
+                    record.update({k: outcome[k] for k in ("values", "proxy_errors") if k in outcome})
+                else:
+                    record["error"] = outcome["reason"]
                 on_result(arch, seed, record)
                 bar.update()
                 remaining -= 1

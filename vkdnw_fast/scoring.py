@@ -41,8 +41,11 @@ def check_proxies(proxies: Iterable[str]) -> list[str]:
 def score_architecture(space, arch: str, proxies: Sequence[str], *,
                        presets: Sequence[str | FisherConfig] = (DEFAULT_PRESET,), seed: int = 0,
                        device=None, batch_size: int = 64, model=None, consume_model: bool = False,
-                       data: DataSource | str | None = None) -> dict[str, float]:
-    """{column: value} for ``arch`` of ``space`` (see ``column`` for the names). ``model``: a network
+                       data: DataSource | str | None = None, failures: dict[str, str] | None = None
+                       ) -> dict[str, float]:
+    """{column: value} for ``arch`` of ``space`` (see ``column`` for the names). A proxy that fails
+    raises ``ProxyError``; given a ``failures`` dict, its columns go there with the error instead
+    ({column: message}) and are left out of the result. ``model``: a network
     already built for ``arch`` (e.g. on another thread), else it is built here; left untouched unless
     ``consume_model`` says it was built for this call alone, when it is prepared in place as one built
     here is (no copy). ``data``: real images (and labels) for the scoring batch instead of Gaussian noise
@@ -76,6 +79,9 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
                                         device=device, init=config.init, memory_format=config.memory_format,
                                         data=data, copy_model=not (consumable and key == keys[-1]))
         ctx = ProxyContext(prepared[key], num_classes=space.num_classes, arch=arch, space=space, fisher_config=config)
+        failed: dict[str, str] | None = None if failures is None else {}
         with seeded_global_rng(seed, device):  # each preset's proxies see the same global stream
-            values.update({column(p, name, names): v for p, v in compute_on(ctx, wanted).items()})
+            values.update({column(p, name, names): v for p, v in compute_on(ctx, wanted, failures=failed).items()})
+        if failed:
+            failures.update({column(p, name, names): message for p, message in failed.items()})
     return values

@@ -4,7 +4,7 @@ mean and std over seeds; and the architecture the aggregate picks."""
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 from scipy.stats import rankdata
@@ -49,14 +49,26 @@ def _summary(per_seed: list[dict]) -> dict:
 def score_table(spec: EvaluationSpec, records: Iterable[dict], benchmark: Benchmark | None = None
                 ) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
     """(architectures scored without error for every seed in the spec's order, failed architectures,
-    {column: (seeds x architectures) values})."""
+    {column: (seeds x architectures) values}). A column's value is NaN where its proxy failed on the
+    architecture (a record's ``proxy_errors``; no proxy is allowed to return NaN)."""
     records = list(records)
     failed = sorted({r["arch"] for r in records if "error" in r})
     by_key = {(r["arch"], r["seed"]): r["values"] for r in records if "error" not in r}
     archs = [a for a in spec.archs(benchmark) if a not in failed and all((a, s) in by_key for s in spec.seeds)]
-    table = {c: np.array([[by_key[(a, s)][c] for a in archs] for s in spec.seeds], dtype=float).reshape(
-        len(spec.seeds), len(archs)) for c in spec.columns()}
+    table = {c: np.array([[by_key[(a, s)].get(c, math.nan) for a in archs] for s in spec.seeds], dtype=float
+                         ).reshape(len(spec.seeds), len(archs)) for c in spec.columns()}
     return archs, failed, table
+
+
+def _defined(table: dict[str, np.ndarray], columns: Iterable[str]) -> np.ndarray:
+    """The architectures (a mask) that have a value of every one of ``columns`` in every seed."""
+    return ~np.any([np.isnan(table[c]).any(axis=0) for c in columns], axis=0)
+
+
+def _partly_failed(table: dict[str, np.ndarray]) -> dict[str, int]:
+    """{column: how many architectures its proxy failed on} for the columns that failed somewhere."""
+    counts = {c: int((~_defined(table, [c])).sum()) for c in table}
+    return {c: n for c, n in counts.items() if n}
 
 
 def aggregates(spec: EvaluationSpec, requested: Iterable[Iterable[str]] = ()) -> dict[str, list[str]]:
@@ -106,49 +118,72 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
     except NoRelevanceError as error:
         relevance, ndcg_undefined = None, str(error)
 
+    def summary(columns: list[str], score: Callable[[int, np.ndarray], np.ndarray]) -> dict:
+        """A ranking by ``score(seed index, mask)`` over the architectures that have every one of
+        ``columns`` (all of them unless a proxy failed somewhere; then the count is reported)."""
+        mask = _defined(table, columns)
+        if mask.sum() < 2:
+            per_seed = [{m: math.nan for m in ("kendall", "spearman", "ndcg")} for _ in seeds]
+        else:
+            per_seed = [_rank_metrics(score(i, mask), accuracy[mask], None if relevance is None else relevance[mask],
+                                      spec.ndcg_k, s) for i, s in enumerate(seeds)]
+        return {**_summary(per_seed), **({} if mask.all() else {"architectures": int(mask.sum())})}
+
     def aggregate_summary(agg_columns: list[str]) -> dict:
-        return _summary([_rank_metrics(metrics.aggregate({c: table[c][i] for c in agg_columns}, agg_columns),
-                                       accuracy, relevance, spec.ndcg_k, s) for i, s in enumerate(seeds)])
+        return summary(agg_columns, lambda i, mask: metrics.aggregate({c: table[c][i][mask] for c in agg_columns},
+                                                                       agg_columns))
 
     rankings: dict[str, dict] = {}
     for name, scores in table.items():
-        rankings[name] = _summary([_rank_metrics(scores[i], accuracy, relevance, spec.ndcg_k, s)
-                                   for i, s in enumerate(seeds)])
+        rankings[name] = summary([name], lambda i, mask, scores=scores: scores[i][mask])
     for preset in spec.presets:
         suffix = f"@{preset}" if len(spec.presets) > 1 else ""
         if f"aggregate{suffix}" in default:
             rankings[f"aggregate{suffix}"] = aggregate_summary(default[f"aggregate{suffix}"])
         features = [c for c in table if not c.partition("@")[2] or c.endswith(f"@{preset}")]
-        train_size = min(RF_TRAIN_SIZE, len(archs) // 2)
-        per_seed = []
-        for i, s in enumerate(seeds):
-            if len(archs) - train_size < 2:  # nothing left to rank after training: undefined, not a crash
-                per_seed.append({m: math.nan for m in ("kendall", "spearman", "ndcg")})
-                continue
-            x = np.column_stack([_ranks(table[c][i]) for c in features])
-            test, predicted = metrics.model_driven_ranking(x, accuracy, train_size=train_size, seed=s)
-            per_seed.append(_rank_metrics(predicted, accuracy[test], None if relevance is None else relevance[test],
-                                          spec.ndcg_k, s))
-        rankings[f"random_forest{suffix}"] = {**_summary(per_seed), "train_size": train_size,
-                                              "features": features}
+        rankings[f"random_forest{suffix}"] = _forest(table, features, accuracy, relevance, spec.ndcg_k, seeds)
     for name, agg_columns in extra.items():
         rankings[name] = {**aggregate_summary(agg_columns), "proxies": agg_columns}
     best = _best_architecture(spec, archs, accuracy, table, truth)
+    partly_failed = _partly_failed(table)
     return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": rankings,
-            "best": best, **({"ndcg_undefined": ndcg_undefined} if ndcg_undefined else {})}
+            "best": best, **({"partly_failed": partly_failed} if partly_failed else {}),
+            **({"ndcg_undefined": ndcg_undefined} if ndcg_undefined else {})}
+
+
+def _forest(table: dict[str, np.ndarray], features: list[str], accuracy: np.ndarray, relevance: np.ndarray | None,
+            ndcg_k: int, seeds: list[int]) -> dict:
+    """The model-driven ranking on ``features`` (docs/method.md §6): per seed a random forest fitted on the
+    ranks of the features of a seeded half of the architectures (at most ``RF_TRAIN_SIZE``) that have all
+    of them, ranking the rest."""
+    mask = _defined(table, features)
+    accuracy = accuracy[mask]
+    relevance = None if relevance is None else relevance[mask]
+    train_size = min(RF_TRAIN_SIZE, len(accuracy) // 2)
+    per_seed = []
+    for i, s in enumerate(seeds):
+        if len(accuracy) - train_size < 2:  # nothing left to rank after training: undefined, not a crash
+            per_seed.append({m: math.nan for m in ("kendall", "spearman", "ndcg")})
+            continue
+        x = np.column_stack([_ranks(table[c][i][mask]) for c in features])
+        test, predicted = metrics.model_driven_ranking(x, accuracy, train_size=train_size, seed=s)
+        per_seed.append(_rank_metrics(predicted, accuracy[test], None if relevance is None else relevance[test],
+                                      ndcg_k, s))
+    return {**_summary(per_seed), "train_size": train_size, "features": features,
+            **({} if mask.all() else {"architectures": int(mask.sum())})}
 
 
 def _best_architecture(spec, archs, accuracy, table, truth: Benchmark) -> dict:
     """The architecture the first ranking picks (aggregate if available), by mean rank over seeds."""
     agg_columns = [column(p, spec.presets[0], spec.presets) for p in AGGREGATE_PROXIES]
-    if all(c in table for c in agg_columns):
-        by, scores = "aggregate", [metrics.aggregate({c: table[c][i] for c in agg_columns}, agg_columns)
-                                   for i in range(len(spec.seeds))]
-    else:
-        by = spec.columns()[0]
-        scores = list(table[by])
+    by, columns = (("aggregate", agg_columns) if all(c in table for c in agg_columns) else
+                   (spec.columns()[0], [spec.columns()[0]]))
+    candidates = np.flatnonzero(_defined(table, columns))  # those the ranking could score
+    if not len(candidates):
+        return {}
+    scores = [metrics.aggregate({c: table[c][i][candidates] for c in columns}, columns) for i in range(len(spec.seeds))]
     mean_rank = np.mean([_ranks(s) for s in scores], axis=0)
-    pick = int(np.argmax(mean_rank))
+    pick = int(candidates[np.argmax(mean_rank)])
     return {"by": by, "arch": archs[pick], "accuracy": float(accuracy[pick]),
             "accuracy_rank": int((accuracy > accuracy[pick]).sum()) + 1,
             "sample_best_accuracy": float(accuracy.max()), "dataset": spec.dataset,

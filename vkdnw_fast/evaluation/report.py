@@ -76,7 +76,10 @@ def format_table(results: dict) -> str:
     k = min(spec["ndcg_k"], results["architectures"])
     sample = "" if spec["limit"] is None else f" (seeded sample, sample seed {spec['sample_seed']})"
     rows = [name for name in results["rankings"] if shown(name)]
-    width = max([28, *map(len, rows)])  # names of --aggregate rankings can be longer
+    # A ranking over fewer architectures (its proxies failed on some) says on how many.
+    labels_of = {name: name + (f" [{results['rankings'][name]['architectures']}]"
+                               if "architectures" in results["rankings"][name] else "") for name in rows}
+    width = max([28, *map(len, labels_of.values())])  # names of --aggregate rankings can be longer
     # The published figures of the same ranking, a column per source under its label.
     found = {name: {source: shown_figures(source, figures) for source, figures in
                     beside(name, spec.get("space", "nb201"), spec["dataset"], spec.get("subset", "unique")).items()}
@@ -94,12 +97,17 @@ def format_table(results: dict) -> str:
         cells = ["n/a" if row[m]["mean"] is None else f"{row[m]['mean']:.3f}" + spread.format(row[m]["std"])
                  for m in ("kendall", "spearman", "ndcg")]
         published_cells = "".join(f"   {found[name].get(source, ''):<{len(label)}}" for source, label in labels.items())
-        lines.append(f"{name:<{width}} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}{published_cells}".rstrip())
+        lines.append(f"{labels_of[name]:<{width}} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}{published_cells}".rstrip())
     if results.get("ndcg_undefined"):
         lines.append(results["ndcg_undefined"])
+    if results.get("partly_failed"):
+        counts = ", ".join(f"{c} {n}" for c, n in results["partly_failed"].items())
+        lines.append(f"proxies that failed on some architectures (left out of the rankings built on them, "
+                     f"[n]: the architectures ranked): {counts}; see proxy_errors in results.jsonl")
     if results["failed"]:
-        lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl "
-                     "(evaluate --retry-failed scores them again)")
+        lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl")
+    if results["failed"] or results.get("partly_failed"):
+        lines.append("evaluate --retry-failed scores what failed again")
     best = results.get("best")
     if best:
         lines.append(f"best by {best['by']}: {best['arch']}  true {truth_label(spec)} {best['shown']} "

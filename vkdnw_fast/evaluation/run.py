@@ -12,23 +12,31 @@ from .spec import EvaluationSpec
 from .store import open_results
 
 
+def failed(record: dict) -> bool:
+    """Whether a record's scoring, or any of its proxies, failed."""
+    return "error" in record or bool(record.get("proxy_errors"))
+
+
 def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benchmark | None = None, workers: int = 1,
                    device: str | None = None, progress: bool = True, backend: str = "local",
                    address: str | None = None, retry_failed: bool = False) -> dict:
     """Score every (architecture, seed) not yet in ``out_dir`` on a ``backend`` (``local``: in
     process or ``workers`` processes; ``ray``: a Ray cluster), then compute the metrics against
     ``benchmark`` (default: the bundled ground truth) and save them in ``metrics.json``.
-    Each score uses one thread, so that it is the same bits whatever computed it. A failure is a
-    finished result, reported and not rerun, unless ``retry_failed``: then the failed ones are scored
-    again (after an out-of-memory error on a smaller device, say), and the new record replaces the old."""
+    Each score uses one thread, so that it is the same bits whatever computed it. A proxy that fails
+    on an architecture leaves it out of that proxy's ranking only (and of the rankings built on the
+    proxy); a failure of the whole scoring, of all of them. A failure is a finished result, reported and
+    not rerun, unless ``retry_failed``: then what failed is scored again (after an out-of-memory error on
+    a smaller device, say), and the new record replaces the old."""
     benchmark = spec.ground_truth(benchmark)  # a spec the benchmark cannot answer fails before scoring
     spec.check_data()  # as does a data file that cannot feed the networks
     with open_results(out_dir, spec) as store:
         archs = spec.archs(benchmark)
         todo = [(arch, seed) for seed in spec.seeds for arch in archs
-                if (arch, seed) not in store.records or (retry_failed and "error" in store.records[(arch, seed)])]
+                if (arch, seed) not in store.records or (retry_failed and failed(store.records[(arch, seed)]))]
         data = spec.data_source()
-        score_all(todo, lambda seed: Job(spec.space_spec(), spec.proxies, spec.presets, seed, device, data=data),
+        score_all(todo, lambda seed: Job(spec.space_spec(), spec.proxies, spec.presets, seed, device, data=data,
+                                         isolate_failures=True),
                   lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,
                   progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo))
         results = compute_metrics(spec, store.records.values(), benchmark)

@@ -17,9 +17,12 @@ from .context import FROM_CONFIG, GLOBAL_STREAM, ArchitectureSpace, ProxyContext
 from .registry import ProxyError, entry
 
 
-def compute_on(ctx: ProxyContext, names: str | Iterable[str]) -> dict[str, float]:
+def compute_on(ctx: ProxyContext, names: str | Iterable[str], *, failures: dict[str, str] | None = None
+               ) -> dict[str, float]:
     """Evaluate the named proxies on one context; failures and disallowed non-finite values
-    raise ProxyError naming the proxy and the network. Returned in the order asked; run with the
+    raise ProxyError naming the proxy and the network, or, given a ``failures`` dict, are put there
+    ({proxy: the error}) and left out of the result while the other proxies go on (each proxy's
+    value is the same whichever others are asked for or fail). Returned in the order asked; run with the
     proxies reading the shared training forward last, so that the others' own forwards (naswot_128's
     batch of 128, Zen-NAS's, the Fisher engine's passes) do not add their memory to that forward's graph,
     which the context keeps (their values do not depend on the order: every random draw is seeded).
@@ -29,14 +32,24 @@ def compute_on(ctx: ProxyContext, names: str | Iterable[str]) -> dict[str, float
     results: dict[str, float] = {}
     for name, proxy in sorted(entries.items(), key=lambda item: item[1].uses_training_forward):
         try:
-            with stage(f"proxy:{name}"), ieee_float32():
-                value = float(proxy.fn(ctx))
-        except Exception as exc:
-            raise ProxyError(name, ctx.describe(), f"{type(exc).__name__}: {exc}") from exc
-        if math.isnan(value) or value == math.inf or (value == -math.inf and not proxy.may_be_neg_inf):
-            raise ProxyError(name, ctx.describe(), f"returned {value}, which its definition does not allow")
-        results[name] = value
-    return {name: results[name] for name in entries}
+            results[name] = _value(ctx, name, proxy)
+        except ProxyError as error:
+            if failures is None:
+                raise
+            failures[name] = str(error)
+    return {name: results[name] for name in entries if name in results}
+
+
+def _value(ctx: ProxyContext, name: str, proxy) -> float:
+    """One proxy's value, or a ProxyError naming the proxy, the network and what went wrong."""
+    try:
+        with stage(f"proxy:{name}"), ieee_float32():
+            value = float(proxy.fn(ctx))
+    except Exception as exc:
+        raise ProxyError(name, ctx.describe(), f"{type(exc).__name__}: {exc}") from exc
+    if math.isnan(value) or value == math.inf or (value == -math.inf and not proxy.may_be_neg_inf):
+        raise ProxyError(name, ctx.describe(), f"returned {value}, which its definition does not allow")
+    return value
 
 
 @contextlib.contextmanager
@@ -59,7 +72,8 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
                     device: torch.device | str | None = None, arch: str | None = None,
                     space: ArchitectureSpace | None = None, fisher_config: FisherConfig | str | None = None,
                     init: str | None = FROM_CONFIG, logits: Any = None,
-                    data: DataSource | str | None = None) -> dict[str, float]:
+                    data: DataSource | str | None = None, failures: dict[str, str] | None = None
+                    ) -> dict[str, float]:
     """Evaluate the named proxies on one initialised copy of ``model`` and one input batch.
 
     inputs: the scoring batch; default ``batch_size`` samples of N(0, 1) noise of shape
@@ -76,6 +90,8 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
         (``kaiming_normal_fan_in``) or None to keep the model's weights.
     logits: where the logits are in the model's output when it is not one tensor (a key, an
         index, an attribute name or a callable; ``vkdnw_fast.prepare.pick_logits``).
+    failures: a dict to collect the proxies that fail ({name: the error}) while the others go on
+        (``compute_on``); without it the first failure raises ``ProxyError``.
     Returns {name: value}, higher is better. The caller's model and torch's global RNG state
     are left unchanged: the proxies run inside ``torch.random.fork_rng`` with the global generator
     seeded from ``seed``, so that randomness inside a model (e.g. dropout) is reproducible.
@@ -90,7 +106,7 @@ def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: tor
             ctx = build_context(model, inputs=inputs, input_shape=input_shape, batch_size=batch_size,
                                 num_classes=num_classes, seed=seed, device=device, arch=arch, space=space,
                                 fisher_config=fisher_config, init=init, logits=logits, data=data)
-        return compute_on(ctx, names)
+        return compute_on(ctx, names, failures=failures)
 
 
 __all__ = ["compute_on", "compute_proxies", "seeded_global_rng"]

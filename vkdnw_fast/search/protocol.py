@@ -146,10 +146,14 @@ def _borrowed(directory: str | Path, config: SearchConfig) -> dict[str, dict[str
     for record in load_records(directory):
         if record["seed"] != config.scoring_seed:
             continue
-        if "error" in record:
-            borrowed[record["arch"]] = record
-        else:
+        if "error" not in record and all(c in record["values"] for c in names.values()):
             borrowed[record["arch"]] = {**record, "values": {p: record["values"][c] for p, c in names.items()}}
+        else:  # where a proxy the search needs failed, the candidate fails
+            errors = record.get("proxy_errors", {})
+            reason = record.get("error") or "; ".join(errors.get(c, f"{c}: not scored") for c in names.values()
+                                                      if c not in record["values"])
+            borrowed[record["arch"]] = {"arch": record["arch"], "seed": record["seed"], "seconds": record["seconds"],
+                                        "error": reason}
     return borrowed
 
 
