@@ -2,8 +2,8 @@
 the committed runs (bench/results/tnb/*_label_free100/metrics.json), in the form
 tests/test_transnas.py::test_the_readme_label_free_tables_quote_the_committed_samples checks: one column per
 run (micro first, then macro; tasks in the benchmark's order), rows in the order the runs first rank each
-proxy, each cell KT / SPR / nDCG (n/a where undefined) with NAS-Bench-Suite-Zero's SPR in brackets, "—" where
-the run has no such ranking.
+proxy, each cell KT / SPR / nDCG (n/a where undefined), [n] where the proxy failed on some cells and ranks the n
+others, with NAS-Bench-Suite-Zero's SPR in brackets, "—" where the run has no such ranking.
 
     python bench/transnas_readme_tables.py          (then write the sentence on each new column by hand)
 """
@@ -23,8 +23,10 @@ HEADERS = {CLASSIFICATION: "| proxy (100 cells) |", OTHER_TASKS: "| proxy (100 c
 
 
 def figures(ranking: dict) -> str:
+    """KT / SPR / nDCG, and [n] where the proxy failed on some cells and ranks the n others."""
     return " / ".join("n/a" if ranking[m]["mean"] is None else f"{ranking[m]['mean']:.3f}"
-                      for m in ("kendall", "spearman", "ndcg"))
+                      for m in ("kendall", "spearman", "ndcg")) + (
+        f" [{ranking['architectures']}]" if "architectures" in ranking else "")
 
 
 def table(header: str, tasks: tuple[str, ...]) -> list[str]:
