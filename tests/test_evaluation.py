@@ -242,6 +242,19 @@ def test_a_proxy_failing_on_an_architecture_leaves_it_out_of_that_proxys_ranking
     assert calls == [(first, 1)] and retried["rankings"] == full["rankings"] and "partly_failed" not in retried
 
 
+def test_a_run_scores_its_sample_whole_seeds_first_in_one_seeded_shuffled_order(tmp_path, monkeypatch):
+    spec = _cheap_spec(limit=12)
+    calls = _count_scorings(monkeypatch)
+    run_evaluation(spec, tmp_path / "a", progress=False)
+    first = list(calls)
+    calls.clear()
+    run_evaluation(spec, tmp_path / "b", progress=False)
+    assert calls == first
+    assert [s for _, s in first] == [0] * 12 + [1] * 12
+    orders = [[a for a, s in first if s == seed] for seed in spec.seeds]
+    assert orders[0] == orders[1] != spec.archs() and sorted(orders[0]) == sorted(spec.archs())
+
+
 def test_finished_seeds_are_those_every_architecture_has_a_record_of(tmp_path):
     spec = _cheap_spec(seeds=(0, 1, 2))
     run_evaluation(spec, tmp_path / "full", progress=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..backends import Job, score_all
 from ..benchmarks import Benchmark
 from .rankings import compute_metrics
@@ -32,7 +34,11 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
     spec.check_data()  # as does a data file that cannot feed the networks
     with open_results(out_dir, spec) as store:
         archs = spec.archs(benchmark)
-        todo = [(arch, seed) for seed in spec.seeds for arch in archs
+        # Scored in a seeded order, not the sample's sorted one: a network's cost can follow its string
+        # (TransNAS's macro layouts), and a shuffled order gives the progress bar a fair estimate of the
+        # time left and an unfinished run a random part of the sample.
+        order = [archs[i] for i in np.random.default_rng(spec.sample_seed).permutation(len(archs))]
+        todo = [(arch, seed) for seed in spec.seeds for arch in order
                 if (arch, seed) not in store.records or (retry_failed and failed(store.records[(arch, seed)]))]
         data = spec.data_source()
         score_all(todo, lambda seed: Job(spec.space_spec(), spec.proxies, spec.presets, seed, device, data=data,
