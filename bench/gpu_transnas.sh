@@ -10,9 +10,10 @@
 #
 # Run bench/gpu_check.sh first in a session: its CUDA tests say whether the GPU's scores can be trusted, and the
 # extension it built is reused here while the machine stays warm. Settings: BUDGET (default 540), GPU_SPACES
-# and GPU_TASKS (default both spaces, class_scene class_object), CPU_SPACES and CPU_TASKS (default tnb_macro,
-# all seven tasks), CPU_WORKERS (default the cores less 4, at most 16: a macro worker needs about 6 GB; 0 leaves
-# the CPU runs out).
+# and GPU_TASKS (default both spaces, class_scene class_object), GPU_WORKERS (default 1, in process: the path a
+# GPU has run; more share the GPU from spawned processes, overlapping one's CPU work with another's kernels, not yet
+# tried on a GPU), CPU_SPACES and CPU_TASKS (default tnb_macro, all seven tasks), CPU_WORKERS (default the cores
+# less 4, at most 16: a macro worker needs about 6 GB; 0 leaves the CPU runs out).
 set -uo pipefail
 OUT=${OUT:-runs/gpu_transnas}
 source "$(dirname "$0")/gpu_common.sh"
@@ -31,7 +32,7 @@ bench/checkpoint.sh restore
 # closed), and KILL follows if closing takes too long; a cell's record is written when it finishes.
 stop_in=$(allow 100000 "$((SAVE_SECONDS + 90))")
 echo "== scoring for $stop_in s: VKDNW on cuda ($GPU_SPACES x $GPU_TASKS), label-free on $CPU_WORKERS cores"
-SPACES=$GPU_SPACES TASKS=$GPU_TASKS DEVICE=cuda WORKERS=1 OMP_NUM_THREADS=1 \
+SPACES=$GPU_SPACES TASKS=$GPU_TASKS DEVICE=cuda WORKERS=${GPU_WORKERS:-1} OMP_NUM_THREADS=1 \
     timeout --kill-after=60 "$stop_in" bash bench/transnas_vkdnw.sh run > "$OUT/vkdnw.log" 2>&1 &
 gpu_job=$!
 if [ "$CPU_WORKERS" -gt 0 ]; then
