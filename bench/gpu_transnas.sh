@@ -2,8 +2,9 @@
 # TransNAS-Bench-101's long scoring on a lent CUDA machine, one device call at a time, resumable across calls and
 # sessions through bench/checkpoints/: VKDNW on the seeded 100-cell samples (bench/transnas_vkdnw.sh) on the GPU
 # and, beside it on the machine's CPU cores, the label-free runs not yet published (bench/transnas_label_free.sh).
-# Both stop themselves before BUDGET seconds are spent (a stopped run keeps every cell it finished; the cells
-# under way are lost), and every run is then saved to $OUT/checkpoints/, laid out as bench/checkpoints/:
+# Both stop themselves before BUDGET seconds are spent (a stopped run keeps every cell it finished, and the cells
+# its workers finish in the minute it is given to end), and every run is then saved to $OUT/checkpoints/, laid out
+# as bench/checkpoints/:
 #
 #   OUT=runs/gpu_transnas bash bench/gpu_transnas.sh    (the device tool: timeout_s = BUDGET + 30)
 #   cp -r <files_at>/checkpoints/. bench/checkpoints/   (here, then commit; bench/checkpoint.sh restore resumes)
@@ -28,8 +29,8 @@ SAVE_SECONDS=20  # kept back to save the checkpoints
 build_extension "$(allow 240 120)" || exit 1
 bench/checkpoint.sh restore
 
-# Each run ends before the deadline: SIGTERM ends an evaluation at its last finished cell (its worker pool
-# closed), and KILL follows if closing takes too long; a cell's record is written when it finishes.
+# Each run ends before the deadline: SIGTERM stops an evaluation's queue, its workers' cells under way are kept
+# as they finish, and KILL follows a minute later; a cell's record is written when it finishes.
 stop_in=$(allow 100000 "$((SAVE_SECONDS + 90))")
 echo "== scoring for $stop_in s: VKDNW on cuda ($GPU_SPACES x $GPU_TASKS), label-free on $CPU_WORKERS cores"
 SPACES=$GPU_SPACES TASKS=$GPU_TASKS DEVICE=cuda WORKERS=${GPU_WORKERS:-1} OMP_NUM_THREADS=1 \

@@ -74,6 +74,12 @@ def always_killing_scorer(target, space, arch, proxies, presets=("paper",), seed
     return fake_scorer(space, arch, proxies, presets, seed, device)
 
 
+def sleeping_scorer(seconds, space, arch, proxies, presets=("paper",), seed=0, device=None):
+    """fake_scorer after ``seconds[arch]`` seconds."""
+    time.sleep(seconds.get(arch, 0.0))
+    return fake_scorer(space, arch, proxies, presets, seed, device)
+
+
 class Interrupting:
     """fake_scorer that raises KeyboardInterrupt (not an Exception, so not a candidate failure: the
     run itself dies, as under Ctrl-C) on its ``after``-th call."""
@@ -420,6 +426,33 @@ def test_candidate_that_always_kills_its_worker_is_failed(tmp_path):
     assert result.counts["evaluated"] == 4 and target not in result.population
     # The candidates that shared the broken pools with it were re-run, not failed.
     assert [r["attempts"] for r in rows(tmp_path / "run", "status = 'evaluated'")] == [1] * 4
+
+
+@pytest.mark.parametrize("interrupts", [1, 2])
+def test_an_interrupted_score_all_keeps_what_the_workers_finish_unless_interrupted_again(interrupts):
+    """Ctrl-C (or SIGTERM, ``terminate_as_interrupt``) stops the queue; the candidates under way in the pool's
+    workers are recorded as they finish, and a second interrupt drops them and ends the workers at once."""
+    from vkdnw_fast.backends import score_all
+
+    rng = np.random.default_rng(1)
+    archs = list(dict.fromkeys(nb201.NB201Space().sample(rng) for _ in range(6)))
+    # The first finishes at once and is interrupted; the second is under way; the third is sent to the freed
+    # worker, and takes a minute where a second interrupt is to drop it.
+    seconds = {archs[0]: 0.0, archs[1]: 5.0, archs[2]: 5.0 if interrupts == 1 else 60.0, **{a: 1.0 for a in archs[3:]}}
+    job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, functools.partial(sleeping_scorer, seconds))
+    records = {}
+
+    def on_result(arch, seed, record):
+        records[arch] = record
+        if len(records) <= interrupts:
+            raise KeyboardInterrupt
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        score_all([(a, 0) for a in archs], lambda seed: job, on_result, kind="local", workers=2, progress=False)
+    assert sorted(records) == sorted(archs[:3] if interrupts == 1 else archs[:2])
+    assert all(r["values"] == fake_scorer(nb201.NB201Space(), r["arch"], FAKE_PROXIES) for r in records.values())
+    if interrupts == 2:
+        assert time.monotonic() - started < 45  # the third was dropped, not waited for
 
 
 def test_score_all_records_a_candidate_that_always_kills_its_worker_as_failed():

@@ -1,8 +1,10 @@
 """Where architectures are scored, for the search and the NB201 evaluation: the caller keeps its
 state (a population, a results file); a backend only scores.
 
-Every backend has the same two calls: ``submit(key, arch)`` queues a candidate, ``wait()`` blocks
-until at least one queued candidate is done and returns [(key, outcome)], in any order. An outcome
+Every backend has the same calls: ``submit(key, arch)`` queues a candidate, ``wait()`` blocks
+until at least one queued candidate is done and returns [(key, outcome)], in any order; after an
+interrupt, ``drain()`` yields the outcomes of the candidates under way as they finish and starts no
+other, and ``close(wait=False)`` stops at once, dropping them. An outcome
 is ``{"ok": True, "values": {column: float}, ...}`` or ``{"ok": False, "reason": str, ...}``, plus
 ``elapsed`` (scoring seconds), ``worker`` (host:pid) and ``attempts``. A candidate whose scorer
 raises is a failed outcome carrying the exception; a worker process that dies (killed, out of
@@ -25,11 +27,12 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from threadpoolctl import threadpool_limits
@@ -136,7 +139,12 @@ class InProcessBackend:
     def cancel(self) -> None:
         self._queue.clear()
 
-    def close(self) -> None:
+    def drain(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """Nothing: an interrupt here stopped the candidate under way in this very process."""
+        self.cancel()
+        return iter(())
+
+    def close(self, wait: bool = True) -> None:
         self.cancel()
 
 
@@ -253,9 +261,31 @@ class PoolBackend:
         self._started.clear()
         self._spent.clear()
 
-    def close(self) -> None:
+    @property
+    def running(self) -> int:
+        """How many candidates the workers hold."""
+        return len(self._pending)
+
+    def drain(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """The outcomes of the candidates running in the workers, as each finishes; the queued ones are
+        dropped. A candidate whose worker dies meanwhile is dropped too (it is not charged the death)."""
+        self._waiting.clear()
+        self._suspects.clear()
+        for future in cf.as_completed(list(self._pending)):
+            task = self._pending.pop(future)
+            try:
+                yield self._done(task, future.result())
+            except cf.process.BrokenProcessPool:
+                continue
+
+    def close(self, wait: bool = True) -> None:
+        """Shut the pool down, after its running candidates finish, or with ``wait=False`` at once:
+        the workers are terminated (an executor cannot stop a task it has started)."""
         self.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if not wait:
+            for process in list(self._pool._processes.values()):
+                process.terminate()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 class RayBackend:
@@ -320,7 +350,13 @@ class RayBackend:
             self._ray.cancel(ref, force=True)
         self._pending.clear()
 
-    def close(self) -> None:
+    def drain(self) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """Nothing: Ray does not say which submitted tasks are running rather than queued, so all are
+        cancelled."""
+        self.cancel()
+        return iter(())
+
+    def close(self, wait: bool = True) -> None:
         self.cancel()
         if self._owns_ray:
             self._ray.shutdown()
@@ -373,22 +409,39 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
     seeds = list(dict.fromkeys(seed for _, seed in tasks))
     bar = tqdm(total=done + len(tasks), initial=done, disable=not progress, desc=desc, unit="net", smoothing=0.05)
     runner = make_backend(kind, job_for_seed(seeds[0]), workers, address)
+
+    def finished(arch: str, seed: int, outcome: dict[str, Any]) -> None:
+        record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
+        if outcome["ok"]:
+            record.update({k: outcome[k] for k in ("values", "proxy_errors") if k in outcome})
+        else:
+            record["error"] = outcome["reason"]
+        on_result(arch, seed, record)
+        bar.update()
+
+    stop_now = False
     try:
-        for seed in seeds:
-            runner.set_job(job_for_seed(seed))
-            for arch in (arch for arch, task_seed in tasks if task_seed == seed):
-                runner.submit((arch, seed), arch)
-        remaining = len(tasks)
-        while remaining:
-            for (arch, seed), outcome in runner.wait():
-                record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
-                if outcome["ok"]:
-                    record.update({k: outcome[k] for k in ("values", "proxy_errors") if k in outcome})
-                else:
-                    record["error"] = outcome["reason"]
-                on_result(arch, seed, record)
-                bar.update()
-                remaining -= 1
+        try:
+            for seed in seeds:
+                runner.set_job(job_for_seed(seed))
+                for arch in (arch for arch, task_seed in tasks if task_seed == seed):
+                    runner.submit((arch, seed), arch)
+            remaining = len(tasks)
+            while remaining:
+                for (arch, seed), outcome in runner.wait():
+                    finished(arch, seed, outcome)
+                    remaining -= 1
+        except KeyboardInterrupt:
+            # The workers' candidates under way would run to their end anyway: keep what they give.
+            if isinstance(runner, PoolBackend) and runner.running:
+                bar.write(f"interrupted: keeping the {runner.running} candidates under way as they finish (interrupt "
+                          "again to drop them)", file=sys.stderr)
+            try:
+                for (arch, seed), outcome in runner.drain():
+                    finished(arch, seed, outcome)
+            except KeyboardInterrupt:
+                stop_now = True
+            raise
     finally:
-        runner.close()
+        runner.close(wait=not stop_now)
         bar.close()
