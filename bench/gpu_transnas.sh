@@ -14,7 +14,8 @@
 # and GPU_TASKS (default both spaces, class_scene class_object), GPU_WORKERS (default 1, in process: the path a
 # GPU has run; more share the GPU from spawned processes, overlapping one's CPU work with another's kernels, not yet
 # tried on a GPU), CPU_SPACES and CPU_TASKS (default tnb_macro, all seven tasks), CPU_WORKERS (default the cores
-# less 4, at most 16: a macro worker needs about 6 GB; 0 leaves the CPU runs out).
+# less 4, at most 16; a macro cell needs 1 to 14 GB, and the pool runs as many at a time as the memory holds; 0
+# leaves the CPU runs out).
 set -uo pipefail
 OUT=${OUT:-runs/gpu_transnas}
 source "$(dirname "$0")/gpu_common.sh"

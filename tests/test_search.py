@@ -80,6 +80,14 @@ def sleeping_scorer(seconds, space, arch, proxies, presets=("paper",), seed=0, d
     return fake_scorer(space, arch, proxies, presets, seed, device)
 
 
+def timed_scorer(log_dir, space, arch, proxies, presets=("paper",), seed=0, device=None):
+    """fake_scorer after 1.5 s, writing when it began and ended to ``log_dir/<arch>``."""
+    began = time.time()
+    time.sleep(1.5)
+    (Path(log_dir) / arch.replace("|", "_")).write_text(f"{began} {time.time()}")
+    return fake_scorer(space, arch, proxies, presets, seed, device)
+
+
 class Interrupting:
     """fake_scorer that raises KeyboardInterrupt (not an Exception, so not a candidate failure: the
     run itself dies, as under Ctrl-C) on its ``after``-th call."""
@@ -453,6 +461,33 @@ def test_an_interrupted_score_all_keeps_what_the_workers_finish_unless_interrupt
     assert all(r["values"] == fake_scorer(nb201.NB201Space(), r["arch"], FAKE_PROXIES) for r in records.values())
     if interrupts == 2:
         assert time.monotonic() - started < 45  # the third was dropped, not waited for
+
+
+def test_the_pool_runs_as_many_candidates_at_once_as_the_memory_holds_of_the_largest_seen(tmp_path):
+    job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, functools.partial(timed_scorer, str(tmp_path)))
+    pool = PoolBackend(job, 4, memory=10 * 2**30)
+    try:
+        assert pool.admitted() == 4  # nothing seen yet
+        for peak, admitted in [(2 * 2**30, 4), (4 * 2**30, 2), (3 * 2**30, 2), (11 * 2**30, 1)]:
+            pool._done((None, job, "a"), {"ok": True, "values": {}, "peak_rss": peak})
+            assert pool.admitted() == admitted
+        # Every worker reports its peak, which no pool can hold twice here: after the first four (sent
+        # before any was seen), one at a time.
+        pool.peak, pool.memory = 0, 1
+        rng = np.random.default_rng(2)
+        archs = list(dict.fromkeys(nb201.NB201Space().sample(rng) for _ in range(7)))
+        for arch in archs:
+            pool.submit(arch, arch)
+        outcomes = []
+        while len(outcomes) < len(archs):
+            outcomes += pool.wait()
+    finally:
+        pool.close()
+    assert all(o["ok"] and o["peak_rss"] > 50 * 2**20 for _, o in outcomes)  # a worker with torch loaded
+    spans = {arch: tuple(map(float, (tmp_path / arch.replace("|", "_")).read_text().split())) for arch in archs}
+    for late in archs[4:]:  # each ran alone
+        assert all(spans[late][1] <= spans[other][0] or spans[other][1] <= spans[late][0]
+                   for other in archs if other != late)
 
 
 def test_score_all_records_a_candidate_that_always_kills_its_worker_as_failed():

@@ -25,6 +25,7 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -92,8 +93,29 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
                    **({"proxy_errors": failures} if failures else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
-    outcome.update(elapsed=time.perf_counter() - start, worker=f"{socket.gethostname()}:{os.getpid()}")
+    outcome.update(elapsed=time.perf_counter() - start, worker=f"{socket.gethostname()}:{os.getpid()}",
+                   peak_rss=_peak_rss())
     return outcome
+
+
+def _peak_rss() -> int:
+    """The largest resident memory this process has held, in bytes: in a pool's worker, an upper bound of
+    what its largest candidate so far needed."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes there, kilobytes on Linux
+
+
+def available_memory() -> int | None:
+    """The memory the system can give without swapping (Linux ``MemAvailable``), in bytes; None where
+    it cannot tell."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _died(attempts: int, error: BaseException, elapsed: float | None) -> dict[str, Any]:
@@ -159,7 +181,13 @@ def _pool_initializer() -> None:
 
 
 class PoolBackend:
-    """``workers`` spawned processes.
+    """``workers`` spawned processes, as many at a time as the memory holds.
+
+    Each outcome carries its worker's peak resident memory; a candidate is started beside the ones
+    running only while (running + 1) x the largest peak seen fits in ``memory`` (default: the memory
+    available when the pool starts, less a tenth). Networks of one space can differ tenfold in what
+    they need (TransNAS macro layouts: 1 to 14 GB), and the out-of-memory killer ends a worker and so
+    the whole pool's running work; this keeps the pool below it once the large ones have been seen.
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
@@ -171,11 +199,15 @@ class PoolBackend:
 
     name = "local"
 
-    def __init__(self, job: Job, workers: int):
+    def __init__(self, job: Job, workers: int, memory: int | None = None):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.job = job
         self.workers = workers
+        available = available_memory()
+        self.memory = memory if memory is not None else None if available is None else int(0.9 * available)
+        self.peak = 0  # the largest peak resident memory a worker has reported
+        self._said_fewer = False
         self._pending: dict[cf.Future, tuple[Any, Job, str]] = {}
         self._waiting: deque[tuple[Any, Job, str]] = deque()
         self._suspects: deque[tuple[Any, Job, str]] = deque()
@@ -205,8 +237,20 @@ class PoolBackend:
             return
         # No more than one task a worker in the executor: a death then makes suspects of the candidates
         # that were running, not of every one queued behind them (which would all run one at a time).
-        while self._waiting and len(self._pending) < self.workers:
+        while self._waiting and len(self._pending) < self.admitted():
             self._send(self._waiting.popleft())
+
+    def admitted(self) -> int:
+        """How many candidates may run at once: the workers, or fewer where the memory holds fewer of the
+        largest seen (at least one)."""
+        if self.memory is None or self.peak == 0:
+            return self.workers
+        fits = max(1, min(self.workers, self.memory // self.peak))
+        if fits < self.workers and not self._said_fewer:
+            self._said_fewer = True
+            print(f"vkdnw-fast: a worker peaked at {self.peak / 2**30:.1f} GiB of the {self.memory / 2**30:.1f} GiB "
+                  f"this pool may use: {fits} of its {self.workers} workers score at a time", file=sys.stderr)
+        return fits
 
     def _send(self, task: tuple[Any, Job, str]) -> None:
         key, job, arch = task
@@ -214,6 +258,7 @@ class PoolBackend:
         self._pending[self._pool.submit(score_job, job, arch)] = task
 
     def _done(self, task: tuple[Any, Job, str], outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        self.peak = max(self.peak, outcome.get("peak_rss") or 0)
         if self._suspects and self._suspects[0] == task:
             self._suspects.popleft()
         self._started.pop(task[0], None)
