@@ -142,11 +142,22 @@ def test_a_checkpoint_carries_an_unfinished_run_into_a_fresh_clone(tmp_path, mon
     saved = checkpoint("save", str(started))
     assert saved.returncode == 0 and "no records yet" in saved.stdout and not (checkpoints / "tnb" / "started").exists()
     shutil.rmtree(runs)  # what a new session's clone lacks
-    assert "5 records restored" in checkpoint("restore").stdout
+    assert "0 records kept, 5 restored from the checkpoint" in checkpoint("restore").stdout
     calls = _count_scorings(monkeypatch)
     assert run_evaluation(spec, run, progress=False)["rankings"] == full["rankings"]
     assert len(calls) == len(lines) - 5
-    assert f"keeps its {len(lines)} records" in checkpoint("restore").stdout  # a run further on is left alone
+    assert f"{len(lines)} records kept, 0 restored" in checkpoint("restore").stdout  # a run further on keeps all
+    # A run that went on elsewhere from 3 of the checkpoint's 5 cells: the records of both are merged.
+    (run / "results.jsonl").write_text("\n".join(lines[:3] + lines[7:]) + "\n")
+    assert f"{len(lines) - 4} records kept, 2 restored" in checkpoint("restore").stdout
+    assert sorted((run / "results.jsonl").read_text().splitlines()) == sorted(lines[:3] + lines[7:] + lines[3:5])
+    other = runs / "tnb" / "other"
+    shutil.copytree(checkpoints / "tnb" / "unfinished", checkpoints / "tnb" / "other")
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps(_cheap_spec(sample_seed=4).to_json()))
+    refused = checkpoint("restore")
+    assert refused.returncode != 0 and "its run.json is another run's" in refused.stderr
+    shutil.rmtree(checkpoints / "tnb" / "other")
     checkpoint("drop", str(run))
     assert not (checkpoints / "tnb" / "unfinished").exists()
 
