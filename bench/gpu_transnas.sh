@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TransNAS-Bench-101's long scoring on a lent CUDA machine, one device call at a time, resumable across calls and
-# sessions through bench/checkpoints/: VKDNW on the seeded 100-cell samples (bench/transnas_vkdnw.sh) on the GPU
-# and, beside it on the machine's CPU cores, the label-free runs not yet published (bench/transnas_label_free.sh).
+# sessions through bench/checkpoints/: VKDNW on the seeded 100-cell samples (bench/transnas_vkdnw.sh) on the GPU,
+# then naswot_128 on the whole micro space for the searches (bench/transnas_search.sh score), and, beside them on
+# the machine's CPU cores, the label-free runs not yet published (bench/transnas_label_free.sh).
 # Both stop themselves before BUDGET seconds are spent (a stopped run keeps every cell it finished, and the cells
 # its workers finish in the minute it is given to end), and every run is then saved to $OUT/checkpoints/, laid out
 # as bench/checkpoints/:
@@ -33,9 +34,12 @@ bench/checkpoint.sh restore
 # Each run ends before the deadline: SIGTERM stops an evaluation's queue, its workers' cells under way are kept
 # as they finish, and KILL follows a minute later; a cell's record is written when it finishes.
 stop_in=$(allow 100000 "$((SAVE_SECONDS + 90))")
-echo "== scoring for $stop_in s: VKDNW on cuda ($GPU_SPACES x $GPU_TASKS), label-free on $CPU_WORKERS cores"
+echo "== scoring for $stop_in s: VKDNW, then the micro space for the searches, on cuda; label-free on $CPU_WORKERS cores"
+# The searches' scoring (naswot_128 on all 4,096 micro cells a task) once VKDNW's samples are done.
 SPACES=$GPU_SPACES TASKS=$GPU_TASKS DEVICE=cuda WORKERS=${GPU_WORKERS:-1} OMP_NUM_THREADS=1 \
-    timeout --kill-after=60 "$stop_in" bash bench/transnas_vkdnw.sh run > "$OUT/vkdnw.log" 2>&1 &
+    timeout --kill-after=60 "$stop_in" \
+    bash -c 'bash bench/transnas_vkdnw.sh run && TASKS="class_scene class_object" bash bench/transnas_search.sh score' \
+    > "$OUT/vkdnw.log" 2>&1 &
 gpu_job=$!
 if [ "$CPU_WORKERS" -gt 0 ]; then
     SPACES=$CPU_SPACES TASKS=$CPU_TASKS DEVICE=cpu WORKERS=$CPU_WORKERS OMP_NUM_THREADS=1 \
