@@ -6,7 +6,8 @@ until at least one queued candidate is done and returns [(key, outcome)], in any
 interrupt, ``drain()`` yields the outcomes of the candidates under way as they finish and starts no
 other, and ``close(wait=False)`` stops at once, dropping them. An outcome
 is ``{"ok": True, "values": {column: float}, ...}`` or ``{"ok": False, "reason": str, ...}``, plus
-``elapsed`` (scoring seconds), ``worker`` (host:pid) and ``attempts``. A candidate whose scorer
+``elapsed`` (scoring seconds), ``worker`` (host:pid), ``peak_rss`` (the worker's peak resident bytes) and
+``attempts``. A candidate whose scorer
 raises is a failed outcome carrying the exception; a worker process that dies (killed, out of
 memory, a crash in native code) is not: its candidates are retried on a fresh worker, and only a
 candidate that kills ``MAX_ATTEMPTS`` workers is reported failed.
