@@ -40,6 +40,19 @@ def test_throughput_run_on_cpu_agrees_with_direct_scoring():
     assert result["engine_over_reference"] == pytest.approx(engine["archs_per_minute"] / ref["archs_per_minute"])
 
 
+def test_a_worker_pool_scores_the_same_networks_to_the_same_bits(capsys):
+    result = throughput.run("nb201", "cifar10", count=3, reference_count=1, device="cpu", seed=3, batch_size=8,
+                            with_aggregation=False, workers=2)
+    runs = _runs(result)
+    pooled, engine = runs["engine: vkdnw, 2 workers"], runs["engine: vkdnw"]
+    assert pooled["values"] == engine["values"] and pooled["count"] == 3 and pooled["workers"] == 2
+    assert result["max_abs_difference_pooled_in_process"] == 0.0
+    assert result["pooled_over_in_process"] == pytest.approx(pooled["archs_per_minute"] / engine["archs_per_minute"])
+    assert "worker pool / in process:" in throughput.format_report(result)
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        throughput.run("nb201", count=1, reference_count=1, device="cpu", workers=0)
+
+
 def test_a_stop_reports_what_was_measured_and_skips_the_remaining_runs(monkeypatch, tmp_path, capsys):
     """SIGTERM from a time limit arrives as KeyboardInterrupt (cli.terminate_as_interrupt)."""
     calls = []

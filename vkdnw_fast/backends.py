@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits
 
 from . import spaces
 from .datasets import DataSource
-from .scoring import score_architecture
+from .scoring import DEFAULT_BATCH_SIZE, score_architecture
 from .spaces import SearchSpace
 
 MAX_ATTEMPTS = 3
@@ -63,6 +63,8 @@ class Job:
     # A proxy that fails leaves out its own columns (an evaluation ranks each proxy on what it could score)
     # rather than the candidate (a search's fitness needs every proxy).
     isolate_failures: bool = False
+    # The scoring batch's size (the throughput benchmark's --batch-size); scorers need not take it otherwise.
+    batch_size: int = DEFAULT_BATCH_SIZE
 
 
 _SPACES: dict[str, SearchSpace] = {}
@@ -85,6 +87,8 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     start = time.perf_counter()
     try:
         extra = {} if job.data is None else {"data": job.data}  # scorers without data need not take it
+        if job.batch_size != DEFAULT_BATCH_SIZE:
+            extra["batch_size"] = job.batch_size
         failures: dict[str, str] = {}
         if job.isolate_failures:
             extra["failures"] = failures

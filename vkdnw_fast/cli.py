@@ -178,7 +178,7 @@ def cmd_bench_throughput(args) -> int:
     result = throughput.run(args.space, args.dataset, count=args.count, reference_count=args.reference_count,
                             device=args.device, seed=args.seed, preset=args.preset, prefetch=not args.no_prefetch,
                             batch_size=args.batch_size, resolution=args.resolution, num_classes=args.num_classes,
-                            with_aggregation=not args.without_aggregation)
+                            with_aggregation=not args.without_aggregation, workers=args.workers)
     print(throughput.format_report(result))
     if args.out:
         Path(args.out).write_text(json.dumps({"command": args.command_line, **result}, indent=2) + "\n")
@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--without-aggregation", action="store_true",
                     help="leave out the run of VKDNW with the aggregation proxies (over half the time of a "
                          "large --count)")
+    tp.add_argument("--workers", type=int, default=1,
+                    help="also time VKDNW scored by this many processes sharing the device, as evaluate --workers "
+                         "scores (against the same networks scored in one process)")
     tp.add_argument("--out", help="also write the results as JSON")
     tp.set_defaults(func=cmd_bench_throughput)
     return parser

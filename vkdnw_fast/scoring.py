@@ -16,6 +16,7 @@ from .proxies.compute import seeded_global_rng
 from .timing import stage
 
 FISHER_PROXIES = ("vkdnw", "vkdnw_single", "aleph") + tuple(f"fim_q{k}" for k in range(1, 10))
+DEFAULT_BATCH_SIZE = 64
 
 
 def column(proxy: str, preset: str, presets: Sequence[str]) -> str:
@@ -40,7 +41,7 @@ def check_proxies(proxies: Iterable[str]) -> list[str]:
 
 def score_architecture(space, arch: str, proxies: Sequence[str], *,
                        presets: Sequence[str | FisherConfig] = (DEFAULT_PRESET,), seed: int = 0,
-                       device=None, batch_size: int = 64, model=None, consume_model: bool = False,
+                       device=None, batch_size: int = DEFAULT_BATCH_SIZE, model=None, consume_model: bool = False,
                        data: DataSource | str | None = None, failures: dict[str, str] | None = None
                        ) -> dict[str, float]:
     """{column: value} for ``arch`` of ``space`` (see ``column`` for the names). A proxy that fails

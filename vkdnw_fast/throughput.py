@@ -6,6 +6,10 @@ same device in the same run, checks that engine and reference agree, and reports
 minute, their ratio, the peak memory and the time per stage (model build, proxy context, engine
 stages: prepare, forward, factor, backward, spectrum; other proxies).
 
+With ``workers`` > 1 the engine's VKDNW is also timed as an evaluation scores with ``--workers``: that
+many processes, each building, preparing and scoring its networks on the device (from the pool's start,
+its processes' start included, to its last result), against the same networks scored in this process.
+
 Each run first scores a few of its architectures with every stage timed (on CUDA each stage boundary
 synchronises the device, which would stall the launch queue if the whole run were timed so), which
 also warms the device and the allocators up; then it times all of them as a search would score them.
@@ -24,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from . import reference, spaces
+from .backends import Job, score_all
 from .evaluation import AGGREGATE_PROXIES
 from .scoring import score_architecture
 from .timing import record_stages
@@ -93,15 +98,43 @@ def measure(label: str, archs: Sequence[str], score_one: Callable[[str, object],
             "values": values, **_peak_memory(device)}
 
 
+def measure_pooled(label: str, space_spec: dict, archs: Sequence[str], preset: str, seed: int,
+                   device: torch.device, batch_size: int, workers: int) -> dict:
+    """VKDNW of ``archs`` scored by ``workers`` processes as an evaluation scores them, timed from the
+    pool's start to its last result; ``values`` in the order of ``archs`` (those finished, after a stop)."""
+    job = Job(space_spec, ("vkdnw",), (preset,), seed, str(device), batch_size=batch_size)
+    records: dict[str, dict] = {}
+    started = time.perf_counter()
+    try:
+        score_all([(arch, seed) for arch in archs], lambda _: job, lambda arch, _, record: records.update({arch: record}),
+                  workers=workers, desc=label)
+        interrupted = False
+    except KeyboardInterrupt:
+        interrupted = True
+    seconds = time.perf_counter() - started
+    failed = {arch: record["error"] for arch, record in records.items() if "error" in record}
+    if failed:
+        arch, error = next(iter(failed.items()))
+        raise RuntimeError(f"{len(failed)} architectures failed in the worker pool, e.g. {arch}: {error}")
+    values = [records[arch]["values"]["vkdnw"] for arch in archs if arch in records]
+    return {"label": label, "count": len(values), "of": len(archs), "interrupted": interrupted, "seconds": seconds,
+            "archs_per_minute": 60.0 * len(values) / seconds if values else 0.0, "workers": workers,
+            "values": values, "archs": [arch for arch in archs if arch in records]}
+
+
 def run(space_name: str = "nb201", dataset: str = "cifar10", count: int = 20, reference_count: int = 3,
         device: str | None = None, seed: int = 0, preset: str = BENCHMARK_PRESET, prefetch: bool = True,
-        batch_size: int = 64, resolution: int = 32, num_classes: int = 10, with_aggregation: bool = True) -> dict:
+        batch_size: int = 64, resolution: int = 32, num_classes: int = 10, with_aggregation: bool = True,
+        workers: int = 1) -> dict:
     if not 1 <= reference_count <= count:
         raise ValueError(f"the reference scores some of the {count} architectures: reference_count must lie in "
                          f"1..{count}, got {reference_count}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    space = (spaces.get("nb201", dataset=dataset) if space_name == "nb201" else
-             spaces.get(space_name, resolution=resolution, num_classes=num_classes))
+    space_spec = ({"name": "nb201", "dataset": dataset} if space_name == "nb201" else
+                  {"name": space_name, "resolution": resolution, "num_classes": num_classes})
+    space = spaces.from_spec(space_spec)
     archs = sample_archs(space, count, seed)
     build = space.build_model
 
@@ -125,7 +158,13 @@ def run(space_name: str = "nb201", dataset: str = "cifar10", count: int = 20, re
             break
     by_label = {run_["label"]: run_ for run_ in runs}
     engine_run, reference_run = by_label.get(ENGINE_LABEL), by_label[REFERENCE_LABEL]
+    pooled = None
+    if workers > 1 and engine_run and not any(run_["interrupted"] for run_ in runs):
+        pooled = measure_pooled(f"{ENGINE_LABEL}, {workers} workers", space_spec, archs, preset, seed, device,
+                                batch_size, workers)
+        runs.append(pooled)
     shared = min(len(engine_run["values"]), len(reference_run["values"])) if engine_run else 0
+    in_process = dict(zip(archs, engine_run["values"])) if engine_run else {}
     return {
         "space": space_name, "dataset": dataset, "preset": preset, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -135,6 +174,10 @@ def run(space_name: str = "nb201", dataset: str = "cifar10", count: int = 20, re
                                   if shared else None),
         "max_abs_difference_engine_reference": (float(np.max(np.abs(np.subtract(
             engine_run["values"][:shared], reference_run["values"][:shared])))) if shared else None),
+        **({"pooled_over_in_process": pooled["archs_per_minute"] / engine_run["archs_per_minute"],
+            "max_abs_difference_pooled_in_process": float(max(
+                (abs(v - in_process[a]) for a, v in zip(pooled["archs"], pooled["values"])), default=0.0))}
+           if pooled and pooled["values"] else {}),
     }
 
 
@@ -142,8 +185,12 @@ def format_report(result: dict) -> str:
     lines = [f"{result['space']} {result['dataset']}, preset {result['preset']}, device {result['device_name']}"
              f" ({result['torch_threads']} threads), prefetch {result['prefetch']}"]
     for run_ in result["runs"]:
-        memory = run_.get("gpu_peak_bytes", run_.get("process_peak_rss_bytes"))
         stopped = f", stopped after {run_['count']} of {run_['of']}" if run_["interrupted"] else ""
+        if "workers" in run_:
+            lines.append(f"  {run_['label']:<40} {run_['archs_per_minute']:9.1f} archs/min  "
+                         f"({run_['count']} archs, {run_['seconds']:.1f} s from the pool's start{stopped})")
+            continue
+        memory = run_.get("gpu_peak_bytes", run_.get("process_peak_rss_bytes"))
         lines.append(f"  {run_['label']:<40} {run_['archs_per_minute']:9.1f} archs/min  "
                      f"({run_['count']} archs, {run_['seconds']:.1f} s, peak memory {memory / 2**20:.0f} MiB{stopped})")
         stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in run_["stage_seconds_per_arch"].items())
@@ -153,4 +200,7 @@ def format_report(result: dict) -> str:
     else:
         lines.append(f"  engine / reference throughput: {result['engine_over_reference']:.1f}x; largest |VKDNW "
                      f"difference| on the shared architectures: {result['max_abs_difference_engine_reference']:.2e}")
+    if "pooled_over_in_process" in result:
+        lines.append(f"  worker pool / in process: {result['pooled_over_in_process']:.2f}x; largest |VKDNW difference|: "
+                     f"{result['max_abs_difference_pooled_in_process']:.2e}")
     return "\n".join(lines)
