@@ -325,7 +325,7 @@ class PoolBackend:
             task = self._pending.pop(future)
             try:
                 yield self._done(task, future.result())
-            except cf.process.BrokenProcessPool:
+            except (cf.process.BrokenProcessPool, cf.CancelledError):
                 continue
 
     def close(self, wait: bool = True) -> None:
@@ -333,7 +333,7 @@ class PoolBackend:
         the workers are terminated (an executor cannot stop a task it has started)."""
         self.cancel()
         if not wait:
-            for process in list(self._pool._processes.values()):
+            for process in list((self._pool._processes or {}).values()):  # None once a pool has shut down
                 process.terminate()
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
