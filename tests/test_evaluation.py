@@ -266,6 +266,23 @@ def test_a_run_scores_its_sample_whole_seeds_first_in_one_seeded_shuffled_order(
     assert orders[0] == orders[1] != spec.archs() and sorted(orders[0]) == sorted(spec.archs())
 
 
+def test_a_resumed_run_starts_its_worker_pool_knowing_the_memory_its_cells_needed(tmp_path, monkeypatch):
+    from vkdnw_fast import backends
+
+    run_evaluation(_cheap_spec(limit=4, seeds=(0,)), tmp_path, workers=2, progress=False)
+    peaks = [r["peak_rss"] for r in evaluation.load_records(tmp_path)]
+    assert len(peaks) == 4 and min(peaks) > 50 * 2**20  # a worker with torch loaded
+    started_with = []
+    real_init = backends.PoolBackend.__init__
+
+    def init(self, job, workers, memory=None, peak=0):
+        started_with.append(peak)
+        real_init(self, job, workers, memory, peak)
+    monkeypatch.setattr(backends.PoolBackend, "__init__", init)
+    run_evaluation(_cheap_spec(limit=4, seeds=(0, 1)), tmp_path, workers=2, progress=False)
+    assert started_with == [max(peaks)]
+
+
 def test_finished_seeds_are_those_every_architecture_has_a_record_of(tmp_path):
     spec = _cheap_spec(seeds=(0, 1, 2))
     run_evaluation(spec, tmp_path / "full", progress=False)

@@ -204,14 +204,14 @@ class PoolBackend:
 
     name = "local"
 
-    def __init__(self, job: Job, workers: int, memory: int | None = None):
+    def __init__(self, job: Job, workers: int, memory: int | None = None, peak: int = 0):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.job = job
         self.workers = workers
         available = available_memory()
         self.memory = memory if memory is not None else None if available is None else int(0.9 * available)
-        self.peak = 0  # the largest peak resident memory a worker has reported
+        self.peak = peak  # the largest peak resident memory a worker has reported (or an earlier run recorded)
         self._said_fewer = False
         self._pending: dict[cf.Future, tuple[Any, Job, str]] = {}
         self._waiting: deque[tuple[Any, Job, str]] = deque()
@@ -412,13 +412,14 @@ class RayBackend:
             self._ray.shutdown()
 
 
-def make_backend(kind: str, job: Job, workers: int | None = None, address: str | None = None):
-    """``local`` (in-process for one worker, a process pool otherwise) or ``ray``."""
+def make_backend(kind: str, job: Job, workers: int | None = None, address: str | None = None, peak: int = 0):
+    """``local`` (in-process for one worker, a process pool otherwise, which starts knowing that a
+    candidate may need ``peak`` bytes) or ``ray``."""
     if kind == "local":
         if address is not None:
             raise ValueError("--address is for the ray backend")
         workers = 1 if workers is None else workers
-        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers)
+        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers, peak=peak)
     if kind == "ray":
         return RayBackend(job, workers, address)
     raise ValueError(f"unknown backend {kind!r}; backends are 'local' and 'ray'")
@@ -446,22 +447,25 @@ def terminate_as_interrupt():
 def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
               on_result: Callable[[str, int, dict[str, Any]], None], *, kind: str = "local",
               workers: int | None = None, address: str | None = None, progress: bool = True, desc: str = "score",
-              done: int = 0) -> None:
+              done: int = 0, peak: int = 0) -> None:
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
-    arrives: ``record`` is ``{"arch", "seed", "seconds", "values"}`` (with ``"proxy_errors"`` where some
-    proxies failed, ``Job.isolate_failures``) or ``{..., "error"}``. A tqdm
-    bar counts ``done`` (finished before) plus the tasks."""
+    arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "values"}`` (with ``"proxy_errors"``
+    where some proxies failed, ``Job.isolate_failures``) or ``{..., "error"}``. A tqdm bar counts ``done``
+    (finished before) plus the tasks. ``peak``: the largest ``peak_rss`` of earlier records, from which a
+    worker pool starts to decide how many candidates the memory holds at once."""
     from tqdm import tqdm
 
     if not tasks:
         return
     seeds = list(dict.fromkeys(seed for _, seed in tasks))
     bar = tqdm(total=done + len(tasks), initial=done, disable=not progress, desc=desc, unit="net", smoothing=0.05)
-    runner = make_backend(kind, job_for_seed(seeds[0]), workers, address)
+    runner = make_backend(kind, job_for_seed(seeds[0]), workers, address, peak)
 
     def finished(arch: str, seed: int, outcome: dict[str, Any]) -> None:
         record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
+        if outcome.get("peak_rss"):  # what its worker had held at most, so far: a resumed pool's start
+            record["peak_rss"] = outcome["peak_rss"]
         if outcome["ok"]:
             record.update({k: outcome[k] for k in ("values", "proxy_errors") if k in outcome})
         else:

@@ -44,7 +44,8 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
         score_all(todo, lambda seed: Job(spec.space_spec(), spec.proxies, spec.presets, seed, device, data=data,
                                          isolate_failures=True),
                   lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,
-                  progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo))
+                  progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo),
+                  peak=max((r.get("peak_rss", 0) for r in store.records.values()), default=0))
         results = compute_metrics(spec, store.records.values(), benchmark)
         (Path(out_dir) / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
