@@ -6,8 +6,8 @@ until at least one queued candidate is done and returns [(key, outcome)], in any
 interrupt, ``drain()`` yields the outcomes of the candidates under way as they finish and starts no
 other, and ``close(wait=False)`` stops at once, dropping them. An outcome
 is ``{"ok": True, "values": {column: float}, ...}`` or ``{"ok": False, "reason": str, ...}``, plus
-``elapsed`` (scoring seconds), ``worker`` (host:pid), ``peak_rss`` (the worker's peak resident bytes) and
-``attempts``. A candidate whose scorer
+``elapsed`` (scoring seconds), ``worker`` (host:pid), ``peak_rss`` (the worker's peak resident bytes while
+it scored the candidate) and ``attempts``. A candidate whose scorer
 raises is a failed outcome carrying the exception; a worker process that dies (killed, out of
 memory, a crash in native code) is not: its candidates are retried on a fresh worker, and only a
 candidate that kills ``MAX_ATTEMPTS`` workers is reported failed.
@@ -84,6 +84,7 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     ({column: message}) names the columns missing from its values."""
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    _reset_peak_rss()
     start = time.perf_counter()
     try:
         extra = {} if job.data is None else {"data": job.data}  # scorers without data need not take it
@@ -103,9 +104,26 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     return outcome
 
 
+def _reset_peak_rss() -> None:
+    """Start this process's peak resident memory afresh (Linux: ``/proc/self/clear_refs``), so that
+    ``_peak_rss`` tells what one candidate needed; elsewhere it keeps counting from the start."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
 def _peak_rss() -> int:
-    """The largest resident memory this process has held, in bytes: in a pool's worker, an upper bound of
-    what its largest candidate so far needed."""
+    """This process's peak resident memory in bytes, since ``_reset_peak_rss`` (Linux ``VmHWM``), or
+    else since it started (``ru_maxrss``, an upper bound)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes there, kilobytes on Linux
 
@@ -464,7 +482,7 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
 
     def finished(arch: str, seed: int, outcome: dict[str, Any]) -> None:
         record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
-        if outcome.get("peak_rss"):  # what its worker had held at most, so far: a resumed pool's start
+        if outcome.get("peak_rss"):  # what scoring it took at most: a resumed pool starts from the largest
             record["peak_rss"] = outcome["peak_rss"]
         if outcome["ok"]:
             record.update({k: outcome[k] for k in ("values", "proxy_errors") if k in outcome})
