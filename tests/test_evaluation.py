@@ -270,17 +270,17 @@ def test_a_resumed_run_starts_its_worker_pool_knowing_the_memory_its_cells_neede
     from vkdnw_fast import backends
 
     run_evaluation(_cheap_spec(limit=4, seeds=(0,)), tmp_path, workers=2, progress=False)
-    peaks = [r["peak_rss"] for r in evaluation.load_records(tmp_path)]
-    assert len(peaks) == 4 and min(peaks) > 50 * 2**20  # a worker with torch loaded
+    seen = [(r["arch"], r["peak_rss"], r["base_rss"]) for r in evaluation.load_records(tmp_path)]
+    assert len(seen) == 4 and all(peak >= base > 50 * 2**20 for _, peak, base in seen)  # a worker with torch
     started_with = []
     real_init = backends.PoolBackend.__init__
 
-    def init(self, job, workers, memory=None, peak=0):
-        started_with.append(peak)
-        real_init(self, job, workers, memory, peak)
+    def init(self, job, workers, memory=None, seen=()):
+        real_init(self, job, workers, memory, seen)
+        started_with.append((sorted(self.seen), self.peak))
     monkeypatch.setattr(backends.PoolBackend, "__init__", init)
     run_evaluation(_cheap_spec(limit=4, seeds=(0, 1)), tmp_path, workers=2, progress=False)
-    assert started_with == [max(peaks)]
+    assert started_with == [(sorted(seen), max(peak for _, peak, _ in seen))]
 
 
 def test_finished_seeds_are_those_every_architecture_has_a_record_of(tmp_path):

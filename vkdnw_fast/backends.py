@@ -6,8 +6,8 @@ until at least one queued candidate is done and returns [(key, outcome)], in any
 interrupt, ``drain()`` yields the outcomes of the candidates under way as they finish and starts no
 other, and ``close(wait=False)`` stops at once, dropping them. An outcome
 is ``{"ok": True, "values": {column: float}, ...}`` or ``{"ok": False, "reason": str, ...}``, plus
-``elapsed`` (scoring seconds), ``worker`` (host:pid), ``peak_rss`` (the worker's peak resident bytes while
-it scored the candidate) and ``attempts``. A candidate whose scorer
+``elapsed`` (scoring seconds), ``worker`` (host:pid), ``peak_rss`` and ``base_rss`` (the worker's peak
+resident bytes while it scored the candidate, and what it held before) and ``attempts``. A candidate whose scorer
 raises is a failed outcome carrying the exception; a worker process that dies (killed, out of
 memory, a crash in native code) is not: its candidates are retried on a fresh worker, and only a
 candidate that kills ``MAX_ATTEMPTS`` workers is reported failed.
@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from threadpoolctl import threadpool_limits
@@ -85,6 +85,7 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     _reset_peak_rss()
+    base_rss = _peak_rss()  # what the worker holds before it starts: the peak less this is the candidate's
     start = time.perf_counter()
     try:
         extra = {} if job.data is None else {"data": job.data}  # scorers without data need not take it
@@ -100,7 +101,7 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     except Exception as exc:  # the scorer's failure is data about the candidate
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
     outcome.update(elapsed=time.perf_counter() - start, worker=f"{socket.gethostname()}:{os.getpid()}",
-                   peak_rss=_peak_rss())
+                   peak_rss=_peak_rss(), base_rss=base_rss)
     return outcome
 
 
@@ -126,6 +127,31 @@ def _peak_rss() -> int:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes there, kilobytes on Linux
+
+
+def activation_bytes(space: SearchSpace, arch: str) -> int | None:
+    """The bytes of every leaf module's output in one forward of ``arch`` at batch 1, run on the meta
+    device (no memory, no arithmetic; a tenth of a second for a TransNAS network): what the memory a
+    network needs grows with (measured on TransNAS macro layouts: 1.1-2x it, the rest a fixed part).
+    None where the network cannot be built or run there."""
+    try:
+        with torch.device("meta"):
+            model = space.build_model(arch)
+            inputs = torch.empty((1, *space.input_shape))
+        total = 0
+
+        def count(module, args, output):
+            nonlocal total
+            if isinstance(output, torch.Tensor):
+                total += output.numel() * output.element_size()
+        hooks = [m.register_forward_hook(count) for m in model.modules() if not next(m.children(), None)]
+        with torch.no_grad():
+            model.train()(inputs)
+        for hook in hooks:
+            hook.remove()
+        return total or None
+    except Exception:  # noqa: BLE001 - a network the meta device cannot run is estimated by the largest seen
+        return None
 
 
 def available_memory() -> int | None:
@@ -206,11 +232,15 @@ def _pool_initializer() -> None:
 class PoolBackend:
     """``workers`` spawned processes, as many at a time as the memory holds.
 
-    Each outcome carries its worker's peak resident memory; a candidate is started beside the ones
-    running only while (running + 1) x the largest peak seen fits in ``memory`` (default: the memory
-    available when the pool starts, less a tenth). Networks of one space can differ tenfold in what
-    they need (TransNAS macro layouts: 1 to 14 GB), and the out-of-memory killer ends a worker and so
-    the whole pool's running work; this keeps the pool below it once the large ones have been seen.
+    Networks of one space can differ tenfold in what they need (TransNAS macro layouts: 1 to 14 GB),
+    and the out-of-memory killer ends a worker and so the whole pool's running work. Each outcome
+    carries what its candidate took (``peak_rss`` less ``base_rss``, what the worker held before), and
+    ``memory`` (default: the memory available when the pool starts, less a tenth) is shared so: a
+    candidate starts beside the running ones where (running + 1) x the largest peak seen fits; where it
+    does not, where the predicted peaks of the running ones and its own fit. A prediction is the largest
+    base plus ``activation_bytes`` of the network times the largest ratio of what a candidate took to its
+    activations, among the ``CALIBRATION`` largest seen; the largest peak seen where there is none.
+    ``seen``: (arch, peak_rss, base_rss) of earlier candidates (a resumed run's records).
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
@@ -222,14 +252,19 @@ class PoolBackend:
 
     name = "local"
 
-    def __init__(self, job: Job, workers: int, memory: int | None = None, peak: int = 0):
+    CALIBRATION = 8
+
+    def __init__(self, job: Job, workers: int, memory: int | None = None,
+                 seen: Sequence[tuple[str, int, int]] = ()):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.job = job
         self.workers = workers
         available = available_memory()
         self.memory = memory if memory is not None else None if available is None else int(0.9 * available)
-        self.peak = peak  # the largest peak resident memory a worker has reported (or an earlier run recorded)
+        self.seen: list[tuple[str, int, int]] = list(seen)  # (arch, peak, base) of the finished candidates
+        self.peak = max((peak for _, peak, _ in self.seen), default=0)  # the largest peak resident memory
+        self._activations: dict[str, int | None] = {}
         self._said_fewer = False
         self._pending: dict[cf.Future, tuple[Any, Job, str]] = {}
         self._waiting: deque[tuple[Any, Job, str]] = deque()
@@ -260,20 +295,37 @@ class PoolBackend:
             return
         # No more than one task a worker in the executor: a death then makes suspects of the candidates
         # that were running, not of every one queued behind them (which would all run one at a time).
-        while self._waiting and len(self._pending) < self.admitted():
+        while self._waiting and self.admits(self._waiting[0][2]):
             self._send(self._waiting.popleft())
 
-    def admitted(self) -> int:
-        """How many candidates may run at once: the workers, or fewer where the memory holds fewer of the
-        largest seen (at least one)."""
-        if self.memory is None or self.peak == 0:
-            return self.workers
-        fits = max(1, min(self.workers, self.memory // self.peak))
-        if fits < self.workers and not self._said_fewer:
+    def admits(self, arch: str) -> bool:
+        """Whether ``arch`` may start now, beside the candidates running (one always may, alone)."""
+        if len(self._pending) >= self.workers:
+            return False
+        if not self._pending or self.memory is None or self.peak == 0 \
+                or (len(self._pending) + 1) * self.peak <= self.memory:
+            return True
+        if not self._said_fewer:
             self._said_fewer = True
             print(f"vkdnw-fast: a worker peaked at {self.peak / 2**30:.1f} GiB of the {self.memory / 2**30:.1f} GiB "
-                  f"this pool may use: {fits} of its {self.workers} workers score at a time", file=sys.stderr)
-        return fits
+                  "this pool may use: a candidate starts beside others where their predicted memory fits",
+                  file=sys.stderr)
+        running = [task[2] for task in self._pending.values()]
+        return sum(self.need(a) for a in running) + self.need(arch) <= self.memory
+
+    def need(self, arch: str) -> int:
+        """The peak resident memory ``arch`` is predicted to take a worker to (see the class docstring)."""
+        largest = sorted(self.seen, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
+        ratios = [(peak - base) / self._activation(other) for other, peak, base in largest if self._activation(other)]
+        activation = self._activation(arch)
+        if not ratios or activation is None:
+            return self.peak
+        return int(max(base for _, _, base in self.seen) + max(ratios) * activation)
+
+    def _activation(self, arch: str) -> int | None:
+        if arch not in self._activations:
+            self._activations[arch] = activation_bytes(_space(self.job.space), arch)
+        return self._activations[arch]
 
     def _send(self, task: tuple[Any, Job, str]) -> None:
         key, job, arch = task
@@ -281,7 +333,9 @@ class PoolBackend:
         self._pending[self._pool.submit(score_job, job, arch)] = task
 
     def _done(self, task: tuple[Any, Job, str], outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        self.peak = max(self.peak, outcome.get("peak_rss") or 0)
+        if outcome.get("peak_rss"):
+            self.seen.append((task[2], outcome["peak_rss"], outcome.get("base_rss") or 0))
+            self.peak = max(self.peak, outcome["peak_rss"])
         if self._suspects and self._suspects[0] == task:
             self._suspects.popleft()
         self._started.pop(task[0], None)
@@ -430,14 +484,15 @@ class RayBackend:
             self._ray.shutdown()
 
 
-def make_backend(kind: str, job: Job, workers: int | None = None, address: str | None = None, peak: int = 0):
-    """``local`` (in-process for one worker, a process pool otherwise, which starts knowing that a
-    candidate may need ``peak`` bytes) or ``ray``."""
+def make_backend(kind: str, job: Job, workers: int | None = None, address: str | None = None,
+                 seen: Sequence[tuple[str, int, int]] = ()):
+    """``local`` (in-process for one worker, a process pool otherwise, which starts knowing the memory
+    the ``seen`` candidates took) or ``ray``."""
     if kind == "local":
         if address is not None:
             raise ValueError("--address is for the ray backend")
         workers = 1 if workers is None else workers
-        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers, peak=peak)
+        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers, seen=seen)
     if kind == "ray":
         return RayBackend(job, workers, address)
     raise ValueError(f"unknown backend {kind!r}; backends are 'local' and 'ray'")
@@ -465,25 +520,25 @@ def terminate_as_interrupt():
 def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
               on_result: Callable[[str, int, dict[str, Any]], None], *, kind: str = "local",
               workers: int | None = None, address: str | None = None, progress: bool = True, desc: str = "score",
-              done: int = 0, peak: int = 0) -> None:
+              done: int = 0, seen: Sequence[tuple[str, int, int]] = ()) -> None:
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
-    arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "values"}`` (with ``"proxy_errors"``
-    where some proxies failed, ``Job.isolate_failures``) or ``{..., "error"}``. A tqdm bar counts ``done``
-    (finished before) plus the tasks. ``peak``: the largest ``peak_rss`` of earlier records, from which a
-    worker pool starts to decide how many candidates the memory holds at once."""
+    arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "base_rss", "values"}`` (with
+    ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``) or ``{..., "error"}``. A tqdm bar
+    counts ``done`` (finished before) plus the tasks. ``seen``: (arch, peak_rss, base_rss) of earlier
+    records, from which a worker pool starts to decide what the memory holds at once."""
     from tqdm import tqdm
 
     if not tasks:
         return
     seeds = list(dict.fromkeys(seed for _, seed in tasks))
     bar = tqdm(total=done + len(tasks), initial=done, disable=not progress, desc=desc, unit="net", smoothing=0.05)
-    runner = make_backend(kind, job_for_seed(seeds[0]), workers, address, peak)
+    runner = make_backend(kind, job_for_seed(seeds[0]), workers, address, seen)
 
     def finished(arch: str, seed: int, outcome: dict[str, Any]) -> None:
         record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
-        if outcome.get("peak_rss"):  # what scoring it took at most: a resumed pool starts from the largest
-            record["peak_rss"] = outcome["peak_rss"]
+        if outcome.get("peak_rss"):  # what scoring it took: a resumed run's pool starts knowing it
+            record.update(peak_rss=outcome["peak_rss"], base_rss=outcome.get("base_rss") or 0)
         if outcome["ok"]:
             record.update({k: outcome[k] for k in ("values", "proxy_errors") if k in outcome})
         else:

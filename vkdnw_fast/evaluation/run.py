@@ -45,7 +45,8 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
                                          isolate_failures=True),
                   lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,
                   progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo),
-                  peak=max((r.get("peak_rss", 0) for r in store.records.values()), default=0))
+                  seen=[(r["arch"], r["peak_rss"], r.get("base_rss", 0)) for r in store.records.values()
+                        if r.get("peak_rss")])
         results = compute_metrics(spec, store.records.values(), benchmark)
         (Path(out_dir) / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
