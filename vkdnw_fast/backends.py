@@ -561,8 +561,9 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         except KeyboardInterrupt:
             # The workers' candidates under way would run to their end anyway: keep what they give.
             if isinstance(runner, PoolBackend) and runner.running:
-                bar.write(f"interrupted: keeping the {runner.running} candidates under way as they finish (interrupt "
-                          "again to drop them)", file=sys.stderr)
+                under_way = "the candidate" if runner.running == 1 else f"the {runner.running} candidates"
+                bar.write(f"interrupted: keeping {under_way} under way as they finish (interrupt again to drop "
+                          "them)", file=sys.stderr)
             try:
                 for (arch, seed), outcome in runner.drain():
                     finished(arch, seed, outcome)
