@@ -265,7 +265,7 @@ class PoolBackend:
         self.seen: list[tuple[str, int, int]] = list(seen)  # (arch, peak, base) of the finished candidates
         self.peak = max((peak for _, peak, _ in self.seen), default=0)  # the largest peak resident memory
         self._activations: dict[str, int | None] = {}
-        self._said_fewer = False
+        self._said_tight = False
         self._pending: dict[cf.Future, tuple[Any, Job, str]] = {}
         self._waiting: deque[tuple[Any, Job, str]] = deque()
         self._suspects: deque[tuple[Any, Job, str]] = deque()
@@ -305,8 +305,8 @@ class PoolBackend:
         if not self._pending or self.memory is None or self.peak == 0 \
                 or (len(self._pending) + 1) * self.peak <= self.memory:
             return True
-        if not self._said_fewer:
-            self._said_fewer = True
+        if not self._said_tight:
+            self._said_tight = True
             print(f"vkdnw-fast: a worker peaked at {self.peak / 2**30:.1f} GiB of the {self.memory / 2**30:.1f} GiB "
                   "this pool may use: a candidate starts beside others where their predicted memory fits",
                   file=sys.stderr)
