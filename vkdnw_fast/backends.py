@@ -115,16 +115,24 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def _peak_rss() -> int:
-    """This process's peak resident memory in bytes, since ``_reset_peak_rss`` (Linux ``VmHWM``), or
-    else since it started (``ru_maxrss``, an upper bound)."""
+def _proc_bytes(path: str, field: str) -> int | None:
+    """A ``field: N kB`` line of a Linux /proc file, in bytes; None where there is none."""
     try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes, since ``_reset_peak_rss`` (Linux ``VmHWM``), or
+    else since it started (``ru_maxrss``, an upper bound)."""
+    peak = _proc_bytes("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes there, kilobytes on Linux
 
@@ -157,14 +165,7 @@ def activation_bytes(space: SearchSpace, arch: str) -> int | None:
 def available_memory() -> int | None:
     """The memory the system can give without swapping (Linux ``MemAvailable``), in bytes; None where
     it cannot tell."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _proc_bytes("/proc/meminfo", "MemAvailable")
 
 
 def _died(attempts: int, error: BaseException, elapsed: float | None) -> dict[str, Any]:
