@@ -3,8 +3,8 @@ state (a population, a results file); a backend only scores.
 
 Every backend has the same calls: ``submit(key, arch)`` queues a candidate, ``wait()`` blocks
 until at least one queued candidate is done and returns [(key, outcome)], in any order; after an
-interrupt, ``drain()`` yields the outcomes of the candidates under way as they finish and starts no
-other, and ``close(wait=False)`` stops at once, dropping them. An outcome
+interrupt, ``drain()`` yields the outcomes of the ``running`` candidates under way as they finish and
+starts no other, and ``close(wait=False)`` stops at once, dropping them. An outcome
 is ``{"ok": True, "values": {column: float}, ...}`` or ``{"ok": False, "reason": str, ...}``, plus
 ``elapsed`` (scoring seconds), ``worker`` (host:pid), ``peak_rss`` and ``base_rss`` (the worker's peak
 resident bytes while it scored the candidate, and what it held before) and ``attempts``. A candidate whose scorer
@@ -211,6 +211,8 @@ class InProcessBackend:
     def cancel(self) -> None:
         self._queue.clear()
 
+    running = 0  # an interrupt stops the candidate under way here, in this very process
+
     def drain(self) -> Iterator[tuple[Any, dict[str, Any]]]:
         """Nothing: an interrupt here stopped the candidate under way in this very process."""
         self.cancel()
@@ -312,16 +314,25 @@ class PoolBackend:
                   "this pool may use: a candidate starts beside others where their predicted memory fits",
                   file=sys.stderr)
         running = [task[2] for task in self._pending.values()]
-        return sum(self.need(a) for a in running) + self.need(arch) <= self.memory
+        calibration = self._calibration()
+        return sum(self.need(a, calibration) for a in [*running, arch]) <= self.memory
 
-    def need(self, arch: str) -> int:
-        """The peak resident memory ``arch`` is predicted to take a worker to (see the class docstring)."""
+    def _calibration(self) -> tuple[int, float] | None:
+        """(the largest base, the largest ratio of what a candidate took to its activations among the
+        ``CALIBRATION`` largest seen), or None where none of them has an activation estimate."""
         largest = sorted(self.seen, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
         ratios = [(peak - base) / self._activation(other) for other, peak, base in largest if self._activation(other)]
+        return (max(base for _, _, base in self.seen), max(ratios)) if ratios else None
+
+    def need(self, arch: str, calibration: tuple[int, float] | None = None) -> int:
+        """The peak resident memory ``arch`` is predicted to take a worker to (see the class docstring);
+        ``calibration``: ``_calibration()``, where the caller predicts several."""
+        calibration = calibration or self._calibration()
         activation = self._activation(arch)
-        if not ratios or activation is None:
+        if calibration is None or activation is None:
             return self.peak
-        return int(max(base for _, _, base in self.seen) + max(ratios) * activation)
+        base, ratio = calibration
+        return int(base + ratio * activation)
 
     def _activation(self, arch: str) -> int | None:
         if arch not in self._activations:
@@ -473,6 +484,8 @@ class RayBackend:
             self._ray.cancel(ref, force=True)
         self._pending.clear()
 
+    running = 0  # Ray does not say which submitted tasks are running rather than queued
+
     def drain(self) -> Iterator[tuple[Any, dict[str, Any]]]:
         """Nothing: Ray does not say which submitted tasks are running rather than queued, so all are
         cancelled."""
@@ -561,7 +574,7 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
                     remaining -= 1
         except KeyboardInterrupt:
             # The workers' candidates under way would run to their end anyway: keep what they give.
-            if isinstance(runner, PoolBackend) and runner.running:
+            if runner.running:
                 under_way = "the candidate" if runner.running == 1 else f"the {runner.running} candidates"
                 bar.write(f"interrupted: keeping {under_way} under way as they finish (interrupt again to drop "
                           "them)", file=sys.stderr)

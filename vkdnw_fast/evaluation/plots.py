@@ -13,7 +13,7 @@ from scipy.stats import rankdata
 
 from .. import metrics
 from ..benchmarks import Benchmark
-from .rankings import aggregates, score_table
+from .rankings import aggregates, defined, score_table
 from .report import shown, truth_label, where
 from .spec import EvaluationSpec
 
@@ -127,7 +127,7 @@ def scatter_plot(spec: EvaluationSpec, records: Iterable[dict], path: str | Path
     panels = [(c, c, table[c]) for c in [c for c in spec.columns() if shown(c)] or spec.columns()]
     for name, agg_columns in ranked.items():
         per_seed = np.full((len(spec.seeds), len(archs)), np.nan)
-        clean = ~np.any([np.isnan(table[c]).any(axis=0) for c in agg_columns], axis=0)  # eq. 15 refuses NaN
+        clean = defined(table, agg_columns)  # eq. 15 refuses NaN
         if clean.any():
             per_seed[:, clean] = [metrics.aggregate({c: table[c][i, clean] for c in agg_columns}, agg_columns)
                                   for i in range(len(spec.seeds))]

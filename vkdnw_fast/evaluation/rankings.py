@@ -60,14 +60,14 @@ def score_table(spec: EvaluationSpec, records: Iterable[dict], benchmark: Benchm
     return archs, failed, table
 
 
-def _defined(table: dict[str, np.ndarray], columns: Iterable[str]) -> np.ndarray:
+def defined(table: dict[str, np.ndarray], columns: Iterable[str]) -> np.ndarray:
     """The architectures (a mask) that have a value of every one of ``columns`` in every seed."""
     return ~np.any([np.isnan(table[c]).any(axis=0) for c in columns], axis=0)
 
 
 def _partly_failed(table: dict[str, np.ndarray]) -> dict[str, int]:
     """{column: how many architectures its proxy failed on} for the columns that failed somewhere."""
-    counts = {c: int((~_defined(table, [c])).sum()) for c in table}
+    counts = {c: int((~defined(table, [c])).sum()) for c in table}
     return {c: n for c, n in counts.items() if n}
 
 
@@ -121,7 +121,7 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
     def summary(columns: list[str], score: Callable[[int, np.ndarray], np.ndarray]) -> dict:
         """A ranking by ``score(seed index, mask)`` over the architectures that have every one of
         ``columns`` (all of them unless a proxy failed somewhere; then the count is reported)."""
-        mask = _defined(table, columns)
+        mask = defined(table, columns)
         if mask.sum() < 2:
             per_seed = [{m: math.nan for m in ("kendall", "spearman", "ndcg")} for _ in seeds]
         else:
@@ -156,7 +156,7 @@ def _forest(table: dict[str, np.ndarray], features: list[str], accuracy: np.ndar
     """The model-driven ranking on ``features`` (docs/method.md §6): per seed a random forest fitted on the
     ranks of the features of a seeded half of the architectures (at most ``RF_TRAIN_SIZE``) that have all
     of them, ranking the rest."""
-    mask = _defined(table, features)
+    mask = defined(table, features)
     accuracy = accuracy[mask]
     relevance = None if relevance is None else relevance[mask]
     train_size = min(RF_TRAIN_SIZE, len(accuracy) // 2)
@@ -178,7 +178,7 @@ def _best_architecture(spec, archs, accuracy, table, truth: Benchmark) -> dict:
     agg_columns = [column(p, spec.presets[0], spec.presets) for p in AGGREGATE_PROXIES]
     by, columns = (("aggregate", agg_columns) if all(c in table for c in agg_columns) else
                    (spec.columns()[0], [spec.columns()[0]]))
-    candidates = np.flatnonzero(_defined(table, columns))  # those the ranking could score
+    candidates = np.flatnonzero(defined(table, columns))  # those the ranking could score
     if not len(candidates):
         return {}
     scores = [metrics.aggregate({c: table[c][i][candidates] for c in columns}, columns) for i in range(len(spec.seeds))]
