@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from vkdnw_fast import benchmarks
+from vkdnw_fast import backends, benchmarks
 from vkdnw_fast.scoring import score_architecture
 from vkdnw_fast.search import InProcessBackend, Job, PoolBackend, SearchConfig, SearchError, run_search
 from vkdnw_fast.search.cli import main, parse_count
@@ -491,6 +491,7 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, functools.partial(timed_scorer, str(tmp_path)))
     # Seen: a took 2 GiB over a 1 GiB worker for 1 GiB of activations, b 4 GiB for 1 GiB: the ratio is 4.
     pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib), ("b", 5 * gib, gib)])
+    pool.share = lambda: pool.memory  # the machine's own memory left out (the next test takes it in)
     try:
         pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, unknown=None)
         assert pool.peak == 5 * gib
@@ -522,6 +523,34 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
     for late in archs[4:]:  # each ran alone
         assert all(spans[late][1] <= spans[other][0] or spans[other][1] <= spans[late][0]
                    for other in archs if other != late)
+
+
+def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkeypatch):
+    """A second run started beside the pool (here: MemAvailable falling) leaves it less than its budget at
+    start: a candidate that the budget admits waits where the memory available now plus what the workers
+    hold does not hold the predictions (an OOM kill seen on TransNAS macro layouts before this check)."""
+    gib = 2**30
+    job = Job(NB201, FAKE_PROXIES, ("paper",), 0)
+    pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib), ("b", 5 * gib, gib)])
+    executor = pool._pool
+    try:
+        pool._activations.update(a=gib, b=gib, small=gib // 4)  # needs: a 5 GiB, small 2 GiB
+        pool._pending = {1: ("k1", job, "a")}
+        pool._pool = SimpleNamespace(_processes={101: None, 102: None})  # two workers holding 2 GiB each
+        monkeypatch.setattr(backends, "_resident_memory", lambda pid: 2 * gib)
+        monkeypatch.setattr(backends, "available_memory", lambda: 40 * gib)
+        assert pool.share() == 10 * gib and pool.admits("small")  # the budget given binds
+        monkeypatch.setattr(backends, "available_memory", lambda: 4 * gib)
+        assert pool.share() == int(0.9 * 8 * gib) and pool.admits("small")  # 5 + 2 <= 0.9 (4 + 2 + 2)
+        monkeypatch.setattr(backends, "available_memory", lambda: 3 * gib)
+        assert not pool.admits("small")  # 7 > 0.9 (3 + 4) = 6.3
+        pool._pending = {}
+        assert pool.admits("small")  # alone: always
+        monkeypatch.setattr(backends, "available_memory", lambda: None)  # cannot tell: the budget alone
+        assert pool.share() == 10 * gib
+    finally:
+        pool._pool, pool._pending = executor, {}
+        pool.close()
 
 
 def test_score_all_records_a_candidate_that_always_kills_its_worker_as_failed():

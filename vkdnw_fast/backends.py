@@ -168,6 +168,12 @@ def available_memory() -> int | None:
     return _proc_bytes("/proc/meminfo", "MemAvailable")
 
 
+def _resident_memory(pid: int) -> int:
+    """The resident memory of process ``pid`` (Linux ``VmRSS``), in bytes; 0 where it cannot tell (a
+    process that has just exited)."""
+    return _proc_bytes(f"/proc/{pid}/status", "VmRSS") or 0
+
+
 def _died(attempts: int, error: BaseException, elapsed: float | None) -> dict[str, Any]:
     """The outcome of a candidate that killed its worker ``attempts`` times; ``elapsed``: the seconds those
     attempts ran, None where the backend cannot tell."""
@@ -240,7 +246,10 @@ class PoolBackend:
     carries what its candidate took (``peak_rss`` less ``base_rss``, what the worker held before), and
     ``memory`` (default: the memory available when the pool starts, less a tenth) is shared so: a
     candidate starts beside the running ones where (running + 1) x the largest peak seen fits; where it
-    does not, where the predicted peaks of the running ones and its own fit. A prediction is the largest
+    does not, where the predicted peaks of the running ones and its own fit. Other processes may take
+    memory meanwhile (a second run beside this one), so the share is at most a tenth less than what is
+    available now plus what the workers hold now, re-read before each candidate that would start beside
+    others. A prediction is the largest
     base plus ``activation_bytes`` of the network times the largest ratio of what a candidate took to its
     activations, among the ``CALIBRATION`` largest seen; the largest peak seen where there is none.
     ``seen``: (arch, peak_rss, base_rss) of earlier candidates (a resumed run's records).
@@ -305,17 +314,30 @@ class PoolBackend:
         """Whether ``arch`` may start now, beside the candidates running (one always may, alone)."""
         if len(self._pending) >= self.workers:
             return False
-        if not self._pending or self.memory is None or self.peak == 0 \
-                or (len(self._pending) + 1) * self.peak <= self.memory:
+        if not self._pending or self.peak == 0:
+            return True
+        memory = self.share()
+        if memory is None or (len(self._pending) + 1) * self.peak <= memory:
             return True
         if not self._said_tight:
             self._said_tight = True
-            print(f"vkdnw-fast: a worker peaked at {self.peak / 2**30:.1f} GiB of the {self.memory / 2**30:.1f} GiB "
+            print(f"vkdnw-fast: a worker peaked at {self.peak / 2**30:.1f} GiB of the {memory / 2**30:.1f} GiB "
                   "this pool may use: a candidate starts beside others where their predicted memory fits",
                   file=sys.stderr)
         running = [task[2] for task in self._pending.values()]
         calibration = self._calibration()
-        return sum(self.need(a, calibration) for a in [*running, arch]) <= self.memory
+        return sum(self.need(a, calibration) for a in [*running, arch]) <= memory
+
+    def share(self) -> int | None:
+        """The memory the workers may take together now: ``memory``, or less where other processes have
+        taken some since (a tenth less than what is available now plus what the workers hold); None where
+        neither is known."""
+        available = available_memory()
+        if available is None:
+            return self.memory
+        held = sum(_resident_memory(pid) for pid in list(self._pool._processes or {}))
+        live = int(0.9 * (available + held))
+        return live if self.memory is None else min(self.memory, live)
 
     def _calibration(self) -> tuple[int, float] | None:
         """(the largest base, the largest ratio of what a candidate took to its activations among the
