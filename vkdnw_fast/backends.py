@@ -168,6 +168,10 @@ def available_memory() -> int | None:
     return _proc_bytes("/proc/meminfo", "MemAvailable")
 
 
+# The part of the memory a worker pool may fill: a tenth stays for the driver, the system and estimate error.
+_MEMORY_SHARE = 0.9
+
+
 def _resident_memory(pid: int) -> int:
     """The resident memory of process ``pid`` (Linux ``VmRSS``), in bytes; 0 where it cannot tell (a
     process that has just exited)."""
@@ -273,7 +277,7 @@ class PoolBackend:
         self.job = job
         self.workers = workers
         available = available_memory()
-        self.memory = memory if memory is not None else None if available is None else int(0.9 * available)
+        self.memory = memory if memory is not None else None if available is None else int(_MEMORY_SHARE * available)
         self.seen: list[tuple[str, int, int]] = list(seen)  # (arch, peak, base) of the finished candidates
         self.peak = max((peak for _, peak, _ in self.seen), default=0)  # the largest peak resident memory
         self._activations: dict[str, int | None] = {}
@@ -336,7 +340,7 @@ class PoolBackend:
         if available is None:
             return self.memory
         held = sum(_resident_memory(pid) for pid in list(self._pool._processes or {}))
-        live = int(0.9 * (available + held))
+        live = int(_MEMORY_SHARE * (available + held))
         return live if self.memory is None else min(self.memory, live)
 
     def _calibration(self) -> tuple[int, float] | None:
