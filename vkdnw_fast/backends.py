@@ -248,9 +248,11 @@ class PoolBackend:
     Networks of one space can differ tenfold in what they need (TransNAS macro layouts: 1 to 14 GB),
     and the out-of-memory killer ends a worker and so the whole pool's running work. Each outcome
     carries what its candidate took (``peak_rss`` less ``base_rss``, what the worker held before), and
-    ``memory`` (default: the memory available when the pool starts, less a tenth) is shared so: a
-    candidate starts beside the running ones where (running + 1) x the largest peak seen fits; where it
-    does not, where the predicted peaks of the running ones and its own fit. Other processes may take
+    ``memory`` (default: the memory available when the pool starts, less a tenth) is shared so: the
+    first candidate runs alone (before it nothing is known of what one takes: two TransNAS macro layouts
+    started together drew the out-of-memory killer); then a candidate starts beside the running ones where
+    (running + 1) x the largest peak seen fits; where it does not, where the predicted peaks of the running
+    ones and its own fit. Other processes may take
     memory meanwhile (a second run beside this one), so the share is at most a tenth less than what is
     available now plus what the workers hold now, re-read before each candidate that would start beside
     others. A prediction is the largest
@@ -318,10 +320,14 @@ class PoolBackend:
         """Whether ``arch`` may start now, beside the candidates running (one always may, alone)."""
         if len(self._pending) >= self.workers:
             return False
-        if not self._pending or self.peak == 0:
+        if not self._pending:
             return True
         memory = self.share()
-        if memory is None or (len(self._pending) + 1) * self.peak <= memory:
+        if memory is None:
+            return True
+        if self.peak == 0:  # nothing known yet of what a candidate takes: the first one finishes alone
+            return False
+        if (len(self._pending) + 1) * self.peak <= memory:
             return True
         if not self._said_tight:
             self._said_tight = True
