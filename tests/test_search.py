@@ -536,7 +536,7 @@ def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkey
         pool._activations.update(a=gib, b=gib, small=gib // 4)  # needs: a 5 GiB, small 2 GiB
         pool._pending = {1: ("k1", job, "a")}
         pool._pool = SimpleNamespace(_processes={101: None, 102: None})  # two workers holding 2 GiB each
-        monkeypatch.setattr(backends, "_resident_memory", lambda pid: 2 * gib)
+        monkeypatch.setattr(backends, "resident_memory", lambda pid: 2 * gib)
         monkeypatch.setattr(backends, "available_memory", lambda: 40 * gib)
         assert pool.share() == 10 * gib and pool.admits("small")  # the budget given binds
         monkeypatch.setattr(backends, "available_memory", lambda: 4 * gib)

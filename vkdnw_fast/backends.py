@@ -26,7 +26,6 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
-import resource
 import signal
 import socket
 import sys
@@ -41,6 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from . import spaces
 from .datasets import DataSource
+from .memory import available_memory, peak_rss, reset_peak_rss, resident_memory
 from .scoring import DEFAULT_BATCH_SIZE, score_architecture
 from .spaces import SearchSpace
 
@@ -84,8 +84,8 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     ({column: message}) names the columns missing from its values."""
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    _reset_peak_rss()
-    base_rss = _peak_rss()  # what the worker holds before it starts: the peak less this is the candidate's
+    reset_peak_rss()
+    base_rss = peak_rss()  # what the worker holds before it starts: the peak less this is the candidate's
     start = time.perf_counter()
     try:
         extra = {} if job.data is None else {"data": job.data}  # scorers without data need not take it
@@ -101,40 +101,8 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     except Exception as exc:  # the scorer's failure is data about the candidate
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
     outcome.update(elapsed=time.perf_counter() - start, worker=f"{socket.gethostname()}:{os.getpid()}",
-                   peak_rss=_peak_rss(), base_rss=base_rss)
+                   peak_rss=peak_rss(), base_rss=base_rss)
     return outcome
-
-
-def _reset_peak_rss() -> None:
-    """Start this process's peak resident memory afresh (Linux: ``/proc/self/clear_refs``), so that
-    ``_peak_rss`` tells what one candidate needed; elsewhere it keeps counting from the start."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        pass
-
-
-def _proc_bytes(path: str, field: str) -> int | None:
-    """A ``field: N kB`` line of a Linux /proc file, in bytes; None where there is none."""
-    try:
-        with open(path) as lines:
-            for line in lines:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _peak_rss() -> int:
-    """This process's peak resident memory in bytes, since ``_reset_peak_rss`` (Linux ``VmHWM``), or
-    else since it started (``ru_maxrss``, an upper bound)."""
-    peak = _proc_bytes("/proc/self/status", "VmHWM")
-    if peak is not None:
-        return peak
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes there, kilobytes on Linux
 
 
 def activation_bytes(space: SearchSpace, arch: str) -> int | None:
@@ -162,20 +130,8 @@ def activation_bytes(space: SearchSpace, arch: str) -> int | None:
         return None
 
 
-def available_memory() -> int | None:
-    """The memory the system can give without swapping (Linux ``MemAvailable``), in bytes; None where
-    it cannot tell."""
-    return _proc_bytes("/proc/meminfo", "MemAvailable")
-
-
 # The part of the memory a worker pool may fill: a tenth stays for the driver, the system and estimate error.
 _MEMORY_SHARE = 0.9
-
-
-def _resident_memory(pid: int) -> int:
-    """The resident memory of process ``pid`` (Linux ``VmRSS``), in bytes; 0 where it cannot tell (a
-    process that has just exited)."""
-    return _proc_bytes(f"/proc/{pid}/status", "VmRSS") or 0
 
 
 def _died(attempts: int, error: BaseException, elapsed: float | None) -> dict[str, Any]:
@@ -345,7 +301,7 @@ class PoolBackend:
         available = available_memory()
         if available is None:
             return self.memory
-        held = sum(_resident_memory(pid) for pid in list(self._pool._processes or {}))
+        held = sum(resident_memory(pid) for pid in list(self._pool._processes or {}))
         live = int(_MEMORY_SHARE * (available + held))
         return live if self.memory is None else min(self.memory, live)
 

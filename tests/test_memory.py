@@ -1,0 +1,60 @@
+"""The memory a worker pool may share: the system's MemAvailable, or less where a control group (a Slurm
+job, a container) caps the process, read from fake /proc and /sys trees laid out as the kernel lays them."""
+from vkdnw_fast.memory import available_memory
+
+GIB = 2**30
+
+
+def tree(root, files):
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return root
+
+
+def meminfo(available):
+    return f"MemTotal:       99999999 kB\nMemAvailable:   {available // 1024} kB\nMemFree: 1 kB\n"
+
+
+def test_a_cgroup_v2_limit_on_a_parent_binds_less_its_working_set(tmp_path):
+    # A Slurm job's group caps 8 GiB and holds 5 GiB, 1 GiB of it inactive page cache; the step below it
+    # has no limit of its own: 8 - (5 - 1) = 4 GiB are left, not the node's 16.
+    root = tree(tmp_path, {
+        "proc/meminfo": meminfo(16 * GIB),
+        "proc/self/cgroup": "0::/slurm/job1/step0\n",
+        "sys/fs/cgroup/memory.max": "max\n",
+        "sys/fs/cgroup/slurm/memory.max": "max\n",
+        "sys/fs/cgroup/slurm/job1/memory.max": f"{8 * GIB}\n",
+        "sys/fs/cgroup/slurm/job1/memory.current": f"{5 * GIB}\n",
+        "sys/fs/cgroup/slurm/job1/memory.stat": f"anon {4 * GIB}\nfile {GIB}\ninactive_file {GIB}\nactive_file 0\n",
+        "sys/fs/cgroup/slurm/job1/step0/memory.max": "max\n",
+    })
+    assert available_memory(root) == 4 * GIB
+
+
+def test_a_cgroup_v1_memory_limit_binds_and_unlimited_groups_do_not(tmp_path):
+    root = tree(tmp_path, {
+        "proc/meminfo": meminfo(20 * GIB),
+        "proc/self/cgroup": "5:cpuset:/\n4:memory:/docker/abc\n0::/\n",
+        "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",  # the kernel's "no limit"
+        "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": f"{6 * GIB}\n",
+        "sys/fs/cgroup/memory/docker/abc/memory.usage_in_bytes": f"{3 * GIB}\n",
+        "sys/fs/cgroup/memory/docker/abc/memory.stat": f"cache 1\ninactive_file 7\ntotal_inactive_file {GIB // 2}\n",
+    })
+    assert available_memory(root) == 6 * GIB - (3 * GIB - GIB // 2)
+
+
+def test_a_container_sees_its_group_as_the_root_and_the_system_binds_where_it_has_less(tmp_path):
+    files = {
+        "proc/self/cgroup": "0::/\n",  # a cgroup namespace: the group is the mount itself
+        "sys/fs/cgroup/memory.max": f"{2 * GIB}\n",
+        "sys/fs/cgroup/memory.current": f"{GIB}\n",
+        "sys/fs/cgroup/memory.stat": "inactive_file 0\n",
+    }
+    assert available_memory(tree(tmp_path / "roomy", {"proc/meminfo": meminfo(16 * GIB), **files})) == GIB
+    assert available_memory(tree(tmp_path / "tight", {"proc/meminfo": meminfo(GIB // 4), **files})) == GIB // 4
+
+
+def test_without_proc_the_memory_cannot_be_told(tmp_path):
+    assert available_memory(tmp_path) is None
+    assert available_memory(tree(tmp_path / "bare", {"proc/meminfo": meminfo(3 * GIB)})) == 3 * GIB

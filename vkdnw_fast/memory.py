@@ -1,0 +1,109 @@
+"""What memory this process holds and what the system can still give it, as Linux reports them (``/proc``,
+and the control groups a batch scheduler or a container caps a job's memory with); elsewhere what ``resource``
+tells, or nothing."""
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+# A cgroup v1 limit at or above this is "no limit" (the kernel reports 2**63 rounded down to a page).
+_UNLIMITED = 2**62
+
+
+def _proc_bytes(path: str | Path, field: str) -> int | None:
+    """A ``field: N kB`` line of a Linux /proc file, in bytes; None where there is none."""
+    try:
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak resident memory afresh (Linux: ``/proc/self/clear_refs``), so that
+    ``peak_rss`` tells what one candidate needed; elsewhere it keeps counting from the start."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes, since ``reset_peak_rss`` (Linux ``VmHWM``), or
+    else since it started (``ru_maxrss``, an upper bound)."""
+    peak = _proc_bytes("/proc/self/status", "VmHWM")
+    if peak is not None:
+        return peak
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes there, kilobytes on Linux
+
+
+def resident_memory(pid: int) -> int:
+    """The resident memory of process ``pid`` (Linux ``VmRSS``), in bytes; 0 where it cannot tell (a
+    process that has just exited)."""
+    return _proc_bytes(f"/proc/{pid}/status", "VmRSS") or 0
+
+
+def available_memory(root: str | Path = "/") -> int | None:
+    """The memory this process can still be given without swapping or a kill, in bytes: the system's
+    ``MemAvailable``, or less where a control group caps this process and those beside it (a Slurm job,
+    a container): its limit less what the group holds, page cache it can drop aside. None where neither
+    can be told. ``root``: where ``/proc`` and ``/sys`` are read from (a test's tree)."""
+    root = Path(root)
+    room = [_proc_bytes(root / "proc/meminfo", "MemAvailable"), *_cgroup_rooms(root)]
+    known = [r for r in room if r is not None]
+    return min(known) if known else None
+
+
+def _cgroup_rooms(root: Path) -> list[int]:
+    """Limit less working set of every memory-limited control group this process is in, itself and
+    its ancestors (a limit set on a parent binds its children), for cgroup v2 and v1 alike."""
+    try:
+        membership = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    rooms = []
+    for line in membership:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one unified hierarchy
+            mount, files = root / "sys/fs/cgroup", ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            mount, files = root / "sys/fs/cgroup/memory", (
+                "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        # Inside a container the group's own path may not exist under the mount (a cgroup namespace shows
+        # the group as the root): the mount itself is then the group.
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts) + 1):
+            room = _cgroup_room(mount.joinpath(*parts[:depth]), *files)
+            if room is not None:
+                rooms.append(room)
+    return rooms
+
+
+def _cgroup_room(group: Path, limit_file: str, usage_file: str, inactive_key: str) -> int | None:
+    """What a control group may still take: its limit less its usage less the inactive file cache the
+    kernel reclaims before it kills (the working set, as container runtimes count it); None where the
+    group has no limit or cannot be read."""
+    try:
+        limit_text = (group / limit_file).read_text().strip()
+        if limit_text == "max":
+            return None
+        limit = int(limit_text)
+        if limit >= _UNLIMITED:
+            return None
+        usage = int((group / usage_file).read_text())
+        inactive = 0
+        for line in (group / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive_key:
+                inactive = int(value)
+        return max(0, limit - max(0, usage - inactive))
+    except (OSError, ValueError):
+        return None
