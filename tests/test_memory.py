@@ -1,6 +1,12 @@
 """The memory a worker pool may share: the system's MemAvailable, or less where a control group (a Slurm
-job, a container) caps the process, read from fake /proc and /sys trees laid out as the kernel lays them."""
-from vkdnw_fast.memory import available_memory
+job, a container) caps the process, read from fake /proc and /sys trees laid out as the kernel lays them;
+and the memory a worker gives back between candidates."""
+import os
+
+import numpy as np
+import pytest
+
+from vkdnw_fast.memory import _malloc_trim, available_memory, release_freed_memory, resident_memory
 
 GIB = 2**30
 
@@ -58,3 +64,40 @@ def test_a_container_sees_its_group_as_the_root_and_the_system_binds_where_it_ha
 def test_without_proc_the_memory_cannot_be_told(tmp_path):
     assert available_memory(tmp_path) is None
     assert available_memory(tree(tmp_path / "bare", {"proc/meminfo": meminfo(3 * GIB)})) == 3 * GIB
+
+
+def test_freed_heap_memory_goes_back_to_the_system():
+    """glibc keeps freed heap chunks: 400 MB of 64 KiB buffers (below its mmap threshold: heap), all but
+    the last freed (which pins the heap's top, so free() cannot shrink it), stay resident until released."""
+    if _malloc_trim() is None:
+        pytest.skip("no malloc_trim: not glibc")
+    pid = os.getpid()
+    buffers = [bytearray(b"\1" * 65536) for _ in range(6400)]
+    pinned = buffers[-1]
+    del buffers
+    kept = resident_memory(pid)
+    release_freed_memory()
+    assert kept - resident_memory(pid) > 300 * 2**20
+    assert pinned[0] == 1
+
+
+def test_a_worker_starts_its_next_candidate_without_the_last_ones_freed_memory():
+    from vkdnw_fast.backends import Job, score_job
+    from vkdnw_fast.spaces import nb201
+
+    if _malloc_trim() is None:
+        pytest.skip("no malloc_trim: not glibc")
+    job = Job({"name": "nb201", "dataset": "cifar10"}, ("heap",), ("paper",), 0, None, heap_scorer)
+    first, second = (score_job(job, nb201.NB201Space().sample(np.random.default_rng(seed))) for seed in (0, 1))
+    assert first["ok"] and second["ok"]
+    assert first["peak_rss"] - first["base_rss"] > 300 * 2**20  # the scorer's 400 MB were resident
+    assert second["base_rss"] < first["peak_rss"] - 300 * 2**20  # and were given back before the next
+
+
+_SURVIVORS = []  # what a scorer leaves allocated (a library's cache): it pins the heap's top above the freed
+
+
+def heap_scorer(space, arch, proxies, **kwargs):
+    buffers = [bytearray(b"\1" * 65536) for _ in range(6400)]
+    _SURVIVORS.append(buffers[-1])  # the last allocated: at the heap's top
+    return {"heap": float(len(buffers))}
