@@ -496,6 +496,12 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
         pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, unknown=None)
         assert pool.peak == 5 * gib
         assert (pool.need("small"), pool.need("big"), pool.need("unknown")) == (2 * gib, 17 * gib, 5 * gib)
+        # A base is what a worker holds: once this pool's own c reports 0.25 GiB workers, the resumed records'
+        # 1 GiB no longer counts; their ratio still does.
+        pool._activations["c"] = gib
+        pool.seen.append(("c", gib // 4 + 2 * gib, gib // 4))
+        assert pool.need("small") == gib // 4 + 4 * (gib // 4)
+        pool.seen.pop()
         running = {}
         pool._pending = running
         assert pool.admits("big")  # alone: always

@@ -214,7 +214,9 @@ class PoolBackend:
     available now plus what the workers hold now, re-read before each candidate that would start beside
     others. A prediction is the largest
     base plus ``activation_bytes`` of the network times the largest ratio of what a candidate took to its
-    activations, among the ``CALIBRATION`` largest seen; the largest peak seen where there is none.
+    activations, among the ``CALIBRATION`` largest seen; the largest peak seen where there is none. A base
+    is what a worker holds, not what a network takes, so once this pool's own workers have reported, theirs
+    count, not those of a resumed run's records (workers that kept freed memory held up to 17.8 GiB).
     ``seen``: (arch, peak_rss, base_rss) of earlier candidates (a resumed run's records).
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
@@ -238,6 +240,7 @@ class PoolBackend:
         available = available_memory()
         self.memory = memory if memory is not None else None if available is None else int(_MEMORY_SHARE * available)
         self.seen: list[tuple[str, int, int]] = list(seen)  # (arch, peak, base) of the finished candidates
+        self._resumed = len(self.seen)  # those before this pool's own
         self.peak = max((peak for _, peak, _ in self.seen), default=0)  # the largest peak resident memory
         self._activations: dict[str, int | None] = {}
         self._said_tight = False
@@ -307,11 +310,13 @@ class PoolBackend:
         return live if self.memory is None else min(self.memory, live)
 
     def _calibration(self) -> tuple[int, float] | None:
-        """(the largest base, the largest ratio of what a candidate took to its activations among the
-        ``CALIBRATION`` largest seen), or None where none of them has an activation estimate."""
+        """(the largest base, of this pool's own candidates where any has finished; the largest ratio of
+        what a candidate took to its activations among the ``CALIBRATION`` largest seen), or None where none
+        of them has an activation estimate."""
         largest = sorted(self.seen, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
         ratios = [(peak - base) / self._activation(other) for other, peak, base in largest if self._activation(other)]
-        return (max(base for _, _, base in self.seen), max(ratios)) if ratios else None
+        bases = [base for _, _, base in self.seen[self._resumed:] or self.seen]
+        return (max(bases), max(ratios)) if ratios else None
 
     def need(self, arch: str, calibration: tuple[int, float] | None = None) -> int:
         """The peak resident memory ``arch`` is predicted to take a worker to (see the class docstring);
