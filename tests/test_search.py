@@ -530,6 +530,41 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
                    for other in archs if other != late)
 
 
+def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
+    gib = 2**30
+    job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer)
+    pool = PoolBackend(job, 4, memory=9 * gib, seen=[("a", 3 * gib, gib), ("b", 5 * gib, gib)])
+    pool.share = lambda: pool.memory
+    smalls = [f"small{i}" for i in range(6)]
+    pool._activations.update(a=gib, b=gib, big=4 * gib, **{s: gib // 4 for s in smalls})  # needs 5, 17, 2 GiB
+    sent = []
+
+    def send(task):  # record instead of scoring
+        sent.append(task[2])
+        pool._pending[object()] = task
+    pool._send = send
+    try:
+        pool._pending[object()] = ("k", job, "a")
+        for arch in ["big", *smalls]:
+            pool._waiting.append((arch, job, arch))
+        pool._dispatch()
+        assert sent == smalls[:2]  # big (5 + 17) does not fit beside a in 9 GiB; 5 + 2 + 2 fit, a third small not
+        del pool._pending[next(k for k, t in pool._pending.items() if t[2] == "a")]
+        pool._dispatch()
+        assert sent == smalls[:4]  # every worker busy, big overtaken four times: the most
+        for key in list(pool._pending)[:3]:
+            del pool._pending[key]
+        pool._dispatch()
+        assert sent == smalls[:4]  # 2 + 17 does not fit, and no later one may go first now
+        pool._pending.clear()
+        pool._dispatch()
+        assert sent == [*smalls[:4], "big"]  # alone: always; then the smalls again
+        assert [t[2] for t in pool._waiting] == smalls[4:]
+    finally:
+        pool._pending.clear()
+        pool.close()
+
+
 def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkeypatch):
     """A second run started beside the pool (here: MemAvailable falling) leaves it less than its budget at
     start: a candidate that the budget admits waits where the memory available now plus what the workers

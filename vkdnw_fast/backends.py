@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import itertools
 import multiprocessing
 import os
 import signal
@@ -209,7 +210,8 @@ class PoolBackend:
     first candidate runs alone (before it nothing is known of what one takes: two TransNAS macro layouts
     started together drew the out-of-memory killer); then a candidate starts beside the running ones where
     (running + 1) x the largest peak seen fits; where it does not, where the predicted peaks of the running
-    ones and its own fit. Other processes may take
+    ones and its own fit (one of the next ``workers`` that fits may go first, ``workers`` times at most).
+    Other processes may take
     memory meanwhile (a second run beside this one), so the share is at most a tenth less than what is
     available now plus what the workers hold now, re-read before each candidate that would start beside
     others. A prediction is the largest
@@ -246,6 +248,7 @@ class PoolBackend:
         self._said_tight = False
         self._pending: dict[cf.Future, tuple[Any, Job, str]] = {}
         self._waiting: deque[tuple[Any, Job, str]] = deque()
+        self._overtaken = 0  # how many later candidates have started before the first waiting one
         self._suspects: deque[tuple[Any, Job, str]] = deque()
         self._deaths: dict[Any, int] = {}
         self._started: dict[Any, float] = {}  # when each pending candidate was sent
@@ -273,8 +276,17 @@ class PoolBackend:
             return
         # No more than one task a worker in the executor: a death then makes suspects of the candidates
         # that were running, not of every one queued behind them (which would all run one at a time).
-        while self._waiting and self.admits(self._waiting[0][2]):
-            self._send(self._waiting.popleft())
+        # A candidate that does not fit beside the running ones lets one of the next ``workers`` that does
+        # go first, ``workers`` times at most: a worker does not idle behind it, and it waits for few.
+        while self._waiting and len(self._pending) < self.workers:
+            lookahead = self.workers if self._overtaken < self.workers else 0
+            window = list(itertools.islice(self._waiting, 1 + lookahead))
+            task = next((t for t in window if self.admits(t[2])), None)
+            if task is None:
+                return
+            self._waiting.remove(task)
+            self._overtaken = 0 if task is window[0] else self._overtaken + 1
+            self._send(task)
 
     def admits(self, arch: str) -> bool:
         """Whether ``arch`` may start now, beside the candidates running (one always may, alone)."""
@@ -384,6 +396,7 @@ class PoolBackend:
             future.cancel()
         self._pending.clear()
         self._waiting.clear()
+        self._overtaken = 0
         self._suspects.clear()
         self._deaths.clear()
         self._started.clear()
