@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vkdnw_fast"
 LAYERS = {
     "config": 1, "layers": 1, "timing": 1, "hooks": 1, "ops": 1, "spectrum": 1, "metrics": 1, "data": 1,
     "datasets": 1,
-    "registry": 1, "runs": 1, "_C": 1,
+    "registry": 1, "runs": 1, "memory": 1, "_C": 1,
     "spaces": 2, "benchmarks": 2,
     "init": 3, "prepare": 3, "samplers": 3, "selection": 3,
     "engine": 4, "reference": 4,
