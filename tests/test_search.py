@@ -558,7 +558,7 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
         assert sent == smalls[:4]  # 2 + 17 does not fit, and no later one may go first now
         pool._pending.clear()
         pool._dispatch()
-        assert sent == [*smalls[:4], "big"]  # alone: always; then the smalls again
+        assert sent == [*smalls[:4], "big"]  # alone: always; the smalls (17 + 2) wait beside it
         assert [t[2] for t in pool._waiting] == smalls[4:]
     finally:
         pool._pending.clear()

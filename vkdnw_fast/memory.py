@@ -50,7 +50,7 @@ def release_freed_memory() -> None:
     network's tensors) for later use, so without this a worker holds the peak of the largest network it
     has scored for good: TransNAS macro workers held up to 17.8 GiB before a candidate that took 5 more,
     and the pool, which predicts from what workers hold, ran one at a time. Elsewhere (no ``malloc_trim``)
-    a no-op. No ``gc.collect()`` first: it costs a tenth of a second, a tenth of an NB201 cell's scoring."""
+    a no-op. No ``gc.collect()`` first: 0.1 s a call in a process with torch loaded, and CI took twice as long with it."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
