@@ -15,7 +15,7 @@
 # and GPU_TASKS (default both spaces, class_scene class_object), GPU_WORKERS (default 1, in process: the path a
 # GPU has run; more share the GPU from spawned processes, overlapping one's CPU work with another's kernels, not yet
 # tried on a GPU), CPU_SPACES and CPU_TASKS (default tnb_macro, all seven tasks), CPU_WORKERS (default the cores
-# less 4, at most 16; a macro cell needs 1 to 14 GB, and the pool runs as many at a time as the memory holds; 0
+# less 4, at most 16; a macro layout needs under 1 to 22 GiB, and the pool runs as many at a time as the memory holds; 0
 # leaves the CPU runs out).
 set -uo pipefail
 OUT=${OUT:-runs/gpu_transnas}

@@ -203,7 +203,7 @@ def _pool_initializer() -> None:
 class PoolBackend:
     """``workers`` spawned processes, as many at a time as the memory holds.
 
-    Networks of one space can differ tenfold in what they need (TransNAS macro layouts: 1 to 14 GB),
+    Networks of one space differ many times over in what they need (TransNAS macro layouts: under 1 to 22 GiB),
     and the out-of-memory killer ends a worker and so the whole pool's running work. Each outcome
     carries what its candidate took (``peak_rss`` less ``base_rss``, what the worker held before), and
     ``memory`` (default: the memory available when the pool starts, less a tenth) is shared so: the
