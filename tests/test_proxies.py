@@ -184,6 +184,33 @@ def test_a_failing_proxy_can_be_collected_while_the_others_go_on():
         compute_proxies(model, asked, input_shape=(3, 8, 8), batch_size=16)
 
 
+def test_a_failed_proxy_leaves_no_network_in_reference_cycles():
+    """Zen-NAS fails on a network without global average pooling while SWAP reads the same shared forward and
+    Jacov the training one; what they used must be freed when the call returns, not left in cycles for the
+    cyclic collector (a TransNAS worker held 18.5 GiB so: the recorded error's traceback held the context)."""
+    import gc
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()  # what the collector would free later stays found below
+    gc.set_debug(gc.DEBUG_SAVEALL)  # the collected objects are kept in gc.garbage to be looked at
+    try:
+        failures: dict = {}
+        values = compute_proxies(model, ["zen", "swap", "jacov"], input_shape=(3, 8, 8), batch_size=16,
+                                 failures=failures)
+        assert sorted(values) == ["jacov", "swap"] and list(failures) == ["zen"]
+        del values, failures
+        gc.collect()
+        cycled = [o for o in gc.garbage if isinstance(o, (nn.Module, torch.Tensor))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if enabled:
+            gc.enable()
+    assert cycled == []
+
+
 # ----------------------------------------------------------------------------- Jacov
 
 def jacov_formula(g):

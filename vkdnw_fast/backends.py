@@ -41,7 +41,8 @@ from threadpoolctl import threadpool_limits
 
 from . import spaces
 from .datasets import DataSource
-from .memory import available_memory, peak_rss, release_freed_memory, reset_peak_rss, resident_memory
+from .memory import (available_memory, forget_tracebacks, peak_rss, release_freed_memory, reset_peak_rss,
+                     resident_memory)
 from .scoring import DEFAULT_BATCH_SIZE, score_architecture
 from .spaces import SearchSpace
 
@@ -101,9 +102,10 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
                    **({"proxy_errors": failures} if failures else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
+        forget_tracebacks(exc)
     outcome.update(elapsed=time.perf_counter() - start, worker=f"{socket.gethostname()}:{os.getpid()}",
                    peak_rss=peak_rss(), base_rss=base_rss)
-    release_freed_memory()  # the next candidate, and the system meanwhile, get back what this one freed
+    release_freed_memory(base_rss)  # the next candidate, and the system meanwhile, get back what this one freed
     return outcome
 
 

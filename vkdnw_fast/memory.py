@@ -1,16 +1,21 @@
 """What memory this process holds and what the system can still give it, as Linux reports them (``/proc``,
-and the control groups a batch scheduler or a container caps a job's memory with); elsewhere what ``resource``
-tells, or nothing."""
+and the control groups a batch scheduler or a container caps a job's memory with; elsewhere what ``resource``
+tells, or nothing), and giving back what the process no longer uses."""
 from __future__ import annotations
 
 import ctypes
 import functools
+import gc
+import os
 import resource
 import sys
 from pathlib import Path
 
 # A cgroup v1 limit at or above this is "no limit" (the kernel reports 2**63 rounded down to a page).
 _UNLIMITED = 2**62
+# More than a candidate leaves in caches once its memory is released (oneDNN's primitives, the spaces' memos:
+# tens of MiB measured): what is left above this is garbage only the cyclic collector frees.
+_CACHED = 256 * 2**20
 
 
 def _proc_bytes(path: str | Path, field: str) -> int | None:
@@ -45,15 +50,38 @@ def peak_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes there, kilobytes on Linux
 
 
-def release_freed_memory() -> None:
+def release_freed_memory(held_before: int | None = None) -> None:
     """Hand the memory this process has freed back to the system. glibc keeps freed heap pages (a scored
     network's tensors) for later use, so without this a worker holds the peak of the largest network it
     has scored for good: TransNAS macro workers held up to 17.8 GiB before a candidate that took 5 more,
     and the pool, which predicts from what workers hold, ran one at a time. Elsewhere (no ``malloc_trim``)
-    a no-op. No ``gc.collect()`` first: 0.1 s a call in a process with torch loaded, and CI took twice as long with it."""
+    a no-op. ``held_before``: the resident memory before the work whose memory is released; where more
+    than caches keep is still held after the release, unreachable reference cycles hold it (a library's, a
+    user's model's) and the cyclic collector runs, then the release again. Not always: ``gc.collect()``
+    costs 0.1 s in a process with torch loaded, and CI took twice as long with it after every candidate."""
     trim = _malloc_trim()
-    if trim is not None:
+    if trim is None:
+        return
+    trim(0)
+    if held_before is not None and resident_memory(os.getpid()) > held_before + _CACHED:
+        gc.collect()
         trim(0)
+
+
+def forget_tracebacks(error: BaseException) -> None:
+    """Drop the tracebacks of ``error`` and of the exceptions it chains, once it has been reported. Their
+    frames, and the callers' frames these link back to, hold what the failed work used (a proxy context, its
+    networks and batches); where an exception is kept beyond its handling (a shared forward's recorded error,
+    raised again by each proxy that reads it), it closes a reference cycle through them that only the cyclic
+    collector frees, candidates later (a TransNAS worker held 18.5 GiB so)."""
+    chained, seen = [error], set()
+    while chained:
+        exc = chained.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        chained += [exc.__cause__, exc.__context__]
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..config import FisherConfig
 from ..datasets import DataSource
+from ..memory import forget_tracebacks
 from ..prepare import check_seed, ieee_float32, resolve_device
 from ..timing import stage
 from .context import FROM_CONFIG, GLOBAL_STREAM, ArchitectureSpace, ProxyContext, build_context, derived_seed
@@ -37,6 +38,7 @@ def compute_on(ctx: ProxyContext, names: str | Iterable[str], *, failures: dict[
             if failures is None:
                 raise
             failures[name] = str(error)
+            forget_tracebacks(error)
     return {name: results[name] for name in entries if name in results}
 
 

@@ -45,6 +45,12 @@ class Recorded:
     value: Any = None
     error: Exception | None = None
 
+    def fail(self, error: Exception) -> None:
+        # Without its traceback: the frames it holds (the context, its networks and batches) would otherwise
+        # form a reference cycle with this record, which only the cyclic collector frees, seconds or
+        # candidates later (a TransNAS worker held 18.5 GiB so).
+        self.error = error.with_traceback(None)
+
     def get(self) -> Any:
         if self.error is not None:
             raise self.error
@@ -75,7 +81,7 @@ def relu_input_hooks(model: nn.Module, batch: int, record: Recorded,
     try:
         relus = relu_modules(model)
     except ValueError as exc:
-        record.error = exc
+        record.fail(exc)
         return []
 
     def hook(module: nn.Module, args: tuple) -> None:
@@ -89,7 +95,7 @@ def relu_input_hooks(model: nn.Module, batch: int, record: Recorded,
             check_finite(x, f"the input of an nn.ReLU of {type(model).__name__}")
             update((x > 0).reshape(batch, -1))
         except Exception as exc:  # noqa: BLE001 - kept for the proxies that read this record
-            record.error = exc
+            record.fail(exc)
 
     return [m.register_forward_pre_hook(hook) for m in relus]
 
@@ -134,7 +140,7 @@ class _FeatureMaps:
         try:
             self.blocks = feature_blocks(model)
         except (TypeError, ValueError) as exc:
-            self.record.error = exc
+            self.record.fail(exc)
 
     def hooks(self) -> list:
         return [block.register_forward_hook(self._hook_for(i)) for i, block in enumerate(self.blocks)]
@@ -149,15 +155,15 @@ class _FeatureMaps:
                 # A block running again (a siamese network's encoder, once per part of its input) has no
                 # single F_l: AZ-NAS's stages are not defined there.
                 again = len(maps) > index
-                self.record.error = RuntimeError(
+                self.record.fail(RuntimeError(
                     f"{type(self.model).__name__}.feature_blocks() must list blocks in forward order, each run "
                     f"once: block {index} ({type(module).__name__}) ran after {len(maps)} feature maps"
                     + (" (it ran again: a network applying its blocks to several parts of its input, as a "
-                       "siamese network does, has no single feature map per block for AZ-NAS)" if again else ""))
+                       "siamese network does, has no single feature map per block for AZ-NAS)" if again else "")))
                 return None
             if not isinstance(output, torch.Tensor) or output.dim() < 2:
-                self.record.error = TypeError(f"feature block {index} ({type(module).__name__}) must return a "
-                                              "(B, C, ...) tensor")
+                self.record.fail(TypeError(f"feature block {index} ({type(module).__name__}) must return a "
+                                           "(B, C, ...) tensor"))
                 return None
             maps.append(output)
             # Later modules get a copy, so an in-place op there cannot alter the stored map.
@@ -166,8 +172,8 @@ class _FeatureMaps:
 
     def finish(self) -> None:
         if self.record.error is None and len(self.record.value) != len(self.blocks):
-            self.record.error = RuntimeError(f"only {len(self.record.value)} of the {len(self.blocks)} feature "
-                                             f"blocks of {type(self.model).__name__} ran in its forward")
+            self.record.fail(RuntimeError(f"only {len(self.record.value)} of the {len(self.blocks)} feature "
+                                          f"blocks of {type(self.model).__name__} ran in its forward"))
 
 
 def feature_blocks(model: nn.Module) -> list[nn.Module]:
@@ -361,7 +367,7 @@ def gaussian_forward(ctx: ProxyContext) -> GaussianForward:
     try:
         pre_pool.value = pool.get(model)
     except ValueError as exc:
-        pre_pool.error = exc
+        pre_pool.fail(exc)
     forward = GaussianForward(model, inputs, perturbation, pre_pool, codes)
     ctx.cache["gaussian_forward"] = forward
     return forward
