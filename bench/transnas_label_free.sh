@@ -10,8 +10,8 @@
 # (default cpu), PROXIES and NAME (the run's name: te_nas_ntk, 64 coupled backward passes a network at 256x256,
 # is a GPU run of its own: DEVICE=cuda PROXIES=te_nas_ntk NAME=te_nas_ntk). nDCG@24 of 100 micro cells, @31 of
 # 100 macro layouts. 34 s of one core a network here (micro); macro: median 52 s, the largest layouts (up to
-# 58 GMACs) many minutes and up to 22 GiB each (segmentsemantic): the worker pool starts a layout beside another only where their
-# predicted memory fits (backends.PoolBackend).
+# 58 GMACs) many minutes and up to 22 GiB each (segmentsemantic): the worker pool starts a layout beside another
+# only where their predicted memory fits (backends.PoolBackend).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

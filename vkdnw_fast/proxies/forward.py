@@ -31,6 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .. import layers, ops
 from ..hooks import removing
 from ..init import initialise
+from ..memory import forget_tracebacks
 from .batches import labelled_batch
 from .context import ProxyContext, as_logits, as_output
 
@@ -46,10 +47,10 @@ class Recorded:
     error: Exception | None = None
 
     def fail(self, error: Exception) -> None:
-        # Without its traceback: the frames it holds (the context, its networks and batches) would otherwise
-        # form a reference cycle with this record, which only the cyclic collector frees, seconds or
-        # candidates later (a TransNAS worker held 18.5 GiB so).
-        self.error = error.with_traceback(None)
+        # Without its tracebacks (nor those of the exceptions it chains): their frames (the context, its
+        # networks and batches) would otherwise form a reference cycle with this record.
+        forget_tracebacks(error)
+        self.error = error
 
     def get(self) -> Any:
         if self.error is not None:
