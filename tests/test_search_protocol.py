@@ -402,6 +402,49 @@ def test_the_committed_naswot_rows_follow_from_the_committed_whole_space_scores(
         assert results["accuracy"][dataset]["test"] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
 
 
+# TransNAS-Bench-101's micro searches borrow one whole-space scoring per task; each task's rows are tested as
+# soon as they are published (bench/transnas_search.sh publish).
+TNB_NASWOT_ROWS = sorted(COMMITTED.glob("tnb_search/*_naswot128_n*"))
+TNB_AREA_ROWS = sorted(COMMITTED.glob("tnb_search/*_area_naswot128_q300"))
+
+
+def _tnb_scores(results):
+    return COMMITTED / "tnb" / f"tnb_micro_{results['space']['dataset']}_naswot128_all"
+
+
+@pytest.mark.parametrize("directory", TNB_NASWOT_ROWS, ids=lambda p: p.name)
+def test_the_committed_transnas_naswot_rows_follow_from_the_committed_whole_space_scores(directory):
+    """The README's TransNAS-Bench-101 NASWOT rows: each run's answer is the best-scoring draw of its seed's
+    sample under the committed scores of all 4,096 micro cells on the run's task, and the table is the mean ±
+    std of the answers' validation metric on every task."""
+    results = json.loads((directory / "results.json").read_text())
+    runs = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())
+    scores = {r["arch"]: r["values"]["naswot_128"]
+              for r in map(json.loads, gzip.open(_tnb_scores(results) / "results.jsonl.gz", "rt"))}
+    assert results["proxy"] == "naswot_128" and len(runs) == results["runs"] == 500
+    assert len(scores) == 4096
+    space = spaces.from_spec(results["space"])
+    for run in runs[:10]:
+        rng = np.random.default_rng(run["seed"])
+        drawn = [space.sample(rng) for _ in range(results["samples"])]
+        assert run["arch"] == max(drawn, key=scores.__getitem__)
+    tnb = benchmarks.get("tnb_micro")
+    for task in tnb.datasets():
+        found = tnb.values([run["arch"] for run in runs], task)
+        assert results["accuracy"][task]["valid"] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
+
+
+@pytest.mark.parametrize("directory", TNB_AREA_ROWS, ids=lambda p: p.name)
+def test_the_committed_transnas_area_runs_replay_from_the_committed_scores(directory, tmp_path):
+    saved = json.loads((directory / "run.json").read_text())
+    config = SearchConfig.from_dict({k: v for k, v in saved.items() if k not in ("runs", "scores_from")})
+    run_protocol(config, 3, tmp_path, scores_from=_tnb_scores(saved), progress=False)
+    committed = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())[:3]
+    assert [run["arch"] for run in json.loads((tmp_path / "runs.json").read_text())] == \
+        [run["arch"] for run in committed]
+    assert not (tmp_path / "scores.jsonl").exists() or not (tmp_path / "scores.jsonl").read_text()
+
+
 @pytest.mark.parametrize("name, scored", [("area_naswot128_q300", "c10_naswot128"),
                                           ("area_vkdnw_single_q300", "c10_vkdnw_single")])
 def test_the_committed_area_runs_replay_from_the_committed_scores(name, scored, tmp_path):
