@@ -402,14 +402,16 @@ def test_the_committed_naswot_rows_follow_from_the_committed_whole_space_scores(
         assert results["accuracy"][dataset]["test"] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
 
 
-# TransNAS-Bench-101's micro searches borrow one whole-space scoring per task; each task's rows are tested as
-# soon as they are published (bench/transnas_search.sh publish).
+# TransNAS-Bench-101's micro searches borrow one whole-space scoring per task, published and named by each
+# search (`scores_from`); each task's rows are tested as soon as they are published (bench/transnas_search.sh).
 TNB_NASWOT_ROWS = sorted(COMMITTED.glob("tnb_search/*_naswot128_n*"))
 TNB_AREA_ROWS = sorted(COMMITTED.glob("tnb_search/*_area_naswot128_q300"))
 
 
 def _tnb_scores(results):
-    return COMMITTED / "tnb" / f"tnb_micro_{results['space']['dataset']}_naswot128_all"
+    scores = COMMITTED.parents[1] / results["scores_from"]
+    assert scores.parent == COMMITTED / "tnb"  # the published copy, which a clone holds
+    return scores
 
 
 @pytest.mark.parametrize("directory", TNB_NASWOT_ROWS, ids=lambda p: p.name)
