@@ -438,6 +438,8 @@ def test_the_committed_transnas_naswot_rows_follow_from_the_committed_whole_spac
 
 @pytest.mark.parametrize("directory", TNB_AREA_ROWS, ids=lambda p: p.name)
 def test_the_committed_transnas_area_runs_replay_from_the_committed_scores(directory, tmp_path):
+    """The README's TransNAS-Bench-101 AREA rows: the first runs, replayed on the committed scores of the
+    task's whole space (nothing left to score), return the committed answers."""
     saved = json.loads((directory / "run.json").read_text())
     config = SearchConfig.from_dict({k: v for k, v in saved.items() if k not in ("runs", "scores_from")})
     run_protocol(config, 3, tmp_path, scores_from=_tnb_scores(saved), progress=False)
