@@ -375,6 +375,37 @@ def test_rea_fitness_defaults_to_the_benchmarks_own_metric_on_the_spaces_task(tm
 COMMITTED = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
+def _check_naswot_rows(directory, scored, proxy, cells, space, benchmark, split, metric=None):
+    """A committed NASWOT search: each of its first runs' answer is the best-scoring draw of its seed's sample
+    of ``space`` under the ``cells`` committed scores in ``scored``, and its table is the mean ± std of the
+    answers' ``metric`` on every dataset of ``benchmark``."""
+    results = json.loads((directory / "results.json").read_text())
+    runs = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())
+    scores = {r["arch"]: r["values"][proxy] for r in map(json.loads, gzip.open(scored / "results.jsonl.gz", "rt"))}
+    assert results["proxy"] == proxy and len(runs) == results["runs"] == 500
+    assert len(scores) == cells
+    for run in runs[:10]:
+        rng = np.random.default_rng(run["seed"])
+        drawn = [space.sample(rng) for _ in range(results["samples"])]
+        assert run["arch"] == max(drawn, key=scores.__getitem__)  # max keeps the first of equals, as naswot
+    for dataset in benchmark.datasets():
+        found = benchmark.values([run["arch"] for run in runs], dataset, metric)
+        assert results["accuracy"][dataset][split] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
+
+
+def _check_area_replays(directory, scored, tmp_path):
+    """A committed AREA search: its first runs, replayed on the committed scores in ``scored`` (nothing left
+    to score), return the committed answers."""
+    saved = json.loads((directory / "run.json").read_text())
+    config = SearchConfig.from_dict({k: v for k, v in saved.items() if k not in ("runs", "scores_from")})
+    replayed = run_protocol(config, 3, tmp_path, scores_from=scored, progress=False)
+    committed = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())[:3]
+    assert [run["arch"] for run in json.loads((tmp_path / "runs.json").read_text())] == \
+        [run["arch"] for run in committed]
+    assert not (tmp_path / "scores.jsonl").exists() or not (tmp_path / "scores.jsonl").read_text()
+    assert replayed["algorithm"] == "area"
+
+
 @pytest.mark.parametrize("name, proxy, scored", [("naswot128_n10", "naswot_128", "c10_naswot128"),
                                                   ("naswot128_n100", "naswot_128", "c10_naswot128"),
                                                   ("naswot128_n1000", "naswot_128", "c10_naswot128"),
@@ -382,24 +413,17 @@ COMMITTED = Path(__file__).resolve().parents[1] / "bench" / "results"
                                                   ("vkdnw_single_n100", "vkdnw_single", "c10_vkdnw_single"),
                                                   ("vkdnw_single_n1000", "vkdnw_single", "c10_vkdnw_single")])
 def test_the_committed_naswot_rows_follow_from_the_committed_whole_space_scores(name, proxy, scored):
-    """The README's NASWOT rows: each run's answer is the best-scoring draw of its seed's sample under the
-    committed scores of all 15,625 cells, and the table is the mean ± std of their true accuracies."""
-    directory = COMMITTED / "nb201_search" / name
-    results = json.loads((directory / "results.json").read_text())
-    runs = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())
-    scores = {r["arch"]: r["values"][proxy]
-              for r in map(json.loads, gzip.open(COMMITTED / "nb201_all" / scored / "results.jsonl.gz", "rt"))}
-    assert results["proxy"] == proxy and len(runs) == results["runs"] == 500
-    assert len(scores) == 15625
-    space = spaces.get("nb201", dataset="cifar10", subset="all")
-    for run in runs[:10]:
-        rng = np.random.default_rng(run["seed"])
-        drawn = [space.sample(rng) for _ in range(results["samples"])]
-        assert run["arch"] == max(drawn, key=scores.__getitem__)  # max keeps the first of equals, as naswot
-    nb = benchmarks.get("nb201")
-    for dataset in ("cifar10", "cifar100", "ImageNet16-120"):
-        found = nb.values([run["arch"] for run in runs], dataset, "test@200")
-        assert results["accuracy"][dataset]["test"] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
+    """The README's NASWOT rows, from the committed scores of all 15,625 cells: 200-epoch test accuracies."""
+    _check_naswot_rows(COMMITTED / "nb201_search" / name, COMMITTED / "nb201_all" / scored, proxy, 15625,
+                       spaces.get("nb201", dataset="cifar10", subset="all"), benchmarks.get("nb201"), "test",
+                       "test@200")
+
+
+@pytest.mark.parametrize("name, scored", [("area_naswot128_q300", "c10_naswot128"),
+                                          ("area_vkdnw_single_q300", "c10_vkdnw_single")])
+def test_the_committed_area_runs_replay_from_the_committed_scores(name, scored, tmp_path):
+    """The README's AREA rows, on the committed scores of the cells they drew."""
+    _check_area_replays(COMMITTED / "nb201_search" / name, COMMITTED / "nb201_all" / scored, tmp_path)
 
 
 # TransNAS-Bench-101's micro searches borrow one whole-space scoring per task, published and named by each
@@ -408,58 +432,23 @@ TNB_NASWOT_ROWS = sorted(COMMITTED.glob("tnb_search/*_naswot128_n*"))
 TNB_AREA_ROWS = sorted(COMMITTED.glob("tnb_search/*_area_naswot128_q300"))
 
 
-def _tnb_scores(results):
+def _tnb_scores(directory):
+    results = json.loads((directory / "run.json").read_text())
     scores = COMMITTED.parents[1] / results["scores_from"]
     assert scores.parent == COMMITTED / "tnb"  # the published copy, which a clone holds
-    return scores
+    return scores, results
 
 
 @pytest.mark.parametrize("directory", TNB_NASWOT_ROWS, ids=lambda p: p.name)
 def test_the_committed_transnas_naswot_rows_follow_from_the_committed_whole_space_scores(directory):
-    """The README's TransNAS-Bench-101 NASWOT rows: each run's answer is the best-scoring draw of its seed's
-    sample under the committed scores of all 4,096 micro cells on the run's task, and the table is the mean ±
-    std of the answers' validation metric on every task."""
-    results = json.loads((directory / "results.json").read_text())
-    runs = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())
-    scores = {r["arch"]: r["values"]["naswot_128"]
-              for r in map(json.loads, gzip.open(_tnb_scores(results) / "results.jsonl.gz", "rt"))}
-    assert results["proxy"] == "naswot_128" and len(runs) == results["runs"] == 500
-    assert len(scores) == 4096
-    space = spaces.from_spec(results["space"])
-    for run in runs[:10]:
-        rng = np.random.default_rng(run["seed"])
-        drawn = [space.sample(rng) for _ in range(results["samples"])]
-        assert run["arch"] == max(drawn, key=scores.__getitem__)
-    tnb = benchmarks.get("tnb_micro")
-    for task in tnb.datasets():
-        found = tnb.values([run["arch"] for run in runs], task)
-        assert results["accuracy"][task]["valid"] == pytest.approx([np.mean(found), np.std(found, ddof=1)])
+    """The README's TransNAS-Bench-101 NASWOT rows, from the committed scores of all 4,096 micro cells on the
+    run's task: the validation metric of every task."""
+    scored, saved = _tnb_scores(directory)
+    _check_naswot_rows(directory, scored, "naswot_128", 4096, spaces.from_spec(saved["space"]),
+                       benchmarks.get("tnb_micro"), "valid")
 
 
 @pytest.mark.parametrize("directory", TNB_AREA_ROWS, ids=lambda p: p.name)
 def test_the_committed_transnas_area_runs_replay_from_the_committed_scores(directory, tmp_path):
-    """The README's TransNAS-Bench-101 AREA rows: the first runs, replayed on the committed scores of the
-    task's whole space (nothing left to score), return the committed answers."""
-    saved = json.loads((directory / "run.json").read_text())
-    config = SearchConfig.from_dict({k: v for k, v in saved.items() if k not in ("runs", "scores_from")})
-    run_protocol(config, 3, tmp_path, scores_from=_tnb_scores(saved), progress=False)
-    committed = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())[:3]
-    assert [run["arch"] for run in json.loads((tmp_path / "runs.json").read_text())] == \
-        [run["arch"] for run in committed]
-    assert not (tmp_path / "scores.jsonl").exists() or not (tmp_path / "scores.jsonl").read_text()
-
-
-@pytest.mark.parametrize("name, scored", [("area_naswot128_q300", "c10_naswot128"),
-                                          ("area_vkdnw_single_q300", "c10_vkdnw_single")])
-def test_the_committed_area_runs_replay_from_the_committed_scores(name, scored, tmp_path):
-    """The README's AREA rows: the first runs of the protocol, replayed on the committed scores of the
-    cells they drew (nothing left to score), return the committed answers."""
-    directory = COMMITTED / "nb201_search" / name
-    saved = json.loads((directory / "run.json").read_text())
-    config = SearchConfig.from_dict({k: v for k, v in saved.items() if k not in ("runs", "scores_from")})
-    replayed = run_protocol(config, 3, tmp_path, scores_from=COMMITTED / "nb201_all" / scored, progress=False)
-    committed = json.loads(gzip.open(directory / "runs.json.gz", "rt").read())[:3]
-    assert [run["arch"] for run in json.loads((tmp_path / "runs.json").read_text())] == \
-        [run["arch"] for run in committed]
-    assert not (tmp_path / "scores.jsonl").exists() or not (tmp_path / "scores.jsonl").read_text()
-    assert replayed["algorithm"] == "area"
+    """The README's TransNAS-Bench-101 AREA rows, on the committed scores of the task's whole space."""
+    _check_area_replays(directory, _tnb_scores(directory)[0], tmp_path)
