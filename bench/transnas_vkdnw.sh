@@ -6,7 +6,7 @@
 #   bench/transnas_vkdnw.sh publish           bench/results/tnb/<space>_<task>_vkdnw<LIMIT>/: scores, metrics.json,
 #                                             table.txt, bars.png
 # Settings: SPACES (default both), TASKS (default class_scene class_object), LIMIT (default 100), WORKERS
-# (default 1), DEVICE (default cpu). A GPU run: on one core here a network costs 200-500 s a preset
+# (default 1), DEVICE (default cpu). A GPU run: on one core here a network costs 200-500 s a preset with `rows`
 # (bench/results/transnas_cost_cpu.json), about 21 h (micro) and 11 h (macro) a task for 100 networks.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -225,11 +225,12 @@ def test_forward_mode_through_an_op_without_a_batching_rule_is_exact_and_quiet()
 
 def test_automatic_plan_is_the_cheapest_and_reported():
     x = batch()
-    # 11 sampled tensors: 6 factor rows beat 11 tangents (each costing about 4 cotangents).
+    # 11 sampled tensors: 6 factor rows beat 11 tangents (each costing about one cotangent).
     rows = vf.score(ResidualCNN(6).double(), x, config=config("paper"))
     assert rows.strategy.startswith("rows (K=6") and rows.passes == 6
-    lt = vf.score(initialised("features_lt_classes"), x, config=config("exact"))
-    assert lt.strategy.startswith("features (D=4") and lt.passes == 4
+    # 8 sampled tensors (three Linears' weights and biases, BatchNorm's gamma and beta), 12 classes, 4 features.
+    lt = vf.score(initialised("features_lt_classes"), x, config=config("paper"))
+    assert lt.strategy.startswith("features (D=4") and lt.passes == 4 and lt.num_weights == 8
     # 3 sampled weights (one per linear) against 39 factor rows and 50 features: forward mode.
     forward = vf.score(MLP(classes=40, hidden=50).double(), x, config=config("exact"))
     assert forward.strategy.startswith("forward (P=3") and forward.passes == 3

@@ -51,14 +51,14 @@ def coords_of(result):
     return [(w.split("[")[0], int(w.split("[")[1][:-1])) for w in result.weights]
 
 
-def assert_matches_oracle(make, preset, x, expected_weights=None):
+def assert_matches_oracle(make, preset, x, expected_weights=None, **fields):
     """Engine's Fisher matrix and entropy against the oracle on the same sampled coordinates;
-    ``expected_weights`` (names) pins which coordinates those are."""
-    result = vf.score(make(), x, config=config(preset))
+    ``expected_weights`` (names) pins which coordinates those are, ``fields`` the configuration's."""
+    result = vf.score(make(), x, config=config(preset, **fields))
     if expected_weights is not None:
         assert result.weights == expected_weights
     truth = oracle_fisher(make(), x, coords_of(result), preset)
-    assert relative_error(vf.fisher_matrix(make(), x, config=config(preset)), truth) < 1e-9
+    assert relative_error(vf.fisher_matrix(make(), x, config=config(preset, **fields)), truth) < 1e-9
     assert result.vkdnw == pytest.approx(entropy_of(truth), abs=1e-9)
     return result
 
@@ -135,14 +135,18 @@ def test_subclasses_in_float32_are_verified_and_close_to_the_oracle():
 
 
 def test_final_linear_subclass_overriding_forward_is_not_taken_for_the_features_plan():
-    """With D = 8 features < C = 12 classes the plain final Linear is taken as z = W h + b; a
-    subclass returning 2 (W h + b) + 1 must not be."""
+    """A final Linear subclass that keeps nn.Linear's forward is taken as z = W h + b (D = 8 unit
+    cotangents); one returning 2 (W h + b) + 1 must not be: its plan is another, and asking for
+    'features' is an error."""
     model = SubclassNet(classes=12)
     model.fc2 = ScaledLinear(8, 12)
     result = assert_matches_oracle(copies(initialised(model)), "exact", batch())
-    assert result.strategy.startswith("rows")
+    assert not result.strategy.startswith("features")
+    with pytest.raises(ValueError, match="final nn.Linear"):
+        vf.score(initialised(model), batch(), config=config("exact", strategy="features"))
     model.fc2 = PlainLinearSub(8, 12)
-    assert vf.score(initialised(model), batch(), config=config("exact")).strategy.startswith("features (D=8")
+    result = assert_matches_oracle(copies(initialised(model)), "exact", batch(), strategy="features")
+    assert result.strategy.startswith("features (D=8")
 
 
 class StandardisedConv(nn.Conv2d):
@@ -168,7 +172,7 @@ class StridedConv(nn.Conv2d):
 def test_subclass_whose_forward_breaks_the_formula_takes_the_general_path(conv, reason):
     model = SubclassNet()
     model.conv1 = conv(3, 6, 3, padding=1, bias=False)
-    result = assert_matches_oracle(copies(initialised(model)), "exact", batch())
+    result = assert_matches_oracle(copies(initialised(model)), "exact", batch(), strategy="rows")
     assert list(result.general) == ["conv1.weight[0]"] and reason in result.general["conv1.weight[0]"]
     assert result.strategy == "rows (K=4 factor rows) + general (1 forward-mode tangents)"
 

@@ -50,15 +50,16 @@ from .selection import SampledWeight, Selection, aleph as count_aleph, select_we
 from .spectrum import fisher_eigenvalues, vkdnw_entropy
 from .timing import stage
 
-# Relative cost of one forward-mode tangent to one data-only backward cotangent, measured on CPU
-# (NB201 and MobileNetV2 cells, 4 tangents per call): 1.7-6x; functorch has no batching rule for
-# some forward-mode ops (as_strided_ in adaptive pooling) and loops there.
-_FORWARD_TANGENT_COST = 4.0
-# Per-sample reverse mode, per factor row, in the same unit: measured on CPU on a ViT (dim 64, depth 4,
-# 65 tokens, batch 64; K = 9-10 rows: 1.2-1.6 s, a forward-mode tangent 0.1 s). Its memory, the gradients of
-# the shifted parameter tensors for each sample and row of a chunk of samples, is bounded (elements;
-# 0.5 GB in float32).
-_PER_SAMPLE_ROW_COST = 5.0
+# Relative cost of one forward-mode tangent to one data-only backward cotangent on CPU, 4 tangents a
+# call, each call carrying tangents only from its own weights on (bench/results/plan_costs_cpu.json):
+# 0.54-1.43 on NB201 cells, TransNAS-Bench-101 encoders and a ViT. It depends on how much of the network
+# follows the sampled layers, which one constant cannot see; 1.2 keeps NB201's plans (features against
+# 83-128 tangents) and gives TransNAS-Bench-101's exact preset forward mode (2.2-4.1x faster than rows).
+_FORWARD_TANGENT_COST = 1.2
+# Per-sample reverse mode, per factor row, in the same unit: 1.6-1.7 on CPU on a ViT (dim 64, depth 4, 66
+# tokens, batch 64; K = 9-10 rows). Its memory, the gradients of the shifted parameter tensors for each
+# sample and row of a chunk of samples, is bounded (elements; 0.5 GB in float32).
+_PER_SAMPLE_ROW_COST = 1.7
 _PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 
 
@@ -382,10 +383,8 @@ def _cannot_differentiate(path: str, how: str, model: nn.Module, names: list[str
 def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, path):
     """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n; ``path`` names
     the plan in the error raised when an op has no forward-mode derivative."""
-    logits_of, names = _shifted_logits(model, weights, logits_at, inputs.device)
     p, dtype = len(weights), float_dtype(model, inputs)
-    origin = torch.zeros(p, dtype=dtype, device=inputs.device)
-    tangents = torch.eye(p, dtype=dtype, device=inputs.device)
+    names = list(dict.fromkeys(w.param_key for w in weights))
     with warnings.catch_warnings(), _differentiable_attention():
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
@@ -393,8 +392,12 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
         blocks: dict[int, torch.Tensor] = {}
 
         def run(start: int, size: int) -> None:
-            tangent = vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])
-            blocks[start] = tangent(tangents[start:start + size])  # (size, N, C)
+            # Only the block's weights carry tangents: the forward runs without them up to the block's
+            # first sampled layer (the weights come in module order), not from the network's first.
+            logits_of, _ = _shifted_logits(model, weights[start:start + size], logits_at, inputs.device)
+            origin = torch.zeros(size, dtype=dtype, device=inputs.device)
+            tangents = torch.eye(size, dtype=dtype, device=inputs.device)
+            blocks[start] = vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])(tangents)
         try:
             _in_blocks(p, chunk, run)
         except torch.OutOfMemoryError:

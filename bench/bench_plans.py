@@ -1,0 +1,179 @@
+"""What one pass of each engine plan costs, in units of a no-grad forward, so that the engine's
+``auto`` choice (``engine._choose``) weighs the plans by measured costs.
+
+For each network and preset, on one prepared model and batch: a no-grad forward, then each plan the
+network admits, forced (``FisherConfig.strategy``): ``rows`` (K data-only backward passes; its
+passes count the general path's tangents too: the ViT's three token and embedding weights under
+``paper``), ``features`` (D unit cotangents on the final Linear's input, where the logits come from
+one and D is at most twice the fewer of K and P), ``forward`` (P forward-mode tangents, 4 a call on
+CPU), and per-sample reverse mode (K rows per sample, ``engine._per_sample_reverse``; on the ViT, the
+kind of model it is chosen for).
+Per plan it prints the time, the passes and the cost of one pass in forwards, ``(time - forward) /
+passes / forward``, and per network the ratio of a tangent to a cotangent (the engine's
+``_FORWARD_TANGENT_COST``) and of a per-sample row to a cotangent (``_PER_SAMPLE_ROW_COST``). Times are
+the minimum of --repeats runs after a warm-up.
+
+    OMP_NUM_THREADS=1 python bench/bench_plans.py --threads 1 --out bench/results/plan_costs_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed one
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import vkdnw_fast as vf  # noqa: E402
+from vkdnw_fast import engine, ops, spaces  # noqa: E402
+from vkdnw_fast.prepare import prepare, scoring_mode  # noqa: E402
+from vkdnw_fast.selection import select_weights  # noqa: E402
+
+from bench_engine import NB201_NETS, _cpu_model  # noqa: E402
+
+
+class ViT(nn.Module):
+    """DeiT-like: 3x3 patches of 24x24 images (64 tokens), class and distillation tokens, positional
+    embedding, 4 pre-norm encoder layers (dim 64, 4 heads), two heads. Its tokens and embedding are
+    weights no tap takes (the general path)."""
+
+    def __init__(self, num_classes=10, dim=64, depth=4):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 3, stride=3)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 66, dim))
+        layer = nn.TransformerEncoderLayer(dim, 4, dim_feedforward=2 * dim, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, num_classes)
+        self.head_dist = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        n = x.shape[0]
+        tokens = torch.cat([self.cls_token.expand(n, -1, -1), self.dist_token.expand(n, -1, -1), tokens], 1)
+        tokens = self.encoder(tokens + self.pos_embed)
+        return (self.head(tokens[:, 0]) + self.head_dist(tokens[:, 1])) / 2
+
+
+def transnas(space, arch, task):
+    return lambda: spaces.get(space, dataset=task).build_model(arch)
+
+
+# name: (builder, input shape, batch size). TransNAS-Bench-101 at batch 8 (the plans' costs per pass
+# are what is measured; batch 64 takes minutes a plan on one core).
+NETWORKS = {
+    "nb201-best-c10": (lambda: spaces.nb201.build_model(NB201_NETS["nb201-best"], 10), (3, 32, 32), 64),
+    "nb201-best-c100": (lambda: spaces.nb201.build_model(NB201_NETS["nb201-best"], 100), (3, 32, 32), 64),
+    "tnb-micro-class_object": (transnas("tnb_micro", "64-41414-2_21_023", "class_object"), (3, 256, 256), 8),
+    "tnb-macro-class_object": (transnas("tnb_macro", "64-23343-basic", "class_object"), (3, 256, 256), 8),
+    "vit": (ViT, (3, 24, 24), 64),
+}
+
+
+def best_of(repeats, fn):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def measure(name, preset, repeats):
+    build, shape, batch = NETWORKS[name]
+    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1))
+    base = vf.FisherConfig.preset(preset)
+    prepared = prepare(build(), inputs=x, seed=0, device="cpu", init=base.init, memory_format=base.memory_format)
+    row = {"network": name, "preset": preset, "batch_size": batch, "input": list(shape), "plans": {}}
+    with scoring_mode(prepared.model) as model:
+        inputs = prepared.inputs
+        weights = select_weights(model, base).weights
+        row["num_weights"] = len(weights)
+
+        def forward():
+            with torch.no_grad():
+                return model(inputs)
+        forward_s, logits = best_of(repeats, forward)
+        row["forward_s"] = forward_s
+        # Rows and tangents always; features where D is at most twice the fewer of K and P (512 unit
+        # cotangents on a TransNAS encoder take minutes).
+        rows = ops.factor_rows(base.factor, logits.shape[1])
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        plans = ["rows", "forward"]
+        if linears and linears[-1].in_features <= 2 * min(rows, len(weights)):
+            plans.insert(1, "features")
+        for plan in plans:
+            config = vf.FisherConfig.preset(preset, strategy=plan)
+            try:
+                seconds, (factors, _) = best_of(repeats, lambda: engine.compute_factors(model, inputs, config, weights))
+            except ValueError as error:  # features on logits that no final Linear makes
+                row["plans"][plan] = {"error": str(error)}
+                continue
+            row["plans"][plan] = {"description": factors.strategy, "passes": factors.passes, "seconds": seconds,
+                                  "pass_over_forward": (seconds - forward_s) / factors.passes / forward_s}
+        chunk = engine._sample_chunk(model, weights, rows, batch)
+        if name == "vit" and chunk:
+            logits64 = logits.detach().to(torch.float64)
+            seconds, _ = best_of(repeats, lambda: engine._per_sample_reverse(
+                model, inputs, weights, base, logits64, None, "per-sample reverse mode", chunk))
+            row["plans"]["per_sample"] = {"description": f"per-sample reverse mode (K={rows} rows)", "passes": rows,
+                                          "seconds": seconds,
+                                          "pass_over_forward": (seconds - forward_s) / rows / forward_s}
+    cotangent = row["plans"]["rows"]["pass_over_forward"]
+    row["tangent_over_cotangent"] = row["plans"]["forward"]["pass_over_forward"] / cotangent
+    if "per_sample" in row["plans"]:
+        row["per_sample_row_over_cotangent"] = row["plans"]["per_sample"]["pass_over_forward"] / cotangent
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated subset of the default")
+    parser.add_argument("--presets", default="exact,paper")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.networks.split(","):
+        if name not in NETWORKS:
+            parser.error(f"unknown network {name!r}; choose from {', '.join(NETWORKS)}")
+        for preset in args.presets.split(","):
+            row = measure(name, preset, args.repeats)
+            rows.append(row)
+            plans = "  ".join(f"{plan} {p['passes']}x{p['pass_over_forward']:.2f}={p['seconds']:.2f}s"
+                              for plan, p in row["plans"].items() if "seconds" in p)
+            print(f"{name:<24}{preset:<6} P={row['num_weights']:<4} forward {row['forward_s']:.3f}s  {plans}  "
+                  f"tangent/cotangent {row['tangent_over_cotangent']:.2f}", flush=True)
+    record = {
+        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
+        "torch": torch.__version__,
+        "summary": {key: [min(r[key] for r in rows if key in r), max(r[key] for r in rows if key in r)]
+                    for key in ("tangent_over_cotangent", "per_sample_row_over_cotangent")
+                    if any(key in r for r in rows)},
+        "results": rows,
+    }
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(record, handle, indent=2)
+            handle.write("\n")
+
+
+if __name__ == "__main__":
+    main()
