@@ -11,7 +11,7 @@ kind of model it is chosen for).
 Per plan it prints the time, the passes and the cost of one pass in forwards, ``(time - forward) /
 passes / forward``, and per network the ratio of a tangent to a cotangent (the engine's
 ``_FORWARD_TANGENT_COST``) and of a per-sample row to a cotangent (``_PER_SAMPLE_ROW_COST``). Times are
-the minimum of --repeats runs after a warm-up.
+the minimum of --repeats runs after a warm-up (--no-warm-up: of the first ones).
 
     OMP_NUM_THREADS=1 python bench/bench_plans.py --threads 1 --out bench/results/plan_costs_cpu.json
 """
@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -76,12 +77,18 @@ NETWORKS = {
     "nb201-best-c100": (lambda: spaces.nb201.build_model(NB201_NETS["nb201-best"], 100), (3, 32, 32), 64),
     "tnb-micro-class_object": (transnas("tnb_micro", "64-41414-2_21_023", "class_object"), (3, 256, 256), 8),
     "tnb-macro-class_object": (transnas("tnb_macro", "64-23343-basic", "class_object"), (3, 256, 256), 8),
+    "tnb-macro-class_scene": (transnas("tnb_macro", "64-23343-basic", "class_scene"), (3, 256, 256), 8),
     "vit": (ViT, (3, 24, 24), 64),
 }
 
 
-def best_of(repeats, fn):
-    fn()  # warm-up
+# bench/results/plan_costs_cpu.json; plan_costs_tnb64_cpu.json has the macro layout of class_scene at batch 64.
+DEFAULT_NETWORKS = ("nb201-best-c10", "nb201-best-c100", "tnb-micro-class_object", "tnb-macro-class_object", "vit")
+
+
+def best_of(repeats, fn, warm_up=True):
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -90,8 +97,9 @@ def best_of(repeats, fn):
     return min(times), result
 
 
-def measure(name, preset, repeats):
+def measure(name, preset, repeats, batch_size=None, warm_up=True):
     build, shape, batch = NETWORKS[name]
+    batch = batch_size or batch
     x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1))
     base = vf.FisherConfig.preset(preset)
     prepared = prepare(build(), inputs=x, seed=0, device="cpu", init=base.init, memory_format=base.memory_format)
@@ -104,7 +112,7 @@ def measure(name, preset, repeats):
         def forward():
             with torch.no_grad():
                 return model(inputs)
-        forward_s, logits = best_of(repeats, forward)
+        forward_s, logits = best_of(repeats, forward, warm_up)
         row["forward_s"] = forward_s
         # Rows and tangents always; features where D is at most twice the fewer of K and P (512 unit
         # cotangents on a TransNAS encoder take minutes).
@@ -116,7 +124,8 @@ def measure(name, preset, repeats):
         for plan in plans:
             config = vf.FisherConfig.preset(preset, strategy=plan)
             try:
-                seconds, (factors, _) = best_of(repeats, lambda: engine.compute_factors(model, inputs, config, weights))
+                seconds, (factors, _) = best_of(repeats, lambda: engine.compute_factors(model, inputs, config, weights),
+                                                 warm_up)
             except ValueError as error:  # features on logits that no final Linear makes
                 row["plans"][plan] = {"error": str(error)}
                 continue
@@ -126,7 +135,7 @@ def measure(name, preset, repeats):
         if name == "vit" and chunk:
             logits64 = logits.detach().to(torch.float64)
             seconds, _ = best_of(repeats, lambda: engine._per_sample_reverse(
-                model, inputs, weights, base, logits64, None, "per-sample reverse mode", chunk))
+                model, inputs, weights, base, logits64, None, "per-sample reverse mode", chunk), warm_up)
             row["plans"]["per_sample"] = {"description": f"per-sample reverse mode (K={rows} rows)", "passes": rows,
                                           "seconds": seconds,
                                           "pass_over_forward": (seconds - forward_s) / rows / forward_s}
@@ -139,9 +148,12 @@ def measure(name, preset, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated subset of the default")
+    parser.add_argument("--networks", default=",".join(DEFAULT_NETWORKS),
+                        help=f"comma-separated, of {', '.join(NETWORKS)}")
     parser.add_argument("--presets", default="exact,paper")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=None, help="instead of each network's own")
+    parser.add_argument("--no-warm-up", action="store_true", help="time the first run (plans of minutes)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -152,14 +164,14 @@ def main(argv=None):
         if name not in NETWORKS:
             parser.error(f"unknown network {name!r}; choose from {', '.join(NETWORKS)}")
         for preset in args.presets.split(","):
-            row = measure(name, preset, args.repeats)
+            row = measure(name, preset, args.repeats, args.batch_size, not args.no_warm_up)
             rows.append(row)
             plans = "  ".join(f"{plan} {p['passes']}x{p['pass_over_forward']:.2f}={p['seconds']:.2f}s"
                               for plan, p in row["plans"].items() if "seconds" in p)
             print(f"{name:<24}{preset:<6} P={row['num_weights']:<4} forward {row['forward_s']:.3f}s  {plans}  "
                   f"tangent/cotangent {row['tangent_over_cotangent']:.2f}", flush=True)
     record = {
-        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
+        "command": "python " + shlex.join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},

@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,7 @@ def main(argv=None):
     cells = CELLS if args.cells is None else tuple(tuple(c.split(":", 1)) for c in args.cells.split(","))
     proxies = [p for p in args.proxies.split(",") if p]
     presets = [p for p in args.presets.split(",") if p]
-    command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:]))
+    command = "python " + shlex.join([os.path.relpath(__file__, ROOT)] + (argv if argv is not None else sys.argv[1:]))
     settings = {"task": args.task, "batch_size": BATCH, "seed": SEED}
     rows = []
     if args.out and Path(args.out).exists():
