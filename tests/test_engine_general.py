@@ -495,7 +495,7 @@ def test_taps_survive_real_code(name, preset, chunk):
     assert result.general == {} and result.strategy.startswith("rows (K=")
 
 
-def test_models_without_general_weights_keep_their_plan():
+def test_a_model_without_general_weights_takes_the_cheaper_of_rows_and_tangents():
     """No general path: 3 tangents (one per tapped layer) against 4 factor rows."""
     model, x = built("shared"), batch()
     result = vf.score(model, x, config=config("exact"))
