@@ -131,8 +131,8 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
                 continue
             row["plans"][plan] = {"description": factors.strategy, "passes": factors.passes, "seconds": seconds,
                                   "pass_over_forward": (seconds - forward_s) / factors.passes / forward_s}
-        chunk = engine._sample_chunk(model, weights, rows, batch)
-        if name == "vit" and chunk:
+        chunk = engine._sample_chunk(model, weights, rows, batch) if name == "vit" else 0
+        if chunk:
             logits64 = logits.detach().to(torch.float64)
             seconds, _ = best_of(repeats, lambda: engine._per_sample_reverse(
                 model, inputs, weights, base, logits64, None, "per-sample reverse mode", chunk), warm_up)
