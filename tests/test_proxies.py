@@ -133,6 +133,18 @@ def test_hamming_kernel_equals_the_hamming_count(backend, monkeypatch):
     assert torch.equal(kernel.kernel, torch.as_tensor(49 - hamming, dtype=torch.float64))
 
 
+def test_sign_codes_read_a_channels_last_map_in_place_with_the_same_gram():
+    x = torch.randn(6, 5, 4, 3, generator=torch.Generator().manual_seed(0))
+    nchw = forward_module._sign_codes(x, 6)
+    assert torch.equal(nchw, (x > 0).flatten(1))  # contiguous maps keep NCHW order
+    last = x.contiguous(memory_format=torch.channels_last)
+    codes = forward_module._sign_codes(last, 6)
+    assert torch.equal(codes, (x > 0).permute(0, 2, 3, 1).flatten(1))  # read as (N, H, W, C) ...
+    assert codes.is_contiguous()  # ... without a copy: a view of the (N, H, W, C)-ordered bools
+    gram = lambda c: c.double() @ c.double().T  # noqa: E731
+    assert torch.equal(gram(codes), gram(nchw))
+
+
 def test_check_finite_finds_nan_and_infinity_but_not_an_overflowing_sum():
     big = torch.full((4,), 3e38)  # finite values whose float32 sum is +inf
     assert forward_module.check_finite(big, "x") is big

@@ -74,10 +74,21 @@ def relu_modules(model: nn.Module) -> list[nn.Module]:
     return relus
 
 
+def _sign_codes(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(batch, units) bool codes of x > 0, the units in x's memory order: a channels-last map (the
+    engine's format on CPU) is read as (N, H, W, C) without a copy. The Gram matrix of the codes, all
+    that NASWOT reads of them, does not depend on the order of the units."""
+    codes = x > 0
+    if codes.dim() == 4 and not codes.is_contiguous() and codes.is_contiguous(memory_format=torch.channels_last):
+        codes = codes.permute(0, 2, 3, 1)
+    return codes.reshape(batch, -1)
+
+
 def relu_input_hooks(model: nn.Module, batch: int, record: Recorded,
                      update: Callable[[torch.Tensor], None]) -> list:
     """Forward pre-hooks calling ``update(codes)`` with the (batch, units) bool sign codes of every
-    ``nn.ReLU`` input (relu(x) > 0 exactly when x > 0, also for in-place ReLUs); a failure is kept
+    ``nn.ReLU`` input (relu(x) > 0 exactly when x > 0, also for in-place ReLUs; the units in memory
+    order, ``_sign_codes``); a failure is kept
     in ``record.error`` and stops the updates."""
     try:
         relus = relu_modules(model)
@@ -94,7 +105,7 @@ def relu_input_hooks(model: nn.Module, batch: int, record: Recorded,
                 raise ValueError(f"an nn.ReLU of {type(model).__name__} got input of shape {tuple(x.shape)}; "
                                  f"the sign codes need the batch ({batch}) as its first dimension")
             check_finite(x, f"the input of an nn.ReLU of {type(model).__name__}")
-            update((x > 0).reshape(batch, -1))
+            update(_sign_codes(x, batch))
         except Exception as exc:  # noqa: BLE001 - kept for the proxies that read this record
             record.fail(exc)
 
