@@ -283,6 +283,32 @@ def test_a_resumed_run_starts_its_worker_pool_knowing_the_memory_its_cells_neede
     assert started_with == [(sorted(seen), max(peak for _, peak, _ in seen))]
 
 
+def test_evaluate_memory_caps_what_its_worker_pool_shares(tmp_path, monkeypatch, capsys):
+    from vkdnw_fast import backends
+
+    caps = []
+    real_init = backends.PoolBackend.__init__
+
+    def init(self, job, workers, memory=None, seen=()):
+        real_init(self, job, workers, memory, seen)
+        caps.append(self.memory)
+    monkeypatch.setattr(backends.PoolBackend, "__init__", init)
+    argv = ["evaluate", "--space", "nb201", "--dataset", "cifar10", "--proxies", "flops", "--limit", "3",
+            "--seeds", "1", "--quiet"]
+    assert cli.main([*argv, "--workers", "2", "--memory", "3GiB", "--out", str(tmp_path / "pool")]) == 0
+    assert caps == [3 * 2**30]
+    assert len(evaluation.load_records(tmp_path / "pool")) == 3
+    capsys.readouterr()
+    # One process, or Ray, has no pool to cap: said before any scoring, also for a finished run.
+    for extra in (["--workers", "1"], ["--workers", "2", "--backend", "ray"]):
+        assert cli.main([*argv, *extra, "--memory", "3GiB", "--out", str(tmp_path / "pool")]) == 2
+        assert "--memory caps what a local worker pool's processes take together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--workers", "2", "--memory", "3 pages", "--out", str(tmp_path / "bad")])
+    assert "'3 pages' is not a memory size; write e.g. 16GiB" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_finished_seeds_are_those_every_architecture_has_a_record_of(tmp_path):
     spec = _cheap_spec(seeds=(0, 1, 2))
     run_evaluation(spec, tmp_path / "full", progress=False)

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from vkdnw_fast.memory import _malloc_trim, available_memory, forget_tracebacks, release_freed_memory, resident_memory
+from vkdnw_fast.memory import (_malloc_trim, available_memory, forget_tracebacks, parse_bytes, release_freed_memory,
+                               resident_memory)
 
 GIB = 2**30
 
@@ -153,3 +154,16 @@ def cycle_scorer(space, arch, proxies, **kwargs):
     garbage = {"buffer": buffer}
     garbage["self"] = garbage  # unreachable once returned, yet not freed by reference counting
     return {"cycle": 1.0}
+
+
+def test_memory_sizes_read_binary_units_bare_or_with_ib_and_decimal_units_with_b():
+    assert parse_bytes("16GiB") == parse_bytes("16G") == parse_bytes(" 16 g ") == 16 * GIB
+    assert parse_bytes("16GB") == 16 * 10**9
+    assert parse_bytes("512MiB") == parse_bytes("0.5G") == GIB // 2
+    assert parse_bytes("1.5T") == 3 * 2**39
+    assert parse_bytes("17179869184") == parse_bytes("17179869184B") == 16 * GIB
+    for bad in ("", "G", "16Q", "-1G", "1e9", "16 GiB of it"):
+        with pytest.raises(ValueError, match="is not a memory size; write e.g. 16GiB"):
+            parse_bytes(bad)
+    with pytest.raises(ValueError, match="must be more than 0 bytes"):
+        parse_bytes("0.0G")

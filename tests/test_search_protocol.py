@@ -250,10 +250,34 @@ def test_cli_refuses_flags_an_algorithm_does_not_use(tmp_path, capsys):
         (["--algorithm", "random", "--samples", "3", "--proxy", "params"], "--proxy not used by --algorithm random"),
         (["--algorithm", "random"], "--algorithm random needs --samples N"),
         (["--algorithm", "evolution", "--budget", "3", "--warmup", "4"], "--warmup not used by --algorithm evolution"),
+        (["--algorithm", "random", "--samples", "3", "--memory", "2GiB"], "--memory not used by --algorithm random"),
+        (["--algorithm", "naswot", "--proxy", "params", "--samples", "3", "--memory", "2GiB"],
+         "--memory caps what a local worker pool's processes take together (--workers 2 or more), not one process"),
+        (["--algorithm", "evolution", "--budget", "3", "--workers", "2", "--backend", "ray", "--memory", "2G"],
+         "--memory caps what a local worker pool's processes take together (--workers 2 or more), not the ray "
+         "backend"),
     ]:
         with pytest.raises(SystemExit):
             main(["--space", "nb201", *argv, "--out", str(tmp_path / "x")])
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--algorithm", "naswot", "--proxy", "params", "--samples", "3", "--runs", "2"],
+                                  ["--algorithm", "evolution", "--proxies", "params", "--budget", "4",
+                                   "--population", "2"]])
+def test_cli_memory_caps_what_the_scoring_worker_pool_shares(tmp_path, monkeypatch, argv):
+    from vkdnw_fast import backends
+
+    caps = []
+    real_init = backends.PoolBackend.__init__
+
+    def init(self, job, workers, memory=None, seen=()):
+        real_init(self, job, workers, memory, seen)
+        caps.append(self.memory)
+    monkeypatch.setattr(backends.PoolBackend, "__init__", init)
+    assert main(["--space", "nb201", *argv, "--workers", "2", "--memory", "1.5GiB", "--no-progress",
+                 "--out", str(tmp_path)]) == 0
+    assert caps == [3 * 2**29]
 
 
 def test_cli_runs_the_protocol_on_nb201_and_sets_the_paper_beside_it(tmp_path, capsys):

@@ -208,7 +208,8 @@ class PoolBackend:
     Networks of one space differ many times over in what they need (TransNAS macro layouts: under 1 to 22 GiB),
     and the out-of-memory killer ends a worker and so the whole pool's running work. Each outcome
     carries what its candidate took (``peak_rss`` less ``base_rss``, what the worker held before), and
-    ``memory`` (default: the memory available when the pool starts, less a tenth) is shared so: the
+    ``memory`` (default: the memory available when the pool starts, less a tenth; ``--memory`` on the command
+    line) is shared so: the
     first candidate runs alone (before it nothing is known of what one takes: two TransNAS macro layouts
     started together drew the out-of-memory killer); then a candidate starts beside the running ones where
     (running + 1) x the largest peak seen fits; where it does not, where the predicted peaks of the running
@@ -507,18 +508,27 @@ class RayBackend:
             self._ray.shutdown()
 
 
+def check_memory_cap(kind: str, workers: int | None, memory: int | None) -> None:
+    """A ``memory`` cap is for a local worker pool: one process scores one candidate at a time, and
+    Ray places tasks by its own resources."""
+    if kind not in ("local", "ray"):
+        raise ValueError(f"unknown backend {kind!r}; backends are 'local' and 'ray'")
+    if memory is not None and (kind == "ray" or workers in (None, 1)):
+        raise ValueError("--memory caps what a local worker pool's processes take together (--workers 2 or more), "
+                         f"not {'the ray backend' if kind == 'ray' else 'one process'}")
+
+
 def make_backend(kind: str, job: Job, workers: int | None = None, address: str | None = None,
-                 seen: Sequence[tuple[str, int, int]] = ()):
+                 seen: Sequence[tuple[str, int, int]] = (), memory: int | None = None):
     """``local`` (in-process for one worker, a process pool otherwise, which starts knowing the memory
-    the ``seen`` candidates took) or ``ray``."""
+    the ``seen`` candidates took and shares at most ``memory`` bytes, ``PoolBackend``) or ``ray``."""
+    check_memory_cap(kind, workers, memory)
     if kind == "local":
+        workers = 1 if workers is None else workers
         if address is not None:
             raise ValueError("--address is for the ray backend")
-        workers = 1 if workers is None else workers
-        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers, seen=seen)
-    if kind == "ray":
-        return RayBackend(job, workers, address)
-    raise ValueError(f"unknown backend {kind!r}; backends are 'local' and 'ray'")
+        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers, memory=memory, seen=seen)
+    return RayBackend(job, workers, address)
 
 
 @contextlib.contextmanager
@@ -543,20 +553,22 @@ def terminate_as_interrupt():
 def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
               on_result: Callable[[str, int, dict[str, Any]], None], *, kind: str = "local",
               workers: int | None = None, address: str | None = None, progress: bool = True, desc: str = "score",
-              done: int = 0, seen: Sequence[tuple[str, int, int]] = ()) -> None:
+              done: int = 0, seen: Sequence[tuple[str, int, int]] = (), memory: int | None = None) -> None:
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
     arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "base_rss", "values"}`` (with
     ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``) or ``{..., "error"}``. A tqdm bar
     counts ``done`` (finished before) plus the tasks. ``seen``: (arch, peak_rss, base_rss) of earlier
-    records, from which a worker pool starts to decide what the memory holds at once."""
+    records, from which a worker pool starts to decide what the memory holds at once; ``memory``: the most
+    bytes its workers may take together (``PoolBackend``)."""
     from tqdm import tqdm
 
+    check_memory_cap(kind, workers, memory)  # also when nothing is left to score
     if not tasks:
         return
     seeds = list(dict.fromkeys(seed for _, seed in tasks))
     bar = tqdm(total=done + len(tasks), initial=done, disable=not progress, desc=desc, unit="net", smoothing=0.05)
-    runner = make_backend(kind, job_for_seed(seeds[0]), workers, address, seen)
+    runner = make_backend(kind, job_for_seed(seeds[0]), workers, address, seen, memory)
 
     def finished(arch: str, seed: int, outcome: dict[str, Any]) -> None:
         record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}

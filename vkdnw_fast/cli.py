@@ -16,7 +16,7 @@ from .benchmarks.registry import add_file_arguments
 from .prepare import OutputError
 from .runs import DirectoryInUseError
 from .evaluation import AGGREGATE_PROXIES
-from .search.cli import add_search_parser
+from .search.cli import MEMORY_HELP, add_search_parser, memory_size
 
 
 def _int_tuple(minimum: int):
@@ -104,7 +104,7 @@ def cmd_evaluate(args) -> int:
     benchmark = _benchmark(args)
     results = run_evaluation(spec, args.out, benchmark=benchmark, workers=args.workers, device=args.device,
                              progress=not args.quiet, backend=args.backend, address=args.address,
-                             retry_failed=args.retry_failed)
+                             retry_failed=args.retry_failed, memory=args.memory)
     print(format_table(results))
     if args.nats_path and args.space == "nb201":
         archs = spec.archs(benchmark)
@@ -215,6 +215,7 @@ def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list
     evaluate.add_argument("--ndcg-k", type=int, default=1000)
     evaluate.add_argument("--data", default=None, help=DATA_HELP)
     evaluate.add_argument("--workers", type=int, default=1, help="scoring processes (CPU: one per core)")
+    evaluate.add_argument("--memory", type=memory_size, default=None, help=MEMORY_HELP)
     evaluate.add_argument("--backend", choices=("local", "ray"), default="local",
                           help="local processes, or tasks on a Ray cluster (one per GPU, else per CPU)")
     evaluate.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")

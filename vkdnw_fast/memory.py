@@ -1,12 +1,13 @@
 """What memory this process holds and what the system can still give it, as Linux reports them (``/proc``,
 and the control groups a batch scheduler or a container caps a job's memory with; elsewhere what ``resource``
-tells, or nothing), and giving back what the process no longer uses."""
+tells, or nothing), giving back what the process no longer uses, and reading a size a user gives (``--memory``)."""
 from __future__ import annotations
 
 import ctypes
 import functools
 import gc
 import os
+import re
 import resource
 import sys
 from pathlib import Path
@@ -66,6 +67,24 @@ def release_freed_memory(held_before: int | None = None) -> None:
     if held_before is not None and resident_memory(os.getpid()) > held_before + _CACHED:
         gc.collect()
         trim(0)
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def parse_bytes(text: str) -> int:
+    """A memory size: '16GiB' or '16G' (binary, as ``docker --memory`` reads 'g'), '16GB' (decimal),
+    '512MiB', '1.5T', '17179869184' (bytes). ValueError, naming the text, for anything else or for 0."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if unit not in _UNITS:
+        raise ValueError(f"{text!r} is not a memory size; write e.g. 16GiB (or 16G), 16GB, 512MiB or a number of bytes")
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"{text!r}: a memory size must be more than 0 bytes")
+    return size
 
 
 def forget_tracebacks(error: BaseException) -> None:

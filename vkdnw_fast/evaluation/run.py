@@ -21,10 +21,11 @@ def failed(record: dict) -> bool:
 
 def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benchmark | None = None, workers: int = 1,
                    device: str | None = None, progress: bool = True, backend: str = "local",
-                   address: str | None = None, retry_failed: bool = False) -> dict:
+                   address: str | None = None, retry_failed: bool = False, memory: int | None = None) -> dict:
     """Score every (architecture, seed) not yet in ``out_dir`` on a ``backend`` (``local``: in
-    process or ``workers`` processes; ``ray``: a Ray cluster), then compute the metrics against
-    ``benchmark`` (default: the bundled ground truth) and save them in ``metrics.json``.
+    process or ``workers`` processes, which take at most ``memory`` bytes together; ``ray``: a Ray
+    cluster), then compute the metrics against ``benchmark`` (default: the bundled ground truth) and
+    save them in ``metrics.json``.
     Each score uses one thread, so that it is the same bits whatever computed it. A proxy that fails
     on an architecture leaves it out of that proxy's ranking only (and of the rankings built on the
     proxy); a failure of the whole scoring, of all of them. A failure is a finished result, reported and
@@ -45,6 +46,7 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
                                          isolate_failures=True),
                   lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,
                   progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo),
+                  memory=memory,
                   seen=[(r["arch"], r["peak_rss"], r.get("base_rss", 0)) for r in store.records.values()
                         if r.get("peak_rss")])
         results = compute_metrics(spec, store.records.values(), benchmark)

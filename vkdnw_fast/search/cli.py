@@ -30,9 +30,10 @@ from pathlib import Path
 
 from .. import benchmarks, spaces
 from ..benchmarks.registry import add_file_arguments
-from ..backends import Job, make_backend, terminate_as_interrupt
+from ..backends import Job, check_memory_cap, make_backend, terminate_as_interrupt
 from ..config import DEFAULT_PRESET, PRESETS
 from ..datasets import DATA_HELP
+from ..memory import parse_bytes
 from .algorithms import available_algorithms
 from .baseline import random_search
 from .config import SearchConfig
@@ -53,8 +54,8 @@ MBV2_ONLY = {"flops_budget": "--flops-budget", "max_layers": "--max-layers", "re
              "num_classes": "--num-classes", "flops_count": "--flops-count"}
 CELL_ONLY = {"dataset": "--dataset", "subset": "--subset"}
 # The flags each algorithm reads, beyond --space, --out, --seed, --runs and the space's own.
-_SCORING = {"preset": "--preset", "backend": "--backend", "workers": "--workers", "address": "--address",
-            "device": "--device", "data": "--data"}
+_SCORING = {"preset": "--preset", "backend": "--backend", "workers": "--workers", "memory": "--memory",
+            "address": "--address", "device": "--device", "data": "--data"}
 _GROUND_TRUTH = {"nats_path": "--nats-path", "benchmark_path": "--benchmark-path"}
 ALGORITHM_FLAGS = {
     "evolution": {"proxies": "--proxies", "iterations": "--iterations", "budget": "--budget",
@@ -87,6 +88,19 @@ def _count(text: str) -> int:
         return parse_count(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def memory_size(text: str) -> int:
+    """``--memory``'s type: bytes from '16GiB', '16G', '16GB', '512MiB'."""
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+MEMORY_HELP = ("the most memory the local worker pool's processes take together, e.g. 16GiB (or 16G; 16GB is "
+               "decimal); default: a tenth less than what is available when it starts. A candidate starts beside "
+               "the running ones only where their predicted peaks fit; one always may alone")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +146,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scoring.add_argument("--workers", type=int,
                          help="parallel scorers W (evolution: its answer depends on W; default: local 1, ray "
                               "one per slot)")
+    scoring.add_argument("--memory", type=memory_size, help=MEMORY_HELP)
     scoring.add_argument("--address", help="Ray cluster address HOST:PORT (default: a local Ray instance)")
     scoring.add_argument("--device", help="torch device for scoring (default cpu; cuda on Ray GPU slots)")
     scoring.add_argument("--data", help=DATA_HELP)
@@ -209,6 +224,10 @@ def _check_flags(args) -> None:
         _fail(f"--workers must be at least 1, got {args.workers}")
     if args.address is not None and args.backend != "ray":
         _fail("--address is for --backend ray")
+    try:
+        check_memory_cap(_default(args.backend, "local"), args.workers, args.memory)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -238,7 +257,7 @@ def _protocol(args, space: dict) -> int:
         results = run_protocol(config, _default(args.runs, 1), args.out, benchmark=benchmark, scores_from=args.scores_from,
                                backend=_default(args.backend, "local"), workers=_default(args.workers, 1),
                                address=args.address, device=args.device, progress=not args.no_progress,
-                               command=args.command_line)
+                               command=args.command_line, memory=args.memory)
     except (SearchError, ValueError, OSError) as exc:  # OSError: a benchmark file that cannot be read
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -284,7 +303,7 @@ def _evolution(args, space: dict) -> int:
     data = first.data_source()
     job = Job(space, proxies, (preset,), seeds[0], args.device, data=data)
     try:
-        backend = make_backend(backend_kind, job, args.workers, args.address)
+        backend = make_backend(backend_kind, job, args.workers, args.address, memory=args.memory)
     except ValueError as exc:
         _fail(str(exc))
     benchmark = benchmarks.get("nb201") if args.space == "nb201" else None

@@ -218,7 +218,7 @@ def with_fitness(config: SearchConfig, benchmark: Benchmark) -> SearchConfig:
 def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark: Benchmark | None = None,
                  scores_from: str | Path | None = None, backend: str = "local", workers: int = 1,
                  address: str | None = None, device: str | None = None, progress: bool = True,
-                 command: str | None = None) -> dict[str, Any]:
+                 command: str | None = None, memory: int | None = None) -> dict[str, Any]:
     """Run ``config``'s algorithm ``runs`` times (seeds ``config.seed`` .. + runs - 1) in ``out`` and
     write ``results.json`` and ``runs.json`` there (see the module docstring); returns the results."""
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
@@ -253,7 +253,7 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
                       lambda seed: Job(config.space, config.proxies, (config.preset,), seed, device,
                                        data=config.data_source()),
                       lambda arch, seed, record: scores.store.append(record), kind=backend, workers=workers,
-                      address=address, progress=progress, desc=f"{config.algorithm} scores")
+                      address=address, progress=progress, desc=f"{config.algorithm} scores", memory=memory)
         else:
             raise SearchError(f"{out}: the runs still lack scores after 100 passes")
 
