@@ -300,9 +300,10 @@ def test_evaluate_memory_caps_what_its_worker_pool_shares(tmp_path, monkeypatch,
     assert len(evaluation.load_records(tmp_path / "pool")) == 3
     capsys.readouterr()
     # One process, or Ray, has no pool to cap: said before any scoring, also for a finished run.
-    for extra in (["--workers", "1"], ["--workers", "2", "--backend", "ray"]):
-        assert cli.main([*argv, *extra, "--memory", "3GiB", "--out", str(tmp_path / "pool")]) == 2
+    for extra, out in ((["--workers", "1"], "pool"), (["--workers", "2", "--backend", "ray"], "ray")):
+        assert cli.main([*argv, *extra, "--memory", "3GiB", "--out", str(tmp_path / out)]) == 2
         assert "--memory caps what a local worker pool's processes take together" in capsys.readouterr().err
+    assert not (tmp_path / "ray").exists()
     with pytest.raises(SystemExit):
         cli.main([*argv, "--workers", "2", "--memory", "3 pages", "--out", str(tmp_path / "bad")])
     assert "'3 pages' is not a memory size; write e.g. 16GiB" in capsys.readouterr().err

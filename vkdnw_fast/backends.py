@@ -208,10 +208,9 @@ class PoolBackend:
     Networks of one space differ many times over in what they need (TransNAS macro layouts: under 1 to 22 GiB),
     and the out-of-memory killer ends a worker and so the whole pool's running work. Each outcome
     carries what its candidate took (``peak_rss`` less ``base_rss``, what the worker held before), and
-    ``memory`` (default: the memory available when the pool starts, less a tenth; ``--memory`` on the command
-    line) is shared so: the
-    first candidate runs alone (before it nothing is known of what one takes: two TransNAS macro layouts
-    started together drew the out-of-memory killer); then a candidate starts beside the running ones where
+    ``memory`` (``--memory`` on the command line; default: the memory available when the pool starts, less a
+    tenth) is shared so: the first candidate runs alone (before it nothing is known of what one takes: two
+    TransNAS macro layouts started together drew the out-of-memory killer); then a candidate starts beside the running ones where
     (running + 1) x the largest peak seen fits; where it does not, where the predicted peaks of the running
     ones and its own fit (one of the next ``workers`` that fits may go first, ``workers`` times at most).
     Other processes may take

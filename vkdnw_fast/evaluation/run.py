@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import Job, score_all
+from ..backends import Job, check_memory_cap, score_all
 from ..benchmarks import Benchmark
 from .rankings import compute_metrics
 from .spec import EvaluationSpec
@@ -33,6 +33,7 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
     a smaller device, say), and the new record replaces the old."""
     benchmark = spec.ground_truth(benchmark)  # a spec the benchmark cannot answer fails before scoring
     spec.check_data()  # as does a data file that cannot feed the networks
+    check_memory_cap(backend, workers, memory)  # and a memory cap with no worker pool to cap
     with open_results(out_dir, spec) as store:
         archs = spec.archs(benchmark)
         # Scored in a seeded order, not the sample's sorted one: a network's cost can follow its string

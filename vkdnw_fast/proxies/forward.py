@@ -76,8 +76,8 @@ def relu_modules(model: nn.Module) -> list[nn.Module]:
 
 def _sign_codes(x: torch.Tensor, batch: int) -> torch.Tensor:
     """(batch, units) bool codes of x > 0, the units in x's memory order: a channels-last map (the
-    engine's format on CPU) is read as (N, H, W, C) without a copy. The Gram matrix of the codes, all
-    that NASWOT reads of them, does not depend on the order of the units."""
+    engine's format on CPU) is read as (N, H, W, C) without a copy. What the proxies read of the codes,
+    NASWOT's Gram matrix and SWAP's count of distinct unit patterns, does not depend on the units' order."""
     codes = x > 0
     if codes.dim() == 4 and not codes.is_contiguous() and codes.is_contiguous(memory_format=torch.channels_last):
         codes = codes.permute(0, 2, 3, 1)
