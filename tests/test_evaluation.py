@@ -266,37 +266,20 @@ def test_a_run_scores_its_sample_whole_seeds_first_in_one_seeded_shuffled_order(
     assert orders[0] == orders[1] != spec.archs() and sorted(orders[0]) == sorted(spec.archs())
 
 
-def test_a_resumed_run_starts_its_worker_pool_knowing_the_memory_its_cells_needed(tmp_path, monkeypatch):
-    from vkdnw_fast import backends
-
+def test_a_resumed_run_starts_its_worker_pool_knowing_the_memory_its_cells_needed(tmp_path, started_pools):
     run_evaluation(_cheap_spec(limit=4, seeds=(0,)), tmp_path, workers=2, progress=False)
     seen = [(r["arch"], r["peak_rss"], r["base_rss"]) for r in evaluation.load_records(tmp_path)]
     assert len(seen) == 4 and all(peak >= base > 50 * 2**20 for _, peak, base in seen)  # a worker with torch
-    started_with = []
-    real_init = backends.PoolBackend.__init__
-
-    def init(self, job, workers, memory=None, seen=()):
-        real_init(self, job, workers, memory, seen)
-        started_with.append((sorted(self.seen), self.peak))
-    monkeypatch.setattr(backends.PoolBackend, "__init__", init)
+    first = len(started_pools)
     run_evaluation(_cheap_spec(limit=4, seeds=(0, 1)), tmp_path, workers=2, progress=False)
-    assert started_with == [(sorted(seen), max(peak for _, peak, _ in seen))]
+    assert [(p["seen"], p["peak"]) for p in started_pools[first:]] == [(sorted(seen), max(peak for _, peak, _ in seen))]
 
 
-def test_evaluate_memory_caps_what_its_worker_pool_shares(tmp_path, monkeypatch, capsys):
-    from vkdnw_fast import backends
-
-    caps = []
-    real_init = backends.PoolBackend.__init__
-
-    def init(self, job, workers, memory=None, seen=()):
-        real_init(self, job, workers, memory, seen)
-        caps.append(self.memory)
-    monkeypatch.setattr(backends.PoolBackend, "__init__", init)
+def test_evaluate_memory_caps_what_its_worker_pool_shares(tmp_path, started_pools, capsys):
     argv = ["evaluate", "--space", "nb201", "--dataset", "cifar10", "--proxies", "flops", "--limit", "3",
             "--seeds", "1", "--quiet"]
     assert cli.main([*argv, "--workers", "2", "--memory", "3GiB", "--out", str(tmp_path / "pool")]) == 0
-    assert caps == [3 * 2**30]
+    assert [p["memory"] for p in started_pools] == [3 * 2**30]
     assert len(evaluation.load_records(tmp_path / "pool")) == 3
     capsys.readouterr()
     # One process, or Ray, has no pool to cap: said before any scoring, also for a finished run.

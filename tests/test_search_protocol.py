@@ -265,19 +265,10 @@ def test_cli_refuses_flags_an_algorithm_does_not_use(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["--algorithm", "naswot", "--proxy", "params", "--samples", "3", "--runs", "2"],
                                   ["--algorithm", "evolution", "--proxies", "params", "--budget", "4",
                                    "--population", "2"]])
-def test_cli_memory_caps_what_the_scoring_worker_pool_shares(tmp_path, monkeypatch, argv):
-    from vkdnw_fast import backends
-
-    caps = []
-    real_init = backends.PoolBackend.__init__
-
-    def init(self, job, workers, memory=None, seen=()):
-        real_init(self, job, workers, memory, seen)
-        caps.append(self.memory)
-    monkeypatch.setattr(backends.PoolBackend, "__init__", init)
+def test_cli_memory_caps_what_the_scoring_worker_pool_shares(tmp_path, started_pools, argv):
     assert main(["--space", "nb201", *argv, "--workers", "2", "--memory", "1.5GiB", "--no-progress",
                  "--out", str(tmp_path)]) == 0
-    assert caps == [3 * 2**29]
+    assert [p["memory"] for p in started_pools] == [3 * 2**29]
 
 
 def test_cli_runs_the_protocol_on_nb201_and_sets_the_paper_beside_it(tmp_path, capsys):

@@ -1,0 +1,18 @@
+"""Fixtures shared by the test modules."""
+import pytest
+
+
+@pytest.fixture
+def started_pools(monkeypatch):
+    """What each worker pool (``backends.PoolBackend``) started from now on knew at its start: its memory
+    share, the (arch, peak, base) records it was given and their largest peak."""
+    from vkdnw_fast import backends
+
+    started = []
+    real_init = backends.PoolBackend.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        started.append({"memory": self.memory, "seen": sorted(self.seen), "peak": self.peak})
+    monkeypatch.setattr(backends.PoolBackend, "__init__", init)
+    return started
