@@ -84,7 +84,10 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
     """Score ``arch`` as ``job`` says; any exception becomes a failed outcome with its type and message,
     except, with ``job.isolate_failures``, a proxy's own: the outcome is then ok, and ``proxy_errors``
     ({column: message}) names the columns missing from its values."""
-    if threads is not None and torch.get_num_threads() != threads:
+    if threads is not None:
+        # Set even where torch already reports it: inside threadpool_limits it reads OpenMP's limit, while
+        # its own pool may still run more threads (the paper preset's VKDNW of an NB201 cell then differed in
+        # its last bit from a worker's after the first candidate of an in-process run).
         torch.set_num_threads(threads)
     reset_peak_rss()
     base_rss = peak_rss()  # what the worker holds before it starts: the peak less this is the candidate's
