@@ -32,17 +32,22 @@ proxies_for() {
 }
 
 # A run is scored until it is published (bench/results/tnb/<run>); then its runs/ directory may be gone (a fresh
-# clone, another machine), and scoring it again would start it from nothing.
+# clone, another machine), and scoring it again would start it from nothing. LENDER: the name of a published run
+# of the same sample whose scores are taken rather than computed again (evaluate --scores-from).
 run() {
-    local space task
+    local space task lender
     for space in $SPACES; do
         for task in $TASKS; do
             if [ -d "bench/results/tnb/${space}_${task}_$NAME$LIMIT" ]; then
                 echo "${space}_${task}_$NAME$LIMIT: published in bench/results/tnb/, not scored again"; continue
             fi
+            lender=()
+            if [ -n "${LENDER:-}" ] && [ -d "bench/results/tnb/${space}_${task}_$LENDER$LIMIT" ]; then
+                lender=(--scores-from "bench/results/tnb/${space}_${task}_$LENDER$LIMIT")
+            fi
             python -m vkdnw_fast.cli evaluate --space "$space" --task "$task" --limit "$LIMIT" --sample-seed 0 \
                 --seeds 1 --proxies "$(proxies_for "$space" "$task")" ${PRESETS:+--preset "$PRESETS"} \
-                --device "$DEVICE" --workers "$WORKERS" \
+                --device "$DEVICE" --workers "$WORKERS" "${lender[@]}" \
                 --out "runs/tnb/${space}_${task}_$NAME$LIMIT"
         done
     done

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -43,7 +43,7 @@ from . import spaces
 from .datasets import DataSource
 from .memory import (available_memory, forget_tracebacks, peak_rss, release_freed_memory, reset_peak_rss,
                      resident_memory)
-from .scoring import DEFAULT_BATCH_SIZE, score_architecture
+from .scoring import DEFAULT_BATCH_SIZE, columns, score_architecture
 from .spaces import SearchSpace
 
 MAX_ATTEMPTS = 3
@@ -67,6 +67,9 @@ class Job:
     isolate_failures: bool = False
     # The scoring batch's size (the throughput benchmark's --batch-size); scorers need not take it otherwise.
     batch_size: int = DEFAULT_BATCH_SIZE
+    # {arch: {column: value}} known already (``evaluate --scores-from``): a proxy whose columns are all there
+    # is taken from here, not scored.
+    borrowed: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 _SPACES: dict[str, SearchSpace] = {}
@@ -83,7 +86,8 @@ def _space(spec: dict[str, Any]) -> SearchSpace:
 def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]:
     """Score ``arch`` as ``job`` says; any exception becomes a failed outcome with its type and message,
     except, with ``job.isolate_failures``, a proxy's own: the outcome is then ok, and ``proxy_errors``
-    ({column: message}) names the columns missing from its values."""
+    ({column: message}) names the columns missing from its values. The proxies ``job.borrowed`` holds for
+    ``arch`` are not scored: their columns are copied, and ``borrowed`` names them."""
     if threads is not None:
         # Set even where torch already reports it: inside threadpool_limits it reads OpenMP's limit, while
         # its own pool may still run more threads (the paper preset's VKDNW of an NB201 cell then differed in
@@ -99,10 +103,14 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
         failures: dict[str, str] = {}
         if job.isolate_failures:
             extra["failures"] = failures
-        values = job.scorer(_space(job.space), arch, job.proxies, presets=job.presets, seed=job.seed,
-                            device=job.device, **extra)
-        outcome = {"ok": True, "values": {k: float(v) for k, v in values.items()},
-                   **({"proxy_errors": failures} if failures else {})}
+        known = job.borrowed.get(arch, {})
+        proxies = tuple(p for p in job.proxies if not set(columns([p], job.presets)) <= known.keys())
+        values = job.scorer(_space(job.space), arch, proxies, presets=job.presets, seed=job.seed,
+                            device=job.device, **extra) if proxies else {}
+        borrowed = {c: v for c, v in known.items() if c not in values}
+        outcome = {"ok": True, "values": {k: float(v) for k, v in {**values, **borrowed}.items()},
+                   **({"proxy_errors": failures} if failures else {}),
+                   **({"borrowed": sorted(borrowed)} if borrowed else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
         forget_tracebacks(exc)
@@ -577,7 +585,7 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         if outcome.get("peak_rss"):  # what scoring it took: a resumed run's pool starts knowing it
             record.update(peak_rss=outcome["peak_rss"], base_rss=outcome.get("base_rss") or 0)
         if outcome["ok"]:
-            record.update({k: outcome[k] for k in ("values", "proxy_errors") if k in outcome})
+            record.update({k: outcome[k] for k in ("values", "proxy_errors", "borrowed") if k in outcome})
         else:
             record["error"] = outcome["reason"]
         on_result(arch, seed, record)

@@ -104,7 +104,7 @@ def cmd_evaluate(args) -> int:
     benchmark = _benchmark(args)
     results = run_evaluation(spec, args.out, benchmark=benchmark, workers=args.workers, device=args.device,
                              progress=not args.quiet, backend=args.backend, address=args.address,
-                             retry_failed=args.retry_failed, memory=args.memory)
+                             retry_failed=args.retry_failed, memory=args.memory, scores_from=args.scores_from)
     print(format_table(results))
     if args.nats_path and args.space == "nb201":
         archs = spec.archs(benchmark)
@@ -222,6 +222,10 @@ def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list
     evaluate.add_argument("--device", default=None)
     add_file_arguments(evaluate)
     evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it)")
+    evaluate.add_argument("--scores-from", default=None, metavar="DIR",
+                          help="an evaluation run (running or published) of the same space and data: the scores it "
+                               "holds of these networks and seeds, for proxies it computed as this run does, are "
+                               "taken, not computed again (each record names them in 'borrowed')")
     evaluate.add_argument("--retry-failed", action="store_true",
                           help="score again the architectures whose scoring failed (they are otherwise reported "
                                "and left out, not rerun)")

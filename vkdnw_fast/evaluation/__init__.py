@@ -8,7 +8,8 @@ saved results alone. A published run keeps its results compressed as ``results.j
 ``report`` reads either.
 
 Modules: ``spec`` (what a run computes), ``store`` (the run directory), ``run`` (scoring on the
-backends), ``rankings`` (metrics and statistics), ``report`` (the table), ``plots`` (the figures).
+backends), ``borrow`` (scores taken from another run instead of computed again), ``rankings`` (metrics
+and statistics), ``report`` (the table), ``plots`` (the figures).
 """
 from .plots import bar_plot, scatter_plot
 from .rankings import compute_metrics
