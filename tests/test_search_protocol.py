@@ -467,3 +467,66 @@ def test_the_committed_transnas_naswot_rows_follow_from_the_committed_whole_spac
 def test_the_committed_transnas_area_runs_replay_from_the_committed_scores(directory, tmp_path):
     """The README's TransNAS-Bench-101 AREA rows, on the committed scores of the task's whole space."""
     _check_area_replays(directory, _tnb_scores(directory)[0], tmp_path)
+
+
+def _readme_table(header: str) -> list[list[str]]:
+    """The body rows (lists of cells) of the README's Markdown table whose header line is ``header``."""
+    lines = (COMMITTED.parents[1] / "README.md").read_text().splitlines()
+    start = lines.index(header)
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            return rows
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _quoted(mean_std: list[float]) -> str:
+    return f"{mean_std[0]:.2f} ± {mean_std[1]:.2f}"
+
+
+# README row -> (search directory, results.json field, split); the optimal-in-sample rows are the NASWOT
+# runs' samples (the random runs with the same seeds draw the same ones).
+_SEARCH_ROWS = {
+    "random, N = 10": ("random_n10", "accuracy", "test"),
+    "random, N = 100": ("random_n100", "accuracy", "test"),
+    "NASWOT (`naswot_128`), N = 10": ("naswot128_n10", "accuracy", "test"),
+    "NASWOT (`naswot_128`), N = 100": ("naswot128_n100", "accuracy", "test"),
+    "NASWOT (`naswot_128`), N = 1,000": ("naswot128_n1000", "accuracy", "test"),
+    "NASWOT's algorithm with `vkdnw_single`, N = 10 (new)": ("vkdnw_single_n10", "accuracy", "test"),
+    "NASWOT's algorithm with `vkdnw_single`, N = 100 (new)": ("vkdnw_single_n100", "accuracy", "test"),
+    "NASWOT's algorithm with `vkdnw_single`, N = 1,000 (new)": ("vkdnw_single_n1000", "accuracy", "test"),
+    "optimal in a sample of 10": ("naswot128_n10", "optimal_in_sample", "test"),
+    "optimal in a sample of 100": ("naswot128_n100", "optimal_in_sample", "test"),
+    "optimal in a sample of 1,000": ("naswot128_n1000", "optimal_in_sample", "test"),
+    "REA, 300 queries": ("rea_q300", "accuracy", "test"),
+    "AREA (`naswot_128`, 20 scored + 300 queries), valid": ("area_naswot128_q300", "accuracy", "valid"),
+    "AREA, test": ("area_naswot128_q300", "accuracy", "test"),
+    "AREA with `vkdnw_single` (new), valid": ("area_vkdnw_single_q300", "accuracy", "valid"),
+    "AREA with `vkdnw_single`, test": ("area_vkdnw_single_q300", "accuracy", "test"),
+    "AREA (`naswot_128`, 20 scored + 300 queries)": ("area_naswot128_q300", "accuracy", "valid"),
+}
+
+
+def test_the_readme_nb201_search_table_quotes_the_committed_searches():
+    """Our figure in each cell (the paper's follows in brackets) is the committed run's mean ± std."""
+    rows = _readme_table("| algorithm | runs | CIFAR-10 | CIFAR-100 | ImageNet16-120 |")
+    assert len(rows) == 15
+    for name, runs, *cells in rows:
+        directory, field, split = _SEARCH_ROWS[name]
+        results = json.loads((COMMITTED / "nb201_search" / directory / "results.json").read_text())
+        assert int(runs) == results["runs"], name
+        for dataset, cell in zip(("cifar10", "cifar100", "ImageNet16-120"), cells):
+            assert cell.split(" (")[0] == _quoted(results[field][dataset][split]), (name, dataset)
+
+
+def test_the_readme_transnas_search_table_quotes_the_committed_searches():
+    """The TransNAS-Bench-101 micro table: the final validation metric, each task from its own searches."""
+    rows = _readme_table("| algorithm | runs | `class_scene` | `class_object` |")
+    assert len(rows) == 10
+    for name, runs, *cells in rows:
+        directory, field, _ = _SEARCH_ROWS[name]
+        for task, cell in zip(("class_scene", "class_object"), cells):
+            results = json.loads((COMMITTED / "tnb_search" / f"{task}_{directory}" / "results.json").read_text())
+            assert int(runs) == results["runs"], name
+            assert cell == _quoted(results[field][task]["valid"]), (name, task)
