@@ -7,8 +7,8 @@
 #   bench/transnas_vkdnw.sh publish           bench/results/tnb/<space>_<task>_vkdnw<LIMIT>/: scores, metrics.json,
 #                                             table.txt, bars.png
 # Settings: SPACES (default both), TASKS (default class_scene class_object), LIMIT (default 100), WORKERS
-# (default 1), DEVICE (default cpu). A GPU run: on one core here a network costs 200-500 s a preset with `rows`
-# (bench/results/transnas_cost_cpu.json), about 21 h (micro) and 11 h (macro) a task for 100 networks.
+# (default 1), DEVICE (default cpu). A GPU run: on one core here the 100 networks of class_scene cost about 18
+# core-hours (micro) and 40 (macro, whose sample holds layouts of up to 58 GMACs), class_object more (bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
