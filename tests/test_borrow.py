@@ -6,7 +6,10 @@ import dataclasses
 import functools
 import gzip
 import json
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +124,23 @@ def test_cli_evaluate_takes_scores_from_a_run_and_says_which(tmp_path, capsys):
     assert f"taking flops from {tmp_path / 'source'} for 4 of the 4 (architecture, seed) left to score" \
         in capsys.readouterr().err
     assert [r["borrowed"] for r in load_records(tmp_path / "run")] == [["flops"]] * 4
+
+
+def test_the_transnas_vkdnw_script_takes_the_label_free_scores_of_its_samples(tmp_path):
+    """bench/transnas_vkdnw.sh passes --scores-from the published label-free run of the same sample, and
+    nothing where no such run exists (another LIMIT): a stand-in `python` on PATH prints the command."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "python").write_text('#!/bin/sh\necho "$@"\n')
+    (tmp_path / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "SPACES": "tnb_micro", "TASKS": "class_scene"}
+
+    def command(**settings):
+        done = subprocess.run(["bash", "bench/transnas_vkdnw.sh", "run"], cwd=root, env={**env, **settings},
+                              capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    lender = "bench/results/tnb/tnb_micro_class_scene_label_free100"
+    assert (root / lender).is_dir()
+    words = command()
+    assert words[words.index("--scores-from") + 1] == lender and "--limit" in words and "100" in words
+    assert "--scores-from" not in command(LIMIT="7")
