@@ -469,18 +469,6 @@ def test_the_committed_transnas_area_runs_replay_from_the_committed_scores(direc
     _check_area_replays(directory, _tnb_scores(directory)[0], tmp_path)
 
 
-def _readme_table(header: str) -> list[list[str]]:
-    """The body rows (lists of cells) of the README's Markdown table whose header line is ``header``."""
-    lines = (COMMITTED.parents[1] / "README.md").read_text().splitlines()
-    start = lines.index(header)
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            return rows
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows
-
-
 def _quoted(mean_std: list[float]) -> str:
     return f"{mean_std[0]:.2f} ± {mean_std[1]:.2f}"
 
@@ -510,7 +498,9 @@ _SEARCH_ROWS = {
 
 def test_the_readme_nb201_search_table_quotes_the_committed_searches():
     """Our figure in each cell (the paper's follows in brackets) is the committed run's mean ± std."""
-    rows = _readme_table("| algorithm | runs | CIFAR-10 | CIFAR-100 | ImageNet16-120 |")
+    from test_evaluation import readme_table
+
+    _, rows = readme_table("| algorithm | runs | CIFAR-10 | CIFAR-100 | ImageNet16-120 |")
     assert len(rows) == 15
     for name, runs, *cells in rows:
         directory, field, split = _SEARCH_ROWS[name]
@@ -522,7 +512,9 @@ def test_the_readme_nb201_search_table_quotes_the_committed_searches():
 
 def test_the_readme_transnas_search_table_quotes_the_committed_searches():
     """The TransNAS-Bench-101 micro table: the final validation metric, each task from its own searches."""
-    rows = _readme_table("| algorithm | runs | `class_scene` | `class_object` |")
+    from test_evaluation import readme_table
+
+    _, rows = readme_table("| algorithm | runs | `class_scene` | `class_object` |")
     assert len(rows) == 10
     for name, runs, *cells in rows:
         directory, field, _ = _SEARCH_ROWS[name]
