@@ -41,6 +41,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
+from .memory import retained_heap
 from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, ieee_float32, no_attention_fastpath,
                       pick_logits, prepare, probe_forward, same_up_to, scoring_mode)
 from .samplers import ModulePlan, WeightSampler, sampler_for
@@ -615,6 +616,7 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
     return selection, factors, count_aleph(prepared.model, config)
 
 
+@retained_heap()
 def score_prepared(prepared: PreparedModel, config: FisherConfig | str | None = None, *,
                    factors_fn: FactorsFn | None = None) -> FisherResult:
     """VKDNW of an already prepared model (``vkdnw_fast.prepare``) on its scoring batch; the
@@ -631,6 +633,7 @@ def score_prepared(prepared: PreparedModel, config: FisherConfig | str | None = 
         general=factors.general)
 
 
+@retained_heap()
 def fisher_matrix_prepared(prepared: PreparedModel, config: FisherConfig | str | None = None, *,
                            factors_fn: FactorsFn | None = None) -> torch.Tensor:
     """The P x P Fisher matrix (1/N) sum_n A_n^T A_n of a prepared model, in float64."""
@@ -648,6 +651,7 @@ def prepare_for(model: nn.Module, inputs, input_shape, batch_size: int, config: 
                        data=data)
 
 
+@retained_heap()
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
           config: FisherConfig | str | None = None, device=None, seed: int = 0, logits: Any = None,
           data=None) -> FisherResult:
@@ -668,6 +672,7 @@ def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=N
                                       data), config)
 
 
+@retained_heap()
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
                   seed: int = 0, logits: Any = None, data=None) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch.func import functional_call, jacrev, vmap
 from .config import FisherConfig, resolve_config
 from .engine import Factors, FisherResult, batch_statistics_hooks, fisher_matrix_prepared, prepare_for, score_prepared
 from .hooks import removing
+from .memory import retained_heap
 from .prepare import check_logits, pick_logits
 from .ops import twins
 from .selection import SampledWeight
@@ -41,6 +42,7 @@ def dense_factor(logits: torch.Tensor, config: FisherConfig) -> torch.Tensor:
     return lt[:, :-1]
 
 
+@retained_heap()
 def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig,
                       weights: list[SampledWeight], *, logits_at=None) -> tuple[Factors, torch.Tensor]:
     with removing(batch_statistics_hooks(model, config)), torch.no_grad():
@@ -67,6 +69,7 @@ def reference_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConf
                    inputs.shape[0] * logits.shape[1]), logits
 
 
+@retained_heap()
 def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None, batch_size: int = 64,
           config: FisherConfig | str | None = None, device=None, seed: int = 0, logits=None) -> FisherResult:
     """``vkdnw_fast.score`` computed the slow, straightforward way."""
@@ -75,6 +78,7 @@ def score(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=N
     return score_prepared(prepared, config, factors_fn=reference_factors)
 
 
+@retained_heap()
 def fisher_matrix(model: nn.Module, inputs: torch.Tensor | None = None, *, input_shape=None,
                   batch_size: int = 64, config: FisherConfig | str | None = None, device=None,
                   seed: int = 0, logits=None) -> torch.Tensor:

@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 
 from .config import DEFAULT_PRESET, FisherConfig, resolve_config
 from .datasets import DataSource
+from .memory import retained_heap
 from .prepare import check_seed, prepare, resolve_device
 from .proxies import ProxyContext, available_proxies, compute_on
 from .proxies.compute import seeded_global_rng
@@ -39,6 +40,7 @@ def check_proxies(proxies: Iterable[str]) -> list[str]:
     return proxies
 
 
+@retained_heap()
 def score_architecture(space, arch: str, proxies: Sequence[str], *,
                        presets: Sequence[str | FisherConfig] = (DEFAULT_PRESET,), seed: int = 0,
                        device=None, batch_size: int = DEFAULT_BATCH_SIZE, model=None, consume_model: bool = False,

@@ -11,13 +11,14 @@ from torch import nn
 
 from ..config import FisherConfig
 from ..datasets import DataSource
-from ..memory import forget_tracebacks
+from ..memory import forget_tracebacks, retained_heap
 from ..prepare import check_seed, ieee_float32, resolve_device
 from ..timing import stage
 from .context import FROM_CONFIG, GLOBAL_STREAM, ArchitectureSpace, ProxyContext, build_context, derived_seed
 from .registry import ProxyError, entry
 
 
+@retained_heap()
 def compute_on(ctx: ProxyContext, names: str | Iterable[str], *, failures: dict[str, str] | None = None
                ) -> dict[str, float]:
     """Evaluate the named proxies on one context; failures and disallowed non-finite values
@@ -68,6 +69,7 @@ def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+@retained_heap()
 def compute_proxies(model: nn.Module, names: str | Iterable[str], *, inputs: torch.Tensor | None = None,
                     input_shape: tuple[int, ...] | None = None, batch_size: int = 64,
                     num_classes: int | None = None, seed: int = 0,

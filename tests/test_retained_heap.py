@@ -1,0 +1,146 @@
+"""The retained heap (``memory.retained_heap``): inside it glibc's malloc serves large tensors from its heap and
+keeps what is freed, afterwards it maps them again and the heap's free memory goes back; a user's malloc settings
+stand; every scoring entry point runs inside one, and the scores are the same bits as without it. Told from
+glibc's own account of its mappings (``mallinfo2``) and the process's resident memory."""
+import ctypes
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import vkdnw_fast as vf
+from vkdnw_fast import memory, reference
+from vkdnw_fast.memory import resident_memory, retained_heap
+from vkdnw_fast.proxies import compute_proxies
+from vkdnw_fast.scoring import score_architecture
+from vkdnw_fast.spaces import nb201
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+MIB = 2**20
+BIG = 64 * MIB  # above glibc's largest dynamic mmap threshold (32 MiB): mapped on its own unless retained
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo2() -> _Mallinfo2:
+    mallinfo2 = memory._libc_function("mallinfo2")
+    mallinfo2.restype = _Mallinfo2
+    return mallinfo2()
+
+
+@pytest.fixture(autouse=True)
+def glibc(monkeypatch):
+    for name in (memory.MALLOC_VARIABLE, *memory._USER_MALLOC_VARIABLES, "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    if memory._libc_function("mallinfo2") is None or memory._retaining_mallopt() is None:
+        pytest.skip("not glibc 2.33 or later")
+
+
+def _mapped_by_a_large_tensor() -> int:
+    """How much of a new tensor glibc maps on its own (``hblkhd``: bytes in such blocks), where the tensor is
+    larger than all the heap's free chunks together (``fordblks``), so that none of them can hold it."""
+    before = _mallinfo2()
+    size = before.fordblks + BIG
+    tensor = torch.empty(size, dtype=torch.uint8)  # pages untouched: nothing becomes resident
+    grown = _mallinfo2().hblkhd - before.hblkhd
+    del tensor
+    return grown
+
+
+def test_inside_a_retained_heap_a_large_tensor_comes_from_the_heap_and_outside_from_a_mapping():
+    with retained_heap():
+        assert _mapped_by_a_large_tensor() == 0
+    assert _mapped_by_a_large_tensor() >= BIG
+
+
+def test_a_nested_block_keeps_the_retention_until_the_outermost_ends():
+    with retained_heap():
+        with retained_heap():
+            pass
+        assert memory._retained_depth == 1
+        assert _mapped_by_a_large_tensor() == 0
+    assert memory._retained_depth == 0
+    assert _mapped_by_a_large_tensor() >= BIG
+
+
+def test_what_the_block_freed_stays_resident_in_it_and_goes_back_at_its_end():
+    with retained_heap():
+        block = torch.ones(400 * MIB // 4)
+        pinned = torch.ones(1024)  # above the block in the heap, so that only a trim can give the block back
+        del block
+        kept = resident_memory(os.getpid())
+    assert kept - resident_memory(os.getpid()) > 300 * MIB
+    assert pinned.sum().item() == 1024
+
+
+@pytest.mark.parametrize("variables", [{"MALLOC_MMAP_MAX_": "65536"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1"},
+                                       {memory.MALLOC_VARIABLE: "system"}])
+def test_a_users_malloc_settings_or_system_leave_malloc_alone(monkeypatch, variables):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with retained_heap():
+        assert memory._retained_depth == 0
+        assert _mapped_by_a_large_tensor() >= BIG
+
+
+def test_an_unknown_malloc_choice_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv(memory.MALLOC_VARIABLE, "jemalloc")
+    with pytest.raises(ValueError, match="VKDNW_FAST_MALLOC='jemalloc' is not one of"):
+        with retained_heap():
+            pass
+
+
+class _Wide(nn.Module):
+    """Activations of 16 x 32 x 128 x 128 floats (32 MiB) and larger tangents: mapped blocks unless retained."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                                      nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+def test_scores_are_the_same_bits_with_and_without_the_retained_heap(monkeypatch, preset):
+    def fisher():
+        result = vf.score(_Wide(), input_shape=(3, 128, 128), batch_size=16, config=preset, seed=3)
+        return result.vkdnw, result.eigenvalues
+
+    retained = fisher()
+    monkeypatch.setenv(memory.MALLOC_VARIABLE, "system")
+    system = fisher()
+    assert retained[0] == system[0]
+    assert torch.equal(retained[1], system[1])
+
+
+def _depths_seen(run) -> list[int]:
+    """The retention depth at every forward of an NB201 network that ``run(model)`` scores."""
+    seen: list[int] = []
+    model = nb201.build_model(ARCH, 10)
+    model.register_forward_hook(lambda *_: seen.append(memory._retained_depth))
+    run(model)
+    return seen
+
+
+@pytest.mark.parametrize("entry", ["score", "fisher_matrix", "reference.score", "compute_proxies", "score_architecture"])
+def test_every_scoring_entry_point_runs_inside_a_retained_heap(entry):
+    shape = dict(input_shape=(3, 32, 32), batch_size=8)
+    runs = {
+        "score": lambda model: vf.score(model, **shape),
+        "fisher_matrix": lambda model: vf.fisher_matrix(model, **shape),
+        "reference.score": lambda model: reference.score(model, **shape),
+        "compute_proxies": lambda model: compute_proxies(model, ["naswot", "jacov"], **shape),
+        "score_architecture": lambda model: score_architecture(nb201.NB201Space(), ARCH, ["naswot"], model=model,
+                                                               batch_size=8),
+    }
+    seen = _depths_seen(runs[entry])
+    assert seen and min(seen) >= 1
+    assert memory._retained_depth == 0
