@@ -99,7 +99,7 @@ def test_what_failed_in_the_source_is_scored_here(tmp_path, monkeypatch):
 def test_a_source_of_another_space_or_with_nothing_to_lend_is_refused_by_name(tmp_path, monkeypatch):
     run_evaluation(_spec(("flops",), seeds=(0,)), tmp_path / "source", progress=False)
     with pytest.raises(ValueError, match=f"--scores-from {tmp_path / 'source'} scored the space .*cifar10.* this "
-                                         "evaluation is of .*cifar100"):
+                                         "evaluation scores .*cifar100"):
         run_evaluation(_spec(("flops",), dataset="cifar100"), tmp_path / "a", progress=False,
                        scores_from=tmp_path / "source")
     with pytest.raises(ValueError, match=r"holds none of the proxies \['naswot'\].*it scored \['flops'\]"):

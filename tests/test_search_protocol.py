@@ -17,6 +17,7 @@ from vkdnw_fast import benchmarks, spaces
 from vkdnw_fast.backends import Job
 from vkdnw_fast.benchmarks import Benchmark
 from vkdnw_fast.evaluation import EvaluationSpec, run_evaluation
+from vkdnw_fast.evaluation.store import open_results
 from vkdnw_fast.runs import DirectoryLock
 from vkdnw_fast.search import SearchConfig, SearchError, Store
 from vkdnw_fast.search.algorithms import get_algorithm
@@ -222,6 +223,11 @@ def test_scores_can_come_from_an_evaluation_run(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"the search needs \['naswot'\] with preset 'exact'"):
         run_protocol(config("naswot", proxies=("naswot",), iterations=3), runs=1, out=tmp_path / "x", progress=False,
                      scores_from=tmp_path / "evaluation")
+    open_results(tmp_path / "nb201", EvaluationSpec(space="nb201", dataset="cifar10", proxies=("params",),
+                                                    presets=("exact",), seeds=(0,))).close()
+    with pytest.raises(ValueError, match=rf"--scores-from {tmp_path / 'nb201'} scored the space .*nb201.*, the search "
+                                         r"scores \{'name': 'line'"):
+        run_protocol(config("naswot"), runs=1, out=tmp_path / "y", progress=False, scores_from=tmp_path / "nb201")
 
 
 def test_a_borrowed_cell_whose_needed_proxy_failed_is_a_failed_candidate(tmp_path):

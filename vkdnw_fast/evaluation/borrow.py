@@ -7,7 +7,7 @@ from pathlib import Path
 from ..config import PRESETS
 from ..scoring import FISHER_PROXIES, column
 from .spec import EvaluationSpec
-from .store import load_records, saved_spec
+from .store import lending_spec, load_records
 
 
 def _preparation(preset: str) -> tuple:
@@ -38,13 +38,7 @@ def borrowed_scores(spec: EvaluationSpec, directory: str | Path) -> dict[tuple[s
     data and seed, so the same network and batch; a Fisher proxy at each of ``spec``'s presets), under
     ``spec``'s column names. A proxy is taken whole (all its columns) or not at all, and not where it
     failed there. An error names the run where it scored another space or data, or none of the proxies."""
-    source = saved_spec(directory)
-    if source.space_spec() != spec.space_spec():
-        raise ValueError(f"--scores-from {directory} scored the space {source.space_spec()}, this evaluation "
-                         f"is of {spec.space_spec()}")
-    if source.data != spec.data:
-        raise ValueError(f"--scores-from {directory} scored on {source.data or 'Gaussian noise'}, this evaluation "
-                         f"on {spec.data or 'Gaussian noise'}")
+    source = lending_spec(directory, spec.space_spec(), spec.data, "this evaluation")
     pairs = _column_pairs(spec, source)
     if not pairs:
         raise ValueError(f"--scores-from {directory} holds none of the proxies {list(spec.proxies)} as this "

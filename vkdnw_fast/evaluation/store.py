@@ -83,6 +83,19 @@ def saved_spec(out_dir: str | Path) -> EvaluationSpec:
     return EvaluationSpec.from_json(json.loads((out / RUN).read_text()))
 
 
+def lending_spec(directory: str | Path, space: dict, data: str | None, borrower: str) -> EvaluationSpec:
+    """The spec of the evaluation run in ``directory`` that ``borrower`` ("this evaluation", "the search")
+    takes scores from (``--scores-from``), refused by name where that run scored another space, or on other
+    data (so other networks or batches)."""
+    spec = saved_spec(directory)
+    if spec.space_spec() != space:
+        raise ValueError(f"--scores-from {directory} scored the space {spec.space_spec()}, {borrower} scores {space}")
+    if spec.data != data:
+        raise ValueError(f"--scores-from {directory} scored on {spec.data or 'Gaussian noise'}, {borrower} scores "
+                         f"on {data or 'Gaussian noise'}")
+    return spec
+
+
 def load_records(out_dir: str | Path) -> list[dict]:
     """The finished records of a run directory: its ``results.jsonl``, or else the compressed
     ``results.jsonl.gz`` of a published run."""

@@ -43,7 +43,7 @@ from .. import benchmarks, spaces
 from ..backends import Job, score_all
 from ..benchmarks import Benchmark, parse_metric
 from ..benchmarks.registry import file_options
-from ..evaluation.store import ResultStore, load_records, saved_spec
+from ..evaluation.store import ResultStore, lending_spec, load_records
 from ..runs import DirectoryLock, check_saved_config
 from ..scoring import column
 from .algorithms import get_algorithm
@@ -132,12 +132,7 @@ class _Scores:
 def _borrowed(directory: str | Path, config: SearchConfig) -> dict[str, dict[str, Any]]:
     """The records of an evaluation run that hold the configuration's scores (same space spec, proxies,
     preset and init seed), re-keyed by architecture with the configuration's column names."""
-    spec = saved_spec(directory)
-    if spec.space_spec() != config.space:
-        raise ValueError(f"{directory} scored the space {spec.space_spec()}, the search is over {config.space}")
-    if spec.data != config.data:
-        raise ValueError(f"{directory} scored on {spec.data or 'Gaussian noise'}, the search scores on "
-                         f"{config.data or 'Gaussian noise'}")
+    spec = lending_spec(directory, config.space, config.data, "the search")
     if config.preset not in spec.presets or not set(config.proxies) <= set(spec.proxies):
         raise ValueError(f"{directory} holds proxies {list(spec.proxies)} with presets {list(spec.presets)}; "
                          f"the search needs {list(config.proxies)} with preset {config.preset!r}")
