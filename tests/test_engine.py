@@ -166,8 +166,10 @@ def test_chunked_passes_with_the_twin_ops(chunk, monkeypatch):
     assert relative_error(compiled, twin) < 1e-12
 
 
-def _vmap_out_of_memory_above(limit, tried, monkeypatch):
-    """The engine's vmap, failing as a GPU does when a call maps more than ``limit`` rows or tangents."""
+def _vmap_out_of_memory_above(limit, tried, monkeypatch, device="cuda"):
+    """The engine's vmap, failing when a call maps more than ``limit`` rows or tangents: as a GPU does
+    (``torch.OutOfMemoryError``), or as the CPU allocator does past a process's memory limit (a real
+    allocation it cannot make: a RuntimeError)."""
     real_vmap = engine.vmap
 
     def vmap(fn, *args, **kwargs):
@@ -177,33 +179,40 @@ def _vmap_out_of_memory_above(limit, tried, monkeypatch):
             tried.append(first.shape[0])
             result = mapped(first, *rest)  # fail as late as possible: after the backward freed what it could
             if first.shape[0] > limit:
+                if device == "cpu":
+                    torch.empty(2**60, dtype=torch.uint8)
                 raise torch.OutOfMemoryError(f"CUDA out of memory (simulated: {first.shape[0]} rows)")
             return result
         return call
     monkeypatch.setattr(engine, "vmap", vmap)
 
 
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
 @pytest.mark.parametrize("name, strategy", [("residual_bn", "rows"), ("residual_bn", "forward"),
                                             ("features_lt_classes", "features")])
-def test_a_pass_that_runs_out_of_memory_is_retried_in_halves(name, strategy, monkeypatch):
+def test_a_pass_that_runs_out_of_memory_is_retried_in_halves(name, strategy, device, monkeypatch):
     """A block of 8 rows (or tangents) that does not fit is retried as 4, then 2, which is kept; the matrix
     is the oracle's (a block failing part-way through its backward still has the graph to retry on)."""
     model, x = initialised(name), batch()
     truth = oracle_fisher(initialised(name), x, expected_coords(model, "paper"), "paper")
     tried = []
-    _vmap_out_of_memory_above(2, tried, monkeypatch)
+    _vmap_out_of_memory_above(2, tried, monkeypatch, device)
     result = vf.fisher_matrix(model, x, config=config("paper", strategy=strategy, pass_chunk=8))
     assert relative_error(result, truth) < 1e-9
     assert tried[:3] == [8, 4, 2] if strategy != "features" else tried[:2] == [4, 2]
     assert max(tried[3 if strategy != "features" else 2:]) <= 2
 
 
-def test_out_of_memory_at_one_row_reaches_the_caller(monkeypatch):
+@pytest.mark.parametrize("device, error, message", [("cuda", torch.OutOfMemoryError, "simulated: 1 rows"),
+                                                    ("cpu", RuntimeError, "DefaultCPUAllocator: can't allocate memory")])
+def test_out_of_memory_at_one_row_reaches_the_caller(device, error, message, monkeypatch):
+    """As the allocator's error, not as a plan that cannot differentiate the model."""
     model, x = initialised("residual_bn"), batch()
     tried = []
-    _vmap_out_of_memory_above(0, tried, monkeypatch)
-    with pytest.raises(torch.OutOfMemoryError, match="simulated: 1 rows"):
+    _vmap_out_of_memory_above(0, tried, monkeypatch, device)
+    with pytest.raises(error, match=message) as raised:
         vf.fisher_matrix(model, x, config=config("paper", strategy="forward", pass_chunk=8))
+    assert not isinstance(raised.value, ValueError)
     assert tried == [8, 4, 2, 1]
 
 

@@ -273,17 +273,25 @@ def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: 
     return min(costs, key=costs.get)  # ties keep the first: rows
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """A device's out-of-memory error, or the CPU allocator's, which torch raises as a plain RuntimeError
+    (under an address-space limit, ``ulimit -v``, as batch schedulers set)."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(error))
+
+
 def _in_blocks(total: int, chunk: int, run: Callable[[int, int], None]) -> None:
     """``run(start, size)`` over [0, total) in blocks of at most ``chunk``. A block that runs out of
     memory is retried at half its size, and the smaller size kept for the rest: a model at a high
-    resolution, or with hundreds of classes, fits the GPU it is scored on without a chosen chunk."""
+    resolution, or with hundreds of classes, fits the GPU it is scored on (or a CPU process's memory limit)
+    without a chosen chunk."""
     start = 0
     while start < total:
         size = min(chunk, total - start)
         try:
             run(start, size)
-        except torch.OutOfMemoryError:
-            if size == 1:
+        except (RuntimeError, MemoryError) as error:
+            if size == 1 or not _out_of_memory(error):
                 raise
             chunk = size // 2
         else:
@@ -401,9 +409,9 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
             blocks[start] = vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])(tangents)
         try:
             _in_blocks(p, chunk, run)
-        except torch.OutOfMemoryError:
-            raise
         except (RuntimeError, NotImplementedError) as error:
+            if _out_of_memory(error):
+                raise
             raise _cannot_differentiate(path, "forward-mode AD", model, names, error) from error
     basis = torch.cat([blocks[start] for start in sorted(blocks)]).permute(1, 2, 0).to(torch.float64)
     return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
@@ -430,6 +438,8 @@ def _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, pat
         try:
             return vmap(one_sample, chunk_size=chunk)(inputs, factor).to(torch.float64)
         except (RuntimeError, NotImplementedError) as error:
+            if _out_of_memory(error):
+                raise
             raise _cannot_differentiate(path, "reverse-mode AD per sample", model, names, error) from error
 
 
@@ -595,6 +605,8 @@ def _factors_of(prepared: PreparedModel, config: FisherConfig,
             try:
                 called = probe_forward(model, prepared.inputs)
             except RuntimeError as error:  # the model's own forward, before any tap or transform
+                if _out_of_memory(error):
+                    raise
                 ids = "" if prepared.inputs.is_floating_point() else (
                     f" of integer token ids ({prepared.inputs.dtype}, kept integer for a model that looks them up; "
                     "pass real-valued inputs as a floating-point tensor)")
