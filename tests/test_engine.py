@@ -396,6 +396,25 @@ def test_bad_inputs_get_clear_errors():
         vf.score(PlainCNN(), torch.zeros(4, 3, 6, 6, dtype=torch.long))
 
 
+class OutOfMemoryCNN(nn.Module):
+    """A forward that needs more memory than the process can get (a real allocation of 1 EiB)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        torch.empty(2**60, dtype=torch.uint8)
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_a_forward_out_of_memory_reaches_the_caller_as_itself():
+    with pytest.raises(RuntimeError, match="DefaultCPUAllocator: can't allocate memory") as raised:
+        vf.score(OutOfMemoryCNN(), input_shape=(3, 6, 6), batch_size=4)
+    assert not isinstance(raised.value, ValueError)
+
+
 def test_unsupported_conv_padding_mode_is_named():
     model = PlainCNN()
     model.conv1.padding_mode = "reflect"
