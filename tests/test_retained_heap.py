@@ -61,9 +61,9 @@ def test_a_nested_block_keeps_the_retention_until_the_outermost_ends():
     with retained_heap():
         with retained_heap():
             pass
-        assert memory._retained_depth == 1
+        assert memory._RETENTION.depth == 1
         assert _mapped_by_a_large_tensor() == 0
-    assert memory._retained_depth == 0
+    assert memory._RETENTION.depth == 0
     assert _mapped_by_a_large_tensor() >= BIG
 
 
@@ -83,7 +83,7 @@ def test_a_users_malloc_settings_or_system_leave_malloc_alone(monkeypatch, varia
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     with retained_heap():
-        assert memory._retained_depth == 0
+        assert memory._RETENTION.depth == 0
         assert _mapped_by_a_large_tensor() >= BIG
 
 
@@ -125,7 +125,7 @@ def _depths_seen(run) -> list[int]:
     """The retention depth at every forward of an NB201 network that ``run(model)`` scores."""
     seen: list[int] = []
     model = nb201.build_model(ARCH, 10)
-    model.register_forward_hook(lambda *_: seen.append(memory._retained_depth))
+    model.register_forward_hook(lambda *_: seen.append(memory._RETENTION.depth))
     run(model)
     return seen
 
@@ -143,4 +143,4 @@ def test_every_scoring_entry_point_runs_inside_a_retained_heap(entry):
     }
     seen = _depths_seen(runs[entry])
     assert seen and min(seen) >= 1
-    assert memory._retained_depth == 0
+    assert memory._RETENTION.depth == 0

@@ -131,8 +131,18 @@ _SETTLED = ((_M_MMAP_THRESHOLD, 32 * 2**20), (_M_TRIM_THRESHOLD, 64 * 2**20), (_
 _USER_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 MALLOC_VARIABLE = "VKDNW_FAST_MALLOC"
 _MALLOC_CHOICES = ("retained", "system")
-_retained_lock = threading.Lock()
-_retained_depth = 0
+
+
+class _Retention:
+    """How many retained-heap blocks are open in this process: mallopt's settings are the process's, so
+    nested and concurrent blocks share one retention, set by the first to open and undone by the last."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.depth = 0
+
+
+_RETENTION = _Retention()
 
 
 def _retaining_mallopt():
@@ -160,22 +170,21 @@ def retained_heap() -> Iterator[None]:
     goes back to its settled thresholds (``_SETTLED``) and the heap's free memory to the system. Nested
     blocks and threads share one retention; elsewhere than glibc, with a user's malloc settings, or
     with ``VKDNW_FAST_MALLOC=system``, a no-op. Used by every scoring entry point (as a decorator too)."""
-    global _retained_depth
     mallopt = _retaining_mallopt()
     if mallopt is None:
         yield
         return
-    with _retained_lock:
-        _retained_depth += 1
-        if _retained_depth == 1:
+    with _RETENTION.lock:
+        _RETENTION.depth += 1
+        if _RETENTION.depth == 1:
             for parameter, value in _RETAINED:
                 mallopt(parameter, value)
     try:
         yield
     finally:
-        with _retained_lock:
-            _retained_depth -= 1
-            if _retained_depth == 0:
+        with _RETENTION.lock:
+            _RETENTION.depth -= 1
+            if _RETENTION.depth == 0:
                 for parameter, value in _SETTLED:
                     mallopt(parameter, value)
                 _malloc_trim()(0)
