@@ -169,7 +169,10 @@ def retained_heap() -> Iterator[None]:
     (a heap reuses less tightly than fresh mappings: +19-27% on that cell). When the outermost block ends, malloc
     goes back to its settled thresholds (``_SETTLED``) and the heap's free memory to the system. Nested
     blocks and threads share one retention; elsewhere than glibc, with a user's malloc settings, or
-    with ``VKDNW_FAST_MALLOC=system``, a no-op. Used by every scoring entry point (as a decorator too)."""
+    with ``VKDNW_FAST_MALLOC=system``, a no-op. Used by every scoring entry point (as a decorator too).
+    It serves the main thread (glibc's main arena, which the scoring runs in): other threads' arenas, and
+    the main thread's after a malloc of it failed (glibc then moves it to another arena), still map blocks
+    larger than their 64 MiB heaps."""
     mallopt = _retaining_mallopt()
     if mallopt is None:
         yield
