@@ -1,9 +1,11 @@
-"""Rewrite the README's two tables of every label-free proxy on TransNAS-Bench-101's 100-cell samples from
-the committed runs (bench/results/tnb/*_label_free100/metrics.json), in the form
-tests/test_transnas.py::test_the_readme_label_free_tables_quote_the_committed_samples checks: one column per
+"""Rewrite the README's tables of TransNAS-Bench-101's 100-cell samples from the committed runs
+(bench/results/tnb/*_label_free100/ and *_vkdnw100/metrics.json), in the form
+tests/test_transnas.py checks (test_the_readme_tables_of_the_samples_quote_the_committed_runs): one column per
 run (micro first, then macro; tasks in the benchmark's order), rows in the order the runs first rank each
-proxy, each cell KT / SPR / nDCG (n/a where undefined), [n] where the proxy failed on some cells and ranks the n
-others, with NAS-Bench-Suite-Zero's SPR in brackets, "—" where the run has no such ranking.
+proxy (VKDNW's runs without the spectrum's deciles, fim_q*), each cell KT / SPR / nDCG (n/a where undefined), [n]
+where the proxy failed on some cells and ranks the n others, with NAS-Bench-Suite-Zero's SPR in brackets, "—"
+where the run has no such ranking. A table of runs none of which is committed yet stays out of the README; the
+first one's header line is written by hand, where its table goes.
 
     python bench/transnas_readme_tables.py          (then write the sentence on each new column by hand)
 """
@@ -19,7 +21,16 @@ RESULTS = ROOT / "bench" / "results" / "tnb"
 SPACES = ("tnb_micro", "tnb_macro")
 CLASSIFICATION = ("class_scene", "class_object")
 OTHER_TASKS = ("jigsaw", "room_layout", "segmentsemantic", "normal", "autoencoder")
-HEADERS = {CLASSIFICATION: "| proxy (100 cells) |", OTHER_TASKS: "| proxy (100 cells, other tasks) |"}
+# header: (the runs' name suffix, their tasks)
+TABLES = {"| proxy (100 cells) |": ("label_free100", CLASSIFICATION),
+          "| proxy (100 cells, other tasks) |": ("label_free100", OTHER_TASKS),
+          "| proxy (100 cells, VKDNW's runs) |": ("vkdnw100", CLASSIFICATION)}
+
+
+def quoted(proxy: str) -> bool:
+    """Whether a table quotes the proxy: all but the spectrum's deciles, which VKDNW's runs score for its
+    aggregate's ranking and the README does not list."""
+    return not proxy.startswith("fim_q")
 
 
 def figures(ranking: dict) -> str:
@@ -29,12 +40,17 @@ def figures(ranking: dict) -> str:
         f" [{ranking['architectures']}]" if "architectures" in ranking else "")
 
 
-def table(header: str, tasks: tuple[str, ...]) -> list[str]:
-    columns = [(space, task) for space in SPACES for task in tasks
-               if (RESULTS / f"{space}_{task}_label_free100" / "metrics.json").is_file()]
-    runs = [json.loads((RESULTS / f"{space}_{task}_label_free100" / "metrics.json").read_text())["rankings"]
+def committed(suffix: str, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (space, task) of each committed run of the kind, in the tables' order."""
+    return [(space, task) for space in SPACES for task in tasks
+            if (RESULTS / f"{space}_{task}_{suffix}" / "metrics.json").is_file()]
+
+
+def table(header: str, suffix: str, tasks: tuple[str, ...]) -> list[str]:
+    columns = committed(suffix, tasks)
+    runs = [json.loads((RESULTS / f"{space}_{task}_{suffix}" / "metrics.json").read_text())["rankings"]
             for space, task in columns]
-    proxies = list(dict.fromkeys(name for rankings in runs for name in rankings))
+    proxies = [name for name in dict.fromkeys(name for rankings in runs for name in rankings) if quoted(name)]
     lines = [header + "".join(f" {space.removeprefix('tnb_')}, `{task}` |" for space, task in columns),
              "|---" * (len(columns) + 1) + "|"]
     for proxy in proxies:
@@ -52,10 +68,15 @@ def table(header: str, tasks: tuple[str, ...]) -> list[str]:
 def main() -> None:
     readme = ROOT / "README.md"
     lines = readme.read_text().splitlines()
-    for tasks, header in HEADERS.items():
-        start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    for header, (suffix, tasks) in TABLES.items():
+        start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
+        if start is None:
+            if committed(suffix, tasks):
+                raise SystemExit(f"README.md has no table starting {header!r} for the committed {suffix} runs: "
+                                 "write its header line where it goes")
+            continue
         end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
-        lines[start:end] = table(header, tasks)
+        lines[start:end] = table(header, suffix, tasks)
     readme.write_text("\n".join(lines) + "\n")
 
 

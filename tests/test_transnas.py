@@ -446,33 +446,43 @@ def test_the_readme_table_quotes_the_committed_samples():
             assert (theirs.rstrip(")") or None) == (None if published is None else f"{published:.2f}"), (space, task, proxy)
 
 
-def test_the_readme_label_free_tables_quote_the_committed_samples():
-    """The README's tables of every label-free proxy on TransNAS-Bench-101 samples of 100, one for the
-    classification tasks and one for the other five: one column per committed run
-    (``bench/transnas_label_free.sh``), each cell the run's KT / SPR / nDCG (n/a where undefined) with
-    NAS-Bench-Suite-Zero's SPR in brackets where it has the proxy, and "—" where the run has no such ranking."""
+@pytest.mark.parametrize("suffix, tables", [
+    ("label_free100", {"| proxy (100 cells) |": True, "| proxy (100 cells, other tasks) |": False}),
+    ("vkdnw100", {"| proxy (100 cells, VKDNW's runs) |": True}),
+])
+def test_the_readme_tables_of_the_samples_quote_the_committed_runs(suffix, tables):
+    """The README's tables of TransNAS-Bench-101 samples of 100: every label-free proxy
+    (``bench/transnas_label_free.sh``), one table for the classification tasks and one for the other five,
+    and VKDNW with the NAS-Bench-201 reproduction's proxies (``bench/transnas_vkdnw.sh``, the classification
+    tasks; the spectrum's deciles left out). One column per committed run, each cell the run's KT / SPR /
+    nDCG (n/a where undefined) with NAS-Bench-Suite-Zero's SPR in brackets where it has the proxy, and "—"
+    where the run has no such ranking; no table where no run is committed yet."""
     from test_evaluation import quoted_figures, readme_table
 
     from vkdnw_fast.evaluation.published import suite_zero
 
     results = Path(__file__).parents[1] / "bench" / "results" / "tnb"
-    runs = sorted(run.name for run in results.glob("*_label_free100"))
-    assert runs, "no committed run of bench/transnas_label_free.sh"
+    runs = sorted(run.name for run in results.glob(f"*_{suffix}"))
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    if not runs:
+        assert not any(f"\n{table}" in readme for table in tables)
+        return
     classification = {"class_scene", "class_object"}
-    tables = {"| proxy (100 cells) |": True}
-    if any(name.removesuffix("_label_free100").split("_", 2)[2] not in classification for name in runs):
-        tables["| proxy (100 cells, other tasks) |"] = False
+    tables = {table: of_classification for table, of_classification in tables.items()
+              if of_classification or any(name.removesuffix(f"_{suffix}").split("_", 2)[2] not in classification
+                                          for name in runs)}
     quoted = []
     for table, of_classification in tables.items():
         header, body = readme_table(table)
         pairs = [(f"tnb_{space}", task) for space, task in  # columns such as "micro, `class_scene`"
                  (column.replace("`", "").split(", ") for column in header[1:])]
         assert all((task in classification) == of_classification for _, task in pairs)
-        run_names = [f"{space}_{task}_label_free100" for space, task in pairs]
+        run_names = [f"{space}_{task}_{suffix}" for space, task in pairs]
         quoted += run_names
         saved = [json.loads((results / name / "metrics.json").read_text()) for name in run_names]
         assert all(s["architectures"] == 100 for s in saved)
-        names = list(dict.fromkeys(name for s in saved for name in s["rankings"]))
+        names = [name for name in dict.fromkeys(name for s in saved for name in s["rankings"])
+                 if not name.startswith("fim_q")]
         assert [cells[0].strip("`") for cells in body] == names
         for cells in body:
             proxy = cells[0].strip("`")
