@@ -35,6 +35,7 @@ from torch import nn  # noqa: E402
 
 import vkdnw_fast as vf  # noqa: E402
 from vkdnw_fast import engine, ops, spaces  # noqa: E402
+from vkdnw_fast.memory import retained_heap  # noqa: E402
 from vkdnw_fast.prepare import prepare, scoring_mode  # noqa: E402
 from vkdnw_fast.selection import select_weights  # noqa: E402
 
@@ -104,7 +105,8 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
     base = vf.FisherConfig.preset(preset)
     prepared = prepare(build(), inputs=x, seed=0, device="cpu", init=base.init, memory_format=base.memory_format)
     row = {"network": name, "preset": preset, "batch_size": batch, "input": list(shape), "plans": {}}
-    with scoring_mode(prepared.model) as model:
+    # In the allocator the engine's entry points score in (``memory.retained_heap``; VKDNW_FAST_MALLOC=system: glibc's own).
+    with scoring_mode(prepared.model) as model, retained_heap():
         inputs = prepared.inputs
         weights = select_weights(model, base).weights
         row["num_weights"] = len(weights)
