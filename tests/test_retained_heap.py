@@ -11,7 +11,7 @@ from torch import nn
 
 import vkdnw_fast as vf
 from vkdnw_fast import memory, reference
-from vkdnw_fast.memory import resident_memory, retained_heap
+from vkdnw_fast.memory import release_freed_memory, resident_memory, retained_heap
 from vkdnw_fast.proxies import compute_proxies
 from vkdnw_fast.scoring import score_architecture
 from vkdnw_fast.spaces import nb201
@@ -67,14 +67,28 @@ def test_a_nested_block_keeps_the_retention_until_the_outermost_ends():
     assert _mapped_by_a_large_tensor() >= BIG
 
 
-def test_what_the_block_freed_stays_resident_in_it_and_goes_back_at_its_end():
+def _freed_in_a_block(size: int) -> tuple[int, int]:
+    """(resident memory inside a retained block after ``size`` bytes were written and freed there, after the
+    block); a small tensor allocated after them pins the heap's top, so that only a trim gives them back."""
+    release_freed_memory()  # what earlier tests left free in the heap does not count
     with retained_heap():
-        block = torch.ones(400 * MIB // 4)
-        pinned = torch.ones(1024)  # above the block in the heap, so that only a trim can give the block back
+        block = torch.ones(size // 4)
+        pinned = torch.ones(1024)
         del block
-        kept = resident_memory(os.getpid())
-    assert kept - resident_memory(os.getpid()) > 300 * MIB
+        inside = resident_memory(os.getpid())
+    after = resident_memory(os.getpid())
     assert pinned.sum().item() == 1024
+    return inside, after
+
+
+def test_what_a_block_freed_stays_resident_in_it_and_goes_back_at_its_end_where_it_is_large():
+    inside, after = _freed_in_a_block(memory._KEEP_BELOW + 256 * MIB)
+    assert inside - after > memory._KEEP_BELOW
+
+
+def test_less_than_a_gib_freed_stays_for_the_next_scoring():
+    inside, after = _freed_in_a_block(256 * MIB)
+    assert inside - after < 64 * MIB
 
 
 @pytest.mark.parametrize("variables", [{"MALLOC_MMAP_MAX_": "65536"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1"},

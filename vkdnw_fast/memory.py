@@ -127,6 +127,11 @@ _RETAINED = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
 # which torch does at its first large tensor: a mapping of its own above 32 MiB, trimming above twice that.
 # mallopt cannot read the settings it replaces, and any call to it stops glibc's adjusting them.
 _SETTLED = ((_M_MMAP_THRESHOLD, 32 * 2**20), (_M_TRIM_THRESHOLD, 64 * 2**20), (_M_MMAP_MAX, 65536))
+# What a retained heap may leave resident beyond what the process held when it began, for the next scoring to
+# reuse: about what glibc keeps by itself of blocks under its 32 MiB threshold (an NB201 network's scoring leaves
+# 420 MiB free), where giving it back after each network and faulting it in again made NB201 scoring 13% slower;
+# a large network's activations (GiBs) go back.
+_KEEP_BELOW = 2**30
 # A user's own settings of glibc's malloc stand: a retained heap then leaves it alone.
 _USER_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
 MALLOC_VARIABLE = "VKDNW_FAST_MALLOC"
@@ -140,6 +145,7 @@ class _Retention:
     def __init__(self):
         self.lock = threading.Lock()
         self.depth = 0
+        self.resident_before = 0  # the process's resident memory when the first block opened (0: unknown)
 
 
 _RETENTION = _Retention()
@@ -166,13 +172,14 @@ def retained_heap() -> Iterator[None]:
     gradient or tangent of a network at 256x256 came from fresh pages the kernel faults in and zeroes:
     scoring a TransNAS-Bench-101 cell spent more time in the kernel than in arithmetic, and ran 2.3-2.5x
     faster retained (bench/results/retained_heap_cpu.json), with the same bits. The price is a higher peak
-    (a heap reuses less tightly than fresh mappings: +19-27% on that cell). When the outermost block ends, malloc
-    goes back to its settled thresholds (``_SETTLED``) and the heap's free memory to the system. Nested
-    blocks and threads share one retention; elsewhere than glibc, with a user's malloc settings, or
-    with ``VKDNW_FAST_MALLOC=system``, a no-op. Used by every scoring entry point (as a decorator too).
-    It serves the main thread (glibc's main arena, which the scoring runs in): other threads' arenas, and
-    the main thread's after a malloc of it failed (glibc then moves it to another arena), still map blocks
-    larger than their 64 MiB heaps."""
+    (a heap reuses less tightly than fresh mappings: +19-27% on that cell). When the outermost block ends,
+    malloc goes back to its settled thresholds (``_SETTLED``), and the heap's free memory to the system where
+    the process then holds over 1 GiB more than when the block began (``_KEEP_BELOW``: less is left for the
+    next scoring to reuse, as glibc would keep it). Nested blocks and threads share one retention; elsewhere
+    than glibc, with a user's malloc settings, or with ``VKDNW_FAST_MALLOC=system``, a no-op. Used by every
+    scoring entry point (as a decorator too). It serves the main thread (glibc's main arena, which the
+    scoring runs in): other threads' arenas, and the main thread's after a malloc of it failed (glibc then
+    moves it to another arena), still map blocks larger than their 64 MiB heaps."""
     mallopt = _retaining_mallopt()
     if mallopt is None:
         yield
@@ -180,6 +187,7 @@ def retained_heap() -> Iterator[None]:
     with _RETENTION.lock:
         _RETENTION.depth += 1
         if _RETENTION.depth == 1:
+            _RETENTION.resident_before = resident_memory(os.getpid())
             for parameter, value in _RETAINED:
                 mallopt(parameter, value)
     try:
@@ -190,7 +198,9 @@ def retained_heap() -> Iterator[None]:
             if _RETENTION.depth == 0:
                 for parameter, value in _SETTLED:
                     mallopt(parameter, value)
-                _malloc_trim()(0)
+                before = _RETENTION.resident_before
+                if not before or resident_memory(os.getpid()) - before > _KEEP_BELOW:
+                    _malloc_trim()(0)
 
 
 def resident_memory(pid: int) -> int:
