@@ -129,8 +129,8 @@ _RETAINED = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
 _SETTLED = ((_M_MMAP_THRESHOLD, 32 * 2**20), (_M_TRIM_THRESHOLD, 64 * 2**20), (_M_MMAP_MAX, 65536))
 # What a retained heap may leave resident beyond what the process held when it began, for the next scoring to
 # reuse: about what glibc keeps by itself of blocks under its 32 MiB threshold (an NB201 network's scoring leaves
-# 420 MiB free), where giving it back after each network and faulting it in again made NB201 scoring 13% slower;
-# a large network's activations (GiBs) go back.
+# 420 MiB free), where giving it back after each network and faulting it in again made scoring NB201 networks
+# with the aggregate's proxies 7% slower (median of 4 runs of 12 networks); a large network's activations go back.
 _KEEP_BELOW = 2**30
 # A user's own settings of glibc's malloc stand: a retained heap then leaves it alone.
 _USER_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
