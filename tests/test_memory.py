@@ -167,3 +167,28 @@ def test_memory_sizes_read_binary_units_bare_or_with_ib_and_decimal_units_with_b
             parse_bytes(bad)
     with pytest.raises(ValueError, match="must be more than 0 bytes"):
         parse_bytes("0.0G")
+
+
+def test_the_core_api_imports_without_posix_modules():
+    """``resource`` and ``fcntl`` are POSIX's (not Windows'): scoring a model must not need them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['resource'] = None; sys.modules['fcntl'] = None\n"
+            "import torch, vkdnw_fast as vf, vkdnw_fast.reference, vkdnw_fast.proxies\n"
+            "from vkdnw_fast.memory import peak_rss\n"
+            "print(peak_rss() > 0, vf.score(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), "
+            "torch.nn.Linear(64, 3)), input_shape=(3, 6, 6), batch_size=4).vkdnw >= 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
+
+
+def test_peak_memory_is_0_where_neither_proc_nor_resource_tells(monkeypatch):
+    import sys
+
+    from vkdnw_fast import memory
+
+    monkeypatch.setattr(memory, "_proc_bytes", lambda path, field: None)
+    monkeypatch.setitem(sys.modules, "resource", None)
+    assert memory.peak_rss() == 0

@@ -10,7 +10,6 @@ import functools
 import gc
 import os
 import re
-import resource
 import sys
 import threading
 from pathlib import Path
@@ -47,10 +46,14 @@ def reset_peak_rss() -> None:
 
 def peak_rss() -> int:
     """This process's peak resident memory in bytes, since ``reset_peak_rss`` (Linux ``VmHWM``), or
-    else since it started (``ru_maxrss``, an upper bound)."""
+    else since it started (``ru_maxrss``, an upper bound), or 0 where neither can be read (Windows)."""
     peak = _proc_bytes("/proc/self/status", "VmHWM")
     if peak is not None:
         return peak
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes there, kilobytes on Linux
 

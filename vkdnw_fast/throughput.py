@@ -19,7 +19,6 @@ architecture and skips the rest: the report covers what was measured and says so
 from __future__ import annotations
 
 import concurrent.futures
-import resource
 import time
 from typing import Callable, Sequence
 
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from . import reference, spaces
 from .backends import Job, score_all
 from .evaluation import AGGREGATE_PROXIES
+from .memory import peak_rss
 from .scoring import score_architecture
 from .timing import record_stages
 
@@ -47,7 +47,7 @@ def sample_archs(space, count: int, seed: int) -> list[str]:
 def _peak_memory(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"gpu_peak_bytes": torch.cuda.max_memory_allocated(device)}
-    return {"process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    return {"process_peak_rss_bytes": peak_rss()}
 
 
 def _score_all(label: str, archs: Sequence[str], score_one: Callable[[str, object], float], build: Callable,
