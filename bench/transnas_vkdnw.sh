@@ -9,7 +9,7 @@
 # Settings: SPACES (default both), TASKS (default class_scene class_object), LIMIT (default 100), WORKERS
 # (default 1), DEVICE (default cpu). A GPU run: on one core here the 100 networks of class_scene cost about 18
 # core-hours (micro) and 40 (macro, whose sample holds layouts of up to 58 GMACs), class_object more, measured before
-# the retained heap, which halves that on a micro cell (bench/README.md).
+# the retained heap, which scores micro cells 1.6x faster here since (bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
