@@ -158,3 +158,22 @@ def test_every_scoring_entry_point_runs_inside_a_retained_heap(entry):
     seen = _depths_seen(runs[entry])
     assert seen and min(seen) >= 1
     assert memory._RETENTION.depth == 0
+
+
+def test_the_readme_quotes_the_recorded_benchmark():
+    """The README's figures for the retained heap are those of ``bench/results/retained_heap_cpu.json``: the
+    TransNAS-Bench-101 cell's speedup per preset and its higher peak, the NB201 cell's speedups, the same bits."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    rows = {(row["network"], row["preset"]): row
+            for row in json.loads((root / "bench/results/retained_heap_cpu.json").read_text())["results"]}
+    assert all(row["same_bits"] for row in rows.values())
+    paper, exact = (rows[("tnb-micro-class_scene", preset)] for preset in ("paper", "exact"))
+    nb201 = sorted(rows[("nb201-c10", preset)]["system_over_retained"] for preset in ("paper", "exact"))
+    peaks = sorted(100 * (row["peak_retained_over_system"] - 1) for row in (paper, exact))
+    quoted = (f"that cell scores {paper['system_over_retained']:.1f}× (`paper`) and {exact['system_over_retained']:.1f}× "
+              f"(`exact`) faster, an NB201 cell at 32×32 {nb201[0]:.1f}–{nb201[1]:.1f}×, with the same bits and a "
+              f"{peaks[0]:.0f}–{peaks[1]:.0f}% higher peak")
+    assert quoted in " ".join((root / "README.md").read_text().split())
