@@ -32,6 +32,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
@@ -41,6 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from . import spaces
 from .datasets import DataSource
+from .journal import cell_directory, discard, journaled, prune
 from .memory import (available_memory, forget_tracebacks, peak_rss, release_freed_memory, reset_peak_rss,
                      resident_memory)
 from .scoring import DEFAULT_BATCH_SIZE, columns, score_architecture
@@ -70,6 +72,9 @@ class Job:
     # {arch: {column: value}} known already (``evaluate --scores-from``): a proxy whose columns are all there
     # is taken from here, not scored.
     borrowed: dict[str, dict[str, float]] = field(default_factory=dict)
+    # A directory on the workers' file system where each (arch, seed) keeps the finished blocks of its passes
+    # (``journal.cell_directory``), so that a scoring cut short resumes where it stopped; None: none kept.
+    journal: str | None = None
 
 
 _SPACES: dict[str, SearchSpace] = {}
@@ -105,8 +110,9 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
             extra["failures"] = failures
         known = job.borrowed.get(arch, {})
         proxies = tuple(p for p in job.proxies if not set(columns([p], job.presets)) <= known.keys())
-        values = job.scorer(_space(job.space), arch, proxies, presets=job.presets, seed=job.seed,
-                            device=job.device, **extra) if proxies else {}
+        with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)):
+            values = job.scorer(_space(job.space), arch, proxies, presets=job.presets, seed=job.seed,
+                                device=job.device, **extra) if proxies else {}
         borrowed = {c: v for c, v in known.items() if c not in values}
         outcome = {"ok": True, "values": {k: float(v) for k, v in {**values, **borrowed}.items()},
                    **({"proxy_errors": failures} if failures else {}),
@@ -563,22 +569,35 @@ def terminate_as_interrupt():
 def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
               on_result: Callable[[str, int, dict[str, Any]], None], *, kind: str = "local",
               workers: int | None = None, address: str | None = None, progress: bool = True, desc: str = "score",
-              done: int = 0, seen: Sequence[tuple[str, int, int]] = (), memory: int | None = None) -> None:
+              done: int = 0, seen: Sequence[tuple[str, int, int]] = (), memory: int | None = None,
+              journal: str | Path | None = None) -> None:
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
     arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "base_rss", "values"}`` (with
     ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``) or ``{..., "error"}``. A tqdm bar
     counts ``done`` (finished before) plus the tasks. ``seen``: (arch, peak_rss, base_rss) of earlier
     records, from which a worker pool starts to decide what the memory holds at once; ``memory``: the most
-    bytes its workers may take together (``PoolBackend``)."""
+    bytes its workers may take together (``PoolBackend``). ``journal``: a directory where each task under way
+    keeps the finished blocks of its passes (``Job.journal``), so that a task cut short resumes where it
+    stopped; removed for each task once ``on_result`` has it, and for any other found there (a task kept
+    before its blocks were removed). Local backends only: a Ray cluster's workers may not share this file
+    system."""
     from tqdm import tqdm
 
     check_memory_cap(kind, workers, memory)  # also when nothing is left to score
+    root = None if journal is None or kind != "local" else Path(journal)
+    if root is not None:
+        prune(root, keep={cell_directory(root, arch, seed) for arch, seed in tasks})
     if not tasks:
         return
+
+    def job_of(seed: int) -> Job:
+        job = job_for_seed(seed)
+        return job if root is None else replace(job, journal=str(root))
+
     seeds = list(dict.fromkeys(seed for _, seed in tasks))
     bar = tqdm(total=done + len(tasks), initial=done, disable=not progress, desc=desc, unit="net", smoothing=0.05)
-    runner = make_backend(kind, job_for_seed(seeds[0]), workers, address, seen, memory)
+    runner = make_backend(kind, job_of(seeds[0]), workers, address, seen, memory)
 
     def finished(arch: str, seed: int, outcome: dict[str, Any]) -> None:
         record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}
@@ -589,13 +608,15 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         else:
             record["error"] = outcome["reason"]
         on_result(arch, seed, record)
+        if root is not None:
+            discard(cell_directory(root, arch, seed))
         bar.update()
 
     stop_now = False
     try:
         try:
             for seed in seeds:
-                runner.set_job(job_for_seed(seed))
+                runner.set_job(job_of(seed))
                 for arch in (arch for arch, task_seed in tasks if task_seed == seed):
                     runner.submit((arch, seed), arch)
             remaining = len(tasks)

@@ -41,6 +41,7 @@ from torch.overrides import TorchFunctionMode
 from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
+from .journal import active as active_journal, digest
 from .memory import retained_heap
 from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, ieee_float32, no_attention_fastpath,
                       pick_logits, prepare, probe_forward, same_up_to, scoring_mode)
@@ -280,21 +281,35 @@ def _out_of_memory(error: BaseException) -> bool:
         isinstance(error, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(error))
 
 
-def _in_blocks(total: int, chunk: int, run: Callable[[int, int], None]) -> None:
-    """``run(start, size)`` over [0, total) in blocks of at most ``chunk``. A block that runs out of
-    memory is retried at half its size, and the smaller size kept for the rest: a model at a high
+def _in_blocks(total: int, chunk: int, run: Callable[[int, int], torch.Tensor],
+               keep: Callable[[int, int, torch.Tensor], None], fingerprint: Callable[[], str],
+               device: torch.device) -> None:
+    """``keep(start, size, run(start, size))`` over [0, total) in blocks of at most ``chunk``. A block that
+    runs out of memory is retried at half its size, and the smaller size kept for the rest: a model at a high
     resolution, or with hundreds of classes, fits the GPU it is scored on (or a CPU process's memory limit)
-    without a chosen chunk."""
+    without a chosen chunk. Under a journal (``journal.journaled``) each finished block is saved, and the
+    blocks saved for the same computation (``fingerprint()``, which the chunk joins) are taken instead of run,
+    the rest run at the size the last of them had (after an out-of-memory error, a smaller one: the size of a
+    vmapped block can change its bits)."""
+    journal = active_journal()
+    log = None if journal is None else journal.next_log(digest(fingerprint(), f"chunk {chunk}"))
     start = 0
+    if log is not None:
+        for begin, size, block in log.finished(device):
+            keep(begin, size, block)
+            start, chunk = begin + size, size
     while start < total:
         size = min(chunk, total - start)
         try:
-            run(start, size)
+            block = run(start, size)
         except (RuntimeError, MemoryError) as error:
             if size == 1 or not _out_of_memory(error):
                 raise
             chunk = size // 2
         else:
+            keep(start, size, block)
+            if log is not None:
+                log.save(start, size, block)
             start += size
             continue
         # Outside the handler, whose traceback holds the failed block's tensors.
@@ -333,10 +348,16 @@ def _backward_passes(outputs: torch.Tensor, sites: list[_Site], cotangents: torc
                 # rows, each as fast as an unchunked pass: correct, and the note is noise.
                 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
                 grads = vmap(pull)(block)
+        columns = outputs.new_zeros(size, n, num_weights)
         for site, grad in zip(sites, grads):
-            result[:, start:start + size, site.plan.columns] = grad.transpose(0, 1)
+            columns[:, :, site.plan.columns] = grad
+        return columns
 
-    _in_blocks(rows, chunk, run)
+    def keep(start: int, size: int, columns: torch.Tensor) -> None:
+        result[:, start:start + size] = columns.transpose(0, 1)
+
+    sampled = ";".join(f"{type(site.module).__name__}{site.plan.columns}" for site in sites)
+    _in_blocks(rows, chunk, run, keep, lambda: digest("backward", outputs, cotangents, sampled), outputs.device)
     return result
 
 
@@ -400,15 +421,20 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
         blocks: dict[int, torch.Tensor] = {}
 
-        def run(start: int, size: int) -> None:
+        def run(start: int, size: int) -> torch.Tensor:
             # Only the block's weights carry tangents: the forward runs without them up to the block's
             # first sampled layer (the weights come in module order), not from the network's first.
             logits_of, _ = _shifted_logits(model, weights[start:start + size], logits_at, inputs.device)
             origin = torch.zeros(size, dtype=dtype, device=inputs.device)
             tangents = torch.eye(size, dtype=dtype, device=inputs.device)
-            blocks[start] = vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])(tangents)
+            return vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])(tangents)
+
+        def keep(start: int, size: int, block: torch.Tensor) -> None:
+            blocks[start] = block
+
+        sampled = ";".join(f"{w.param_key}[{w.flat_index}]" for w in weights)
         try:
-            _in_blocks(p, chunk, run)
+            _in_blocks(p, chunk, run, keep, lambda: digest("tangents", logits64, inputs, sampled), inputs.device)
         except (RuntimeError, NotImplementedError) as error:
             if _out_of_memory(error):
                 raise

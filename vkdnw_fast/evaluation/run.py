@@ -60,7 +60,7 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
                                                    if s == seed}),
                   lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,
                   progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo),
-                  memory=memory,
+                  memory=memory, journal=Path(out_dir) / "journal",
                   seen=[(r["arch"], r["peak_rss"], r.get("base_rss", 0)) for r in store.records.values()
                         if r.get("peak_rss")])
         results = compute_metrics(spec, store.records.values(), benchmark)

@@ -248,7 +248,8 @@ def run_protocol(config: SearchConfig, runs: int, out: str | Path, *, benchmark:
                       lambda seed: Job(config.space, config.proxies, (config.preset,), seed, device,
                                        data=config.data_source()),
                       lambda arch, seed, record: scores.store.append(record), kind=backend, workers=workers,
-                      address=address, progress=progress, desc=f"{config.algorithm} scores", memory=memory)
+                      address=address, progress=progress, desc=f"{config.algorithm} scores", memory=memory,
+                      journal=out / "journal")
         else:
             raise SearchError(f"{out}: the runs still lack scores after 100 passes")
 

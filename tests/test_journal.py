@@ -1,0 +1,143 @@
+"""The engine's journal: a scoring cut short resumes at its first missing block of passes with the same
+bits as one never interrupted, and an evaluation resumes its cells under way so."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import vkdnw_fast as vf
+from vkdnw_fast import journal
+from vkdnw_fast.evaluation import EvaluationSpec, load_records, run_evaluation
+
+from test_engine import batch, config, initialised
+
+PLANS = [("residual_bn", "rows", None), ("residual_bn", "forward", 2), ("features_lt_classes", "features", None)]
+
+
+_SAVE = journal.PassLog.save
+
+
+class Killed(BaseException):
+    """What the process would not survive: raised where nothing catches it, after a block is saved."""
+
+
+def _saves(monkeypatch, kill_after: int | None = None) -> list:
+    """The (directory, start, size) of every block saved from now on; the ``kill_after``-th save raises Killed
+    once it is on disk."""
+    saved = []
+
+    def save(self, start, size, block):
+        _SAVE(self, start, size, block)
+        saved.append((self.directory.name, start, size))
+        if len(saved) == kill_after:
+            raise Killed
+    monkeypatch.setattr(journal.PassLog, "save", save)
+    return saved
+
+
+def _matrix(name, strategy, chunk, seed=0):
+    model = initialised(name, seed)
+    return vf.fisher_matrix(model, batch(), config=config("paper", strategy=strategy, pass_chunk=chunk))
+
+
+@pytest.mark.parametrize("name, strategy, chunk", PLANS)
+def test_an_interrupted_scoring_resumes_at_its_first_missing_block_with_the_same_bits(name, strategy, chunk,
+                                                                                      tmp_path, monkeypatch):
+    uninterrupted = _matrix(name, strategy, chunk)
+    with journal.journaled(tmp_path / "whole"):
+        whole = _saves(monkeypatch)
+        assert torch.equal(_matrix(name, strategy, chunk), uninterrupted)
+    assert len(whole) >= 3
+    kill_after = len(whole) // 2
+    with journal.journaled(tmp_path / "cut"), pytest.raises(Killed):
+        _saves(monkeypatch, kill_after)
+        _matrix(name, strategy, chunk)
+    with journal.journaled(tmp_path / "cut"):
+        resumed = _saves(monkeypatch)
+        assert torch.equal(_matrix(name, strategy, chunk), uninterrupted)
+    assert resumed == whole[kill_after:]
+
+
+def test_the_blocks_of_another_computation_are_dropped_not_used(tmp_path, monkeypatch):
+    """Another network in the same directory (a journal left from an older version of a run, say): its
+    blocks do not fit this computation's fingerprint, so all are computed again."""
+    uninterrupted = _matrix("residual_bn", "rows", None, seed=0)
+    with journal.journaled(tmp_path / "fresh"):
+        fresh = _saves(monkeypatch)
+        _matrix("residual_bn", "rows", None, seed=0)
+    with journal.journaled(tmp_path / "other"), pytest.raises(Killed):
+        _saves(monkeypatch, 3)
+        _matrix("residual_bn", "rows", None, seed=1)
+    with journal.journaled(tmp_path / "other"):
+        saved = _saves(monkeypatch)
+        assert torch.equal(_matrix("residual_bn", "rows", None, seed=0), uninterrupted)
+    assert [block[1:] for block in saved] == [block[1:] for block in fresh]
+
+
+def test_a_damaged_block_is_computed_again_with_those_after_it(tmp_path, monkeypatch):
+    uninterrupted = _matrix("residual_bn", "rows", None)
+    with journal.journaled(tmp_path), pytest.raises(Killed):
+        _saves(monkeypatch, 5)
+        _matrix("residual_bn", "rows", None)
+    (tmp_path / "pass0" / "2-1.pt").write_bytes(b"half a file")
+    with journal.journaled(tmp_path):
+        saved = _saves(monkeypatch)
+        assert torch.equal(_matrix("residual_bn", "rows", None), uninterrupted)
+    assert saved[0][1:] == (2, 1)
+
+
+def test_a_block_size_halved_after_running_out_of_memory_is_the_size_resumed_at(tmp_path, monkeypatch):
+    """Blocks of 8 tangents fail, 4 fit and are saved; the resumed scoring goes on with 4, as the
+    uninterrupted one did (a vmapped block's size can change its bits)."""
+    from test_engine import _vmap_out_of_memory_above
+    _vmap_out_of_memory_above(4, [], monkeypatch, device="cpu")
+    uninterrupted = _matrix("residual_bn", "forward", 8)
+    with journal.journaled(tmp_path), pytest.raises(Killed):
+        _saves(monkeypatch, 1)
+        _matrix("residual_bn", "forward", 8)
+    with journal.journaled(tmp_path):
+        saved = _saves(monkeypatch)
+        assert torch.equal(_matrix("residual_bn", "forward", 8), uninterrupted)
+    assert {size for _, _, size in saved[:-1]} == {4}
+
+
+def test_an_evaluation_resumes_the_cell_it_was_stopped_in_and_removes_its_journal(tmp_path, monkeypatch):
+    """Stopped during the paper preset's backward passes of its second cell, the run keeps the first cell's
+    record and the second's finished blocks; resumed, in process or by a worker pool, it computes only the
+    rest, records what a run never stopped records, and leaves no journal behind."""
+    spec = EvaluationSpec(proxies=("vkdnw",), presets=("paper", "exact"), limit=2, sample_seed=0, seeds=(0,))
+    run_evaluation(spec, tmp_path / "whole", progress=False)
+    blocks = _saves(monkeypatch)
+    run_evaluation(spec, tmp_path / "counted", progress=False)
+    per_cell = len(blocks) // 2
+
+    def values(directory):
+        return {r["arch"]: r["values"] for r in load_records(directory)}
+    for workers in (1, 2):
+        cut = tmp_path / f"cut{workers}"
+        _saves(monkeypatch, per_cell + 4)
+        with pytest.raises(Killed):
+            run_evaluation(spec, cut, progress=False)
+        assert len(load_records(cut)) == 1
+        assert len(list((cut / "journal").glob("*/pass0/*.pt"))) == 4
+        resumed = _saves(monkeypatch)
+        run_evaluation(spec, cut, progress=False, workers=workers)
+        if workers == 1:  # a pool's workers save in processes of their own
+            assert len(resumed) == per_cell - 4
+        assert values(cut) == values(tmp_path / "whole")
+        assert list((cut / "journal").iterdir()) == []
+    assert json.loads((tmp_path / "cut1" / "run.json").read_text()) == json.loads(
+        (tmp_path / "whole" / "run.json").read_text())
+
+
+def test_the_journal_of_a_cell_recorded_before_it_was_removed_goes_when_the_run_resumes(tmp_path):
+    spec = EvaluationSpec(proxies=("flops",), presets=("exact",), limit=2, sample_seed=0, seeds=(0,))
+    run_evaluation(spec, tmp_path, progress=False)
+    arch = load_records(tmp_path)[0]["arch"]
+    left = journal.cell_directory(tmp_path / "journal", arch, 0) / "pass0"
+    left.mkdir(parents=True)
+    (left / "0-1.pt").write_bytes(b"")
+    run_evaluation(spec, tmp_path, progress=False)
+    assert list((tmp_path / "journal").iterdir()) == []
