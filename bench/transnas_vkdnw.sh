@@ -3,7 +3,8 @@
 # is ranked as in the paper's Table I, on the seeded 100-cell samples of bench/transnas_label_free.sh (the same
 # cells: same LIMIT and sample seed), for the classification tasks (README, "TransNAS-Bench-101"); the scores that
 # sample's published run holds are taken from it (evaluate --scores-from), so that VKDNW alone is computed.
-#   DEVICE=cuda bench/transnas_vkdnw.sh run   score (resumable: run it again after an interruption)
+#   DEVICE=cuda bench/transnas_vkdnw.sh run   score (resumable: run it again after an interruption; a network
+#                                             under way resumes at its first missing block of passes)
 #   bench/transnas_vkdnw.sh publish           bench/results/tnb/<space>_<task>_vkdnw<LIMIT>/: scores, metrics.json,
 #                                             table.txt, bars.png
 # Settings: SPACES (default both), TASKS (default class_scene class_object), LIMIT (default 100), WORKERS
