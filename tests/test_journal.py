@@ -51,10 +51,10 @@ def test_an_interrupted_scoring_resumes_at_its_first_missing_block_with_the_same
         assert torch.equal(_matrix(name, strategy, chunk), uninterrupted)
     assert len(whole) >= 3
     kill_after = len(whole) // 2
-    with journal.journaled(tmp_path / "cut"), pytest.raises(Killed):
+    with vf.journaled(tmp_path / "cut"), pytest.raises(Killed):  # as the README shows it
         _saves(monkeypatch, kill_after)
         _matrix(name, strategy, chunk)
-    with journal.journaled(tmp_path / "cut"):
+    with vf.journaled(tmp_path / "cut"):
         resumed = _saves(monkeypatch)
         assert torch.equal(_matrix(name, strategy, chunk), uninterrupted)
     assert resumed == whole[kill_after:]
