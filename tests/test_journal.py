@@ -141,3 +141,28 @@ def test_the_journal_of_a_cell_recorded_before_it_was_removed_goes_when_the_run_
     (left / "0-1.pt").write_bytes(b"")
     run_evaluation(spec, tmp_path, progress=False)
     assert list((tmp_path / "journal").iterdir()) == []
+
+
+def test_a_search_resumes_the_candidate_it_was_stopped_in(tmp_path, monkeypatch):
+    """The evolution's driver (``vkdnw-fast search``): stopped inside a candidate's passes, it resumes there;
+    the record is an uninterrupted search's, and no journal is left once it finishes."""
+    from vkdnw_fast.search import SearchConfig, run_search
+    from test_search import evaluated
+
+    cfg = SearchConfig(space={"name": "nb201", "dataset": "cifar10", "subset": "all"}, proxies=("vkdnw",),
+                       iterations=4, population=2, seed=0)
+    run_search(cfg, tmp_path / "whole", progress=False)
+    blocks = _saves(monkeypatch)
+    run_search(cfg, tmp_path / "counted", progress=False)
+    per_candidate = len(blocks) // cfg.iterations
+    kill_after = 2 * per_candidate + 3  # three blocks into the third candidate
+    _saves(monkeypatch, kill_after)
+    with pytest.raises(Killed):
+        run_search(cfg, tmp_path / "cut", progress=False)
+    assert len(evaluated(tmp_path / "cut")) == 2
+    assert len(list((tmp_path / "cut" / "journal").glob("*/pass0/*.pt"))) == 3
+    resumed = _saves(monkeypatch)
+    run_search(cfg, tmp_path / "cut", progress=False)
+    assert len(resumed) == len(blocks) - kill_after
+    assert evaluated(tmp_path / "cut") == evaluated(tmp_path / "whole")
+    assert not (tmp_path / "cut" / "journal").exists()

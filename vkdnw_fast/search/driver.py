@@ -41,6 +41,7 @@ import numpy as np
 
 from .. import spaces
 from ..backends import Job, Scorer, make_backend
+from ..journal import cell_directory, discard
 from ..scoring import score_architecture
 from ..spaces import SearchSpace
 from .algorithms import SearchAlgorithm, SearchResult, get_algorithm
@@ -96,6 +97,8 @@ class SearchDriver:
         self.failure_streak = 0
         self.held: dict[int, tuple[dict[str, Any], bool]] = {}  # arrived, not yet integrated
         self.progress = _Progress(progress, config.iterations)
+        self.journal = getattr(backend.job, "journal", None)  # where the scorings under way keep their passes
+        self.recorded: list[str] = []  # architectures recorded since the last commit
 
     # ------------------------------------------------------------------ schedule
     def run(self) -> SearchResult:
@@ -107,19 +110,30 @@ class SearchDriver:
                         outcome = check_outcome(outcome, self.config.proxies)
                         self.store.record_outcome(slot, outcome)
                         self.held[slot] = (outcome, False)
+                        self.recorded.append(self.arch_of[slot])
                 # One integration, then the proposals it allows: slot i must see exactly the
                 # integrations of slots < i - W, however many results arrived together.
                 while self.integrated in self.held:
                     self._integrate(self.integrated, *self.held.pop(self.integrated))
                     self.integrated += 1
                     self._propose_allowed()
-                self.store.commit()
+                self._commit()
             self.store.set_meta("finished", True)
-            self.store.commit()
+            self._commit()
+            if self.journal is not None:  # with what a crash between a commit and a removal left
+                discard(self.journal)
         finally:
             self.progress.close()
         return dataclasses.replace(self.algorithm.result(), counts=self.store.counts(),
                                    directory=self.store.directory)
+
+    def _commit(self) -> None:
+        """Make the recorded outcomes durable, then drop the journals of their scorings."""
+        self.store.commit()
+        if self.journal is not None:
+            for arch in self.recorded:
+                discard(cell_directory(self.journal, arch, self.config.scoring_seed))
+        self.recorded.clear()
 
     def _propose_allowed(self) -> None:
         while (self.next_slot <= self.integrated + self.config.workers
@@ -240,8 +254,10 @@ def run_search(config: SearchConfig, out: str | Path, *, backend=None, backend_k
         store.start_or_resume(config)
         owned = backend is None
         if owned:
+            # Each scoring under way keeps its finished passes, where local workers can write them.
+            journal = str(Path(out) / "journal") if backend_kind == "local" else None
             job = Job(config.space, config.proxies, (config.preset,), config.scoring_seed, device, scorer,
-                      config.data_source())
+                      config.data_source(), journal=journal)
             backend = make_backend(backend_kind, job, config.workers, address)
         else:
             check_job(backend.job, config)
