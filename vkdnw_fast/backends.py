@@ -32,9 +32,9 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 from collections import deque
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch

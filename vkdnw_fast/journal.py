@@ -2,8 +2,9 @@
 short after hours (a TransNAS-Bench-101 macro layout takes up to three on one CPU core) resumes at its first
 missing block, with the same bits, instead of from the start.
 
-``journaled(directory)`` turns it on for the scorings inside it (``evaluate`` gives each (architecture,
-seed) a directory of its own, ``cell_directory``, and removes it once the record is written). Each blocked
+``journaled(directory)`` turns it on for the scorings inside it (``evaluate`` and ``search`` give each
+(architecture, seed) under way a directory of its own, ``cell_directory``, removed once its result is
+recorded). Each blocked
 computation of the engine (``engine._in_blocks``: the backward passes of ``rows`` and ``features``, the
 tangents of ``forward``) takes the next ``PassLog`` in program order; a log whose fingerprint (the
 computation's inputs: the network's logits, its cotangents or weights) differs from the one on disk holds
