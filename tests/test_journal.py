@@ -166,3 +166,19 @@ def test_a_search_resumes_the_candidate_it_was_stopped_in(tmp_path, monkeypatch)
     assert len(resumed) == len(blocks) - kill_after
     assert evaluated(tmp_path / "cut") == evaluated(tmp_path / "whole")
     assert not (tmp_path / "cut" / "journal").exists()
+
+
+def test_the_readmes_quote_the_recorded_benchmark():
+    """The journal's figures in README.md and bench/README.md are those of ``bench/results/journal_cpu.json``."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    record = json.loads((root / "bench/results/journal_cpu.json").read_text())
+    overhead, resume = record["overhead"], record["resume"]
+    assert overhead["same_bits"] and resume["same_bits"]
+    assert f"it costs NB201 networks {100 * (overhead['journaled_over_plain'] - 1):.1f}%" in \
+        " ".join((root / "README.md").read_text().split())
+    table = (root / "bench/README.md").read_text()
+    assert (f"| {overhead['plain_s']:.1f} s | {overhead['journaled_s']:.1f} s | {overhead['journaled_over_plain']:.3f} "
+            f"(median per network {overhead['median_per_network_ratio']:.3f}) | yes |") in table
+    assert f"| {resume['whole_s']:.1f} s | {resume['resumed_s']:.1f} s | {resume['resumed_over_whole']:.2f} | yes |" in table
