@@ -221,7 +221,7 @@ def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list
     evaluate.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     evaluate.add_argument("--device", default=None)
     add_file_arguments(evaluate)
-    evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it)")
+    evaluate.add_argument("--out", required=True, help="run directory (re-running resumes it, each network under way from its finished passes)")
     evaluate.add_argument("--scores-from", default=None, metavar="DIR",
                           help="an evaluation run (running or published) of the same space and data: the scores it "
                                "holds of these networks and seeds, for proxies it computed as this run does, are "
