@@ -88,6 +88,13 @@ def test_a_damaged_block_is_computed_again_with_those_after_it(tmp_path, monkeyp
     assert saved[0][1:] == (2, 1)
 
 
+def test_a_journal_that_cannot_be_written_leaves_the_scoring_going_with_a_warning(tmp_path):
+    uninterrupted = _matrix("residual_bn", "rows", None)
+    (tmp_path / "pass0").write_text("a file where the journal wants a directory")
+    with journal.journaled(tmp_path), pytest.warns(RuntimeWarning, match="cannot keep this scoring's finished passes"):
+        assert torch.equal(_matrix("residual_bn", "rows", None), uninterrupted)
+
+
 def test_a_block_size_halved_after_running_out_of_memory_is_the_size_resumed_at(tmp_path, monkeypatch):
     """Blocks of 8 tangents fail, 4 fit and are saved; the resumed scoring goes on with 4, as the
     uninterrupted one did (a vmapped block's size can change its bits)."""

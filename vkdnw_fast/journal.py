@@ -16,6 +16,7 @@ import contextvars
 import hashlib
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -44,6 +45,7 @@ class PassLog:
     def __init__(self, directory: Path, fingerprint: str):
         self.directory = directory
         self.fingerprint = fingerprint
+        self.writable = True
 
     def _blocks(self) -> list[tuple[int, int, Path]]:
         found = []
@@ -57,8 +59,11 @@ class PassLog:
         """(start, size, block) of the blocks saved from the computation's start on, contiguous; what follows
         a gap or a block that cannot be read is dropped, and everything if the directory holds another
         computation's blocks."""
-        stamp = self.directory / "fingerprint"
-        if not stamp.exists() or stamp.read_text() != self.fingerprint:
+        try:
+            same = (self.directory / "fingerprint").read_text() == self.fingerprint
+        except OSError:  # none yet, or unreadable
+            same = False
+        if not same:
             shutil.rmtree(self.directory, ignore_errors=True)
             return []
         blocks, position = [], 0
@@ -79,12 +84,22 @@ class PassLog:
         return blocks
 
     def save(self, start: int, size: int, block: torch.Tensor) -> None:
-        """Keep a finished block (its first dimension the block's size); each file appears whole or not at all."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = self.directory / "fingerprint"
-        if not stamp.exists():
-            _write_atomically(stamp, lambda path: path.write_text(self.fingerprint))
-        _write_atomically(self.directory / f"{start}-{size}.pt", lambda path: torch.save(block.detach().cpu(), path))
+        """Keep a finished block (its first dimension the block's size); each file appears whole or not at all.
+        Where the directory cannot be written (a full disk, say) the scoring goes on without a journal: a
+        warning says so once."""
+        if not self.writable:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            stamp = self.directory / "fingerprint"
+            if not stamp.exists():
+                _write_atomically(stamp, lambda path: path.write_text(self.fingerprint))
+            _write_atomically(self.directory / f"{start}-{size}.pt",
+                              lambda path: torch.save(block.detach().cpu(), path))
+        except OSError as error:
+            self.writable = False
+            warnings.warn(f"the journal {self.directory} cannot keep this scoring's finished passes ({error}); "
+                          "it goes on without them", RuntimeWarning, stacklevel=2)
 
 
 def _write_atomically(path: Path, write) -> None:
