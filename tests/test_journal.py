@@ -133,6 +133,8 @@ def test_an_evaluation_resumes_the_cell_it_was_stopped_in_and_removes_its_journa
         run_evaluation(spec, cut, progress=False, workers=workers)
         if workers == 1:  # a pool's workers save in processes of their own
             assert len(resumed) == per_cell - 4
+        # The resumed cell's record says so (its seconds count only what it ran); the other's does not.
+        assert sorted(r.get("resumed_blocks", 0) for r in load_records(cut)) == [0, 4]
         assert values(cut) == values(tmp_path / "whole")
         assert list((cut / "journal").iterdir()) == []
     assert json.loads((tmp_path / "cut1" / "run.json").read_text()) == json.loads(

@@ -110,13 +110,14 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
             extra["failures"] = failures
         known = job.borrowed.get(arch, {})
         proxies = tuple(p for p in job.proxies if not set(columns([p], job.presets)) <= known.keys())
-        with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)):
+        with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)) as journal:
             values = job.scorer(_space(job.space), arch, proxies, presets=job.presets, seed=job.seed,
                                 device=job.device, **extra) if proxies else {}
         borrowed = {c: v for c, v in known.items() if c not in values}
         outcome = {"ok": True, "values": {k: float(v) for k, v in {**values, **borrowed}.items()},
                    **({"proxy_errors": failures} if failures else {}),
-                   **({"borrowed": sorted(borrowed)} if borrowed else {})}
+                   **({"borrowed": sorted(borrowed)} if borrowed else {}),
+                   **({"resumed_blocks": journal.taken} if journal is not None and journal.taken else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
         forget_tracebacks(exc)
@@ -574,7 +575,9 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
     arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "base_rss", "values"}`` (with
-    ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``) or ``{..., "error"}``. A tqdm bar
+    ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``; ``"resumed_blocks"`` where the
+    scoring took that many blocks of passes from the journal, its ``"seconds"`` then counting only the rest) or
+    ``{..., "error"}``. A tqdm bar
     counts ``done`` (finished before) plus the tasks. ``seen``: (arch, peak_rss, base_rss) of earlier
     records, from which a worker pool starts to decide what the memory holds at once; ``memory``: the most
     bytes its workers may take together (``PoolBackend``). ``journal``: a directory where each task under way
@@ -604,7 +607,8 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         if outcome.get("peak_rss"):  # what scoring it took: a resumed run's pool starts knowing it
             record.update(peak_rss=outcome["peak_rss"], base_rss=outcome.get("base_rss") or 0)
         if outcome["ok"]:
-            record.update({k: outcome[k] for k in ("values", "proxy_errors", "borrowed") if k in outcome})
+            record.update({k: outcome[k] for k in ("values", "proxy_errors", "borrowed", "resumed_blocks")
+                           if k in outcome})
         else:
             record["error"] = outcome["reason"]
         on_result(arch, seed, record)

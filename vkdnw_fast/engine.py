@@ -295,7 +295,9 @@ def _in_blocks(total: int, chunk: int, run: Callable[[int, int], torch.Tensor],
     log = None if journal is None else journal.next_log(digest(fingerprint(), f"chunk {chunk}"))
     start = 0
     if log is not None:
-        for begin, size, block in log.finished(device):
+        finished = log.finished(device)
+        journal.taken += len(finished)
+        for begin, size, block in finished:
             keep(begin, size, block)
             start, chunk = begin + size, size
     while start < total:

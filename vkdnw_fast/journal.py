@@ -114,6 +114,7 @@ class Journal:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self._calls = 0
+        self.taken = 0  # blocks taken from the directory instead of run
 
     def next_log(self, fingerprint: str) -> PassLog:
         log = PassLog(self.directory / f"pass{self._calls}", fingerprint)
