@@ -103,9 +103,7 @@ def main() -> None:
     }
     print(json.dumps({k: record[k] for k in ("overhead", "resume")}, indent=2))
     if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(record, handle, indent=2)
-            handle.write("\n")
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
