@@ -191,3 +191,20 @@ def test_the_readmes_quote_the_recorded_benchmark():
     assert (f"| {overhead['plain_s']:.1f} s | {overhead['journaled_s']:.1f} s | {overhead['journaled_over_plain']:.3f} "
             f"(median per network {overhead['median_per_network_ratio']:.3f}) | yes |") in table
     assert f"| {resume['whole_s']:.1f} s | {resume['resumed_s']:.1f} s | {resume['resumed_over_whole']:.2f} | yes |" in table
+
+
+def test_the_search_command_journals_each_candidate_in_its_run_directory(tmp_path, monkeypatch):
+    from vkdnw_fast import backends
+    from vkdnw_fast.search.cli import main
+
+    directories = []
+    real = backends.journaled
+
+    def journaled(directory):
+        directories.append(directory)
+        return real(directory)
+    monkeypatch.setattr(backends, "journaled", journaled)
+    assert main(["--space", "nb201", "--budget", "2", "--population", "2", "--proxies", "vkdnw", "--seed", "5",
+                 "--no-progress", "--out", str(tmp_path)]) == 0
+    assert directories and all(d.parent == tmp_path / "journal" for d in directories)
+    assert not (tmp_path / "journal").exists()  # removed once the search finished

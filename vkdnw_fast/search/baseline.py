@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import spaces
+from ..journal import cell_directory, discard
 from ..metrics import aggregate
 from .config import SearchConfig
 from .driver import check_job, check_outcome, stored_outcome
@@ -55,11 +56,18 @@ def random_search(config: SearchConfig, out: str | Path, backend) -> BaselineRes
             else:
                 backend.submit(idx, arch)
         store.commit()
+        journal = backend.job.journal  # where the scorings under way keep their passes, if anywhere
         while len(outcomes) < len(archs):
+            arrived = []
             for idx, outcome in backend.wait():
                 outcome = outcomes[idx] = check_outcome(outcome, config.proxies)
                 store.add_baseline(idx, arch=archs[idx], outcome=outcome)
+                arrived.append(archs[idx])
             store.commit()
+            for arch in arrived if journal is not None else ():
+                discard(cell_directory(journal, arch, backend.job.seed))
+        if journal is not None:  # with what a crash between a commit and a removal left
+            discard(journal)
     good = [i for i in range(len(archs)) if outcomes[i]["ok"]]
     if not good:
         raise SearchError("random search: no architecture could be scored")

@@ -311,7 +311,9 @@ def _evolution(args, space: dict) -> int:
     try:
         for seed, directory in zip(seeds, directories):
             config = config_for(seed, backend.workers)
-            backend.set_job(Job(space, proxies, (preset,), seed, args.device, data=data))
+            # Each candidate under way keeps its finished passes in the run's journal (local workers only).
+            journal = str(Path(directory) / "journal") if backend_kind == "local" else None
+            backend.set_job(Job(space, proxies, (preset,), seed, args.device, data=data, journal=journal))
             result = run_search(config, directory, backend=backend, progress=not args.no_progress)
             print(f"{directory}: best {result.best_arch}\n  flops {result.best_cost['flops']:.0f} params "
                   f"{result.best_cost['params']:.0f} layers {result.best_cost['layers']:.0f}; "
