@@ -66,8 +66,8 @@ class PassLog:
         if not same:
             shutil.rmtree(self.directory, ignore_errors=True)
             return []
-        blocks, position = [], 0
-        for start, size, path in self._blocks():
+        found, blocks, position = self._blocks(), [], 0
+        for start, size, path in found:
             if start != position:
                 break
             try:
@@ -78,7 +78,7 @@ class PassLog:
                 break
             blocks.append((start, size, block))
             position = start + size
-        for start, _, path in self._blocks():
+        for start, _, path in found:
             if start >= position:
                 path.unlink(missing_ok=True)
         return blocks

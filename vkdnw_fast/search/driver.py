@@ -97,7 +97,7 @@ class SearchDriver:
         self.failure_streak = 0
         self.held: dict[int, tuple[dict[str, Any], bool]] = {}  # arrived, not yet integrated
         self.progress = _Progress(progress, config.iterations)
-        self.journal = getattr(backend.job, "journal", None)  # where the scorings under way keep their passes
+        self.journal = backend.job.journal  # where the scorings under way keep their passes
         self.recorded: list[str] = []  # architectures recorded since the last commit
 
     # ------------------------------------------------------------------ schedule
