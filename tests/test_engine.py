@@ -200,13 +200,13 @@ def _vmap_out_of_memory_above(limit, tried, monkeypatch, device="cuda"):
 @pytest.mark.parametrize("name, strategy", [("residual_bn", "rows"), ("residual_bn", "forward"),
                                             ("features_lt_classes", "features")])
 def test_a_pass_that_runs_out_of_memory_is_retried_in_halves(name, strategy, device, monkeypatch):
-    """A block of 8 rows (or tangents) that does not fit is retried as 4, then 2, which is kept; the matrix
-    is the oracle's (a block failing part-way through its backward still has the graph to retry on)."""
+    """A block of 8 rows (or jvp's tangents) that does not fit is retried as 4, then 2, which is kept; the
+    matrix is the oracle's (a block failing part-way through its backward still has the graph to retry on)."""
     model, x = initialised(name), batch()
     truth = oracle_fisher(initialised(name), x, expected_coords(model, "paper"), "paper")
     tried = []
     _vmap_out_of_memory_above(2, tried, monkeypatch, device)
-    result = vf.fisher_matrix(model, x, config=config("paper", strategy=strategy, pass_chunk=8))
+    result = vf.fisher_matrix(model, x, config=config("paper", strategy=strategy, pass_chunk=8, tangents="jvp"))
     assert relative_error(result, truth) < 1e-9
     assert tried[:3] == [8, 4, 2] if strategy != "features" else tried[:2] == [4, 2]
     assert max(tried[3 if strategy != "features" else 2:]) <= 2
@@ -220,7 +220,7 @@ def test_out_of_memory_at_one_row_reaches_the_caller(device, error, message, mon
     tried = []
     _vmap_out_of_memory_above(0, tried, monkeypatch, device)
     with pytest.raises(error, match=message) as raised:
-        vf.fisher_matrix(model, x, config=config("paper", strategy="forward", pass_chunk=8))
+        vf.fisher_matrix(model, x, config=config("paper", strategy="forward", pass_chunk=8, tangents="jvp"))
     assert not isinstance(raised.value, ValueError)
     assert tried == [8, 4, 2, 1]
 

@@ -13,7 +13,8 @@ from vkdnw_fast.evaluation import EvaluationSpec, load_records, run_evaluation
 
 from test_engine import batch, config, initialised
 
-PLANS = [("residual_bn", "rows", None), ("residual_bn", "forward", 2), ("features_lt_classes", "features", None)]
+PLANS = [("residual_bn", "rows", None, "auto"), ("residual_bn", "forward", 2, "linearised"),
+         ("residual_bn", "forward", 2, "jvp"), ("features_lt_classes", "features", None, "auto")]
 
 
 _SAVE = journal.PassLog.save
@@ -37,26 +38,27 @@ def _saves(monkeypatch, kill_after: int | None = None) -> list:
     return saved
 
 
-def _matrix(name, strategy, chunk, seed=0):
+def _matrix(name, strategy, chunk, seed=0, tangents="auto"):
     model = initialised(name, seed)
-    return vf.fisher_matrix(model, batch(), config=config("paper", strategy=strategy, pass_chunk=chunk))
+    return vf.fisher_matrix(model, batch(), config=config("paper", strategy=strategy, pass_chunk=chunk,
+                                                          tangents=tangents))
 
 
-@pytest.mark.parametrize("name, strategy, chunk", PLANS)
-def test_an_interrupted_scoring_resumes_at_its_first_missing_block_with_the_same_bits(name, strategy, chunk,
+@pytest.mark.parametrize("name, strategy, chunk, tangents", PLANS)
+def test_an_interrupted_scoring_resumes_at_its_first_missing_block_with_the_same_bits(name, strategy, chunk, tangents,
                                                                                       tmp_path, monkeypatch):
-    uninterrupted = _matrix(name, strategy, chunk)
+    uninterrupted = _matrix(name, strategy, chunk, tangents=tangents)
     with journal.journaled(tmp_path / "whole"):
         whole = _saves(monkeypatch)
-        assert torch.equal(_matrix(name, strategy, chunk), uninterrupted)
+        assert torch.equal(_matrix(name, strategy, chunk, tangents=tangents), uninterrupted)
     assert len(whole) >= 3
     kill_after = len(whole) // 2
     with vf.journaled(tmp_path / "cut"), pytest.raises(Killed):  # as the README shows it
         _saves(monkeypatch, kill_after)
-        _matrix(name, strategy, chunk)
+        _matrix(name, strategy, chunk, tangents=tangents)
     with vf.journaled(tmp_path / "cut"):
         resumed = _saves(monkeypatch)
-        assert torch.equal(_matrix(name, strategy, chunk), uninterrupted)
+        assert torch.equal(_matrix(name, strategy, chunk, tangents=tangents), uninterrupted)
     assert resumed == whole[kill_after:]
 
 
@@ -100,13 +102,13 @@ def test_a_block_size_halved_after_running_out_of_memory_is_the_size_resumed_at(
     uninterrupted one did (a vmapped block's size can change its bits)."""
     from test_engine import _vmap_out_of_memory_above
     _vmap_out_of_memory_above(4, [], monkeypatch, device="cpu")
-    uninterrupted = _matrix("residual_bn", "forward", 8)
+    uninterrupted = _matrix("residual_bn", "forward", 8, tangents="jvp")
     with journal.journaled(tmp_path), pytest.raises(Killed):
         _saves(monkeypatch, 1)
-        _matrix("residual_bn", "forward", 8)
+        _matrix("residual_bn", "forward", 8, tangents="jvp")
     with journal.journaled(tmp_path):
         saved = _saves(monkeypatch)
-        assert torch.equal(_matrix("residual_bn", "forward", 8), uninterrupted)
+        assert torch.equal(_matrix("residual_bn", "forward", 8, tangents="jvp"), uninterrupted)
     assert {size for _, _, size in saved[:-1]} == {4}
 
 

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vkdnw_fast"
 
 # Top-level module or subpackage -> its layer (docs/architecture.md).
 LAYERS = {
-    "config": 1, "layers": 1, "timing": 1, "journal": 1, "hooks": 1, "ops": 1, "spectrum": 1, "metrics": 1, "data": 1,
+    "config": 1, "layers": 1, "timing": 1, "journal": 1, "linearise": 1, "hooks": 1, "ops": 1, "spectrum": 1, "metrics": 1, "data": 1,
     "datasets": 1,
     "registry": 1, "runs": 1, "memory": 1, "_C": 1,
     "spaces": 2, "benchmarks": 2,

@@ -23,6 +23,7 @@ _CHOICES = {
     "strategy": ("auto", "rows", "features", "forward"),
     "spectrum_dtype": ("float64", "float32"),
     "memory_format": MEMORY_FORMATS,
+    "tangents": ("auto", "linearised", "jvp"),
 }
 
 
@@ -61,6 +62,11 @@ class FisherConfig:
         on GPU. A call that runs out of memory is retried with half as many.
     memory_format: ``auto`` runs 4-d convolutional models channels-last on CPU (about 2x faster
         forward and backward there) and contiguous on GPU.
+    tangents: how forward mode (the ``forward`` plan, the general path) computes its tangents. ``jvp``:
+        ``torch.func.jvp`` over blocks of ``pass_chunk`` tangents, each block running the primal again;
+        ``linearised``: the network's tangent map traced once, its primal folded into constants, each
+        weight's tangent run from its own layer on (``vkdnw_fast.linearise``); ``auto``: linearised on CPU,
+        jvp on GPU (where one primal serves a block of 64 tangents).
     """
 
     # The field defaults are the default preset, ``exact`` (the README says why).
@@ -80,6 +86,7 @@ class FisherConfig:
     spectrum_dtype: str = "float64"
     pass_chunk: int | None = None
     memory_format: str = "auto"
+    tangents: str = "auto"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():

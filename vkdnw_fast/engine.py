@@ -8,7 +8,9 @@
    as cotangents (``rows``), what reaches the sinks is A_n itself. Or, when the logits come from a
    final ``nn.Linear`` z = W h + b with fewer features D than factor rows, D unit cotangents on h
    give H_n = dh_n/dtheta (``features``) and A_n = (M_n W) H_n, the final layer's own sampled
-   entries being analytic. Or forward mode with one tangent per sampled weight (``forward``).
+   entries being analytic. Or forward mode with one tangent per sampled weight (``forward``): on CPU
+   through the network's tangent map traced once (``linearise``: the primal computed once, each tangent
+   run from its own layer on), on GPU by ``jvp`` over blocks of tangents.
 3. The general path, for sampled weights no tap can take (no sampler for their module, a module the
    forward never calls or calls on tensors that are not batch-first): forward mode through
    ``functional_call`` with one tangent per such weight gives their columns of J_n, then M_n J_n; or,
@@ -21,8 +23,9 @@ activations are saved for weight gradients) plus, per sampled module, its input 
 the channels the sampled coordinates read (N x |channels| x spatial). Each backward call with c
 cotangent rows (vmapped into one backward) needs about c times the activation-gradient memory of
 one backward of the batch;
-c is ``FisherConfig.pass_chunk`` (1 on CPU, 64 on GPU by default). Forward mode holds c tangent
-copies of the activations (c = 4 on CPU, 64 on GPU by default). A call that runs out of memory is
+c is ``FisherConfig.pass_chunk`` (1 on CPU, 64 on GPU by default). Forward mode by jvp holds c tangent
+copies of the activations (c = 64 on GPU by default); linearised, the primal's intermediates its tangent
+ops read (about what a backward's graph keeps) and one tangent's activations. A call that runs out of memory is
 retried with half as many rows or tangents, and so on down to one.
 """
 from __future__ import annotations
@@ -42,6 +45,7 @@ from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
 from .journal import active as active_journal, digest
+from .linearise import Linearised
 from .memory import retained_heap
 from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, ieee_float32, no_attention_fastpath,
                       pick_logits, prepare, probe_forward, same_up_to, scoring_mode)
@@ -383,25 +387,35 @@ def _differentiable_attention():
         yield
 
 
-def _shifted_logits(model, weights, logits_at, device):
-    """logits(shift, x): the model's logits on x with ``shift[j]`` added to sampled weight j (through
-    ``functional_call``, the model untouched), and the names of the parameters shifted."""
+def _shifted_parameters(model, weights, device):
+    """shifted(shifts): the model's parameters with ``shifts[i]`` added to the sampled entries of the i-th
+    parameter tensor named in ``keys`` (through ``functional_call``, the model untouched), and for each key
+    the columns of its weights."""
     params = dict(model.named_parameters())
+    keys = list(dict.fromkeys(w.param_key for w in weights))
+    columns = {key: [j for j, w in enumerate(weights) if w.param_key == key] for key in keys}
+    indices = {key: torch.tensor([weights[j].flat_index for j in columns[key]], device=device) for key in keys}
+
+    def shifted(shifts):
+        values = dict(params)
+        for key, shift in zip(keys, shifts):
+            base = params[key]
+            values[key] = base.reshape(-1).index_add(0, indices[key], shift).reshape(base.shape)
+        return values
+    return shifted, keys, columns
+
+
+def _shifted_logits(model, weights, logits_at, device):
+    """logits(shift, x): the model's logits on x with ``shift[j]`` added to sampled weight j, and the
+    names of the parameters shifted."""
+    shifted, keys, columns = _shifted_parameters(model, weights, device)
     buffers = dict(model.named_buffers())
-    groups: dict[str, tuple[list[int], list[int]]] = {}
-    for column, weight in enumerate(weights):
-        indices, columns = groups.setdefault(weight.param_key, ([], []))
-        indices.append(weight.flat_index)
-        columns.append(column)
-    groups_t = {k: (torch.tensor(i, device=device), torch.tensor(c, device=device)) for k, (i, c) in groups.items()}
+    columns_t = [torch.tensor(columns[key], device=device) for key in keys]
 
     def logits_of(shift, x):
-        shifted = dict(params)
-        for key, (indices, columns) in groups_t.items():
-            base = params[key]
-            shifted[key] = base.reshape(-1).index_add(0, indices, shift[columns]).reshape(base.shape)
-        return pick_logits(functional_call(model, (shifted, buffers), (x,)), logits_at, model)
-    return logits_of, list(groups)
+        values = shifted([shift[c] for c in columns_t])
+        return pick_logits(functional_call(model, (values, buffers), (x,)), logits_at, model)
+    return logits_of, keys
 
 
 def _cannot_differentiate(path: str, how: str, model: nn.Module, names: list[str], error: Exception) -> ValueError:
@@ -412,36 +426,91 @@ def _cannot_differentiate(path: str, how: str, model: nn.Module, names: list[str
         "with vkdnw_fast.samplers.register_sampler")
 
 
+def _linearised(config: FisherConfig, device: torch.device) -> bool:
+    return config.tangents == "linearised" or (config.tangents == "auto" and device.type == "cpu")
+
+
+def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
+    """The logits' tangent for each sampled weight (P, N, C), from the network's tangent map traced once
+    (``linearise.Linearised``, built only when a block is to be computed); None where it cannot be traced."""
+    shifted, keys, columns = _shifted_parameters(model, weights, inputs.device)
+    buffers = dict(model.named_buffers())
+    place = {j: (i, position) for i, key in enumerate(keys) for position, j in enumerate(columns[key])}
+    blocks: dict[int, torch.Tensor] = {}
+    traced: list[Linearised] = []
+
+    def tangent_map() -> Linearised:
+        if not traced:
+            traced.append(Linearised(
+                lambda *shifts: pick_logits(functional_call(model, (shifted(shifts), buffers), (inputs,)), logits_at,
+                                            model),
+                [len(columns[key]) for key in keys], float_dtype(model, inputs), inputs.device))
+        return traced[0]
+
+    def run(start: int, size: int) -> torch.Tensor:
+        linearised = tangent_map()
+        out = []
+        for j in range(start, start + size):
+            i, position = place[j]
+            one_hot = torch.zeros(linearised.sizes[i], dtype=float_dtype(model, inputs), device=inputs.device)
+            one_hot[position] = 1
+            out.append(linearised.column(i, one_hot))
+        return torch.stack(out)
+
+    def keep(start: int, size: int, block: torch.Tensor) -> None:
+        blocks[start] = block
+
+    _in_blocks(len(weights), chunk, run, keep, lambda: digest("linearised tangents", fingerprint()), inputs.device)
+    return torch.cat([blocks[start] for start in sorted(blocks)])
+
+
 def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, path):
     """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n; ``path`` names
-    the plan in the error raised when an op has no forward-mode derivative."""
+    the plan in the error raised when an op has no forward-mode derivative. Linearised where
+    ``config.tangents`` says so (the tangent map traced once); where it cannot be traced, or under ``jvp``,
+    ``torch.func.jvp`` over blocks of ``chunk`` tangents."""
     p, dtype = len(weights), float_dtype(model, inputs)
     names = list(dict.fromkeys(w.param_key for w in weights))
+    sampled = ";".join(f"{w.param_key}[{w.flat_index}]" for w in weights)
+    fingerprint = lambda: digest("tangents", logits64, inputs, sampled)  # noqa: E731
+    tangents, untraced = None, None
     with warnings.catch_warnings(), _differentiable_attention():
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
-        blocks: dict[int, torch.Tensor] = {}
+        if _linearised(config, inputs.device):
+            try:
+                tangents = _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint)
+            except Exception as error:  # noqa: BLE001 -- whatever make_fx cannot trace, jvp is tried on
+                if _out_of_memory(error):
+                    raise
+                untraced = error
+        if tangents is None:
+            blocks: dict[int, torch.Tensor] = {}
 
-        def run(start: int, size: int) -> torch.Tensor:
-            # Only the block's weights carry tangents: the forward runs without them up to the block's
-            # first sampled layer (the weights come in module order), not from the network's first.
-            logits_of, _ = _shifted_logits(model, weights[start:start + size], logits_at, inputs.device)
-            origin = torch.zeros(size, dtype=dtype, device=inputs.device)
-            tangents = torch.eye(size, dtype=dtype, device=inputs.device)
-            return vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])(tangents)
+            def run(start: int, size: int) -> torch.Tensor:
+                # Only the block's weights carry tangents: the forward runs without them up to the block's
+                # first sampled layer (the weights come in module order), not from the network's first.
+                logits_of, _ = _shifted_logits(model, weights[start:start + size], logits_at, inputs.device)
+                origin = torch.zeros(size, dtype=dtype, device=inputs.device)
+                basis = torch.eye(size, dtype=dtype, device=inputs.device)
+                return vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])(basis)
 
-        def keep(start: int, size: int, block: torch.Tensor) -> None:
-            blocks[start] = block
+            def keep(start: int, size: int, block: torch.Tensor) -> None:
+                blocks[start] = block
 
-        sampled = ";".join(f"{w.param_key}[{w.flat_index}]" for w in weights)
-        try:
-            _in_blocks(p, chunk, run, keep, lambda: digest("tangents", logits64, inputs, sampled), inputs.device)
-        except (RuntimeError, NotImplementedError) as error:
-            if _out_of_memory(error):
-                raise
-            raise _cannot_differentiate(path, "forward-mode AD", model, names, error) from error
-    basis = torch.cat([blocks[start] for start in sorted(blocks)]).permute(1, 2, 0).to(torch.float64)
+            try:
+                _in_blocks(p, chunk, run, keep, fingerprint, inputs.device)
+            except (RuntimeError, NotImplementedError) as error:
+                if _out_of_memory(error):
+                    raise
+                raise _cannot_differentiate(path, "forward-mode AD", model, names, error) from error
+            tangents = torch.cat([blocks[start] for start in sorted(blocks)])
+    if untraced is not None:
+        warnings.warn(f"{path}: the tangent map of {type(model).__name__} could not be traced ({untraced}); forward "
+                      "mode ran the primal again for each block of tangents (FisherConfig.tangents='jvp' does so "
+                      "without trying)", RuntimeWarning, stacklevel=2)
+    basis = tangents.permute(1, 2, 0).to(torch.float64)
     return ops.multinomial_factor(logits64, basis, config.factor, config.smoothing, config.fp16_smoothing_constants)
 
 
