@@ -113,8 +113,32 @@ def test_a_tangent_map_that_cannot_be_traced_falls_back_to_jvp_and_says_so(monke
         raise RuntimeError("simulated: make_fx cannot trace this forward")
     monkeypatch.setattr(engine, "Linearised", untraceable)
     with pytest.warns(RuntimeWarning, match="could not be traced .simulated: make_fx cannot trace"):
-        got = vf.fisher_matrix(model, x, config=config("paper", strategy="forward"))
+        got = vf.fisher_matrix(model, x, config=config("paper", strategy="forward", tangents="linearised"))
     assert torch.equal(got, expected)
+
+
+def _deep(layers):
+    torch.manual_seed(0)
+    convs = [m for _ in range(layers) for m in (nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())]
+    return nn.Sequential(*convs, nn.Flatten(), nn.Linear(3 * 6 * 6, 4)).double()
+
+
+@pytest.mark.parametrize("layers, traced", [(14, False), (15, True)])
+def test_auto_linearises_from_16_tangents_on(layers, traced, monkeypatch):
+    """`auto` traces the tangent map for 16 sampled layers (15 convolutions and the head), not for 15, and
+    both ways give jvp's matrix."""
+    built = []
+    real = engine.Linearised
+
+    def counted(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(engine, "Linearised", counted)
+    x = batch()
+    auto = vf.fisher_matrix(_deep(layers), x, config=config("exact", strategy="forward"))
+    assert bool(built) == traced
+    jvp_matrix = vf.fisher_matrix(_deep(layers), x, config=config("exact", strategy="forward", tangents="jvp"))
+    assert relative_error(auto, jvp_matrix) < 1e-12
 
 
 def test_the_tangents_field_takes_only_its_choices():

@@ -65,8 +65,9 @@ class FisherConfig:
     tangents: how forward mode (the ``forward`` plan, the general path) computes its tangents. ``jvp``:
         ``torch.func.jvp`` over blocks of ``pass_chunk`` tangents, each block running the primal again;
         ``linearised``: the network's tangent map traced once, its primal folded into constants, each
-        weight's tangent run from its own layer on (``vkdnw_fast.linearise``); ``auto``: linearised on CPU,
-        jvp on GPU (where one primal serves a block of 64 tangents).
+        weight's tangent run from its own layer on (``vkdnw_fast.linearise``); ``auto``: linearised on CPU
+        from 16 tangents on (fewer do not repay the trace), else jvp, as on GPU (where one primal serves a
+        block of 64 tangents).
     """
 
     # The field defaults are the default preset, ``exact`` (the README says why).

@@ -66,6 +66,10 @@ _FORWARD_TANGENT_COST = 1.2
 # tokens, batch 64; K = 9-10 rows). Its memory, the gradients of the shifted parameter tensors for each
 # sample and row of a chunk of samples, is bounded (elements; 0.5 GB in float32).
 _PER_SAMPLE_ROW_COST = 1.7
+# Forward mode on CPU traces the tangent map (a few forwards' time and Python per op) to save jvp's primal
+# in each block of 4 tangents and the ops before each weight's layer: from 16 tangents on (bench/README.md:
+# a small ViT's 15 took 2.7x as long linearised, its 57 about as long; NB201 cells and TransNAS encoders gain).
+_LINEARISE_FROM = 16
 _PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 
 
@@ -426,8 +430,9 @@ def _cannot_differentiate(path: str, how: str, model: nn.Module, names: list[str
         "with vkdnw_fast.samplers.register_sampler")
 
 
-def _linearised(config: FisherConfig, device: torch.device) -> bool:
-    return config.tangents == "linearised" or (config.tangents == "auto" and device.type == "cpu")
+def _linearised(config: FisherConfig, device: torch.device, tangents: int) -> bool:
+    return config.tangents == "linearised" or (
+        config.tangents == "auto" and device.type == "cpu" and tangents >= _LINEARISE_FROM)
 
 
 def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
@@ -478,7 +483,7 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
-        if _linearised(config, inputs.device):
+        if _linearised(config, inputs.device, p):
             try:
                 tangents = _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint)
             except Exception as error:  # noqa: BLE001 -- whatever make_fx cannot trace, jvp is tried on
