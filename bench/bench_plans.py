@@ -5,12 +5,13 @@ For each network and preset, on one prepared model and batch: a no-grad forward,
 network admits, forced (``FisherConfig.strategy``): ``rows`` (K data-only backward passes; its
 passes count the general path's tangents too: the ViT's three token and embedding weights under
 ``paper``), ``features`` (D unit cotangents on the final Linear's input, where the logits come from
-one and D is at most twice the fewer of K and P), ``forward`` (P forward-mode tangents, 4 a call on
-CPU), and per-sample reverse mode (K rows per sample, ``engine._per_sample_reverse``; on the ViT, the
+one and D is at most twice the fewer of K and P), ``forward`` (P forward-mode tangents through the
+linearised tangent map, ``vkdnw_fast.linearise``, its trace included), ``forward_jvp`` (the same by
+``torch.func.jvp``, 4 tangents a call, each call running the primal again), and per-sample reverse mode (K rows per sample, ``engine._per_sample_reverse``; on the ViT, the
 kind of model it is chosen for).
 Per plan it prints the time, the passes and the cost of one pass in forwards, ``(time - forward) /
 passes / forward``, and per network the ratio of a tangent to a cotangent (the engine's
-``_FORWARD_TANGENT_COST``) and of a per-sample row to a cotangent (``_PER_SAMPLE_ROW_COST``). Times are
+``_FORWARD_TANGENT_COST``; jvp's too), jvp's time over the linearised map's, and of a per-sample row to a cotangent (``_PER_SAMPLE_ROW_COST``). Times are
 the minimum of --repeats runs after a warm-up (--no-warm-up: of the first ones).
 
     OMP_NUM_THREADS=1 python bench/bench_plans.py --threads 1 --out bench/results/plan_costs_cpu.json
@@ -120,11 +121,13 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
         # cotangents on a TransNAS encoder take minutes).
         rows = ops.factor_rows(base.factor, logits.shape[1])
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        plans = ["rows", "forward"]
+        # forward: the tangent map linearised (the default on CPU); forward_jvp: jvp's blocks of 4 tangents.
+        plans = ["rows", "forward", "forward_jvp"]
         if linears and linears[-1].in_features <= 2 * min(rows, len(weights)):
             plans.insert(1, "features")
         for plan in plans:
-            config = vf.FisherConfig.preset(preset, strategy=plan)
+            config = vf.FisherConfig.preset(preset, strategy=plan.removesuffix("_jvp"),
+                                            tangents="jvp" if plan.endswith("_jvp") else "linearised")
             try:
                 seconds, (factors, _) = best_of(repeats, lambda: engine.compute_factors(model, inputs, config, weights),
                                                  warm_up)
@@ -143,6 +146,8 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
                                           "pass_over_forward": (seconds - forward_s) / rows / forward_s}
     cotangent = row["plans"]["rows"]["pass_over_forward"]
     row["tangent_over_cotangent"] = row["plans"]["forward"]["pass_over_forward"] / cotangent
+    row["jvp_tangent_over_cotangent"] = row["plans"]["forward_jvp"]["pass_over_forward"] / cotangent
+    row["jvp_over_linearised"] = row["plans"]["forward_jvp"]["seconds"] / row["plans"]["forward"]["seconds"]
     if "per_sample" in row["plans"]:
         row["per_sample_row_over_cotangent"] = row["plans"]["per_sample"]["pass_over_forward"] / cotangent
     return row
@@ -179,7 +184,8 @@ def main(argv=None):
                     "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
         "torch": torch.__version__,
         "summary": {key: [min(r[key] for r in rows if key in r), max(r[key] for r in rows if key in r)]
-                    for key in ("tangent_over_cotangent", "per_sample_row_over_cotangent")
+                    for key in ("tangent_over_cotangent", "jvp_tangent_over_cotangent", "jvp_over_linearised",
+                                "per_sample_row_over_cotangent")
                     if any(key in r for r in rows)},
         "results": rows,
     }

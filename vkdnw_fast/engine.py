@@ -56,11 +56,11 @@ from .selection import SampledWeight, Selection, aleph as count_aleph, select_we
 from .spectrum import fisher_eigenvalues, vkdnw_entropy
 from .timing import stage
 
-# Relative cost of one forward-mode tangent to one data-only backward cotangent on CPU, 4 tangents a
-# call, each call carrying tangents only from its own weights on (bench/results/plan_costs_cpu.json):
-# 0.70-1.38 on NB201 cells, TransNAS-Bench-101 encoders and a ViT. It depends on how much of the network
-# follows the sampled layers, which one constant cannot see; 1.2 keeps NB201's plans (features against
-# 83-128 tangents) and gives TransNAS-Bench-101's exact preset forward mode (2.8-4.1x faster than rows).
+# Relative cost of one forward-mode tangent to one data-only backward cotangent on CPU
+# (bench/results/plan_costs_cpu.json): 0.37-0.98 linearised on NB201 cells and TransNAS-Bench-101 encoders
+# (jvp's blocks of 4: 0.62-1.28). It depends on how much of the network follows the sampled layers, which one
+# constant cannot see; 1.2 keeps NB201's plans (features against 83-128 tangents) and gives
+# TransNAS-Bench-101's exact preset forward mode.
 _FORWARD_TANGENT_COST = 1.2
 # Per-sample reverse mode, per factor row, in the same unit: 1.5-1.8 on CPU on a ViT (dim 64, depth 4, 66
 # tokens, batch 64; K = 9-10 rows). Its memory, the gradients of the shifted parameter tensors for each
