@@ -127,20 +127,26 @@ def test_cli_evaluate_takes_scores_from_a_run_and_says_which(tmp_path, capsys):
 
 
 def test_the_transnas_vkdnw_script_takes_the_label_free_scores_of_its_samples(tmp_path):
-    """bench/transnas_vkdnw.sh passes --scores-from the published label-free run of the same sample, and
-    nothing where no such run exists (another LIMIT): a stand-in `python` on PATH prints the command."""
+    """bench/transnas_vkdnw.sh passes --scores-from the published label-free run of the same sample, nothing
+    where no such run exists (another LIMIT), and scores no sample whose VKDNW run is published already: a
+    stand-in `python` on PATH prints the command."""
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "python").write_text('#!/bin/sh\necho "$@"\n')
     (tmp_path / "python").chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "SPACES": "tnb_micro", "TASKS": "class_scene"}
 
-    def command(**settings):
-        done = subprocess.run(["bash", "bench/transnas_vkdnw.sh", "run"], cwd=root, env={**env, **settings},
+    def command(space, task, **settings):
+        env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "SPACES": space, "TASKS": task, **settings}
+        done = subprocess.run(["bash", "bench/transnas_vkdnw.sh", "run"], cwd=root, env=env,
                               capture_output=True, text=True, check=True)
         return done.stdout.split()
 
-    lender = "bench/results/tnb/tnb_micro_class_scene_label_free100"
-    assert (root / lender).is_dir()
-    words = command()
-    assert words[words.index("--scores-from") + 1] == lender and "--limit" in words and "100" in words
-    assert "--scores-from" not in command(LIMIT="7")
+    samples = [(space, task) for space in ("tnb_micro", "tnb_macro") for task in ("class_scene", "class_object")]
+    for space, task in samples:
+        lender = f"bench/results/tnb/{space}_{task}_label_free100"
+        assert (root / lender).is_dir()
+        words = command(space, task)
+        if (root / f"bench/results/tnb/{space}_{task}_vkdnw100").is_dir():
+            assert words == f"{space}_{task}_vkdnw100: published in bench/results/tnb/, not scored again".split()
+        else:
+            assert words[words.index("--scores-from") + 1] == lender and "--limit" in words and "100" in words
+        assert "--scores-from" not in command(space, task, LIMIT="7")
