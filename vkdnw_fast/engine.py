@@ -68,7 +68,7 @@ _FORWARD_TANGENT_COST = 1.2
 _PER_SAMPLE_ROW_COST = 1.7
 # Forward mode on CPU traces the tangent map (a few forwards' time and Python per op) to save jvp's primal
 # in each block of 4 tangents and the ops before each weight's layer: from 16 tangents on (bench/README.md:
-# a small ViT's 15 took 2.7x as long linearised, its 57 about as long; NB201 cells and TransNAS encoders gain).
+# a small ViT's 15 took 2.9x as long linearised, its 57 1.25x; NB201 cells and TransNAS encoders gain).
 _LINEARISE_FROM = 16
 _PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 
@@ -437,7 +437,8 @@ def _linearised(config: FisherConfig, device: torch.device, tangents: int) -> bo
 
 def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
     """The logits' tangent for each sampled weight (P, N, C), from the network's tangent map traced once
-    (``linearise.Linearised``, built only when a block is to be computed); None where it cannot be traced."""
+    (``linearise.Linearised``, built only when a block is to be computed: a resumed scoring whose journal holds
+    every block traces nothing)."""
     shifted, keys, columns = _shifted_parameters(model, weights, inputs.device)
     buffers = dict(model.named_buffers())
     place = {j: (i, position) for i, key in enumerate(keys) for position, j in enumerate(columns[key])}
