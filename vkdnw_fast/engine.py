@@ -327,6 +327,14 @@ def _in_blocks(total: int, chunk: int, run: Callable[[int, int], torch.Tensor],
             torch.cuda.empty_cache()
 
 
+def _stacked_blocks(total: int, chunk: int, run: Callable[[int, int], torch.Tensor], fingerprint: Callable[[], str],
+                    device: torch.device) -> torch.Tensor:
+    """``_in_blocks`` keeping every block (they come in order): their concatenation along the first dimension."""
+    blocks: list[torch.Tensor] = []
+    _in_blocks(total, chunk, run, lambda start, size, block: blocks.append(block), fingerprint, device)
+    return torch.cat(blocks)
+
+
 def _backward_passes(outputs: torch.Tensor, sites: list[_Site], cotangents: torch.Tensor,
                      chunk: int, num_weights: int) -> torch.Tensor:
     """Per-sample gradients of the sampled weights for each cotangent row.
@@ -442,7 +450,7 @@ def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
     shifted, keys, columns = _shifted_parameters(model, weights, inputs.device)
     buffers = dict(model.named_buffers())
     place = {j: (i, position) for i, key in enumerate(keys) for position, j in enumerate(columns[key])}
-    blocks: dict[int, torch.Tensor] = {}
+    dtype = float_dtype(model, inputs)
     traced: list[Linearised] = []
 
     def tangent_map() -> Linearised:
@@ -450,7 +458,7 @@ def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
             traced.append(Linearised(
                 lambda *shifts: pick_logits(functional_call(model, (shifted(shifts), buffers), (inputs,)), logits_at,
                                             model),
-                [len(columns[key]) for key in keys], float_dtype(model, inputs), inputs.device))
+                [len(columns[key]) for key in keys], dtype, inputs.device))
         return traced[0]
 
     def run(start: int, size: int) -> torch.Tensor:
@@ -458,16 +466,13 @@ def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
         out = []
         for j in range(start, start + size):
             i, position = place[j]
-            one_hot = torch.zeros(linearised.sizes[i], dtype=float_dtype(model, inputs), device=inputs.device)
+            one_hot = torch.zeros(linearised.sizes[i], dtype=dtype, device=inputs.device)
             one_hot[position] = 1
             out.append(linearised.column(i, one_hot))
         return torch.stack(out)
 
-    def keep(start: int, size: int, block: torch.Tensor) -> None:
-        blocks[start] = block
-
-    _in_blocks(len(weights), chunk, run, keep, lambda: digest("linearised tangents", fingerprint()), inputs.device)
-    return torch.cat([blocks[start] for start in sorted(blocks)])
+    return _stacked_blocks(len(weights), chunk, run, lambda: digest("linearised tangents", fingerprint()),
+                           inputs.device)
 
 
 def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, path):
@@ -492,8 +497,6 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
                     raise
                 untraced = error
         if tangents is None:
-            blocks: dict[int, torch.Tensor] = {}
-
             def run(start: int, size: int) -> torch.Tensor:
                 # Only the block's weights carry tangents: the forward runs without them up to the block's
                 # first sampled layer (the weights come in module order), not from the network's first.
@@ -502,16 +505,12 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
                 basis = torch.eye(size, dtype=dtype, device=inputs.device)
                 return vmap(lambda t: jvp(lambda s: logits_of(s, inputs), (origin,), (t,))[1])(basis)
 
-            def keep(start: int, size: int, block: torch.Tensor) -> None:
-                blocks[start] = block
-
             try:
-                _in_blocks(p, chunk, run, keep, fingerprint, inputs.device)
+                tangents = _stacked_blocks(p, chunk, run, fingerprint, inputs.device)
             except (RuntimeError, NotImplementedError) as error:
                 if _out_of_memory(error):
                     raise
                 raise _cannot_differentiate(path, "forward-mode AD", model, names, error) from error
-            tangents = torch.cat([blocks[start] for start in sorted(blocks)])
     if untraced is not None:
         warnings.warn(f"{path}: the tangent map of {type(model).__name__} could not be traced ({untraced}); forward "
                       "mode ran the primal again for each block of tangents (FisherConfig.tangents='jvp' does so "

@@ -112,13 +112,14 @@ class Linearised:
             self.module.run_folding()
         self.inputs = [n for n in self.module.graph.nodes if n.op == "placeholder"]
         self.sizes = sizes
-        self.constants = self._constants()
-        self._status: dict[int, dict[fx.Node, str]] = {}
+        self.constants, self.dependent = self._constants()
+        self._runners: dict[int, _Pruned] = {}
 
-    def _constants(self) -> dict[fx.Node, object]:
+    def _constants(self) -> tuple[dict[fx.Node, object], set[fx.Node]]:
         """The value of every node that depends on no tangent and that one which does reads, computed once
         (what follows an in-place op on a constant, such as an in-place ReLU's, is still in the graph after
-        const_fold); the folded constants nothing reads any more (forward AD's checks) are let go."""
+        const_fold), and the nodes that depend on a tangent; the folded constants nothing reads any more (forward
+        AD's checks) are let go."""
         interpreter = fx.Interpreter(self.module, garbage_collect_values=False)
         constants: dict[fx.Node, object] = {}
         tangent_dependent = set(self.inputs)
@@ -133,39 +134,37 @@ class Linearised:
                     continue
                 args, kwargs = interpreter.fetch_args_kwargs_from_env(node)
                 constants[node] = interpreter.env[node] = getattr(interpreter, node.op)(node.target, args, kwargs)
-        self.dependent = tangent_dependent
         read = {n for node in self.module.graph.nodes if node in tangent_dependent or node.op == "output"
                 for n in node.all_input_nodes}
         for node in self.module.graph.nodes:
             if node.op == "get_attr" and "." not in node.target:
                 setattr(self.module, node.target, None)  # the kept values alone hold what is still read
-        return {node: value for node, value in constants.items() if node in read}
+        return {node: value for node, value in constants.items() if node in read}, tangent_dependent
 
     def _status_for(self, live: int) -> dict[fx.Node, str]:
-        if live not in self._status:
-            status = {node: _CONSTANT for node in self.module.graph.nodes
-                      if node.op not in ("placeholder", "output") and node not in self.dependent}
-            for node in self.module.graph.nodes:
-                if node in status:
-                    continue
-                if node.op == "placeholder":
-                    status[node] = _LIVE if node is self.inputs[live] else _ZERO
-                    continue
-                seen = {status[n] for n in node.all_input_nodes}
-                status[node] = _LIVE if _LIVE in seen else _ZERO if _ZERO in seen else _CONSTANT
-                if status[node] == _LIVE and any(status[n] == _ZERO for n in _written(node)):
-                    # Writing into a tangent known zero would leave its other readers with the zero:
-                    # this input's columns run the whole graph.
-                    status = {n: (_CONSTANT if s == _CONSTANT else _LIVE) for n, s in status.items()}
-                    status.update({n: _LIVE for n in self.module.graph.nodes if n not in status})
-                    break
-            self._status[live] = status
-        return self._status[live]
+        status = {node: _CONSTANT for node in self.module.graph.nodes
+                  if node.op not in ("placeholder", "output") and node not in self.dependent}
+        for node in self.module.graph.nodes:
+            if node in status:
+                continue
+            if node.op == "placeholder":
+                status[node] = _LIVE if node is self.inputs[live] else _ZERO
+                continue
+            seen = {status[n] for n in node.all_input_nodes}
+            status[node] = _LIVE if _LIVE in seen else _ZERO if _ZERO in seen else _CONSTANT
+            if status[node] == _LIVE and any(status[n] == _ZERO for n in _written(node)):
+                # Writing into a tangent known zero would leave its other readers with the zero:
+                # this input's columns run the whole graph.
+                status = {n: (_CONSTANT if s == _CONSTANT else _LIVE) for n, s in status.items()}
+                status.update({n: _LIVE for n in self.module.graph.nodes if n not in status})
+                break
+        return status
 
     def column(self, live: int, tangent: torch.Tensor) -> torch.Tensor:
         """The output's tangent for ``tangent`` (``sizes[live]`` elements) on input ``live``."""
-        status = self._status_for(live)
+        if live not in self._runners:  # one per input: its status, and the interpreter's last uses, once
+            self._runners[live] = _Pruned(self.module, self._status_for(live), self.constants)
         args = [tangent if i == live else torch.zeros(n, dtype=tangent.dtype, device=tangent.device)
                 for i, n in enumerate(self.sizes)]
         with torch.no_grad():
-            return _Pruned(self.module, status, self.constants).run(*args)
+            return self._runners[live].run(*args)
