@@ -14,6 +14,7 @@ import vkdnw_fast as vf
 import vkdnw_fast.reference as reference
 from vkdnw_fast import engine, ops
 from vkdnw_fast.init import initialise
+from vkdnw_fast.selection import select_weights
 
 from fisher_oracle import entropy_of, oracle_fisher
 
@@ -254,6 +255,46 @@ def test_automatic_plan_is_the_cheapest_and_reported():
     assert forward.strategy.startswith("forward (P=3") and forward.passes == 3
     with pytest.raises(ValueError, match="final nn.Linear"):
         vf.score(initialised("post_scaled"), x, config=config("exact", strategy="features"))
+
+
+class FrontHeavy(nn.Module):
+    """A wide first layer, then a narrow stack of 60: nearly all multiply-accumulates precede every sampled
+    layer but the first two, so linearised tangents of the stack's weights cost little. Its logits are scaled (no
+    ``features`` plan: they are not a final Linear's output)."""
+
+    def __init__(self, depth=60, classes=60):
+        super().__init__()
+        self.wide = nn.Linear(3 * 6 * 6, 512)
+        self.narrow = nn.Linear(512, 8)
+        self.stack = nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.Tanh()) for _ in range(depth)])
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, x):
+        return self.head(self.stack(torch.tanh(self.narrow(torch.tanh(self.wide(x.flatten(1))))))) / 2
+
+
+def test_each_weights_share_of_the_network_is_its_layers_multiply_accumulates_from_it_on():
+    model = FrontHeavy().double()
+    weights = select_weights(model, config("exact")).weights
+    macs = [108 * 512, 512 * 8] + [8 * 8] * 60 + [8 * 60]  # per sample, in call order
+    handles, shares = engine._share_hooks(model, weights)
+    with torch.no_grad():
+        model(batch())
+    for handle in handles:
+        handle.remove()
+    assert len(weights) == len(macs) == 63
+    assert shares() == pytest.approx([sum(macs[i:]) / sum(macs) for i in range(63)], rel=1e-12)
+
+
+def test_automatic_plan_counts_a_linearised_tangent_by_the_network_after_its_layer():
+    model, x = FrontHeavy().double(), batch()
+    # 63 tangents against 59 factor rows: counted by their shares (about 3.5 in all) plus the trace, forward
+    # mode; by jvp (1.2 cotangents each, the primal run again) rows.
+    linearised = vf.score(model, x, config=config("exact"))
+    by_jvp = vf.score(model, x, config=config("exact", tangents="jvp"))
+    assert linearised.strategy == "forward (P=63 tangents)" and by_jvp.strategy == "rows (K=59 factor rows)"
+    assert linearised.vkdnw == pytest.approx(by_jvp.vkdnw, abs=1e-9)
+    assert torch.allclose(linearised.eigenvalues, by_jvp.eigenvalues, rtol=1e-8, atol=1e-20)
 
 
 def test_reference_implementation_agrees_with_engine():

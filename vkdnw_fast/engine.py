@@ -45,6 +45,7 @@ from . import ops
 from .config import FisherConfig, resolve_config
 from .hooks import removing
 from .journal import active as active_journal, digest
+from .layers import layer_macs, named_layers
 from .linearise import Linearised
 from .memory import retained_heap
 from .prepare import (PreparedModel, check_logits, describe_output, float_dtype, ieee_float32, no_attention_fastpath,
@@ -56,12 +57,19 @@ from .selection import SampledWeight, Selection, aleph as count_aleph, select_we
 from .spectrum import fisher_eigenvalues, vkdnw_entropy
 from .timing import stage
 
-# Relative cost of one forward-mode tangent to one data-only backward cotangent on CPU
-# (bench/results/plan_costs_cpu.json): 0.37-0.98 linearised on NB201 cells and TransNAS-Bench-101 encoders
-# (jvp's blocks of 4: 0.62-1.28). It depends on how much of the network follows the sampled layers, which one
-# constant cannot see; 1.2 keeps NB201's plans (features against 83-128 tangents) and gives
-# TransNAS-Bench-101's exact preset forward mode.
+# Relative cost of one forward-mode tangent by jvp to one data-only backward cotangent on CPU: 0.62-1.28 on NB201
+# cells and TransNAS-Bench-101 encoders (bench/results/plan_costs_cpu.json); the GPU's forward mode, and the CPU's
+# below _LINEARISE_FROM tangents.
 _FORWARD_TANGENT_COST = 1.2
+# Linearised (vkdnw_fast.linearise), a weight's tangent runs the network from its layer on and no primal: it is
+# counted as the share of the network's layer multiply-accumulates from that layer's first call on (_share_hooks),
+# and the trace as a fixed number of cotangents. Measured (plan_costs_cpu.json), the plan took T + (0.85-1.23) x
+# (sum of the shares) forwards, T = 11-44 (the most on NB201 cells, whose forward of 0.3 s has the most ops per
+# multiply-accumulate), a cotangent 1.0-1.36 forwards. Counted as 30 + 1 x (sum), NB201's CIFAR-100 cell keeps
+# 'features' (64 passes against 72 counted, 73 measured) and the TransNAS encoders take forward mode under 'paper'
+# (96 and 52 counted, 63 and 32 measured, against 100 rows).
+_LINEARISED_TANGENT_COST = 1.0
+_LINEARISE_TRACE_COST = 30.0
 # Per-sample reverse mode, per factor row, in the same unit: 1.5-1.8 on CPU on a ViT (dim 64, depth 4, 66
 # tokens, batch 64; K = 9-10 rows). Its memory, the gradients of the shifted parameter tensors for each
 # sample and row of a chunk of samples, is bounded (elements; 0.5 GB in float32).
@@ -268,13 +276,13 @@ def _group_by_module(model: nn.Module, weights: list[SampledWeight], device) -> 
     return plans
 
 
-def _choose(config: FisherConfig, rows: int, features: int | None, num_weights: int, general_cost: float,
+def _choose(config: FisherConfig, rows: int, features: int | None, forward_cost: float, general_cost: float,
             per_sample_fits: bool) -> str:
     """The cheapest plan; the general path's cost adds to the backward plans (forward mode takes all
     columns itself, and so does per-sample reverse mode, ``per_sample``, when its memory bound allows)."""
     if config.strategy != "auto":
         return config.strategy
-    costs = {"rows": rows + general_cost, "forward": _FORWARD_TANGENT_COST * num_weights}
+    costs = {"rows": rows + general_cost, "forward": forward_cost}
     if features is not None:
         costs["features"] = features + general_cost
     if per_sample_fits:
@@ -441,6 +449,38 @@ def _cannot_differentiate(path: str, how: str, model: nn.Module, names: list[str
 def _linearised(config: FisherConfig, device: torch.device, tangents: int) -> bool:
     return config.tangents == "linearised" or (
         config.tangents == "auto" and device.type == "cpu" and tangents >= _LINEARISE_FROM)
+
+
+def _forward_cost(config: FisherConfig, device: torch.device, shares: list[float]) -> float:
+    """What the forward plan costs in cotangents, given each sampled weight's share of the network
+    (``_share_hooks``)."""
+    if _linearised(config, device, len(shares)):
+        return _LINEARISE_TRACE_COST + _LINEARISED_TANGENT_COST * sum(shares)
+    return _FORWARD_TANGENT_COST * len(shares)
+
+
+def _share_hooks(model: nn.Module, weights: list[SampledWeight]) -> tuple[list, Callable[[], list[float]]]:
+    """Forward hooks that find, in one forward, the share of the network's layer multiply-accumulates
+    (``layers.layer_macs``, in call order) from each sampled weight's module's first call on: what a linearised
+    tangent of that weight computes. Returns (handles, shares); a module the forward does not call counts 1."""
+    modules = dict(model.named_modules())
+    done, first = [0], {}
+
+    def enter(name: str):
+        def hook(module, args) -> None:  # a pre-hook's return value would replace the module's inputs
+            first.setdefault(name, done[0])
+        return hook
+
+    def count(layer, args, output):
+        if isinstance(output, torch.Tensor):
+            done[0] += layer_macs(layer, args, output)
+    handles = [modules[name].register_forward_pre_hook(enter(name)) for name in {w.module_name for w in weights}]
+    handles += [layer.register_forward_hook(count) for _, layer in named_layers(model)]
+
+    def shares() -> list[float]:
+        total = done[0]
+        return [(total - first.get(w.module_name, 0)) / total if total else 1.0 for w in weights]
+    return handles, shares
 
 
 def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
@@ -626,6 +666,8 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     handles += [m.register_forward_hook(record) for m in model.modules()
                 if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward]
     handles += batch_statistics_hooks(model, config)
+    share_handles, shares = _share_hooks(model, weights)
+    handles += share_handles
     with removing(handles), stage("forward"), no_attention_fastpath():
         logits = check_logits(model(inputs), model, logits=logits_at)
     for site in [s for s in sites if s.calls == 0 or s.misfit is not None]:
@@ -643,7 +685,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
         samples = _sample_chunk(model, weights, rows, n)
     else:  # the plans of models without general weights, as before the general path
         general_cost, samples = 0.0, 0
-    strategy = _choose(config, rows, features, num_weights, general_cost, samples > 0)
+    strategy = _choose(config, rows, features, _forward_cost(config, device, shares()), general_cost, samples > 0)
     if not sites and strategy in ("rows", "features"):  # no tap to take a cotangent: forced plans only
         strategy = "forward"
     if strategy == "features" and final_linear is None:

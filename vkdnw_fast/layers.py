@@ -9,6 +9,9 @@ registry; the engine's general path takes those no tap can (reported in ``Fisher
 """
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import nn
 
 LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
@@ -25,6 +28,17 @@ def named_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, module) for name, module in model.named_modules() if is_layer(module)]
 
 
+def layer_macs(layer: nn.Module, args: tuple, output: torch.Tensor) -> int:
+    """Multiply-accumulates of one call of a layer (a forward hook's arguments): a convolution costs (output
+    elements) x (input channels / groups) x (kernel volume), a transposed one (input elements) x (output
+    channels / groups) x (kernel volume), a Linear layer (output elements) x (in_features); biases not counted."""
+    if isinstance(layer, nn.Linear):
+        return output.numel() * layer.in_features
+    if layer.transposed:  # every input element is scattered over out/groups x kernel outputs
+        return args[0].numel() * (layer.out_channels // layer.groups) * math.prod(layer.kernel_size)
+    return output.numel() * (layer.in_channels // layer.groups) * math.prod(layer.kernel_size)
+
+
 def count_layers(model: nn.Module) -> int:
     return len(named_layers(model))
 
@@ -34,4 +48,4 @@ def layer_weights(model: nn.Module) -> list:
     return [module.weight for _, module in named_layers(model) if getattr(module, "weight", None) is not None]
 
 
-__all__ = ["LAYER_TYPES", "NORM_TYPES", "is_layer", "named_layers", "count_layers", "layer_weights"]
+__all__ = ["LAYER_TYPES", "NORM_TYPES", "is_layer", "named_layers", "layer_macs", "count_layers", "layer_weights"]

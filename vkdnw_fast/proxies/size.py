@@ -13,13 +13,11 @@ params: the number of scalar parameters (``model.parameters()``, shared tensors 
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..hooks import removing
-from ..layers import named_layers
+from ..layers import layer_macs, named_layers
 from .context import ProxyContext
 from .registry import register_proxy
 
@@ -30,12 +28,7 @@ def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
 
     def count(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Linear):
-            total += output.numel() * module.in_features
-        elif module.transposed:  # every input element is scattered over out/groups x kernel outputs
-            total += args[0].numel() * (module.out_channels // module.groups) * math.prod(module.kernel_size)
-        else:
-            total += output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        total += layer_macs(module, args, output)
 
     layers = [module for _, module in named_layers(model)]
     with removing(m.register_forward_hook(count) for m in layers), torch.no_grad():
