@@ -10,7 +10,8 @@ linearised tangent map, ``vkdnw_fast.linearise``, its trace included), ``forward
 ``torch.func.jvp``, 4 tangents a call, each call running the primal again), and per-sample reverse mode (K rows per sample, ``engine._per_sample_reverse``; on the ViT, the
 kind of model it is chosen for).
 Per plan it prints the time, the passes and the cost of one pass in forwards, ``(time - forward) /
-passes / forward``, and per network the ratio of a tangent to a cotangent (the engine's
+passes / forward``, records what ``auto`` counts for it (``counted``, in cotangents) and the VKDNW its
+factors give (the plans agree to float32 rounding), and per network the ratio of a tangent to a cotangent (the engine's
 ``_FORWARD_TANGENT_COST``; jvp's too), jvp's time over the linearised map's, and of a per-sample row to a cotangent (``_PER_SAMPLE_ROW_COST``). Times are
 the minimum of --repeats runs after a warm-up (--no-warm-up: of the first ones).
 
@@ -36,9 +37,11 @@ from torch import nn  # noqa: E402
 
 import vkdnw_fast as vf  # noqa: E402
 from vkdnw_fast import engine, ops, spaces  # noqa: E402
+from vkdnw_fast.hooks import removing  # noqa: E402
 from vkdnw_fast.memory import retained_heap  # noqa: E402
 from vkdnw_fast.prepare import prepare, scoring_mode  # noqa: E402
 from vkdnw_fast.selection import select_weights  # noqa: E402
+from vkdnw_fast.spectrum import fisher_eigenvalues, vkdnw_entropy  # noqa: E402
 
 from bench_engine import NB201_NETS, _cpu_model  # noqa: E402
 
@@ -117,6 +120,9 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
                 return model(inputs)
         forward_s, logits = best_of(repeats, forward, warm_up)
         row["forward_s"] = forward_s
+        handles, shares = engine._share_hooks(model, weights)
+        with removing(handles):
+            forward()
         # Rows and tangents always; features where D is at most twice the fewer of K and P (512 unit
         # cotangents on a TransNAS encoder take minutes).
         rows = ops.factor_rows(base.factor, logits.shape[1])
@@ -125,6 +131,10 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
         plans = ["rows", "forward", "forward_jvp"]
         if linears and linears[-1].in_features <= 2 * min(rows, len(weights)):
             plans.insert(1, "features")
+        # What auto weighs (in cotangents): the passes, and forward mode's count of the linearised map.
+        row["counted"] = {"rows": rows, "forward": engine._forward_cost(base, inputs.device, shares())}
+        if "features" in plans:
+            row["counted"]["features"] = linears[-1].in_features
         for plan in plans:
             config = vf.FisherConfig.preset(preset, strategy=plan.removesuffix("_jvp"),
                                             tangents="jvp" if plan.endswith("_jvp") else "linearised")
@@ -134,8 +144,11 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
             except ValueError as error:  # features on logits that no final Linear makes
                 row["plans"][plan] = {"error": str(error)}
                 continue
+            entropy, _ = vkdnw_entropy(fisher_eigenvalues(factors.a, getattr(torch, config.spectrum_dtype)),
+                                       config.quantiles)
             row["plans"][plan] = {"description": factors.strategy, "passes": factors.passes, "seconds": seconds,
-                                  "pass_over_forward": (seconds - forward_s) / factors.passes / forward_s}
+                                  "pass_over_forward": (seconds - forward_s) / factors.passes / forward_s,
+                                  "vkdnw": entropy}
         chunk = engine._sample_chunk(model, weights, rows, batch) if name == "vit" else 0
         if chunk:
             logits64 = logits.detach().to(torch.float64)
@@ -150,6 +163,11 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
     row["jvp_over_linearised"] = row["plans"]["forward_jvp"]["seconds"] / row["plans"]["forward"]["seconds"]
     if "per_sample" in row["plans"]:
         row["per_sample_row_over_cotangent"] = row["plans"]["per_sample"]["pass_over_forward"] / cotangent
+    # Each plan's time beyond the forward in cotangents' time, beside what auto counts for it.
+    cotangent_s = cotangent * row["forward_s"]
+    for plan in row["plans"].values():
+        if "seconds" in plan:
+            plan["cotangents"] = (plan["seconds"] - row["forward_s"]) / cotangent_s
     return row
 
 
@@ -175,8 +193,11 @@ def main(argv=None):
             rows.append(row)
             plans = "  ".join(f"{plan} {p['passes']}x{p['pass_over_forward']:.2f}={p['seconds']:.2f}s"
                               for plan, p in row["plans"].items() if "seconds" in p)
+            counted = "  ".join(f"{plan} {row['plans'][plan]['cotangents']:.0f} ({count:.0f})"
+                                for plan, count in row["counted"].items() if "cotangents" in row["plans"].get(plan, {}))
             print(f"{name:<24}{preset:<6} P={row['num_weights']:<4} forward {row['forward_s']:.3f}s  {plans}  "
-                  f"tangent/cotangent {row['tangent_over_cotangent']:.2f}", flush=True)
+                  f"tangent/cotangent {row['tangent_over_cotangent']:.2f}  in cotangents (counted): {counted}",
+                  flush=True)
     record = {
         "command": "python " + shlex.join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
