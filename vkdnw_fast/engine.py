@@ -724,16 +724,18 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
         return (a, strategy, f"features (D={features} unit cotangents on the final Linear's input)", features,
                 logits.detach(), general)
 
-    del sites  # drop the reverse-mode graph before the forward-mode passes
+    # Drop the reverse-mode graph, and the activations it saved, before the forward-mode passes: the logits and the
+    # final Linear's call hold it as much as the taps do.
+    del sites, final, final_linear, last_linear
+    logits = logits.detach()
     if strategy == "per_sample":
         with stage("per_sample"):
             a = _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, "the 'per_sample' plan",
                                     samples)
-        return a, strategy, f"per-sample reverse mode (K={rows} rows, P={num_weights} weights)", rows, \
-            logits.detach(), general
+        return a, strategy, f"per-sample reverse mode (K={rows} rows, P={num_weights} weights)", rows, logits, general
     with stage("forward_mode"):
         a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk, logits_at, "the 'forward' plan")
-    return a, strategy, f"forward (P={num_weights} tangents)", num_weights, logits.detach(), general
+    return a, strategy, f"forward (P={num_weights} tangents)", num_weights, logits, general
 
 
 FactorsFn = Callable[..., tuple[Factors, torch.Tensor]]  # (model, inputs, config, weights, *, logits_at)

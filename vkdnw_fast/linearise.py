@@ -2,9 +2,9 @@
 
 Forward mode by ``torch.func.jvp`` computes the primal next to the tangents, so a scoring with P tangents
 in blocks of c runs the network's primal P/c times more. ``Linearised(fn, sizes)`` traces ``fn`` (of a
-few 1-d shift vectors) once under forward-mode AD (``make_fx`` on the real tensors), folds what does not
-depend on a tangent into constants (``torch.fx.experimental.const_fold``, then once more here for what
-follows an in-place op, which const_fold leaves in the graph) and keeps the graph of tangent ops alone.
+few 1-d shift vectors) once under forward-mode AD (``make_fx`` on the real tensors), computes what does not
+depend on a tangent once, in the graph's order, keeping only the constants a tangent op reads (the primal is
+never held whole: the rest is let go after its last use), and keeps the graph of tangent ops alone.
 ``column(i, tangent)`` runs that graph with the tangent of input i and every other input's known to be
 zero: a node whose tangent inputs are all zero is skipped, so a weight's tangent costs the part of the
 network from its layer on.
@@ -16,13 +16,11 @@ would write a tangent into a constant is refused (``ValueError``).
 """
 from __future__ import annotations
 
-import warnings
 from typing import Callable
 
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch import fx
-from torch.fx.experimental import const_fold
 from torch.fx.experimental.proxy_tensor import make_fx
 
 _LIVE, _ZERO, _CONSTANT = "live", "zero", "constant"
@@ -101,45 +99,41 @@ class Linearised:
                 duals = [fwAD.make_dual(p, t) for p, t in zip(origin, tangents)]
                 return fwAD.unpack_dual(fn(*duals)).tangent
 
-        with warnings.catch_warnings(), torch.no_grad():
-            # const_fold inserts get_attr nodes before it registers their attributes, and says so.
-            warnings.filterwarnings("ignore", message="Attempted to insert a get_attr Node")
-            traced = make_fx(tangent_map)(*[torch.zeros(n, dtype=dtype, device=device) for n in sizes])
-            # Forward AD's shape checks go first: they read tangents, and folding would keep what they read.
-            traced.graph.eliminate_dead_code()
-            traced.recompile()
-            self.module = const_fold.split_const_subgraphs(traced)
-            self.module.run_folding()
+        with torch.no_grad():
+            self.module = make_fx(tangent_map)(*[torch.zeros(n, dtype=dtype, device=device) for n in sizes])
+        # Forward AD's shape checks go first: they read tangents, and would keep what they read.
+        self.module.graph.eliminate_dead_code()
+        self.module.recompile()
         self.inputs = [n for n in self.module.graph.nodes if n.op == "placeholder"]
         self.sizes = sizes
         self.constants, self.dependent = self._constants()
         self._runners: dict[int, _Pruned] = {}
 
     def _constants(self) -> tuple[dict[fx.Node, object], set[fx.Node]]:
-        """The value of every node that depends on no tangent and that one which does reads, computed once
-        (what follows an in-place op on a constant, such as an in-place ReLU's, is still in the graph after
-        const_fold), and the nodes that depend on a tangent; the folded constants nothing reads any more (forward
-        AD's checks) are let go."""
-        interpreter = fx.Interpreter(self.module, garbage_collect_values=False)
-        constants: dict[fx.Node, object] = {}
+        """The value of every node that depends on no tangent and that one which does reads, computed once in
+        the graph's order (an in-place op on a constant, such as an in-place ReLU's, acts on it as in the
+        trace), each other constant let go after its last use; and the nodes that depend on a tangent."""
+        nodes = [n for n in self.module.graph.nodes if n.op not in ("placeholder", "output")]
         tangent_dependent = set(self.inputs)
+        for node in nodes:
+            if any(n in tangent_dependent for n in node.all_input_nodes):
+                tangent_dependent.add(node)
+                if any(n not in tangent_dependent and n.op != "placeholder" for n in _written(node)):
+                    raise ValueError(f"the traced tangent map writes a tangent into a constant ({node.format_node()})")
+        read = {n for node in self.module.graph.nodes if node in tangent_dependent or node.op == "output"
+                for n in node.all_input_nodes if n not in tangent_dependent}
+        last_use = {n: node for node in nodes if node not in tangent_dependent for n in node.all_input_nodes}
+        interpreter = fx.Interpreter(self.module, garbage_collect_values=False)
         with torch.no_grad():
-            for node in self.module.graph.nodes:
-                if node.op in ("placeholder", "output"):
-                    continue
-                if any(n in tangent_dependent for n in node.all_input_nodes):
-                    tangent_dependent.add(node)
-                    if any(n in constants for n in _written(node)):
-                        raise ValueError(f"the traced tangent map writes a tangent into a constant ({node.format_node()})")
+            for node in nodes:
+                if node in tangent_dependent:
                     continue
                 args, kwargs = interpreter.fetch_args_kwargs_from_env(node)
-                constants[node] = interpreter.env[node] = getattr(interpreter, node.op)(node.target, args, kwargs)
-        read = {n for node in self.module.graph.nodes if node in tangent_dependent or node.op == "output"
-                for n in node.all_input_nodes}
-        for node in self.module.graph.nodes:
-            if node.op == "get_attr" and "." not in node.target:
-                setattr(self.module, node.target, None)  # the kept values alone hold what is still read
-        return {node: value for node, value in constants.items() if node in read}, tangent_dependent
+                interpreter.env[node] = getattr(interpreter, node.op)(node.target, args, kwargs)
+                for n in node.all_input_nodes:  # the whole primal is never held at once
+                    if last_use[n] is node and n not in read:
+                        del interpreter.env[n]
+        return {node: interpreter.env[node] for node in read}, tangent_dependent
 
     def _status_for(self, live: int) -> dict[fx.Node, str]:
         status = {node: _CONSTANT for node in self.module.graph.nodes
