@@ -238,7 +238,10 @@ class PoolBackend:
     base plus ``activation_bytes`` of the network times the largest ratio of what a candidate took to its
     activations, among the ``CALIBRATION`` largest seen; the largest peak seen where there is none. A base
     is what a worker holds, not what a network takes, so once this pool's own workers have reported, theirs
-    count, not those of a resumed run's records (workers that kept freed memory held up to 17.8 GiB).
+    count, not those of a resumed run's records (workers that kept freed memory held up to 17.8 GiB); and
+    once ``CALIBRATION // 2`` of its own candidates have, so do their ratios alone: the records may come from an
+    earlier version of the scoring code (a TransNAS micro cell took a quarter less once forward mode stopped
+    holding the tapped forward's graph, and the resumed run's ratios kept a second worker idle).
     ``seen``: (arch, peak_rss, base_rss) of earlier candidates (a resumed run's records).
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
@@ -343,11 +346,13 @@ class PoolBackend:
 
     def _calibration(self) -> tuple[int, float] | None:
         """(the largest base, of this pool's own candidates where any has finished; the largest ratio of
-        what a candidate took to its activations among the ``CALIBRATION`` largest seen), or None where none
-        of them has an activation estimate."""
-        largest = sorted(self.seen, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
+        what a candidate took to its activations among the ``CALIBRATION`` largest seen, of its own where
+        ``CALIBRATION // 2`` have finished), or None where none of them has an activation estimate."""
+        own = self.seen[self._resumed:]
+        calibrating = own if len(own) >= self.CALIBRATION // 2 else self.seen
+        largest = sorted(calibrating, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
         ratios = [(peak - base) / self._activation(other) for other, peak, base in largest if self._activation(other)]
-        bases = [base for _, _, base in self.seen[self._resumed:] or self.seen]
+        bases = [base for _, _, base in own or self.seen]
         return (max(bases), max(ratios)) if ratios else None
 
     def need(self, arch: str, calibration: tuple[int, float] | None = None) -> int:
