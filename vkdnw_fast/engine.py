@@ -57,17 +57,16 @@ from .selection import SampledWeight, Selection, aleph as count_aleph, select_we
 from .spectrum import fisher_eigenvalues, vkdnw_entropy
 from .timing import stage
 
-# Relative cost of one forward-mode tangent by jvp to one data-only backward cotangent on CPU: 0.62-1.28 on NB201
+# Relative cost of one forward-mode tangent by jvp to one data-only backward cotangent on CPU: 0.60-1.11 on NB201
 # cells and TransNAS-Bench-101 encoders (bench/results/plan_costs_cpu.json); the GPU's forward mode, and the CPU's
 # below _LINEARISE_FROM tangents.
 _FORWARD_TANGENT_COST = 1.2
 # Linearised (vkdnw_fast.linearise), a weight's tangent runs the network from its layer on and no primal: it is
 # counted as the share of the network's layer multiply-accumulates from that layer's first call on (_share_hooks),
-# and the trace as a fixed number of cotangents. Measured (plan_costs_cpu.json), the plan took T + (0.85-1.23) x
-# (sum of the shares) forwards, T = 11-44 (the most on NB201 cells, whose forward of 0.3 s has the most ops per
-# multiply-accumulate), a cotangent 1.0-1.36 forwards. Counted as 30 + 1 x (sum), NB201's CIFAR-100 cell keeps
-# 'features' (64 passes against 72 counted, 73 measured) and the TransNAS encoders take forward mode under 'paper'
-# (96 and 52 counted, 63 and 32 measured, against 100 rows).
+# and the trace as 30 cotangents. Measured, the plan took 0.81-1.13 of that count on NB201 cells (whose small ops
+# cost the most per multiply-accumulate), so that their CIFAR-100 cell keeps 'features' (64 passes against 72 and
+# 125 counted), and 0.42-0.82 of it on TransNAS-Bench-101 encoders at batch 8 (0.37-0.53 at 64,
+# plan_costs_tnb64_*), where it gives 'paper' forward mode on most class_object networks (96 and 52 against 100 rows).
 _LINEARISED_TANGENT_COST = 1.0
 _LINEARISE_TRACE_COST = 30.0
 # Per-sample reverse mode, per factor row, in the same unit: 1.5-1.8 on CPU on a ViT (dim 64, depth 4, 66
@@ -76,7 +75,7 @@ _LINEARISE_TRACE_COST = 30.0
 _PER_SAMPLE_ROW_COST = 1.7
 # Forward mode on CPU traces the tangent map (a few forwards' time and Python per op) to save jvp's primal
 # in each block of 4 tangents and the ops before each weight's layer: from 16 tangents on (bench/README.md:
-# a small ViT's 15 took 2.9x as long linearised, its 57 1.25x; NB201 cells and TransNAS encoders gain).
+# a small ViT's 15 took 2.1x as long linearised, its 57 1.7x; NB201 cells and TransNAS encoders gain).
 _LINEARISE_FROM = 16
 _PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 
