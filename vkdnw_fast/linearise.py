@@ -58,7 +58,7 @@ def _written(node: fx.Node) -> list[fx.Node]:
 
 
 class _Pruned(fx.Interpreter):
-    """Runs the folded graph for one live input: constants from the cache, zero nodes skipped."""
+    """Runs the traced graph for one live input: constants from the cache, zero nodes skipped."""
 
     def __init__(self, module: fx.GraphModule, status: dict[fx.Node, str], constants: dict[fx.Node, object]):
         super().__init__(module)  # each tangent freed after its last use
@@ -71,7 +71,7 @@ class _Pruned(fx.Interpreter):
         if node.op == "output":
             return _materialised(self.fetch_args_kwargs_from_env(node)[0][0])
         if self.status[node] == _CONSTANT:
-            return self.constants.get(node)  # None: a constant only other constants read, folded already
+            return self.constants.get(node)  # None: read by constants alone, let go after them
         if self.status[node] == _ZERO:
             return _Zero(node)
         args, kwargs = self.fetch_args_kwargs_from_env(node)
