@@ -361,6 +361,29 @@ def test_two_presets_and_the_aggregate_on_real_scores(tmp_path):
     assert result["best"]["accuracy"] == pytest.approx(NB201.value(result["best"]["arch"], "cifar10"))
 
 
+def test_each_record_names_the_engines_pass_plan_of_each_preset(tmp_path):
+    """The plan each preset's Fisher proxies were scored by, as the engine reports it for the same network,
+    counted in the metrics and the table; borrowed-only and non-Fisher scorings name none."""
+    spec = EvaluationSpec(proxies=("vkdnw", "flops"), presets=("paper", "exact"), limit=2, sample_seed=2, seeds=(0,))
+    result = run_evaluation(spec, tmp_path, progress=False)
+    records = ResultStore(tmp_path / "results.jsonl").records
+    space = spaces.get("nb201", dataset="cifar10")
+    expected: dict[str, dict[str, int]] = {}
+    for arch in spec.archs():
+        engine_plans = {p: vf.score(space.build_model(arch), input_shape=space.input_shape, config=p).strategy
+                        for p in spec.presets}
+        assert records[(arch, 0)]["plans"] == engine_plans
+        for preset, plan in engine_plans.items():
+            expected.setdefault(preset, {}).setdefault(plan, 0)
+            expected[preset][plan] += 1
+    assert result["plans"] == expected and sum(result["plans"]["paper"].values()) == 2
+    line = next(line for line in evaluation.format_table(result).splitlines() if line.startswith("engine pass plans"))
+    assert all(f"{plan} {n}" in line for plans in expected.values() for plan, n in plans.items())
+    sizes_only = run_evaluation(dataclasses.replace(spec, proxies=("flops",)), tmp_path / "sizes", progress=False)
+    assert "plans" not in sizes_only
+    assert all("plans" not in r for r in ResultStore(tmp_path / "sizes" / "results.jsonl").records.values())
+
+
 def test_cli_evaluate_and_report(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["nb201", "evaluate", "--limit", "5", "--seeds", "1", "--proxies", "flops,params",

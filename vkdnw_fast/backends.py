@@ -67,6 +67,8 @@ class Job:
     # A proxy that fails leaves out its own columns (an evaluation ranks each proxy on what it could score)
     # rather than the candidate (a search's fitness needs every proxy).
     isolate_failures: bool = False
+    # Record the engine's pass plan of each preset (``score_architecture``'s ``plans``) in the outcome.
+    record_plans: bool = False
     # The scoring batch's size (the throughput benchmark's --batch-size); scorers need not take it otherwise.
     batch_size: int = DEFAULT_BATCH_SIZE
     # {arch: {column: value}} known already (``evaluate --scores-from``): a proxy whose columns are all there
@@ -108,6 +110,9 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
         failures: dict[str, str] = {}
         if job.isolate_failures:
             extra["failures"] = failures
+        plans: dict[str, str] = {}
+        if job.record_plans:
+            extra["plans"] = plans
         known = job.borrowed.get(arch, {})
         proxies = tuple(p for p in job.proxies if not set(columns([p], job.presets)) <= known.keys())
         with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)) as journal:
@@ -116,6 +121,7 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
         borrowed = {c: v for c, v in known.items() if c not in values}
         outcome = {"ok": True, "values": {k: float(v) for k, v in {**values, **borrowed}.items()},
                    **({"proxy_errors": failures} if failures else {}),
+                   **({"plans": plans} if plans else {}),
                    **({"borrowed": sorted(borrowed)} if borrowed else {}),
                    **({"resumed_blocks": journal.taken} if journal is not None and journal.taken else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
@@ -580,7 +586,8 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
     arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "base_rss", "values"}`` (with
-    ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``; ``"resumed_blocks"`` where the
+    ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``; ``"plans"`` ({preset: the engine's
+    pass plan}) where ``Job.record_plans`` and Fisher proxies were scored; ``"resumed_blocks"`` where the
     scoring took that many blocks of passes from the journal, its ``"seconds"`` then counting only the rest) or
     ``{..., "error"}``. A tqdm bar
     counts ``done`` (finished before) plus the tasks. ``seen``: (arch, peak_rss, base_rss) of earlier
@@ -612,7 +619,7 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         if outcome.get("peak_rss"):  # what scoring it took: a resumed run's pool starts knowing it
             record.update(peak_rss=outcome["peak_rss"], base_rss=outcome.get("base_rss") or 0)
         if outcome["ok"]:
-            record.update({k: outcome[k] for k in ("values", "proxy_errors", "borrowed", "resumed_blocks")
+            record.update({k: outcome[k] for k in ("values", "proxy_errors", "plans", "borrowed", "resumed_blocks")
                            if k in outcome})
         else:
             record["error"] = outcome["reason"]

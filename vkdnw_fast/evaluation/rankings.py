@@ -106,6 +106,7 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
     reported after the rest."""
     default = aggregates(spec)
     extra = {k: v for k, v in aggregates(spec, extra_aggregates).items() if k not in default}
+    records = list(records)
     archs, failed, table = score_table(spec, records, benchmark)
     seeds = list(spec.seeds)
     if len(archs) < 2:
@@ -146,9 +147,22 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
         rankings[name] = {**aggregate_summary(agg_columns), "proxies": agg_columns}
     best = _best_architecture(spec, archs, accuracy, table, truth)
     partly_failed = _partly_failed(table)
+    plans = plan_counts(records)
     return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": rankings,
             "best": best, **({"partly_failed": partly_failed} if partly_failed else {}),
+            **({"plans": plans} if plans else {}),
             **({"ndcg_undefined": ndcg_undefined} if ndcg_undefined else {})}
+
+
+def plan_counts(records: Iterable[dict]) -> dict[str, dict[str, int]]:
+    """{preset: {pass plan: records}} over the records that name the engine's plan (``Job.record_plans``;
+    a run's records from before it was recorded, and borrowed Fisher scores, name none)."""
+    counts: dict[str, dict[str, int]] = {}
+    for record in records:
+        for preset, plan in record.get("plans", {}).items():
+            counts.setdefault(preset, {}).setdefault(plan, 0)
+            counts[preset][plan] += 1
+    return {preset: dict(sorted(plans.items(), key=lambda item: -item[1])) for preset, plans in counts.items()}
 
 
 def _forest(table: dict[str, np.ndarray], features: list[str], accuracy: np.ndarray, relevance: np.ndarray | None,

@@ -108,6 +108,10 @@ def format_table(results: dict) -> str:
         lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl")
     if results["failed"] or results.get("partly_failed"):
         lines.append("evaluate --retry-failed scores what failed again")
+    if results.get("plans"):
+        counted = "; ".join(f"{preset} " + ", ".join(f"{plan} {n}" for plan, n in plans.items())
+                            for preset, plans in results["plans"].items())
+        lines.append(f"engine pass plans (records that name one): {counted}")
     best = results.get("best")
     if best:
         lines.append(f"best by {best['by']}: {best['arch']}  true {truth_label(spec)} {best['shown']} "

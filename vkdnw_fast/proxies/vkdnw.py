@@ -15,6 +15,11 @@ def fisher_result(ctx: ProxyContext) -> FisherResult:
     return ctx.cache["fisher"]
 
 
+def computed_fisher_result(ctx: ProxyContext) -> FisherResult | None:
+    """The engine's result if a Fisher proxy has computed it on this context, else None (nothing is run)."""
+    return ctx.cache.get("fisher")
+
+
 @register_proxy("vkdnw")
 def vkdnw(ctx: ProxyContext) -> float:
     return fisher_result(ctx).vkdnw
