@@ -370,7 +370,7 @@ def test_each_record_names_the_engines_pass_plan_of_each_preset(tmp_path):
     space = spaces.get("nb201", dataset="cifar10")
     expected: dict[str, dict[str, int]] = {}
     for arch in spec.archs():
-        engine_plans = {p: vf.score(space.build_model(arch), input_shape=space.input_shape, config=p).strategy
+        engine_plans = {p: vf.score(space.build_model(arch), input_shape=space.input_shape, config=p).plan
                         for p in spec.presets}
         assert records[(arch, 0)]["plans"] == engine_plans
         for preset, plan in engine_plans.items():
@@ -424,6 +424,11 @@ def test_cli_score_matches_the_api(tmp_path, capsys, monkeypatch):
     expected = vf.score(tiny_nets.Net(5), input_shape=(3, 8, 8), batch_size=16, config="exact")
     assert printed["vkdnw"] == pytest.approx(expected.vkdnw, abs=1e-12)
     assert printed["aleph"] == 2 and printed["num_weights"] == 2
+    for strategy in ("rows", "features", "forward"):  # a forced plan: the same score, by that plan
+        assert cli.main(["score", "--model", "tiny_nets:Net", "--model-args", '{"classes": 5}', "--input-shape",
+                         "3,8,8", "--batch-size", "16", "--preset", "exact", "--strategy", strategy, "--json"]) == 0
+        forced = json.loads(capsys.readouterr().out)
+        assert forced["plan"] == strategy and forced["strategy"].startswith(strategy) and forced["vkdnw"] == pytest.approx(expected.vkdnw, abs=1e-8)
 
 
 @pytest.mark.parametrize("output, flag", [("{'aux': h, 'out': self.fc(h)}", "out"), ("(h, self.fc(h))", "1")])

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import spaces, throughput
-from .config import DEFAULT_PRESET, PRESETS
+from .config import DEFAULT_PRESET, PRESETS, STRATEGIES, TANGENTS
 from .datasets import DATA_HELP
 from .backends import terminate_as_interrupt
 from .benchmarks.registry import add_file_arguments
@@ -61,7 +61,7 @@ def cmd_score(args) -> int:
     import vkdnw_fast as vf
 
     model = _load_model(args.model, args.model_args)
-    config = vf.FisherConfig.preset(args.preset)
+    config = vf.FisherConfig.preset(args.preset, strategy=args.strategy, tangents=args.tangents)
     started = time.perf_counter()
     if args.input_shape is None and args.data is None:
         raise SystemExit("vkdnw-fast score: give --input-shape (Gaussian inputs) or --data (real images)")
@@ -69,8 +69,9 @@ def cmd_score(args) -> int:
                       device=args.device, seed=args.seed, data=args.data, logits=_logits_location(args.logits))
     seconds = time.perf_counter() - started
     summary = {"model": args.model, "preset": args.preset, "vkdnw": result.vkdnw, "aleph": result.aleph,
-               "single": result.single, "num_weights": result.num_weights, "strategy": result.strategy,
-               "passes": result.passes, "seconds": seconds, "backend": vf.backend(args.device or "cpu")}
+               "single": result.single, "num_weights": result.num_weights, "plan": result.plan,
+               "strategy": result.strategy, "passes": result.passes, "seconds": seconds,
+               "backend": vf.backend(args.device or "cpu")}
     if args.json:
         print(json.dumps({**summary, "eigenvalues": result.eigenvalues.tolist()}))
     else:
@@ -297,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "an index into the tuple, a key or an attribute name (default: a bare tensor, a 'logits' "
                        "key or attribute, or the only tensor)")
     score.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
+    score.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                       help="the engine's pass plan (docs/method.md section 4; default: the one it counts cheapest); "
+                       "the plans agree to rounding, they differ in time and memory")
+    score.add_argument("--tangents", choices=TANGENTS, default="auto",
+                       help="how the forward plan computes its tangents (FisherConfig.tangents)")
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--device", default=None)
     score.add_argument("--json", action="store_true", help="print one JSON object, eigenvalues included")

@@ -25,6 +25,8 @@ _CHOICES = {
     "memory_format": MEMORY_FORMATS,
     "tangents": ("auto", "linearised", "jvp"),
 }
+STRATEGIES = _CHOICES["strategy"]
+TANGENTS = _CHOICES["tangents"]
 
 
 @dataclass(frozen=True)

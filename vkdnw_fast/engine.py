@@ -85,7 +85,9 @@ class FisherResult:
     """What ``score`` returns. ``single`` = aleph + vkdnw (docs/method.md §2). ``weights`` names the sampled
     scalars; ``skipped`` what was left out with the reason: {layer: reason} under weights='layers' (so that
     aleph = num_weights + len(skipped) there), {parameter: reason} under 'parameter_tensors'. ``general``:
-    the sampled weights that no sampler's tap could take, computed by the general path, with the reason."""
+    the sampled weights that no sampler's tap could take, computed by the general path, with the reason.
+    ``strategy`` describes how the factors were computed; ``plan`` names the engine's pass plan (rows, features,
+    forward or per_sample; None where a ``factors_fn`` computed them)."""
 
     vkdnw: float
     aleph: int
@@ -98,6 +100,7 @@ class FisherResult:
     config: FisherConfig = field(repr=False)
     skipped: dict[str, str] = field(default_factory=dict, repr=False)
     general: dict[str, str] = field(default_factory=dict, repr=False)
+    plan: str | None = None
 
     @property
     def single(self) -> float:
@@ -107,12 +110,13 @@ class FisherResult:
 @dataclass
 class Factors:
     """A (N, K, P) and how it was obtained; ``general``: {weight name: reason} of the columns the
-    general path computed."""
+    general path computed; ``plan``: the engine's pass plan (``_choose``), None for other computations."""
 
     a: torch.Tensor
     strategy: str
     passes: int
     general: dict[str, str] = field(default_factory=dict)
+    plan: str | None = None
 
 
 class _Tap(torch.autograd.Function):
@@ -619,7 +623,7 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
                                                  "the general path").to(a.dtype)
                 label += f" + general ({len(columns)} forward-mode tangents)"
                 passes += len(columns)
-    return Factors(a, label, passes, {weights[j].name: general[j] for j in sorted(general)}), logits
+    return Factors(a, label, passes, {weights[j].name: general[j] for j in sorted(general)}, strategy), logits
 
 
 def _sample_chunk(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> int:
@@ -787,7 +791,7 @@ def score_prepared(prepared: PreparedModel, config: FisherConfig | str | None = 
         vkdnw=entropy, aleph=aleph, eigenvalues=eigenvalues, quantile_levels=levels,
         num_weights=len(selection.weights), strategy=factors.strategy, passes=factors.passes,
         weights=[w.name for w in selection.weights], config=config, skipped=selection.skipped,
-        general=factors.general)
+        general=factors.general, plan=factors.plan)
 
 
 @retained_heap()

@@ -54,7 +54,7 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
     ``consume_model`` says it was built for this call alone, when it is prepared in place as one built
     here is (no copy). ``data``: real images (and labels) for the scoring batch instead of Gaussian noise
     (``vkdnw_fast.datasets``). ``plans``: a dict that gets, for each preset whose Fisher proxies were scored, the
-    engine's pass plan (``FisherResult.strategy``: rows, features, forward or per_sample), which decides the
+    engine's pass plan (``FisherResult.plan``: rows, features, forward or per_sample), which decides the
     time and memory a network takes, not its scores beyond rounding (docs/method.md §4)."""
     arch = space.validate(arch)
     proxies = check_proxies(proxies)
@@ -91,6 +91,6 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
         if failed:
             failures.update({column(p, name, names): message for p, message in failed.items()})
         fisher_result = computed_fisher_result(ctx)
-        if plans is not None and fisher_result is not None:
-            plans[name] = fisher_result.strategy
+        if plans is not None and fisher_result is not None and fisher_result.plan is not None:
+            plans[name] = fisher_result.plan
     return values
