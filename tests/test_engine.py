@@ -248,13 +248,13 @@ def test_automatic_plan_is_the_cheapest_and_reported():
     x = batch()
     # 11 sampled tensors: 6 factor rows beat 11 tangents (each costing about one cotangent).
     rows = vf.score(ResidualCNN(6).double(), x, config=config("paper"))
-    assert rows.strategy.startswith("rows (K=6") and rows.passes == 6
+    assert rows.strategy.startswith("rows (K=6") and rows.passes == 6 and rows.plan == "rows"
     # 8 sampled tensors (three Linears' weights and biases, BatchNorm's gamma and beta), 12 classes, 4 features.
     lt = vf.score(initialised("features_lt_classes"), x, config=config("paper"))
-    assert lt.strategy.startswith("features (D=4") and lt.passes == 4 and lt.num_weights == 8
+    assert lt.strategy.startswith("features (D=4") and lt.passes == 4 and lt.num_weights == 8 and lt.plan == "features"
     # 3 sampled weights (one per linear) against 39 factor rows and 50 features: forward mode.
     forward = vf.score(MLP(classes=40, hidden=50).double(), x, config=config("exact"))
-    assert forward.strategy.startswith("forward (P=3") and forward.passes == 3
+    assert forward.strategy.startswith("forward (P=3") and forward.passes == 3 and forward.plan == "forward"
     with pytest.raises(ValueError, match="final nn.Linear"):
         vf.score(initialised("post_scaled"), x, config=config("exact", strategy="features"))
 
@@ -327,7 +327,7 @@ def test_reference_implementation_agrees_with_engine():
         slow = reference.score(model, x, config=config(preset))
         assert slow.vkdnw == pytest.approx(fast.vkdnw, abs=1e-10)
         assert torch.allclose(slow.eigenvalues, fast.eigenvalues, rtol=1e-9, atol=1e-14)
-        assert slow.strategy.startswith("reference")
+        assert slow.strategy.startswith("reference") and slow.plan is None
 
 
 def test_twin_and_compiled_ops_give_the_same_score(monkeypatch):

@@ -358,6 +358,7 @@ def test_general_path_matches_oracle(name, preset):
         assert all(fragment in general[w] for w, fragment in expected.items())
     if (name, preset) in BY_REVERSE:
         assert result.strategy == f"per-sample reverse mode (K=5 rows, P={result.num_weights} weights)"
+        assert result.plan == "per_sample"
     elif general:
         assert result.strategy.endswith(f" + general ({len(general)} forward-mode tangents)")
     else:
@@ -377,6 +378,7 @@ def test_per_sample_reverse_mode_is_bounded_in_memory(monkeypatch):
     monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 6 * every - 1)   # not the six samples at once
     result = assert_matches_oracle("sequence_first", "paper")
     assert result.strategy == "rows (K=5 factor rows) + general (10 weights by per-sample reverse mode, 5 rows)"
+    assert result.plan == "rows"  # the general path's columns do not change the plan it names
     assert result.passes == 5 + 5
     monkeypatch.setattr(engine, "_PER_SAMPLE_GRADIENTS_LIMIT", 6 * general)
     assert vf.score(built("sequence_first"), batch(), config=config("paper")).strategy == result.strategy
