@@ -361,27 +361,44 @@ def test_two_presets_and_the_aggregate_on_real_scores(tmp_path):
     assert result["best"]["accuracy"] == pytest.approx(NB201.value(result["best"]["arch"], "cifar10"))
 
 
-def test_each_record_names_the_engines_pass_plan_of_each_preset(tmp_path):
-    """The plan each preset's Fisher proxies were scored by, as the engine reports it for the same network,
-    counted in the metrics and the table; borrowed-only and non-Fisher scorings name none."""
+def test_each_record_says_which_plan_the_engine_took_for_each_preset(tmp_path):
+    """The plan and passes each preset's Fisher proxies were scored by, as the engine reports them for the same
+    network, and its seconds; counted in the metrics and the table; non-Fisher scorings say nothing."""
     spec = EvaluationSpec(proxies=("vkdnw", "flops"), presets=("paper", "exact"), limit=2, sample_seed=2, seeds=(0,))
     result = run_evaluation(spec, tmp_path, progress=False)
     records = ResultStore(tmp_path / "results.jsonl").records
     space = spaces.get("nb201", dataset="cifar10")
-    expected: dict[str, dict[str, int]] = {}
     for arch in spec.archs():
-        engine_plans = {p: vf.score(space.build_model(arch), input_shape=space.input_shape, config=p).plan
-                        for p in spec.presets}
-        assert records[(arch, 0)]["plans"] == engine_plans
-        for preset, plan in engine_plans.items():
-            expected.setdefault(preset, {}).setdefault(plan, 0)
-            expected[preset][plan] += 1
-    assert result["plans"] == expected and sum(result["plans"]["paper"].values()) == 2
+        record = records[(arch, 0)]
+        for preset in spec.presets:
+            engine = vf.score(space.build_model(arch), input_shape=space.input_shape, config=preset)
+            assert {k: record["engine"][preset][k] for k in ("plan", "passes")} == {"plan": engine.plan,
+                                                                                    "passes": engine.passes}
+        assert 0 < sum(run["seconds"] for run in record["engine"].values()) < record["seconds"]
+    for preset in spec.presets:
+        plans = {records[(arch, 0)]["engine"][preset]["plan"] for arch in spec.archs()}
+        assert result["engine"][preset] == {plan: {
+            "networks": sum(records[(a, 0)]["engine"][preset]["plan"] == plan for a in spec.archs()),
+            "median_seconds": pytest.approx(float(np.median([records[(a, 0)]["engine"][preset]["seconds"]
+                                                             for a in spec.archs()
+                                                             if records[(a, 0)]["engine"][preset]["plan"] == plan])))}
+            for plan in plans}
     line = next(line for line in evaluation.format_table(result).splitlines() if line.startswith("engine pass plans"))
-    assert all(f"{plan} {n}" in line for plans in expected.values() for plan, n in plans.items())
+    assert all(f"{preset} {plan} {run['networks']} (median " in line
+               for preset, plans in result["engine"].items() for plan, run in plans.items())
     sizes_only = run_evaluation(dataclasses.replace(spec, proxies=("flops",)), tmp_path / "sizes", progress=False)
-    assert "plans" not in sizes_only
-    assert all("plans" not in r for r in ResultStore(tmp_path / "sizes" / "results.jsonl").records.values())
+    assert "engine" not in sizes_only
+    assert all("engine" not in r for r in ResultStore(tmp_path / "sizes" / "results.jsonl").records.values())
+
+
+def test_the_engines_median_seconds_leave_out_resumed_networks():
+    run = {"paper": {"plan": "forward", "passes": 128}}
+    records = [{"engine": {"paper": {**run["paper"], "seconds": s}}, **extra}
+               for s, extra in ((10.0, {}), (30.0, {}), (1.0, {"resumed_blocks": 3}))]
+    records.append({"values": {}})  # a record from before the engine's runs were kept
+    assert evaluation.rankings.engine_summary(records) == {"paper": {"forward": {"networks": 3, "median_seconds": 20.0}}}
+    resumed_only = evaluation.rankings.engine_summary(records[2:])
+    assert resumed_only == {"paper": {"forward": {"networks": 1, "median_seconds": None}}}
 
 
 def test_cli_evaluate_and_report(tmp_path, capsys):

@@ -67,8 +67,8 @@ class Job:
     # A proxy that fails leaves out its own columns (an evaluation ranks each proxy on what it could score)
     # rather than the candidate (a search's fitness needs every proxy).
     isolate_failures: bool = False
-    # Record the engine's pass plan of each preset (``score_architecture``'s ``plans``) in the outcome.
-    record_plans: bool = False
+    # Record what the engine did for each preset (``score_architecture``'s ``engine_runs``) in the outcome.
+    record_engine_runs: bool = False
     # The scoring batch's size (the throughput benchmark's --batch-size); scorers need not take it otherwise.
     batch_size: int = DEFAULT_BATCH_SIZE
     # {arch: {column: value}} known already (``evaluate --scores-from``): a proxy whose columns are all there
@@ -110,9 +110,9 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
         failures: dict[str, str] = {}
         if job.isolate_failures:
             extra["failures"] = failures
-        plans: dict[str, str] = {}
-        if job.record_plans:
-            extra["plans"] = plans
+        engine_runs: dict[str, dict] = {}
+        if job.record_engine_runs:
+            extra["engine_runs"] = engine_runs
         known = job.borrowed.get(arch, {})
         proxies = tuple(p for p in job.proxies if not set(columns([p], job.presets)) <= known.keys())
         with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)) as journal:
@@ -121,7 +121,7 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
         borrowed = {c: v for c, v in known.items() if c not in values}
         outcome = {"ok": True, "values": {k: float(v) for k, v in {**values, **borrowed}.items()},
                    **({"proxy_errors": failures} if failures else {}),
-                   **({"plans": plans} if plans else {}),
+                   **({"engine": engine_runs} if engine_runs else {}),
                    **({"borrowed": sorted(borrowed)} if borrowed else {}),
                    **({"resumed_blocks": journal.taken} if journal is not None and journal.taken else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
@@ -586,8 +586,8 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
     arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "base_rss", "values"}`` (with
-    ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``; ``"plans"`` ({preset: the engine's
-    pass plan}) where ``Job.record_plans`` and Fisher proxies were scored; ``"resumed_blocks"`` where the
+    ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``; ``"engine"`` ({preset: the
+    engine's plan, passes and seconds}) where ``Job.record_engine_runs`` and Fisher proxies were scored; ``"resumed_blocks"`` where the
     scoring took that many blocks of passes from the journal, its ``"seconds"`` then counting only the rest) or
     ``{..., "error"}``. A tqdm bar
     counts ``done`` (finished before) plus the tasks. ``seen``: (arch, peak_rss, base_rss) of earlier
@@ -619,7 +619,7 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         if outcome.get("peak_rss"):  # what scoring it took: a resumed run's pool starts knowing it
             record.update(peak_rss=outcome["peak_rss"], base_rss=outcome.get("base_rss") or 0)
         if outcome["ok"]:
-            record.update({k: outcome[k] for k in ("values", "proxy_errors", "plans", "borrowed", "resumed_blocks")
+            record.update({k: outcome[k] for k in ("values", "proxy_errors", "engine", "borrowed", "resumed_blocks")
                            if k in outcome})
         else:
             record["error"] = outcome["reason"]

@@ -14,7 +14,7 @@ from .memory import retained_heap
 from .prepare import check_seed, prepare, resolve_device
 from .proxies import ProxyContext, available_proxies, compute_on
 from .proxies.compute import seeded_global_rng
-from .proxies.vkdnw import computed_fisher_result
+from .proxies.vkdnw import engine_run
 from .timing import stage
 
 FISHER_PROXIES = ("vkdnw", "vkdnw_single", "aleph") + tuple(f"fim_q{k}" for k in range(1, 10))
@@ -46,16 +46,17 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
                        presets: Sequence[str | FisherConfig] = (DEFAULT_PRESET,), seed: int = 0,
                        device=None, batch_size: int = DEFAULT_BATCH_SIZE, model=None, consume_model: bool = False,
                        data: DataSource | str | None = None, failures: dict[str, str] | None = None,
-                       plans: dict[str, str] | None = None) -> dict[str, float]:
+                       engine_runs: dict[str, dict] | None = None) -> dict[str, float]:
     """{column: value} for ``arch`` of ``space`` (see ``column`` for the names). A proxy that fails
     raises ``ProxyError``; given a ``failures`` dict, its columns go there with the error instead
     ({column: message}) and are left out of the result. ``model``: a network
     already built for ``arch`` (e.g. on another thread), else it is built here; left untouched unless
     ``consume_model`` says it was built for this call alone, when it is prepared in place as one built
     here is (no copy). ``data``: real images (and labels) for the scoring batch instead of Gaussian noise
-    (``vkdnw_fast.datasets``). ``plans``: a dict that gets, for each preset whose Fisher proxies were scored, the
-    engine's pass plan (``FisherResult.plan``: rows, features, forward or per_sample), which decides the
-    time and memory a network takes, not its scores beyond rounding (docs/method.md §4)."""
+    (``vkdnw_fast.datasets``). ``engine_runs``: a dict that gets, for each preset whose Fisher proxies were
+    scored, what the engine did (``proxies.vkdnw.engine_run``: its pass plan, rows, features, forward or per_sample,
+    which decides the time and memory a network takes, not its scores beyond rounding, docs/method.md §4; its
+    passes; its seconds)."""
     arch = space.validate(arch)
     proxies = check_proxies(proxies)
     seed = check_seed(seed)
@@ -90,7 +91,7 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
             values.update({column(p, name, names): v for p, v in compute_on(ctx, wanted, failures=failed).items()})
         if failed:
             failures.update({column(p, name, names): message for p, message in failed.items()})
-        fisher_result = computed_fisher_result(ctx)
-        if plans is not None and fisher_result is not None and fisher_result.plan is not None:
-            plans[name] = fisher_result.plan
+        run = engine_run(ctx)
+        if engine_runs is not None and run is not None:
+            engine_runs[name] = run
     return values

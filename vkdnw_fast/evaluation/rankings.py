@@ -147,22 +147,31 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
         rankings[name] = {**aggregate_summary(agg_columns), "proxies": agg_columns}
     best = _best_architecture(spec, archs, accuracy, table, truth)
     partly_failed = _partly_failed(table)
-    plans = plan_counts(records)
+    engine = engine_summary(records)
     return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": rankings,
             "best": best, **({"partly_failed": partly_failed} if partly_failed else {}),
-            **({"plans": plans} if plans else {}),
+            **({"engine": engine} if engine else {}),
             **({"ndcg_undefined": ndcg_undefined} if ndcg_undefined else {})}
 
 
-def plan_counts(records: Iterable[dict]) -> dict[str, dict[str, int]]:
-    """{preset: {pass plan: records}} over the records that name the engine's plan (``Job.record_plans``;
-    a run's records from before it was recorded, and borrowed Fisher scores, name none)."""
-    counts: dict[str, dict[str, int]] = {}
+def engine_summary(records: Iterable[dict]) -> dict[str, dict[str, dict]]:
+    """{preset: {pass plan: {"networks", "median_seconds"}}} over the records that say what the engine did
+    (``Job.record_engine_runs``; a run's records from before it was recorded, and borrowed Fisher scores, say
+    nothing); the median over the networks scored whole (a resumed one's seconds count only the rest), None
+    where there is none."""
+    runs: dict[str, dict[str, list]] = {}
     for record in records:
-        for preset, plan in record.get("plans", {}).items():
-            counts.setdefault(preset, {}).setdefault(plan, 0)
-            counts[preset][plan] += 1
-    return {preset: dict(sorted(plans.items(), key=lambda item: -item[1])) for preset, plans in counts.items()}
+        for preset, run in record.get("engine", {}).items():
+            runs.setdefault(preset, {}).setdefault(run["plan"], []).append(
+                None if record.get("resumed_blocks") else run["seconds"])
+    summary = {}
+    for preset, plans in runs.items():
+        summary[preset] = {}
+        for plan, seconds in sorted(plans.items(), key=lambda item: -len(item[1])):
+            whole = [s for s in seconds if s is not None]
+            summary[preset][plan] = {"networks": len(seconds),
+                                     "median_seconds": float(np.median(whole)) if whole else None}
+    return summary
 
 
 def _forest(table: dict[str, np.ndarray], features: list[str], accuracy: np.ndarray, relevance: np.ndarray | None,

@@ -108,16 +108,24 @@ def format_table(results: dict) -> str:
         lines.append(f"failed architectures (excluded): {len(results['failed'])}, see results.jsonl")
     if results["failed"] or results.get("partly_failed"):
         lines.append("evaluate --retry-failed scores what failed again")
-    if results.get("plans"):
-        counted = "; ".join(f"{preset} " + ", ".join(f"{plan} {n}" for plan, n in plans.items())
-                            for preset, plans in results["plans"].items())
-        lines.append(f"engine pass plans (records that name one): {counted}")
+    if results.get("engine"):
+        lines.append(_engine_line(results["engine"]))
     best = results.get("best")
     if best:
         lines.append(f"best by {best['by']}: {best['arch']}  true {truth_label(spec)} {best['shown']} "
                      f"(rank {best['accuracy_rank']} of {results['architectures']}; best in sample "
                      f"{best['sample_best_shown']})")
     return "\n".join(lines)
+
+
+def _engine_line(engine: dict[str, dict[str, dict]]) -> str:
+    """The plans the engine took (``rankings.engine_summary``): networks, median seconds."""
+    def plan(name: str, run: dict) -> str:
+        seconds = run["median_seconds"]
+        return f"{name} {run['networks']}" + ("" if seconds is None else f" (median {seconds:.3g} s)")
+    counted = "; ".join(f"{preset} " + ", ".join(plan(name, run) for name, run in plans.items())
+                        for preset, plans in engine.items())
+    return f"engine pass plans, of the records that name one: {counted}"
 
 
 def report_spec(out_dir: str | Path, ndcg_k: int | None = None, seeds: tuple[int, ...] | None = None

@@ -55,7 +55,7 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
             print(f"taking {', '.join(c for c in spec.columns() if c in taken) or 'nothing'} from {scores_from} for "
                   f"{len(lent)} of the {len(todo)} (architecture, seed) left to score", file=sys.stderr)
         score_all(todo, lambda seed: Job(spec.space_spec(), spec.proxies, spec.presets, seed, device, data=data,
-                                         isolate_failures=True, record_plans=True,
+                                         isolate_failures=True, record_engine_runs=True,
                                          borrowed={arch: values for (arch, s), values in borrowed.items()
                                                    if s == seed}),
                   lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,

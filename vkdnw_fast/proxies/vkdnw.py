@@ -3,6 +3,8 @@ VKDNW (docs/method.md §2), from one engine run per context on its prepared mode
 ``ctx.fisher_config``."""
 from __future__ import annotations
 
+import time
+
 from ..engine import FisherResult, score_prepared
 from .context import ProxyContext
 from .registry import register_proxy
@@ -11,13 +13,19 @@ from .registry import register_proxy
 def fisher_result(ctx: ProxyContext) -> FisherResult:
     """The engine's result for the context's prepared model and batch, cached."""
     if "fisher" not in ctx.cache:
+        started = time.perf_counter()
         ctx.cache["fisher"] = score_prepared(ctx.prepared, ctx.fisher_config)
+        ctx.cache["fisher_seconds"] = time.perf_counter() - started
     return ctx.cache["fisher"]
 
 
-def computed_fisher_result(ctx: ProxyContext) -> FisherResult | None:
-    """The engine's result if a Fisher proxy has computed it on this context, else None (nothing is run)."""
-    return ctx.cache.get("fisher")
+def engine_run(ctx: ProxyContext) -> dict | None:
+    """What the engine did, where a Fisher proxy has run it on this context (nothing is run here): its pass plan
+    (``FisherResult.plan``), passes and seconds; else None."""
+    result = ctx.cache.get("fisher")
+    if result is None or result.plan is None:
+        return None
+    return {"plan": result.plan, "passes": result.passes, "seconds": ctx.cache["fisher_seconds"]}
 
 
 @register_proxy("vkdnw")
