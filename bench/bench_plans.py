@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -83,6 +84,10 @@ NETWORKS = {
     "tnb-micro-class_object": (transnas("tnb_micro", "64-41414-2_21_023", "class_object"), (3, 256, 256), 8),
     "tnb-macro-class_object": (transnas("tnb_macro", "64-23343-basic", "class_object"), (3, 256, 256), 8),
     "tnb-macro-class_scene": (transnas("tnb_macro", "64-23343-basic", "class_scene"), (3, 256, 256), 8),
+    # A macro layout whose sampled tensors mostly precede its costly stages: under paper their shares sum to 64
+    # of 95 tangents, so auto counts forward mode (94) above K = 63 rows, as on most of the class_scene sample's
+    # GMACs (bench/results/plan_costs_tnb64_late_cpu.json).
+    "tnb-macro-class_scene-late": (transnas("tnb_macro", "64-331224-basic", "class_scene"), (3, 256, 256), 8),
     "vit": (ViT, (3, 24, 24), 64),
 }
 
@@ -102,7 +107,7 @@ def best_of(repeats, fn, warm_up=True):
     return min(times), result
 
 
-def measure(name, preset, repeats, batch_size=None, warm_up=True):
+def measure(name, preset, repeats, batch_size=None, warm_up=True, only=None):
     build, shape, batch = NETWORKS[name]
     batch = batch_size or batch
     x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1))
@@ -131,6 +136,7 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
         plans = ["rows", "forward", "forward_jvp"]
         if linears and linears[-1].in_features <= 2 * min(rows, len(weights)):
             plans.insert(1, "features")
+        plans = [plan for plan in plans if only is None or plan in only]
         # What auto weighs (in cotangents): the passes, and forward mode's count of the linearised map.
         row["counted"] = {"rows": rows, "forward": engine._forward_cost(base, inputs.device, shares())}
         if "features" in plans:
@@ -158,9 +164,12 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True):
                                           "seconds": seconds,
                                           "pass_over_forward": (seconds - forward_s) / rows / forward_s}
     cotangent = row["plans"]["rows"]["pass_over_forward"]
-    row["tangent_over_cotangent"] = row["plans"]["forward"]["pass_over_forward"] / cotangent
-    row["jvp_tangent_over_cotangent"] = row["plans"]["forward_jvp"]["pass_over_forward"] / cotangent
-    row["jvp_over_linearised"] = row["plans"]["forward_jvp"]["seconds"] / row["plans"]["forward"]["seconds"]
+    if "forward" in row["plans"]:
+        row["tangent_over_cotangent"] = row["plans"]["forward"]["pass_over_forward"] / cotangent
+    if "forward_jvp" in row["plans"]:
+        row["jvp_tangent_over_cotangent"] = row["plans"]["forward_jvp"]["pass_over_forward"] / cotangent
+    if {"forward", "forward_jvp"} <= row["plans"].keys():
+        row["jvp_over_linearised"] = row["plans"]["forward_jvp"]["seconds"] / row["plans"]["forward"]["seconds"]
     if "per_sample" in row["plans"]:
         row["per_sample_row_over_cotangent"] = row["plans"]["per_sample"]["pass_over_forward"] / cotangent
     # Each plan's time beyond the forward in cotangents' time, beside what auto counts for it.
@@ -180,6 +189,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=None, help="instead of each network's own")
     parser.add_argument("--no-warm-up", action="store_true", help="time the first run (plans of minutes)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--plans", default=None,
+                        help="comma-separated, of rows, features, forward, forward_jvp (default: all the network "
+                        "admits; rows always, the unit of the others)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -189,14 +201,16 @@ def main(argv=None):
         if name not in NETWORKS:
             parser.error(f"unknown network {name!r}; choose from {', '.join(NETWORKS)}")
         for preset in args.presets.split(","):
-            row = measure(name, preset, args.repeats, args.batch_size, not args.no_warm_up)
+            only = None if args.plans is None else {"rows", *args.plans.split(",")}
+            row = measure(name, preset, args.repeats, args.batch_size, not args.no_warm_up, only)
             rows.append(row)
             plans = "  ".join(f"{plan} {p['passes']}x{p['pass_over_forward']:.2f}={p['seconds']:.2f}s"
                               for plan, p in row["plans"].items() if "seconds" in p)
             counted = "  ".join(f"{plan} {row['plans'][plan]['cotangents']:.0f} ({count:.0f})"
                                 for plan, count in row["counted"].items() if "cotangents" in row["plans"].get(plan, {}))
             print(f"{name:<24}{preset:<6} P={row['num_weights']:<4} forward {row['forward_s']:.3f}s  {plans}  "
-                  f"tangent/cotangent {row['tangent_over_cotangent']:.2f}  in cotangents (counted): {counted}",
+                  f"tangent/cotangent {row.get('tangent_over_cotangent', math.nan):.2f}  in cotangents (counted): "
+                  f"{counted}",
                   flush=True)
     record = {
         "command": "python " + shlex.join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
