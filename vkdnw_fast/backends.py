@@ -589,8 +589,9 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
     ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``; ``"engine"`` ({preset: the
     engine's plan, passes and seconds}) where ``Job.record_engine_runs`` and Fisher proxies were scored;
     ``"resumed_blocks"`` where the scoring took that many blocks of passes from the journal, its ``"seconds"``
-    then counting only the rest) or ``{..., "error"}``. A tqdm bar counts ``done`` (finished before) plus the tasks. ``seen``: (arch, peak_rss, base_rss) of earlier
-    records, from which a worker pool starts to decide what the memory holds at once; ``memory``: the most
+    then counting only the rest) or ``{..., "error"}``. A tqdm bar counts ``done`` (finished before) plus the
+    tasks. ``seen``: (arch, peak_rss, base_rss) of earlier records, from which a worker pool starts to decide
+    what the memory holds at once; ``memory``: the most
     bytes its workers may take together (``PoolBackend``). ``journal``: a directory where each task under way
     keeps the finished blocks of its passes (``Job.journal``), so that a task cut short resumes where it
     stopped; removed for each task once ``on_result`` has it, and for any other found there (a task kept
