@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from . import spaces
 from .datasets import DataSource
+from .engine import least_memory_plans
 from .journal import cell_directory, discard, journaled, prune
 from .memory import (available_memory, forget_tracebacks, peak_rss, release_freed_memory, reset_peak_rss,
                      resident_memory)
@@ -69,6 +70,8 @@ class Job:
     isolate_failures: bool = False
     # Record what the engine did for each preset (``score_architecture``'s ``engine_runs``) in the outcome.
     record_engine_runs: bool = False
+    # Score under ``engine.least_memory_plans`` (the retry of a candidate that killed its worker).
+    least_memory: bool = False
     # The scoring batch's size (the throughput benchmark's --batch-size); scorers need not take it otherwise.
     batch_size: int = DEFAULT_BATCH_SIZE
     # {arch: {column: value}} known already (``evaluate --scores-from``): a proxy whose columns are all there
@@ -115,13 +118,15 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
             extra["engine_runs"] = engine_runs
         known = job.borrowed.get(arch, {})
         proxies = tuple(p for p in job.proxies if not set(columns([p], job.presets)) <= known.keys())
-        with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)) as journal:
+        with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)) as journal, \
+                (least_memory_plans() if job.least_memory else contextlib.nullcontext()):
             values = job.scorer(_space(job.space), arch, proxies, presets=job.presets, seed=job.seed,
                                 device=job.device, **extra) if proxies else {}
         borrowed = {c: v for c, v in known.items() if c not in values}
         outcome = {"ok": True, "values": {k: float(v) for k, v in {**values, **borrowed}.items()},
                    **({"proxy_errors": failures} if failures else {}),
                    **({"engine": engine_runs} if engine_runs else {}),
+                   **({"least_memory": True} if job.least_memory else {}),
                    **({"borrowed": sorted(borrowed)} if borrowed else {}),
                    **({"resumed_blocks": journal.taken} if journal is not None and journal.taken else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
@@ -253,7 +258,8 @@ class PoolBackend:
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
     it held become suspects, re-run one at a time (other submissions wait): a suspect that completes
-    is cleared, one whose worker dies while it runs alone is the culprit and is charged the death;
+    is cleared, one whose worker dies while it runs alone is the culprit and is charged the death, its next
+    attempts scoring under ``engine.least_memory_plans`` (most such deaths are the kernel's out-of-memory kills);
     ``MAX_ATTEMPTS`` deaths make it failed. A candidate that merely shared a pool with a killer is
     thus never failed for it.
     """
@@ -417,6 +423,8 @@ class PoolBackend:
                 if self._deaths[key] >= MAX_ATTEMPTS:
                     self._suspects.popleft()
                     results.append((key, _died(self._deaths.pop(key), broken, self._spent.pop(key))))
+                else:  # it died alone, most likely of memory: its next attempts take the engine's leanest plans
+                    self._suspects[0] = (key, replace(lost[0][1], least_memory=True), lost[0][2])
             else:
                 self._suspects.extend(task for task in lost if task not in self._suspects)
         self._dispatch()
@@ -619,7 +627,8 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         if outcome.get("peak_rss"):  # what scoring it took: a resumed run's pool starts knowing it
             record.update(peak_rss=outcome["peak_rss"], base_rss=outcome.get("base_rss") or 0)
         if outcome["ok"]:
-            record.update({k: outcome[k] for k in ("values", "proxy_errors", "engine", "borrowed", "resumed_blocks")
+            record.update({k: outcome[k] for k in ("values", "proxy_errors", "engine", "least_memory", "borrowed",
+                                                  "resumed_blocks")
                            if k in outcome})
         else:
             record["error"] = outcome["reason"]
