@@ -618,12 +618,11 @@ def test_score_all_records_a_candidate_that_always_kills_its_worker_as_failed():
     assert all("values" in records[a] for a in archs if a != archs[2])
 
 
-def memory_killing_scorer(marker_dir, target, space, arch, proxies, **kwargs):
-    """score_architecture, except that ``target`` kills its process on its first two attempts, as a network too
-    large for the machine's memory would (the first death, beside another candidate, makes it a suspect; the
-    second, alone, is charged)."""
+def memory_killing_scorer(marker_dir, target, times, space, arch, proxies, **kwargs):
+    """score_architecture, except that ``target`` kills its process on its first ``times`` attempts, as a network
+    too large for the machine's memory would."""
     deaths = Path(marker_dir) / "deaths"
-    if arch == target and len(deaths.read_text() if deaths.exists() else "") < 2:
+    if arch == target and len(deaths.read_text() if deaths.exists() else "") < times:
         with open(deaths, "a") as log:
             log.write("x")
         os._exit(1)
@@ -632,13 +631,14 @@ def memory_killing_scorer(marker_dir, target, space, arch, proxies, **kwargs):
 
 def test_a_candidate_that_killed_its_worker_alone_is_scored_again_by_the_leanest_plan(tmp_path):
     """Its next attempt runs under engine.least_memory_plans: rows where auto takes features (NB201's CIFAR-100
-    cell, K=100 against D=64), the same VKDNW to rounding; the others keep auto's plan."""
+    cell, K=100 against D=64), the same VKDNW to rounding; the others keep auto's plan. (Its first death, beside
+    another candidate, only makes it a suspect; the second, alone, is charged.)"""
     from vkdnw_fast.backends import score_all
 
     space = {"name": "nb201", "dataset": "cifar100", "subset": "all"}
     rng = np.random.default_rng(2)
     archs = list(dict.fromkeys(nb201.NB201Space().sample(rng) for _ in range(2)))
-    job = Job(space, ("vkdnw",), ("paper",), 0, None, functools.partial(memory_killing_scorer, str(tmp_path), archs[0]),
+    job = Job(space, ("vkdnw",), ("paper",), 0, None, functools.partial(memory_killing_scorer, str(tmp_path), archs[0], 2),
               record_engine_runs=True, batch_size=16)
     records = {}
     score_all([(arch, 0) for arch in archs], lambda seed: job, lambda arch, seed, record: records.update({arch: record}),
@@ -650,6 +650,21 @@ def test_a_candidate_that_killed_its_worker_alone_is_scored_again_by_the_leanest
     direct = score_architecture(nb201.NB201Space(dataset="cifar100"), archs[0], ("vkdnw",), presets=("paper",),
                                 batch_size=16)
     assert retried["values"]["vkdnw"] == pytest.approx(direct["vkdnw"], abs=1e-7)
+
+
+def test_a_candidate_the_pool_ran_by_itself_is_charged_its_first_death(tmp_path):
+    """Nothing ran beside it (as a network predicted to need most of the memory runs): its worker's death is its
+    own, and the next attempt already takes the leanest plans."""
+    from vkdnw_fast.backends import score_all
+
+    arch = nb201.NB201Space().sample(np.random.default_rng(3))
+    job = Job({"name": "nb201", "dataset": "cifar100", "subset": "all"}, ("vkdnw",), ("paper",), 0, None,
+              functools.partial(memory_killing_scorer, str(tmp_path), arch, 1), record_engine_runs=True, batch_size=16)
+    records = {}
+    score_all([(arch, 0)], lambda seed: job, lambda arch, seed, record: records.update({arch: record}),
+              kind="local", workers=2, progress=False)
+    assert (tmp_path / "deaths").read_text() == "x"
+    assert records[arch]["least_memory"] is True and records[arch]["engine"]["paper"]["plan"] == "rows"
 
 
 def timed_killing_scorer(log_dir, target, space, arch, proxies, presets=("paper",), seed=0, device=None):

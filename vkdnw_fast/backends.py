@@ -258,7 +258,8 @@ class PoolBackend:
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
     it held become suspects, re-run one at a time (other submissions wait): a suspect that completes
-    is cleared, one whose worker dies while it runs alone is the culprit and is charged the death, its next
+    is cleared; a candidate whose worker dies while it runs alone (a suspect, or one the pool held by itself,
+    as it does a network predicted to need most of the memory) is the culprit and is charged the death, its next
     attempts scoring under ``engine.least_memory_plans`` (most such deaths are the kernel's out-of-memory kills);
     ``MAX_ATTEMPTS`` deaths make it failed. A candidate that merely shared a pool with a killer is
     thus never failed for it.
@@ -416,7 +417,9 @@ class PoolBackend:
             self._pending = {}
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-            if len(lost) == 1 and self._suspects and self._suspects[0] == lost[0]:
+            if len(lost) == 1:  # it ran alone (a suspect, or a candidate the pool held by itself): the culprit
+                if not (self._suspects and self._suspects[0] == lost[0]):
+                    self._suspects.appendleft(lost[0])
                 key = lost[0][0]
                 self._deaths[key] = self._deaths.get(key, 0) + 1
                 self._spent[key] = self._spent.get(key, 0.0) + time.perf_counter() - self._started[key]
