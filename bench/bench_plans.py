@@ -197,11 +197,11 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
+    only = None if args.plans is None else {"rows", *args.plans.split(",")}
     for name in args.networks.split(","):
         if name not in NETWORKS:
             parser.error(f"unknown network {name!r}; choose from {', '.join(NETWORKS)}")
         for preset in args.presets.split(","):
-            only = None if args.plans is None else {"rows", *args.plans.split(",")}
             row = measure(name, preset, args.repeats, args.batch_size, not args.no_warm_up, only)
             rows.append(row)
             plans = "  ".join(f"{plan} {p['passes']}x{p['pass_over_forward']:.2f}={p['seconds']:.2f}s"
