@@ -85,8 +85,8 @@ _LEAST_MEMORY: contextvars.ContextVar[bool] = contextvars.ContextVar("vkdnw_leas
 @contextlib.contextmanager
 def least_memory_plans():
     """Inside the block, ``auto`` takes ``rows`` wherever the model has taps: the plan that holds least (a TransNAS
-    macro layout at batch 64 peaked at 2.3 GiB by rows, 3.3 by linearised forward mode, 4.6 by jvp's blocks) at
-    whatever cost in time; the others agree with it to rounding. A worker pool scores a candidate that killed its
+    macro layout at batch 64 peaked at 2.78 GiB by rows, 2.79 by linearised forward mode, 5.15 by jvp's blocks,
+    ``bench/results/plan_memory_tnb64_cpu.json``) at whatever cost in time; the others agree with it to rounding. A worker pool scores a candidate that killed its
     worker so (``backends.PoolBackend``)."""
     token = _LEAST_MEMORY.set(True)
     try:

@@ -1,0 +1,76 @@
+"""Peak resident memory of each engine plan on one TransNAS-Bench-101 network, each plan in a fresh process
+(``resource`` ru_maxrss), with its time and VKDNW: which plan holds least (``engine.least_memory_plans``).
+
+    OMP_NUM_THREADS=1 python bench/bench_plan_memory.py --out bench/results/plan_memory_tnb64_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PLANS = {"rows": ("rows", "auto"), "forward": ("forward", "linearised"), "forward_jvp": ("forward", "jvp")}
+
+
+def one(space: str, task: str, arch: str, preset: str, plan: str, batch: int) -> dict:
+    import torch
+
+    import vkdnw_fast as vf
+    from vkdnw_fast import spaces
+    from vkdnw_fast.scoring import score_architecture
+
+    torch.set_num_threads(1)
+    strategy, tangents = PLANS[plan]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    started = time.perf_counter()
+    runs: dict = {}
+    values = score_architecture(spaces.get(space, dataset=task), arch, ("vkdnw",), batch_size=batch,
+                                presets=(vf.FisherConfig.preset(preset, strategy=strategy, tangents=tangents),),
+                                engine_runs=runs)
+    return {"preset": preset, "plan": plan, "seconds": time.perf_counter() - started, "vkdnw": values["vkdnw"],
+            "passes": runs["custom"]["passes"], "base_bytes": base,
+            "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="tnb_macro")
+    parser.add_argument("--task", default="class_scene")
+    parser.add_argument("--arch", default="64-331224-basic")
+    parser.add_argument("--presets", default="exact")
+    parser.add_argument("--plans", default=",".join(PLANS))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one preset and plan
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(one(args.space, args.task, args.arch, args.presets, args.plans, args.batch_size)))
+        return
+    results = []
+    for preset in args.presets.split(","):
+        for plan in args.plans.split(","):
+            child = subprocess.run([sys.executable, __file__, "--one", "--space", args.space, "--task", args.task,
+                                    "--arch", args.arch, "--presets", preset, "--plans", plan,
+                                    "--batch-size", str(args.batch_size)], check=True, capture_output=True, text=True)
+            row = json.loads(child.stdout.splitlines()[-1])
+            results.append(row)
+            print(f"{preset:<6}{plan:<12} peak {row['peak_bytes'] / 2**30:.2f} GiB  {row['seconds']:.0f} s  "
+                  f"VKDNW {row['vkdnw']:.8f}", flush=True)
+    record = {"command": "python " + shlex.join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
+              "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+              "network": {"space": args.space, "task": args.task, "arch": args.arch, "batch_size": args.batch_size},
+              "results": results}
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
