@@ -53,11 +53,13 @@ def fake_scorer(space, arch, proxies, presets=("paper",), seed=0, device=None):
     return {p: table[p] for p in proxies}
 
 
-def kill_once(marker_dir, target, arch) -> None:
-    """Kill this process the first time ``target`` comes (marked by ``killed`` in ``marker_dir``)."""
+def kill_once(marker_dir, target, arch, times=1) -> None:
+    """Kill this process the first ``times`` times ``target`` comes (each death an ``x`` in ``killed`` in
+    ``marker_dir``)."""
     marker = Path(marker_dir) / "killed"
-    if arch == target and not marker.exists():
-        marker.write_text(str(os.getpid()))
+    if arch == target and len(marker.read_text() if marker.exists() else "") < times:
+        with open(marker, "a") as log:
+            log.write("x")
         os._exit(1)
 
 
@@ -621,11 +623,7 @@ def test_score_all_records_a_candidate_that_always_kills_its_worker_as_failed():
 def memory_killing_scorer(marker_dir, target, times, space, arch, proxies, **kwargs):
     """score_architecture, except that ``target`` kills its process on its first ``times`` attempts, as a network
     too large for the machine's memory would."""
-    deaths = Path(marker_dir) / "deaths"
-    if arch == target and len(deaths.read_text() if deaths.exists() else "") < times:
-        with open(deaths, "a") as log:
-            log.write("x")
-        os._exit(1)
+    kill_once(marker_dir, target, arch, times)
     return score_architecture(space, arch, proxies, **kwargs)
 
 
@@ -643,7 +641,7 @@ def test_a_candidate_that_killed_its_worker_alone_is_scored_again_by_the_leanest
     records = {}
     score_all([(arch, 0) for arch in archs], lambda seed: job, lambda arch, seed, record: records.update({arch: record}),
               kind="local", workers=2, progress=False)
-    assert (tmp_path / "deaths").read_text() == "xx"
+    assert (tmp_path / "killed").read_text() == "xx"
     retried, other = records[archs[0]], records[archs[1]]
     assert retried["least_memory"] is True and retried["engine"]["paper"]["plan"] == "rows"
     assert "least_memory" not in other and other["engine"]["paper"]["plan"] == "features"
@@ -663,7 +661,7 @@ def test_a_candidate_the_pool_ran_by_itself_is_charged_its_first_death(tmp_path)
     records = {}
     score_all([(arch, 0)], lambda seed: job, lambda arch, seed, record: records.update({arch: record}),
               kind="local", workers=2, progress=False)
-    assert (tmp_path / "deaths").read_text() == "x"
+    assert (tmp_path / "killed").read_text() == "x"
     assert records[arch]["least_memory"] is True and records[arch]["engine"]["paper"]["plan"] == "rows"
 
 

@@ -475,8 +475,11 @@ class RayBackend:
     """Ray tasks on the cluster at ``address`` (or the already-initialised one, or a new local one).
 
     One task slot per GPU where the cluster has GPUs (scoring on ``cuda`` unless ``job.device``
-    says otherwise), else per CPU. Ray re-runs a task whose worker process died (``max_retries``),
-    so a killed worker loses no evaluation; after ``MAX_ATTEMPTS`` deaths the candidate is failed.
+    says otherwise), else per CPU. A Ray worker process runs one task at a time, so its death (Ray's
+    ``WorkerCrashedError``, or its memory monitor's ``OutOfMemoryError``) is its candidate's: the candidate
+    is submitted again, its next attempts scoring under ``engine.least_memory_plans`` as the local pool's
+    culprits do, so a killed worker loses no evaluation; after ``MAX_ATTEMPTS`` deaths the candidate is
+    failed. (The backend retries, not Ray's ``max_retries``, which would re-run the same plan.)
     The workers import ``vkdnw_fast`` (and the scorer's module) by name: on a remote cluster it must
     be installed on every node; a local instance finds it from the driver's working directory.
     """
@@ -500,8 +503,8 @@ class RayBackend:
         self.workers = self.slots if workers is None else workers
         self._gpus = gpus
         self._task = ray.remote(score_job).options(num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0,
-                                                   max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False)
-        self._pending: dict[Any, Any] = {}
+                                                   max_retries=0, retry_exceptions=False)
+        self._pending: dict[Any, tuple[Any, str, Job, int]] = {}  # task -> (key, arch, its job, attempt)
         self.set_job(job)
 
     def set_job(self, job: Job) -> None:
@@ -511,21 +514,26 @@ class RayBackend:
         self._job_ref = self._ray.put(self.job)
 
     def submit(self, key: Any, arch: str) -> None:
-        self._pending[self._task.remote(self._job_ref, arch, 1)] = key
+        self._pending[self._task.remote(self._job_ref, arch, 1)] = (key, arch, self.job, 1)
 
     def wait(self) -> list[tuple[Any, dict[str, Any]]]:
-        ready, _ = self._ray.wait(list(self._pending), num_returns=1)
-        results = []
-        for ref in ready:
-            key = self._pending.pop(ref)
-            try:
-                # Ray does not report how many attempts a task took.
-                results.append((key, {**self._ray.get(ref), "attempts": None}))
-            except self._ray.exceptions.WorkerCrashedError as exc:
-                results.append((key, _died(MAX_ATTEMPTS, exc, None)))
-            except self._ray.exceptions.RayError as exc:  # e.g. the task could not be deserialised
-                results.append((key, {"ok": False, "attempts": None, "elapsed": None,
-                                      "reason": f"{type(exc).__name__}: {exc}"}))
+        results: list[tuple[Any, dict[str, Any]]] = []
+        deaths = (self._ray.exceptions.WorkerCrashedError, self._ray.exceptions.OutOfMemoryError)
+        while not results and self._pending:  # a retried candidate is not done yet
+            ready, _ = self._ray.wait(list(self._pending), num_returns=1)
+            for ref in ready:
+                key, arch, job, attempt = self._pending.pop(ref)
+                try:
+                    results.append((key, {**self._ray.get(ref), "attempts": attempt}))
+                except deaths as exc:
+                    if attempt >= MAX_ATTEMPTS:
+                        results.append((key, _died(attempt, exc, None)))  # Ray does not say how long they ran
+                    else:  # most such deaths are out of memory: the next attempt takes the engine's leanest plans
+                        lean = replace(job, least_memory=True)
+                        self._pending[self._task.remote(self._ray.put(lean), arch, 1)] = (key, arch, lean, attempt + 1)
+                except self._ray.exceptions.RayError as exc:  # e.g. the task could not be deserialised
+                    results.append((key, {"ok": False, "attempts": attempt, "elapsed": None,
+                                          "reason": f"{type(exc).__name__}: {exc}"}))
         return results
 
     def cancel(self) -> None:

@@ -91,7 +91,6 @@ def score_architecture(space, arch: str, proxies: Sequence[str], *,
             values.update({column(p, name, names): v for p, v in compute_on(ctx, wanted, failures=failed).items()})
         if failed:
             failures.update({column(p, name, names): message for p, message in failed.items()})
-        run = engine_run(ctx)
-        if engine_runs is not None and run is not None:
+        if engine_runs is not None and (run := engine_run(ctx)) is not None:
             engine_runs[name] = run
     return values
