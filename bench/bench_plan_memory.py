@@ -1,11 +1,13 @@
 """Peak resident memory of each engine plan on one TransNAS-Bench-101 network, each plan in a fresh process
-(``resource`` ru_maxrss), with its time and VKDNW: which plan holds least (``engine.least_memory_plans``).
+(``resource`` ru_maxrss), with its time and VKDNW: which plan holds least, and what ``engine.least_memory_plans``
+(rows, in chunks of 16 samples) holds.
 
     OMP_NUM_THREADS=1 python bench/bench_plan_memory.py --out bench/results/plan_memory_tnb64_cpu.json
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -16,7 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-PLANS = {"rows": ("rows", "auto"), "forward": ("forward", "linearised"), "forward_jvp": ("forward", "jvp")}
+# plan: (strategy, tangents, under engine.least_memory_plans)
+PLANS = {"rows": ("rows", "auto", False), "forward": ("forward", "linearised", False),
+         "forward_jvp": ("forward", "jvp", False), "least_memory": ("auto", "auto", True)}
 
 
 def one(space: str, task: str, arch: str, preset: str, plan: str, batch: int) -> dict:
@@ -24,18 +28,21 @@ def one(space: str, task: str, arch: str, preset: str, plan: str, batch: int) ->
 
     import vkdnw_fast as vf
     from vkdnw_fast import spaces
+    from vkdnw_fast.engine import least_memory_plans
     from vkdnw_fast.scoring import score_architecture
 
     torch.set_num_threads(1)
-    strategy, tangents = PLANS[plan]
+    strategy, tangents, least_memory = PLANS[plan]
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.perf_counter()
     runs: dict = {}
-    values = score_architecture(spaces.get(space, dataset=task), arch, ("vkdnw",), batch_size=batch,
-                                presets=(vf.FisherConfig.preset(preset, strategy=strategy, tangents=tangents),),
-                                engine_runs=runs)
+    with least_memory_plans() if least_memory else contextlib.nullcontext():
+        values = score_architecture(spaces.get(space, dataset=task), arch, ("vkdnw",), batch_size=batch,
+                                    presets=(vf.FisherConfig.preset(preset, strategy=strategy, tangents=tangents),),
+                                    engine_runs=runs)
+    (run,) = runs.values()  # the one preset's, named "custom" where a plan is forced
     return {"preset": preset, "plan": plan, "seconds": time.perf_counter() - started, "vkdnw": values["vkdnw"],
-            "passes": runs["custom"]["passes"], "base_bytes": base,
+            "passes": run["passes"], "engine_plan": run["plan"], "base_bytes": base,
             "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 

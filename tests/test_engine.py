@@ -522,5 +522,8 @@ def test_config_presets_and_fields():
         vf.FisherConfig(factor="chol")
     with pytest.raises(ValueError, match="only factor='paper' accepts them"):
         vf.FisherConfig.preset("paper", factor="cholesky")
+    for chunk in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"FisherConfig.sample_chunk must be None or a positive int, got {chunk!r}"):
+            vf.FisherConfig.preset("exact", sample_chunk=chunk)
     with pytest.raises(dataclasses.FrozenInstanceError):
         paper.factor = "sqrt"

@@ -14,6 +14,7 @@ from torch import nn
 import vkdnw_fast as vf
 import vkdnw_fast.reference as reference
 from vkdnw_fast import ops
+from vkdnw_fast.engine import least_memory_plans
 from vkdnw_fast.init import initialise
 from vkdnw_fast.prepare import probe_forward
 from vkdnw_fast.samplers import WeightSampler, register_sampler, sampler_for
@@ -485,3 +486,34 @@ def test_every_scoring_forward_runs_in_ieee_float32():
     reference.score(spy, input_shape=(3, 8, 8), batch_size=4)
     assert seen and set(seen) == {"ieee"}
     assert _float32_precision() == "tf32"
+
+
+# --- Chunks of samples ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["paper", "exact"])
+@pytest.mark.parametrize("strategy", ["rows", "features", "forward"])
+def test_a_batch_scored_in_chunks_of_samples_matches_the_oracle(preset, strategy):
+    """sample_chunk=4 of 10 samples (4, 4 and 2, each a forward and its passes): the BatchNorm statistics are
+    still the whole batch's, as the oracle's are (a chunk's own would differ)."""
+    result = assert_matches_oracle(copies(initialised(SubclassNet())), preset, batch(n=10), sample_chunk=4,
+                                   strategy=strategy)
+    assert result.plan == strategy and result.strategy.startswith(strategy)
+    assert ", in 3 chunks of 4 samples" in result.strategy
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")
+def test_the_general_path_in_chunks_of_samples_matches_the_oracle():
+    """The ViT's class token and positional embedding (no tap takes them) by the general path, chunk by chunk."""
+    result = assert_matches_oracle(copies(tiny_vit()), "paper", batch(n=5), sample_chunk=2)
+    assert "cls_token[0]" in result.general and ", in 3 chunks of 2 samples" in result.strategy
+
+
+def test_least_memory_plans_score_rows_in_chunks_of_16_samples():
+    """Under engine.least_memory_plans auto takes rows (forward mode otherwise, 4 tangents against K=9) and 40
+    samples go in chunks of 16, 16 and 8; the Fisher matrix is the oracle's."""
+    make, x = copies(initialised(SubclassNet(classes=10))), batch(n=40)
+    assert vf.score(make(), x, config=config("exact")).plan == "forward"
+    with least_memory_plans():
+        result = assert_matches_oracle(make, "exact", x)
+    assert result.plan == "rows" and result.strategy.startswith("rows (K=9 factor rows)")
+    assert ", in 3 chunks of 16 samples" in result.strategy

@@ -448,6 +448,13 @@ def test_cli_score_matches_the_api(tmp_path, capsys, monkeypatch):
         forced = json.loads(capsys.readouterr().out)
         assert forced["plan"] == strategy and forced["strategy"].startswith(strategy)
         assert forced["vkdnw"] == pytest.approx(expected.vkdnw, abs=1e-8)
+    assert cli.main(["score", "--model", "tiny_nets:Net", "--model-args", '{"classes": 5}', "--input-shape",
+                     "3,8,8", "--batch-size", "16", "--preset", "exact", "--sample-chunk", "6", "--json"]) == 0
+    chunked = json.loads(capsys.readouterr().out)
+    assert chunked["strategy"].endswith(", in 3 chunks of 6 samples")
+    assert chunked["vkdnw"] == pytest.approx(expected.vkdnw, abs=1e-8)
+    assert cli.main(["score", "--model", "tiny_nets:Net", "--input-shape", "3,8,8", "--sample-chunk", "0"]) == 2
+    assert "FisherConfig.sample_chunk must be None or a positive int, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("output, flag", [("{'aux': h, 'out': self.fc(h)}", "out"), ("(h, self.fc(h))", "1")])

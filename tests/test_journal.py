@@ -38,10 +38,10 @@ def _saves(monkeypatch, kill_after: int | None = None) -> list:
     return saved
 
 
-def _matrix(name, strategy, chunk, seed=0, tangents="auto"):
+def _matrix(name, strategy, chunk, seed=0, tangents="auto", preset="paper", sample_chunk=None):
     model = initialised(name, seed)
-    return vf.fisher_matrix(model, batch(), config=config("paper", strategy=strategy, pass_chunk=chunk,
-                                                          tangents=tangents))
+    return vf.fisher_matrix(model, batch(), config=config(preset, strategy=strategy, pass_chunk=chunk,
+                                                          tangents=tangents, sample_chunk=sample_chunk))
 
 
 @pytest.mark.parametrize("name, strategy, chunk, tangents", PLANS)
@@ -59,6 +59,28 @@ def test_an_interrupted_scoring_resumes_at_its_first_missing_block_with_the_same
     with vf.journaled(tmp_path / "cut"):
         resumed = _saves(monkeypatch)
         assert torch.equal(_matrix(name, strategy, chunk, tangents=tangents), uninterrupted)
+    assert resumed == whole[kill_after:]
+
+
+def test_a_scoring_in_chunks_of_samples_resumes_in_the_chunk_it_was_cut_in(tmp_path, monkeypatch):
+    """Each chunk's passes keep a log of their own, in program order: cut in the second chunk, the resumed scoring
+    takes the first chunk's blocks and those the second had saved, and runs the rest (``exact``: every chunk with
+    the whole batch's BatchNorm statistics)."""
+    def chunked():
+        return _matrix("residual_bn", "rows", None, preset="exact", sample_chunk=3)
+    uninterrupted = chunked()
+    with journal.journaled(tmp_path / "whole"):
+        whole = _saves(monkeypatch)
+        assert torch.equal(chunked(), uninterrupted)
+    logs = sorted({directory for directory, _, _ in whole})
+    assert len(logs) >= 2
+    kill_after = next(i for i, (directory, _, _) in enumerate(whole) if directory == logs[1]) + 1
+    with journal.journaled(tmp_path / "cut"), pytest.raises(Killed):
+        _saves(monkeypatch, kill_after)
+        chunked()
+    with journal.journaled(tmp_path / "cut"):
+        resumed = _saves(monkeypatch)
+        assert torch.equal(chunked(), uninterrupted)
     assert resumed == whole[kill_after:]
 
 

@@ -61,7 +61,8 @@ def cmd_score(args) -> int:
     import vkdnw_fast as vf
 
     model = _load_model(args.model, args.model_args)
-    config = vf.FisherConfig.preset(args.preset, strategy=args.strategy, tangents=args.tangents)
+    config = vf.FisherConfig.preset(args.preset, strategy=args.strategy, tangents=args.tangents,
+                                    sample_chunk=args.sample_chunk)
     started = time.perf_counter()
     if args.input_shape is None and args.data is None:
         raise SystemExit("vkdnw-fast score: give --input-shape (Gaussian inputs) or --data (real images)")
@@ -303,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "the plans agree to rounding, they differ in time and memory")
     score.add_argument("--tangents", choices=TANGENTS, default="auto",
                        help="how the forward plan computes its tangents (FisherConfig.tangents)")
+    score.add_argument("--sample-chunk", type=int, default=None, metavar="N",
+                       help="score the batch N samples at a time (FisherConfig.sample_chunk): the memory of a "
+                       "forward's graph for N samples, the same score to rounding (default: the whole batch)")
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--device", default=None)
     score.add_argument("--json", action="store_true", help="print one JSON object, eigenvalues included")

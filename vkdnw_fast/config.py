@@ -62,6 +62,10 @@ class FisherConfig:
     pass_chunk: the most cotangent rows per backward call (vmapped into one), or tangents per
         forward-mode call; None picks 1 row (a loop is faster there) or 4 tangents on CPU, and 64
         on GPU. A call that runs out of memory is retried with half as many.
+    sample_chunk: the most samples per forward and its passes: the batch is scored in chunks of this many
+        (``batch`` statistics frozen over the whole batch first), so that the forward's graph holds that many
+        samples' activations, the memory that grows with the batch; the samples being independent, A is the
+        same to rounding, at some cost in time for small chunks. None: the whole batch at once.
     memory_format: ``auto`` runs 4-d convolutional models channels-last on CPU (about 2x faster
         forward and backward there) and contiguous on GPU.
     tangents: how forward mode (the ``forward`` plan, the general path) computes its tangents. ``jvp``:
@@ -88,6 +92,7 @@ class FisherConfig:
     strategy: str = "auto"
     spectrum_dtype: str = "float64"
     pass_chunk: int | None = None
+    sample_chunk: int | None = None
     memory_format: str = "auto"
     tangents: str = "auto"
 
@@ -109,8 +114,10 @@ class FisherConfig:
         object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
         if not self.quantiles or any(not 0.0 <= q <= 1.0 for q in self.quantiles):
             raise ValueError(f"FisherConfig.quantiles must be a non-empty list of values in [0, 1], got {self.quantiles!r}")
-        if self.pass_chunk is not None and (not isinstance(self.pass_chunk, int) or self.pass_chunk < 1):
-            raise ValueError(f"FisherConfig.pass_chunk must be None or a positive int, got {self.pass_chunk!r}")
+        for name in ("pass_chunk", "sample_chunk"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"FisherConfig.{name} must be None or a positive int, got {value!r}")
 
     @classmethod
     def preset(cls, name: str | None = None, **overrides: Any) -> "FisherConfig":

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -43,7 +43,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 
 from . import ops
-from .config import FisherConfig, resolve_config
+from .config import STRATEGIES, FisherConfig, resolve_config
 from .hooks import removing
 from .journal import active as active_journal, digest
 from .layers import layer_macs, named_layers
@@ -80,14 +80,18 @@ _PER_SAMPLE_ROW_COST = 1.7
 _LINEARISE_FROM = 16
 _PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 _LEAST_MEMORY: contextvars.ContextVar[bool] = contextvars.ContextVar("vkdnw_least_memory", default=False)
+# The most samples per forward under least_memory_plans.
+_LEAST_MEMORY_SAMPLES = 16
 
 
 @contextlib.contextmanager
 def least_memory_plans():
-    """Inside the block, ``auto`` takes ``rows`` wherever the model has taps: the plan that holds least (a TransNAS
-    macro layout at batch 64 peaked at 2.78 GiB by rows, 2.79 by linearised forward mode, 5.15 by jvp's blocks,
-    ``bench/results/plan_memory_tnb64_cpu.json``) at whatever cost in time; the others agree with it to rounding. A worker pool scores a candidate that killed its
-    worker so (``backends.PoolBackend``)."""
+    """Inside the block, ``auto`` takes ``rows`` wherever the model has taps, the plan that holds least, and the batch
+    is scored in chunks of at most 16 samples (``FisherConfig.sample_chunk``), at whatever cost in time; the results
+    agree with the others' to rounding. A TransNAS macro layout at batch 64 peaked at 0.96 GiB so, 1.10x the time of
+    rows on the whole batch (2.26 GiB; linearised forward mode 3.15, jvp's blocks 4.65;
+    ``bench/results/plan_memory_tnb64_cpu.json``). The worker pools score a candidate that killed its worker so
+    (``backends``)."""
     token = _LEAST_MEMORY.set(True)
     try:
         yield
@@ -614,13 +618,36 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     """A = M J for the prepared ``model`` (eval, no parameter requiring grad) on ``inputs``.
 
     Returns the factors and the (detached) logits. BatchNorm statistics are frozen first when
-    ``config.batchnorm == 'batch'``. The samples are assumed independent (``prepare.probe_forward``).
+    ``config.batchnorm == 'batch'``. The samples are assumed independent (``prepare.probe_forward``), so
+    that chunks of them (``config.sample_chunk``, or 16 under ``least_memory_plans``) may be scored one after
+    another, all by the plan the first chose, each with the whole batch's statistics.
     ``logits_at`` says where the logits are in the model's output (``prepare.pick_logits``). The
     weights that no sampler's tap takes (``SampledWeight.general``, or a module the forward turns
     out not to apply as its sampler assumes) get their columns from the general path, after the
     taps' graph is freed.
     """
-    a, strategy, label, passes, logits, general = _tapped_factors(model, inputs, config, weights, logits_at)
+    n = inputs.shape[0]
+    chunk = min(n, config.sample_chunk or n, _LEAST_MEMORY_SAMPLES if _LEAST_MEMORY.get() else n)
+    if chunk == n:
+        return _factors_of_samples(model, inputs, config, weights, logits_at, freeze_statistics=True)
+    if config.batchnorm == "batch":  # the whole batch's statistics, which every chunk's forward then uses
+        with removing(batch_statistics_hooks(model, config)), torch.no_grad(), no_attention_fastpath():
+            model(inputs)
+    parts: list[tuple[Factors, torch.Tensor]] = []
+    for start in range(0, n, chunk):
+        plan = parts[0][0].plan if parts else None
+        same_plan = replace(config, strategy=plan) if plan in STRATEGIES else config
+        parts.append(_factors_of_samples(model, inputs[start:start + chunk], same_plan, weights, logits_at,
+                                         freeze_statistics=False))
+    first = parts[0][0]
+    return (Factors(torch.cat([f.a for f, _ in parts]), f"{first.strategy}, in {len(parts)} chunks of {chunk} samples",
+                    first.passes, first.general, first.plan), torch.cat([logits for _, logits in parts]))
+
+
+def _factors_of_samples(model, inputs, config, weights, logits_at, freeze_statistics: bool):
+    """``compute_factors`` on one chunk of samples (the whole batch, or with its statistics frozen already)."""
+    a, strategy, label, passes, logits, general = _tapped_factors(model, inputs, config, weights, logits_at,
+                                                                  freeze_statistics)
     if general and strategy not in ("forward", "per_sample"):
         columns = sorted(general)
         chosen = [weights[j] for j in columns]
@@ -663,10 +690,10 @@ def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: in
     return 0, forward
 
 
-def _tapped_factors(model, inputs, config, weights, logits_at):
-    """One forward with taps, then the chosen plan for the columns the taps take (or forward mode for
-    all); the general path's columns left at zero. Returns (A, plan, its description, passes,
-    detached logits, {general column: reason})."""
+def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics):
+    """One forward with taps (freezing ``batch`` statistics where ``freeze_statistics``), then the chosen plan
+    for the columns the taps take (or forward mode for all); the general path's columns left at zero. Returns
+    (A, plan, its description, passes, detached logits, {general column: reason})."""
     device = inputs.device
     n, num_weights = inputs.shape[0], len(weights)
     chunk = config.pass_chunk or (64 if device.type == "cuda" else 1)
@@ -685,7 +712,8 @@ def _tapped_factors(model, inputs, config, weights, logits_at):
     # A Linear subclass overriding forward (2 W h + 1) does not give logits = W h + b: no 'features' plan.
     handles += [m.register_forward_hook(record) for m in model.modules()
                 if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward]
-    handles += batch_statistics_hooks(model, config)
+    if freeze_statistics:
+        handles += batch_statistics_hooks(model, config)
     share_handles, shares = _share_hooks(model, weights)
     handles += share_handles
     with removing(handles), stage("forward"), no_attention_fastpath():
