@@ -225,7 +225,41 @@ def test_out_of_memory_at_one_row_reaches_the_caller(device, error, message, mon
     with pytest.raises(error, match=message) as raised:
         vf.fisher_matrix(model, x, config=config("paper", strategy="forward", pass_chunk=8, tangents="jvp"))
     assert not isinstance(raised.value, ValueError)
-    assert tried == [8, 4, 2, 1]
+    assert tried == [8, 4, 2, 1] * 4  # blocks of 8 tangents down to 1, for chunks of 6, 3, 2 and 1 samples
+
+
+class GraphOutOfMemory(nn.Module):
+    """``inner``, as if the graph of its forward outgrew the memory above ``limit`` samples (a forward
+    without grad, as the one freezing the batch statistics, fits)."""
+
+    def __init__(self, inner, limit, device, tried):
+        super().__init__()
+        self.inner, self.limit, self.device = inner, limit, device
+        self.record = lambda size: tried.append(size)  # a function survives the scoring's deep copy as itself
+
+    def forward(self, x):
+        if torch.is_grad_enabled():
+            self.record(x.shape[0])
+            if x.shape[0] > self.limit:
+                raise cpu_allocation_failure() if self.device == "cpu" else torch.OutOfMemoryError(
+                    f"CUDA out of memory (simulated: {x.shape[0]} samples)")
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+@pytest.mark.parametrize("preset, strategy", [("exact", "rows"), ("paper", "features"), ("exact", "forward")])
+def test_a_forward_that_runs_out_of_memory_is_scored_in_chunks_of_half_as_many_samples(device, preset, strategy):
+    """6 samples fail, 3 too, 2 fit: three chunks of 2, the matrix of the whole batch scored at once (with the
+    whole batch's BatchNorm statistics under exact)."""
+    model, x = initialised("residual_bn"), batch()
+    whole = vf.fisher_matrix(model, x, config=config(preset, strategy=strategy))
+    tried = []
+    wrapped = GraphOutOfMemory(initialised("residual_bn"), 2, device, tried)
+    result = vf.score(wrapped, x, config=config(preset, strategy=strategy))
+    assert result.strategy.startswith(strategy) and result.strategy.endswith(", in 3 chunks of 2 samples")
+    # The probe's two forwards of two samples, then the scoring's: 6 and 3 fail, every chunk after has 2.
+    assert tried[:5] == [2, 2, 6, 3, 2] and set(tried[5:]) <= {2}
+    assert relative_error(vf.fisher_matrix(wrapped, x, config=config(preset, strategy=strategy)), whole) < 1e-12
 
 
 @pytest.mark.parametrize("factor", ["cholesky", "sqrt"])

@@ -620,7 +620,9 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     Returns the factors and the (detached) logits. BatchNorm statistics are frozen first when
     ``config.batchnorm == 'batch'``. The samples are assumed independent (``prepare.probe_forward``), so
     that chunks of them (``config.sample_chunk``, or 16 under ``least_memory_plans``) may be scored one after
-    another, all by the plan the first chose, each with the whole batch's statistics.
+    another, all by the plan the first chose, each with the whole batch's statistics; where a chunk's forward
+    or passes run out of memory (at one row or tangent a block, ``_in_blocks``), the factors are computed
+    again with half as many samples a chunk, down to one.
     ``logits_at`` says where the logits are in the model's output (``prepare.pick_logits``). The
     weights that no sampler's tap takes (``SampledWeight.general``, or a module the forward turns
     out not to apply as its sampler assumes) get their columns from the general path, after the
@@ -628,6 +630,21 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     """
     n = inputs.shape[0]
     chunk = min(n, config.sample_chunk or n, _LEAST_MEMORY_SAMPLES if _LEAST_MEMORY.get() else n)
+    while True:
+        try:
+            return _factors_in_chunks(model, inputs, config, weights, logits_at, chunk)
+        except (RuntimeError, MemoryError) as error:
+            if chunk == 1 or not _out_of_memory(error):
+                raise
+        # Outside the handler, whose traceback holds the failed chunk's tensors: half as many samples at a time.
+        chunk = (chunk + 1) // 2
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _factors_in_chunks(model, inputs, config, weights, logits_at, chunk: int) -> tuple[Factors, torch.Tensor]:
+    """``compute_factors`` with ``chunk`` samples at a time."""
+    n = inputs.shape[0]
     if chunk == n:
         return _factors_of_samples(model, inputs, config, weights, logits_at, freeze_statistics=True)
     if config.batchnorm == "batch":  # the whole batch's statistics, which every chunk's forward then uses
