@@ -178,6 +178,13 @@ def cpu_allocation_failure() -> RuntimeError:
         return thread.submit(torch.empty, 2**60, dtype=torch.uint8).exception()
 
 
+def simulated_out_of_memory(device: str, what: str) -> BaseException:
+    """The error running out of memory raises: a GPU's ``torch.OutOfMemoryError``, or the CPU allocator's own."""
+    if device == "cpu":
+        return cpu_allocation_failure()
+    return torch.OutOfMemoryError(f"CUDA out of memory (simulated: {what})")
+
+
 def _vmap_out_of_memory_above(limit, tried, monkeypatch, device="cuda"):
     """The engine's vmap, failing when a call maps more than ``limit`` rows or tangents: as a GPU does
     (``torch.OutOfMemoryError``), or as the CPU allocator does past a process's memory limit (a real
@@ -191,9 +198,7 @@ def _vmap_out_of_memory_above(limit, tried, monkeypatch, device="cuda"):
             tried.append(first.shape[0])
             result = mapped(first, *rest)  # fail as late as possible: after the backward freed what it could
             if first.shape[0] > limit:
-                if device == "cpu":
-                    raise cpu_allocation_failure()
-                raise torch.OutOfMemoryError(f"CUDA out of memory (simulated: {first.shape[0]} rows)")
+                raise simulated_out_of_memory(device, f"{first.shape[0]} rows")
             return result
         return call
     monkeypatch.setattr(engine, "vmap", vmap)
@@ -241,8 +246,7 @@ class GraphOutOfMemory(nn.Module):
         if torch.is_grad_enabled():
             self.record(x.shape[0])
             if x.shape[0] > self.limit:
-                raise cpu_allocation_failure() if self.device == "cpu" else torch.OutOfMemoryError(
-                    f"CUDA out of memory (simulated: {x.shape[0]} samples)")
+                raise simulated_out_of_memory(self.device, f"{x.shape[0]} samples")
         return self.inner(x)
 
 

@@ -82,7 +82,8 @@ def test_killed_ray_worker_loses_no_evaluation(ray_run, tmp_path):
 @pytest.mark.parametrize("deaths", [MAX_ATTEMPTS - 1, MAX_ATTEMPTS])
 def test_a_ray_task_whose_worker_died_is_scored_again_by_the_leanest_plan(cluster, tmp_path, deaths):
     """Ray says whose worker died: that candidate's next attempts run under engine.least_memory_plans (rows where
-    auto takes features on NB201's CIFAR-100 cell), giving the same VKDNW to rounding; the other candidate keeps auto's plan; MAX_ATTEMPTS deaths fail it."""
+    auto takes features on NB201's CIFAR-100 cell), giving the same VKDNW to rounding; the other candidate keeps
+    auto's plan; MAX_ATTEMPTS deaths fail it."""
     space = {"name": "nb201", "dataset": "cifar100", "subset": "all"}
     rng = np.random.default_rng(2)
     archs = list(dict.fromkeys(nb201.NB201Space().sample(rng) for _ in range(2)))
