@@ -14,7 +14,7 @@ from torch import nn
 import vkdnw_fast as vf
 import vkdnw_fast.reference as reference
 from vkdnw_fast import ops
-from vkdnw_fast.engine import least_memory_plans
+from vkdnw_fast.engine import least_memory_plans, samples_at_most
 from vkdnw_fast.init import initialise
 from vkdnw_fast.prepare import probe_forward
 from vkdnw_fast.samplers import WeightSampler, register_sampler, sampler_for
@@ -517,3 +517,20 @@ def test_least_memory_plans_score_rows_in_chunks_of_16_samples():
         result = assert_matches_oracle(make, "exact", x)
     assert result.plan == "rows" and result.strategy.startswith("rows (K=9 factor rows)")
     assert ", in 3 chunks of 16 samples" in result.strategy
+
+
+def test_samples_at_most_chunks_the_batch_and_keeps_the_plan_auto_chooses():
+    """engine.samples_at_most (the worker pool's way to fit a large network beside others): auto keeps forward
+    mode, 10 samples go in chunks of 4, 4 and 2, the Fisher matrix is the oracle's; a config's own smaller chunk,
+    and an inner block's, stay the smaller."""
+    make, x = copies(initialised(SubclassNet(classes=10))), batch(n=10)
+    with samples_at_most(4):
+        result = assert_matches_oracle(make, "exact", x)
+        assert result.plan == "forward" and ", in 3 chunks of 4 samples" in result.strategy
+        assert ", in 5 chunks of 2 samples" in vf.score(make(), x, config=config("exact", sample_chunk=2)).strategy
+        with samples_at_most(8):
+            assert ", in 3 chunks of 4 samples" in vf.score(make(), x, config=config("exact")).strategy
+    assert "chunks" not in vf.score(make(), x, config=config("exact")).strategy
+    with pytest.raises(ValueError, match="samples_at_most needs at least one sample a chunk, got 0"):
+        with samples_at_most(0):
+            pass

@@ -268,11 +268,11 @@ def test_a_run_scores_its_sample_whole_seeds_first_in_one_seeded_shuffled_order(
 
 def test_a_resumed_run_starts_its_worker_pool_knowing_the_memory_its_cells_needed(tmp_path, started_pools):
     run_evaluation(_cheap_spec(limit=4, seeds=(0,)), tmp_path, workers=2, progress=False)
-    seen = [(r["arch"], r["peak_rss"], r["base_rss"]) for r in evaluation.load_records(tmp_path)]
-    assert len(seen) == 4 and all(peak >= base > 50 * 2**20 for _, peak, base in seen)  # a worker with torch
+    seen = [(r["arch"], r["peak_rss"], r["base_rss"], None) for r in evaluation.load_records(tmp_path)]
+    assert len(seen) == 4 and all(peak >= base > 50 * 2**20 for _, peak, base, _ in seen)  # a worker with torch
     first = len(started_pools)
     run_evaluation(_cheap_spec(limit=4, seeds=(0, 1)), tmp_path, workers=2, progress=False)
-    assert [(p["seen"], p["peak"]) for p in started_pools[first:]] == [(sorted(seen), max(peak for _, peak, _ in seen))]
+    assert [(p["seen"], p["peak"]) for p in started_pools[first:]] == [(sorted(seen), max(peak for _, peak, _, _ in seen))]
 
 
 def test_evaluate_memory_caps_what_its_worker_pool_shares(tmp_path, started_pools, capsys):

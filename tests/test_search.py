@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -423,6 +424,31 @@ def test_pool_worker_killed_mid_run_loses_no_evaluation(tmp_path):
     assert len(rows(tmp_path / "killed", "status = 'evaluated'")) == 10
 
 
+def test_a_candidate_submitted_after_a_worker_died_waits_for_the_rebuilt_pool():
+    """A worker may die between two waits (the other's candidate finished first): the executor then refuses work at
+    once. The candidate stays queued, and is scored once the pool is whole, not lost nor the executor's error
+    handed to the search (seen on a loaded machine in the killed-worker test above)."""
+    import concurrent.futures as cf
+
+    arch = nb201.NB201Space().sample(np.random.default_rng(5))
+    pool = PoolBackend(Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer), 2)
+    executor = pool._pool
+
+    def refuse(*args, **kwargs):
+        raise cf.process.BrokenProcessPool("A child process terminated abruptly")
+    try:
+        pool._pool = SimpleNamespace(submit=refuse, _processes={})
+        pool.submit("k", arch)
+        assert [t[2] for t in pool._waiting] == [arch] and not pool._pending
+        pool._pool = executor
+        pool._dispatch()
+        ((key, outcome),) = pool.wait()
+    finally:
+        pool._pool = executor
+        pool.close()
+    assert key == "k" and outcome["values"] == fake_scorer(nb201.NB201Space(), arch, FAKE_PROXIES)
+
+
 def test_candidate_that_always_kills_its_worker_is_failed(tmp_path):
     cfg = config(iterations=4, population=4, workers=2)
     search(cfg, tmp_path / "plain")
@@ -492,7 +518,7 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, functools.partial(timed_scorer, str(tmp_path)))
     # Seen: a took 2 GiB over a 1 GiB worker for 1 GiB of activations, b 4 GiB for 1 GiB: the ratio is 4.
-    pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib), ("b", 5 * gib, gib)])
+    pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory  # the machine's own memory left out (the next test takes it in)
     try:
         pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, unknown=None)
@@ -501,24 +527,30 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
         # A base is what a worker holds: once this pool's own c reports 0.25 GiB workers, the resumed records'
         # 1 GiB no longer counts; their ratio still does.
         pool._activations["c"] = gib
-        pool.seen.append(("c", gib // 4 + 2 * gib, gib // 4))
+        pool.seen.append(("c", gib // 4 + 2 * gib, gib // 4, None))
         assert pool.need("small") == gib // 4 + 4 * (gib // 4)
         # Once four of its own have (CALIBRATION // 2), their ratios alone count: the records may come from an
         # earlier version of the scoring code that took more.
         for own in "def":
             pool._activations[own] = gib
-            pool.seen.append((own, gib // 4 + 3 * gib, gib // 4))
+            pool.seen.append((own, gib // 4 + 3 * gib, gib // 4, None))
         assert pool.need("small") == gib // 4 + 3 * (gib // 4)
         del pool.seen[-4:]
         running = {}
         pool._pending = running
-        assert pool.admits("big")  # alone: always
+        # Alone: always; a quarter of the batch a chunk (1 + 16 x 7/16 GiB) where no chunk leaves the three other
+        # workers their 2.5 GiB; the whole batch where that does.
+        assert (pool.placement("big"), pool.placement("small")) == (16, 64)
         running[1] = ("k1", job, "a")
-        assert pool.admits("big")  # two of the largest peak fit
+        assert pool.placement("big") == 64  # two of the largest peak fit
         running[2] = ("k2", job, "small")  # three do not: the predictions decide
-        assert pool.admits("small") and not pool.admits("a")  # 5 + 2 + 2 fits in 10 GiB, 5 + 2 + 5 not
+        # 5 + 2 + 2 fits in 10 GiB, 5 + 2 + 5 not, nor a on half the batch (1 + 4 x 5/8), but on a quarter (1 + 4 x 7/16)
+        assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 16, None)
+        running[3] = ("k3", replace(job, sample_chunk=16), "a")  # predicted 2.75 GiB so
+        assert pool.placement("small") is None  # 5 + 2 + 2.75 + 2 does not fit
+        del running[3]
         running[3], running[4] = ("k3", job, "small"), ("k4", job, "small")
-        assert not pool.admits("small")  # every worker busy
+        assert pool.placement("small") is None  # every worker busy
         pool._pending = {}
         # Scoring for real, with no memory to share: the first alone (nothing seen yet), then one at a time.
         pool.seen, pool.peak, pool.memory = [], 0, 1
@@ -541,7 +573,7 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
 def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer)
-    pool = PoolBackend(job, 4, memory=9 * gib, seen=[("a", 3 * gib, gib), ("b", 5 * gib, gib)])
+    pool = PoolBackend(job, 4, memory=9 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory
     smalls = [f"small{i}" for i in range(6)]
     pool._activations.update(a=gib, b=gib, big=4 * gib, **{s: gib // 4 for s in smalls})  # needs 5, 17, 2 GiB
@@ -550,27 +582,76 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
     def send(task):  # record instead of scoring
         sent.append(task[2])
         pool._pending[object()] = task
+        chunks.append(task[1].sample_chunk)
+        return True
+    chunks = []
     pool._send = send
     try:
         pool._pending[object()] = ("k", job, "a")
         for arch in ["big", *smalls]:
             pool._waiting.append((arch, job, arch))
         pool._dispatch()
-        assert sent == smalls[:2]  # big (5 + 17) does not fit beside a in 9 GiB; 5 + 2 + 2 fit, a third small not
+        # big (5 + 17) does not fit beside a in 9 GiB, nor does a quarter of its batch a chunk (5 + 8); 5 + 2 + 2 fit,
+        # a third small not
+        assert sent == smalls[:2]
         del pool._pending[next(k for k, t in pool._pending.items() if t[2] == "a")]
         pool._dispatch()
         assert sent == smalls[:4]  # every worker busy, big overtaken four times: the most
         for key in list(pool._pending)[:3]:
             del pool._pending[key]
         pool._dispatch()
-        assert sent == smalls[:4]  # 2 + 17 does not fit, and no later one may go first now
+        assert sent == smalls[:4]  # 2 + 8 does not fit, and no later one may go first now
         pool._pending.clear()
         pool._dispatch()
-        assert sent == [*smalls[:4], "big"]  # alone: always; the smalls (17 + 2) wait beside it
+        assert sent == [*smalls[:4], "big"]  # alone: always, a quarter of the batch a chunk; the smalls (8 + 2) wait
+        assert chunks == [None] * 4 + [16]
         assert [t[2] for t in pool._waiting] == smalls[4:]
     finally:
         pool._pending.clear()
         pool.close()
+
+
+def test_a_chunked_candidates_memory_counts_as_its_share_of_the_whole_batchs():
+    """A candidate scored on a quarter of its batch of 64 a chunk took 1.75 GiB above its 1 GiB worker for 1 GiB
+    of activations: 7/16 of the whole batch's (backends.chunk_share), so the ratio is 4, as a whole batch's 4 GiB
+    would give; records say how they were scored (least_memory: 16 samples a chunk)."""
+    gib = 2**30
+    pool = PoolBackend(Job(NB201, FAKE_PROXIES, ("paper",), 0), 2, memory=10 * gib,
+                       seen=[("q", gib + 7 * gib // 4, gib, 16)])
+    try:
+        pool._activations.update(q=gib, big=2 * gib)
+        assert pool._calibration() == (gib, 4.0)
+        assert (pool.need("big"), pool.need("big", samples=32), pool.need("big", samples=16)) == (9 * gib, 6 * gib,
+                                                                                                   gib + 7 * gib // 2)
+    finally:
+        pool.close()
+    record = {"arch": "a", "peak_rss": 3, "base_rss": 1}
+    assert [backends.memory_seen({**record, **extra}) for extra in
+            ({}, {"sample_chunk": 32}, {"least_memory": True}, {"least_memory": True, "sample_chunk": 8})] == [
+        ("a", 3, 1, None), ("a", 3, 1, 32), ("a", 3, 1, 16), ("a", 3, 1, 8)]
+
+
+def test_a_candidate_that_fits_only_in_chunks_is_scored_so_and_its_record_says_it(tmp_path, monkeypatch):
+    """Every network predicted at 1 + 2 = 3 GiB on its batch of 16 (an earlier record's ratio); 5.5 GiB for two
+    workers. The first starts alone on half its batch a chunk, the largest predicted to leave the other worker
+    its 2.75 GiB (1 + 2 x 5/8 = 2.25); the second beside it on the whole batch (2.25 + 3 <= 5.5). The chunked
+    one's VKDNW is the whole batch's to rounding, and its record says how it was scored."""
+    from vkdnw_fast.backends import score_all
+
+    gib = 2**30
+    monkeypatch.setattr(backends, "activation_bytes", lambda space, arch: gib)
+    space = {"name": "nb201", "dataset": "cifar10", "subset": "all"}
+    rng = np.random.default_rng(4)
+    archs = list(dict.fromkeys(nb201.NB201Space().sample(rng) for _ in range(2)))
+    job = Job(space, ("vkdnw",), ("paper",), 0, None, record_engine_runs=True, batch_size=16)
+    records = {}
+    score_all([(arch, 0) for arch in archs], lambda seed: job, lambda arch, seed, record: records.update({arch: record}),
+              kind="local", workers=2, progress=False, seen=[("earlier", 3 * gib, gib, None)], memory=int(5.5 * gib))
+    first, second = records[archs[0]], records[archs[1]]
+    assert first["sample_chunk"] == 8 and "sample_chunk" not in second
+    for arch in archs:
+        direct = score_architecture(nb201.NB201Space(), arch, ("vkdnw",), presets=("paper",), batch_size=16)
+        assert records[arch]["values"]["vkdnw"] == pytest.approx(direct["vkdnw"], abs=1e-7)
 
 
 def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkeypatch):
@@ -579,7 +660,7 @@ def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkey
     hold does not hold the predictions (an OOM kill seen on TransNAS macro layouts before this check)."""
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0)
-    pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib), ("b", 5 * gib, gib)])
+    pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     executor = pool._pool
     try:
         pool._activations.update(a=gib, b=gib, small=gib // 4)  # needs: a 5 GiB, small 2 GiB
@@ -587,13 +668,13 @@ def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkey
         pool._pool = SimpleNamespace(_processes={101: None, 102: None})  # two workers holding 2 GiB each
         monkeypatch.setattr(backends, "resident_memory", lambda pid: 2 * gib)
         monkeypatch.setattr(backends, "available_memory", lambda: 40 * gib)
-        assert pool.share() == 10 * gib and pool.admits("small")  # the budget given binds
+        assert pool.share() == 10 * gib and pool.placement("small") == 64  # the budget given binds
         monkeypatch.setattr(backends, "available_memory", lambda: 4 * gib)
-        assert pool.share() == int(0.9 * 8 * gib) and pool.admits("small")  # 5 + 2 <= 0.9 (4 + 2 + 2)
+        assert pool.share() == int(0.9 * 8 * gib) and pool.placement("small") == 64  # 5 + 2 <= 0.9 (4 + 2 + 2)
         monkeypatch.setattr(backends, "available_memory", lambda: 3 * gib)
-        assert not pool.admits("small")  # 7 > 0.9 (3 + 4) = 6.3
+        assert pool.placement("small") is None  # 7 > 0.9 (3 + 4) = 6.3, and 5 + 1.44 on a quarter a chunk
         pool._pending = {}
-        assert pool.admits("small")  # alone: always
+        assert pool.placement("small") == 16  # alone: always, here on a quarter (1.44 GiB <= 6.3 / 4)
         monkeypatch.setattr(backends, "available_memory", lambda: None)  # cannot tell: the budget alone
         assert pool.share() == 10 * gib
     finally:

@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from . import spaces
 from .datasets import DataSource
-from .engine import least_memory_plans
+from .engine import LEAST_MEMORY_SAMPLES, least_memory_plans, samples_at_most
 from .journal import cell_directory, discard, journaled, prune
 from .memory import (available_memory, forget_tracebacks, peak_rss, release_freed_memory, reset_peak_rss,
                      resident_memory)
@@ -72,6 +72,9 @@ class Job:
     record_engine_runs: bool = False
     # Score under ``engine.least_memory_plans`` (the retry of a candidate that killed its worker).
     least_memory: bool = False
+    # Score the batch at most this many samples at a time (``engine.samples_at_most``): how the worker pool
+    # starts a large network beside others. None: the whole batch.
+    sample_chunk: int | None = None
     # The scoring batch's size (the throughput benchmark's --batch-size); scorers need not take it otherwise.
     batch_size: int = DEFAULT_BATCH_SIZE
     # {arch: {column: value}} known already (``evaluate --scores-from``): a proxy whose columns are all there
@@ -119,7 +122,8 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
         known = job.borrowed.get(arch, {})
         proxies = tuple(p for p in job.proxies if not set(columns([p], job.presets)) <= known.keys())
         with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)) as journal, \
-                (least_memory_plans() if job.least_memory else contextlib.nullcontext()):
+                (least_memory_plans() if job.least_memory else contextlib.nullcontext()), \
+                (contextlib.nullcontext() if job.sample_chunk is None else samples_at_most(job.sample_chunk)):
             values = job.scorer(_space(job.space), arch, proxies, presets=job.presets, seed=job.seed,
                                 device=job.device, **extra) if proxies else {}
         borrowed = {c: v for c, v in known.items() if c not in values}
@@ -127,6 +131,7 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
                    **({"proxy_errors": failures} if failures else {}),
                    **({"engine": engine_runs} if engine_runs else {}),
                    **({"least_memory": True} if job.least_memory else {}),
+                   **({"sample_chunk": job.sample_chunk} if job.sample_chunk is not None else {}),
                    **({"borrowed": sorted(borrowed)} if borrowed else {}),
                    **({"resumed_blocks": journal.taken} if journal is not None and journal.taken else {})}
     except Exception as exc:  # the scorer's failure is data about the candidate
@@ -165,6 +170,32 @@ def activation_bytes(space: SearchSpace, arch: str) -> int | None:
 
 # The part of the memory a worker pool may fill: a tenth stays for the driver, the system and estimate error.
 _MEMORY_SHARE = 0.9
+# What a candidate scored in chunks of half or a quarter of the batch (``Job.sample_chunk``) takes, as a part of
+# what it takes on the whole batch: a quarter of it is counted as not shrinking with the chunk (on a TransNAS macro
+# layout half the batch took 0.57-0.58 of the whole's memory above the worker's, a quarter 0.31-0.38:
+# bench/results/plan_memory_chunks_tnb64_cpu.json), so the prediction errs large.
+_CHUNK_DIVISORS = (2, 4)
+_FIXED_PART = 0.25
+
+
+def chunk_share(samples: int | None, batch: int) -> float:
+    """The part of its whole batch's memory a candidate scored ``samples`` samples at a time is predicted to take
+    (above its worker's)."""
+    return 1.0 if samples is None or samples >= batch else _FIXED_PART + (1 - _FIXED_PART) * samples / batch
+
+
+def samples_a_chunk(job: Job | dict) -> int | None:
+    """The most samples a chunk ``job`` (or a record of it) scored with: ``sample_chunk``, 16 under
+    ``least_memory``; None for the whole batch."""
+    get = job.get if isinstance(job, dict) else lambda name: getattr(job, name, None)
+    limits = [n for n in (get("sample_chunk"), LEAST_MEMORY_SAMPLES if get("least_memory") else None) if n]
+    return min(limits, default=None)
+
+
+def memory_seen(record: dict) -> tuple[str, int, int, int | None]:
+    """(arch, peak_rss, base_rss, samples a chunk) of a record with a ``peak_rss``: what a resumed run's worker
+    pool starts knowing (``PoolBackend``'s ``seen``)."""
+    return record["arch"], record["peak_rss"], record.get("base_rss") or 0, samples_a_chunk(record)
 
 
 def _died(attempts: int, error: BaseException, elapsed: float | None) -> dict[str, Any]:
@@ -241,7 +272,13 @@ class PoolBackend:
     tenth) is shared so: the first candidate runs alone (before it nothing is known of what one takes: two
     TransNAS macro layouts started together drew the out-of-memory killer); then a candidate starts beside the running ones where
     (running + 1) x the largest peak seen fits; where it does not, where the predicted peaks of the running
-    ones and its own fit (one of the next ``workers`` that fits may go first, ``workers`` times at most).
+    ones and its own fit, on the whole batch or else in chunks of half or a quarter of it (``Job.sample_chunk``:
+    the same scores to rounding, in 0.97-1.23x the time on a TransNAS macro layout, ``chunk_share``); where none
+    does, one of the next ``workers`` that fits may go first, ``workers`` times at most. A candidate starting
+    alone takes the largest of those chunks predicted to leave the other workers their share of the memory (a
+    quarter where none does), so that a large network does not keep them idle: large TransNAS macro layouts,
+    scored on the whole batch, peaked at 10.9 and 13.7 GiB of the 20.6 GiB two workers had on a 24 GiB machine
+    (the records of ``bench/transnas_vkdnw.sh``'s macro ``class_scene`` run).
     Other processes may take
     memory meanwhile (a second run beside this one), so the share is at most a tenth less than what is
     available now plus what the workers hold now, re-read before each candidate that would start beside
@@ -253,7 +290,8 @@ class PoolBackend:
     once ``CALIBRATION // 2`` of its own candidates have, so do their ratios alone: the records may come from an
     earlier version of the scoring code (a TransNAS micro cell took a quarter less once forward mode stopped
     holding the tapped forward's graph, and the resumed run's ratios kept a second worker idle).
-    ``seen``: (arch, peak_rss, base_rss) of earlier candidates (a resumed run's records).
+    ``seen``: (arch, peak_rss, base_rss, samples a chunk or None) of earlier candidates (a resumed run's records,
+    ``memory_seen``).
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
@@ -270,16 +308,17 @@ class PoolBackend:
     CALIBRATION = 8
 
     def __init__(self, job: Job, workers: int, memory: int | None = None,
-                 seen: Sequence[tuple[str, int, int]] = ()):
+                 seen: Sequence[tuple[str, int, int, int | None]] = ()):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.job = job
         self.workers = workers
         available = available_memory()
         self.memory = memory if memory is not None else None if available is None else int(_MEMORY_SHARE * available)
-        self.seen: list[tuple[str, int, int]] = list(seen)  # (arch, peak, base) of the finished candidates
+        # (arch, peak, base, samples a chunk or None) of the finished candidates
+        self.seen: list[tuple[str, int, int, int | None]] = list(seen)
         self._resumed = len(self.seen)  # those before this pool's own
-        self.peak = max((peak for _, peak, _ in self.seen), default=0)  # the largest peak resident memory
+        self.peak = max((peak for _, peak, _, _ in self.seen), default=0)  # the largest peak resident memory
         self._activations: dict[str, int | None] = {}
         self._said_tight = False
         self._pending: dict[cf.Future, tuple[Any, Job, str]] = {}
@@ -317,34 +356,42 @@ class PoolBackend:
         while self._waiting and len(self._pending) < self.workers:
             lookahead = self.workers if self._overtaken < self.workers else 0
             window = list(itertools.islice(self._waiting, 1 + lookahead))
-            task = next((t for t in window if self.admits(t[2])), None)
-            if task is None:
+            placed = next(((t, samples) for t in window if (samples := self.placement(t[2])) is not None), None)
+            if placed is None:
+                return
+            task, samples = placed
+            key, job, arch = task
+            if not self._send(task if samples == job.batch_size else (key, replace(job, sample_chunk=samples), arch)):
                 return
             self._waiting.remove(task)
             self._overtaken = 0 if task is window[0] else self._overtaken + 1
-            self._send(task)
 
-    def admits(self, arch: str) -> bool:
-        """Whether ``arch`` may start now, beside the candidates running (one always may, alone)."""
+    def placement(self, arch: str) -> int | None:
+        """The samples a chunk ``arch`` may start with now beside the candidates running (the batch's size: the
+        whole batch), or None where it must wait (see the class docstring; one always may, alone)."""
         if len(self._pending) >= self.workers:
-            return False
-        if not self._pending:
-            return True
+            return None
+        whole = self.job.batch_size
         memory = self.share()
-        if memory is None:
-            return True
-        if self.peak == 0:  # nothing known yet of what a candidate takes: the first one finishes alone
-            return False
+        if memory is None or (not self._pending and self.peak == 0):  # the first one finishes alone
+            return whole
+        if self.peak == 0:
+            return None
+        calibration = self._calibration()
+        chunks = sorted({whole, *(max(1, whole // d) for d in _CHUNK_DIVISORS)}, reverse=True)
+        if not self._pending:  # alone, leaving the other workers their share where a chunk does
+            room = memory // self.workers
+            return next((c for c in chunks if self.need(arch, calibration, c) <= room), chunks[-1])
         if (len(self._pending) + 1) * self.peak <= memory:
-            return True
+            return whole
         if not self._said_tight:
             self._said_tight = True
             print(f"vkdnw-fast: a worker peaked at {self.peak / 2**30:.1f} GiB of the {memory / 2**30:.1f} GiB "
-                  "this pool may use: a candidate starts beside others where their predicted memory fits",
-                  file=sys.stderr)
-        running = [task[2] for task in self._pending.values()]
-        calibration = self._calibration()
-        return sum(self.need(a, calibration) for a in [*running, arch]) <= memory
+                  "this pool may use: a candidate starts beside others where their predicted memory fits, on "
+                  "the whole batch or in chunks of it", file=sys.stderr)
+        room = memory - sum(self.need(arch, calibration, samples_a_chunk(job))
+                            for _, job, arch in self._pending.values())
+        return next((c for c in chunks if self.need(arch, calibration, c) <= room), None)
 
     def share(self) -> int | None:
         """The memory the workers may take together now: ``memory``, or less where other processes have
@@ -359,38 +406,49 @@ class PoolBackend:
 
     def _calibration(self) -> tuple[int, float] | None:
         """(the largest base, of this pool's own candidates where any has finished; the largest ratio of
-        what a candidate took to its activations among the ``CALIBRATION`` largest seen, of its own where
-        ``CALIBRATION // 2`` have finished), or None where none of them has an activation estimate."""
+        what a candidate took to its activations, on the whole batch (``chunk_share``), among the ``CALIBRATION``
+        largest seen, of its own where ``CALIBRATION // 2`` have finished), or None where none of them has an
+        activation estimate."""
         own = self.seen[self._resumed:]
         calibrating = own if len(own) >= self.CALIBRATION // 2 else self.seen
         largest = sorted(calibrating, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
-        ratios = [(peak - base) / self._activation(other) for other, peak, base in largest if self._activation(other)]
-        bases = [base for _, _, base in own or self.seen]
+        ratios = [(peak - base) / (self._activation(other) * chunk_share(samples, self.job.batch_size))
+                  for other, peak, base, samples in largest if self._activation(other)]
+        bases = [base for _, _, base, _ in own or self.seen]
         return (max(bases), max(ratios)) if ratios else None
 
-    def need(self, arch: str, calibration: tuple[int, float] | None = None) -> int:
-        """The peak resident memory ``arch`` is predicted to take a worker to (see the class docstring);
-        ``calibration``: ``_calibration()``, where the caller predicts several."""
+    def need(self, arch: str, calibration: tuple[int, float] | None = None, samples: int | None = None) -> int:
+        """The peak resident memory ``arch`` is predicted to take a worker to, scored ``samples`` samples a
+        chunk (None: the whole batch; see the class docstring); ``calibration``: ``_calibration()``, where the
+        caller predicts several."""
         calibration = calibration or self._calibration()
         activation = self._activation(arch)
+        share = chunk_share(samples, self.job.batch_size)
         if calibration is None or activation is None:
-            return self.peak
+            return int(self.peak * share)
         base, ratio = calibration
-        return int(base + ratio * activation)
+        return int(base + ratio * activation * share)
 
     def _activation(self, arch: str) -> int | None:
         if arch not in self._activations:
             self._activations[arch] = activation_bytes(_space(self.job.space), arch)
         return self._activations[arch]
 
-    def _send(self, task: tuple[Any, Job, str]) -> None:
+    def _send(self, task: tuple[Any, Job, str]) -> bool:
+        """Start ``task`` in a worker; False where a worker has died since the last ``wait`` (the executor
+        refuses work at once; the next ``wait`` finds the dead one's candidate and rebuilds the pool)."""
         key, job, arch = task
+        try:
+            future = self._pool.submit(score_job, job, arch)
+        except cf.process.BrokenProcessPool:
+            return False
         self._started[key] = time.perf_counter()
-        self._pending[self._pool.submit(score_job, job, arch)] = task
+        self._pending[future] = task
+        return True
 
     def _done(self, task: tuple[Any, Job, str], outcome: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         if outcome.get("peak_rss"):
-            self.seen.append((task[2], outcome["peak_rss"], outcome.get("base_rss") or 0))
+            self.seen.append((task[2], outcome["peak_rss"], outcome.get("base_rss") or 0, samples_a_chunk(task[1])))
             self.peak = max(self.peak, outcome["peak_rss"])
         if self._suspects and self._suspects[0] == task:
             self._suspects.popleft()
@@ -566,7 +624,7 @@ def check_memory_cap(kind: str, workers: int | None, memory: int | None) -> None
 
 
 def make_backend(kind: str, job: Job, workers: int | None = None, address: str | None = None,
-                 seen: Sequence[tuple[str, int, int]] = (), memory: int | None = None):
+                 seen: Sequence[tuple[str, int, int, int | None]] = (), memory: int | None = None):
     """``local`` (in-process for one worker, a process pool otherwise, which starts knowing the memory
     the ``seen`` candidates took and shares at most ``memory`` bytes, ``PoolBackend``) or ``ray``."""
     check_memory_cap(kind, workers, memory)
@@ -600,7 +658,7 @@ def terminate_as_interrupt():
 def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
               on_result: Callable[[str, int, dict[str, Any]], None], *, kind: str = "local",
               workers: int | None = None, address: str | None = None, progress: bool = True, desc: str = "score",
-              done: int = 0, seen: Sequence[tuple[str, int, int]] = (), memory: int | None = None,
+              done: int = 0, seen: Sequence[tuple[str, int, int, int | None]] = (), memory: int | None = None,
               journal: str | Path | None = None) -> None:
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
@@ -608,8 +666,9 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
     ``"proxy_errors"`` where some proxies failed, ``Job.isolate_failures``; ``"engine"`` ({preset: the
     engine's plan, passes and seconds}) where ``Job.record_engine_runs`` and Fisher proxies were scored;
     ``"resumed_blocks"`` where the scoring took that many blocks of passes from the journal, its ``"seconds"``
-    then counting only the rest) or ``{..., "error"}``. A tqdm bar counts ``done`` (finished before) plus the
-    tasks. ``seen``: (arch, peak_rss, base_rss) of earlier records, from which a worker pool starts to decide
+    then counting only the rest; ``"least_memory"`` or ``"sample_chunk"`` where the pool scored it so) or
+    ``{..., "error"}``. A tqdm bar counts ``done`` (finished before) plus the
+    tasks. ``seen``: ``memory_seen`` of earlier records, from which a worker pool starts to decide
     what the memory holds at once; ``memory``: the most
     bytes its workers may take together (``PoolBackend``). ``journal``: a directory where each task under way
     keeps the finished blocks of its passes (``Job.journal``), so that a task cut short resumes where it
@@ -638,8 +697,8 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
         if outcome.get("peak_rss"):  # what scoring it took: a resumed run's pool starts knowing it
             record.update(peak_rss=outcome["peak_rss"], base_rss=outcome.get("base_rss") or 0)
         if outcome["ok"]:
-            record.update({k: outcome[k] for k in ("values", "proxy_errors", "engine", "least_memory", "borrowed",
-                                                  "resumed_blocks")
+            record.update({k: outcome[k] for k in ("values", "proxy_errors", "engine", "least_memory", "sample_chunk",
+                                                  "borrowed", "resumed_blocks")
                            if k in outcome})
         else:
             record["error"] = outcome["reason"]

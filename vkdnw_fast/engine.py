@@ -80,21 +80,40 @@ _PER_SAMPLE_ROW_COST = 1.7
 _LINEARISE_FROM = 16
 _PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 _LEAST_MEMORY: contextvars.ContextVar[bool] = contextvars.ContextVar("vkdnw_least_memory", default=False)
+_SAMPLES_AT_MOST: contextvars.ContextVar[int | None] = contextvars.ContextVar("vkdnw_samples_at_most", default=None)
 # The most samples per forward under least_memory_plans.
-_LEAST_MEMORY_SAMPLES = 16
+LEAST_MEMORY_SAMPLES = 16
+
+
+@contextlib.contextmanager
+def samples_at_most(samples: int):
+    """Inside the block every scoring takes its batch at most ``samples`` samples at a time, as
+    ``FisherConfig.sample_chunk`` does (a config's smaller chunk stays), with the plan it would choose anyway:
+    what the forward's graph holds shrinks with the chunk, the results agree to rounding. On a TransNAS macro
+    layout at batch 64 on CPU, half the batch a chunk peaked at 0.59-0.61 of the whole batch's memory in
+    0.97-1.15 of its time, a quarter at 0.36-0.41 in 1.06-1.23 (``bench/results/plan_memory_chunks_tnb64_cpu.json``).
+    The local worker pool so fits a large network beside others (``backends.LocalBackend``)."""
+    if samples < 1:
+        raise ValueError(f"samples_at_most needs at least one sample a chunk, got {samples}")
+    token = _SAMPLES_AT_MOST.set(min(samples, _SAMPLES_AT_MOST.get() or samples))
+    try:
+        yield
+    finally:
+        _SAMPLES_AT_MOST.reset(token)
 
 
 @contextlib.contextmanager
 def least_memory_plans():
     """Inside the block, ``auto`` takes ``rows`` wherever the model has taps, the plan that holds least, and the batch
-    is scored in chunks of at most 16 samples (``FisherConfig.sample_chunk``), at whatever cost in time; the results
+    is scored in chunks of at most 16 samples (``samples_at_most``), at whatever cost in time; the results
     agree with the others' to rounding. A TransNAS macro layout at batch 64 peaked at 0.96 GiB so, 1.10x the time of
     rows on the whole batch (2.26 GiB; linearised forward mode 3.15, jvp's blocks 4.65;
     ``bench/results/plan_memory_tnb64_cpu.json``). The worker pools score a candidate that killed its worker so
     (``backends``)."""
     token = _LEAST_MEMORY.set(True)
     try:
-        yield
+        with samples_at_most(LEAST_MEMORY_SAMPLES):
+            yield
     finally:
         _LEAST_MEMORY.reset(token)
 
@@ -619,7 +638,7 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
 
     Returns the factors and the (detached) logits. BatchNorm statistics are frozen first when
     ``config.batchnorm == 'batch'``. The samples are assumed independent (``prepare.probe_forward``), so
-    that chunks of them (``config.sample_chunk``, or 16 under ``least_memory_plans``) may be scored one after
+    that chunks of them (``config.sample_chunk``, or fewer under ``samples_at_most``) may be scored one after
     another, all by the plan the first chose, each with the whole batch's statistics; where a chunk's forward
     or passes run out of memory (at one row or tangent a block, ``_in_blocks``), the factors are computed
     again with half as many samples a chunk, down to one.
@@ -629,7 +648,7 @@ def compute_factors(model: nn.Module, inputs: torch.Tensor, config: FisherConfig
     taps' graph is freed.
     """
     n = inputs.shape[0]
-    chunk = min(n, config.sample_chunk or n, _LEAST_MEMORY_SAMPLES if _LEAST_MEMORY.get() else n)
+    chunk = min(n, config.sample_chunk or n, _SAMPLES_AT_MOST.get() or n)
     while True:
         try:
             return _factors_in_chunks(model, inputs, config, weights, logits_at, chunk)
