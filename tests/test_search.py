@@ -517,39 +517,39 @@ def test_activation_bytes_are_the_leaf_outputs_of_one_sample_as_a_real_forward_h
 def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_fits(tmp_path):
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, functools.partial(timed_scorer, str(tmp_path)))
-    # Seen: a took 2 GiB over a 1 GiB worker for 1 GiB of activations, b 4 GiB for 1 GiB: the ratio is 4.
-    pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
+    # Seen: a took 2 GiB over a 1 GiB worker for 1 GiB of activations, b 4 GiB for 1 GiB; the fixed part counts as
+    # the smallest activations seen, 1 GiB: the ratio is 4 / (1 + 1) = 2.
+    pool = PoolBackend(job, 3, memory=12 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory  # the machine's own memory left out (the next test takes it in)
     try:
         pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, unknown=None)
-        assert pool.peak == 5 * gib
-        assert (pool.need("small"), pool.need("big"), pool.need("unknown")) == (2 * gib, 17 * gib, 5 * gib)
+        assert pool.peak == 5 * gib and pool._calibration() == (gib, 2.0, gib)
+        assert (pool.need("small"), pool.need("big"), pool.need("unknown")) == (7 * gib // 2, 11 * gib, 5 * gib)
         # A base is what a worker holds: once this pool's own c reports 0.25 GiB workers, the resumed records'
         # 1 GiB no longer counts; their ratio still does.
         pool._activations["c"] = gib
         pool.seen.append(("c", gib // 4 + 2 * gib, gib // 4, None))
-        assert pool.need("small") == gib // 4 + 4 * (gib // 4)
+        assert pool.need("small") == gib // 4 + 2 * (gib + gib // 4)
         # Once four of its own have (CALIBRATION // 2), their ratios alone count: the records may come from an
         # earlier version of the scoring code that took more.
         for own in "def":
             pool._activations[own] = gib
             pool.seen.append((own, gib // 4 + 3 * gib, gib // 4, None))
-        assert pool.need("small") == gib // 4 + 3 * (gib // 4)
+        assert pool.need("small") == gib // 4 + 3 * (gib + gib // 4) // 2
         del pool.seen[-4:]
         running = {}
         pool._pending = running
-        # Alone: always; a quarter of the batch a chunk (1 + 16 x 7/16 GiB) where no chunk leaves the three other
-        # workers their 2.5 GiB; the whole batch where that does.
-        assert (pool.placement("big"), pool.placement("small")) == (16, 64)
+        # Alone: always; on the whole batch where that leaves the two other workers their 4 GiB, else on the largest
+        # chunk that does (a on half its batch: 1 + 4 x 5/8 GiB), else a quarter (big: 1 + 10 x 7/16 = 5.4 GiB).
+        assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 32, 16)
         running[1] = ("k1", job, "a")
         assert pool.placement("big") == 64  # two of the largest peak fit
         running[2] = ("k2", job, "small")  # three do not: the predictions decide
-        # 5 + 2 + 2 fits in 10 GiB, 5 + 2 + 5 not, nor a on half the batch (1 + 4 x 5/8), but on a quarter (1 + 4 x 7/16)
-        assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 16, None)
-        running[3] = ("k3", replace(job, sample_chunk=16), "a")  # predicted 2.75 GiB so
-        assert pool.placement("small") is None  # 5 + 2 + 2.75 + 2 does not fit
-        del running[3]
-        running[3], running[4] = ("k3", job, "small"), ("k4", job, "small")
+        # 5 + 3.5 + 3.5 fits in 12 GiB; 5 + 3.5 + 5 not, but a on half its batch (3.5) does; big not even on a quarter
+        assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 32, None)
+        running[1] = ("k1", replace(job, sample_chunk=16), "a")  # a predicted at 1 + 4 x 7/16 = 2.75 GiB so
+        assert (pool.placement("a"), pool.placement("big")) == (64, 16)  # 2.75 + 3.5 + 5 fits, and + 5.4
+        running[3] = ("k3", job, "small")
         assert pool.placement("small") is None  # every worker busy
         pool._pending = {}
         # Scoring for real, with no memory to share: the first alone (nothing seen yet), then one at a time.
@@ -573,10 +573,14 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
 def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer)
-    pool = PoolBackend(job, 4, memory=9 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
+    # Seen: t took 0.5 GiB above its worker's 1 GiB for 0.25 GiB of activations, a 2 and b 4 GiB for 1 GiB: the fixed
+    # part counts as 0.25 GiB of activations, the ratio is b's, 4 / 1.25 = 3.2.
+    pool = PoolBackend(job, 4, memory=int(9.5 * gib),
+                       seen=[("t", 3 * gib // 2, gib, None), ("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory
     smalls = [f"small{i}" for i in range(6)]
-    pool._activations.update(a=gib, b=gib, big=4 * gib, **{s: gib // 4 for s in smalls})  # needs 5, 17, 2 GiB
+    # Needs: a 5 GiB, a small 2.2, big 14.6 (half its batch a chunk 9.5, a quarter 6.95).
+    pool._activations.update(t=gib // 4, a=gib, b=gib, big=4 * gib, **{s: gib // 8 for s in smalls})
     sent = []
 
     def send(task):  # record instead of scoring
@@ -591,20 +595,20 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
         for arch in ["big", *smalls]:
             pool._waiting.append((arch, job, arch))
         pool._dispatch()
-        # big (5 + 17) does not fit beside a in 9 GiB, nor does a quarter of its batch a chunk (5 + 8); 5 + 2 + 2 fit,
-        # a third small not
+        # big does not fit beside a in 9.5 GiB, not even a quarter of its batch a chunk (5 + 6.95); 5 + 2.2 + 2.2
+        # fit, a third small not
         assert sent == smalls[:2]
         del pool._pending[next(k for k, t in pool._pending.items() if t[2] == "a")]
         pool._dispatch()
         assert sent == smalls[:4]  # every worker busy, big overtaken four times: the most
-        for key in list(pool._pending)[:3]:
+        for key in list(pool._pending)[:2]:
             del pool._pending[key]
         pool._dispatch()
-        assert sent == smalls[:4]  # 2 + 8 does not fit, and no later one may go first now
-        pool._pending.clear()
+        assert sent == smalls[:4]  # 2.2 + 2.2 + 6.95 does not fit, and no later one may go first now
+        del pool._pending[next(iter(pool._pending))]
         pool._dispatch()
-        assert sent == [*smalls[:4], "big"]  # alone: always, a quarter of the batch a chunk; the smalls (8 + 2) wait
-        assert chunks == [None] * 4 + [16]
+        # Beside one small, big fits on a quarter of its batch (2.2 + 6.95), and then no small beside both.
+        assert sent == [*smalls[:4], "big"] and chunks == [None] * 4 + [16]
         assert [t[2] for t in pool._waiting] == smalls[4:]
     finally:
         pool._pending.clear()
@@ -613,16 +617,16 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
 
 def test_a_chunked_candidates_memory_counts_as_its_share_of_the_whole_batchs():
     """A candidate scored on a quarter of its batch of 64 a chunk took 1.75 GiB above its 1 GiB worker for 1 GiB
-    of activations: 7/16 of the whole batch's (backends.chunk_share), so the ratio is 4, as a whole batch's 4 GiB
-    would give; records say how they were scored (least_memory: 16 samples a chunk)."""
+    of activations (and as much fixed): 7/16 of the whole batch's (backends.chunk_share), so the ratio is 4 / 2, as a
+    whole batch's 4 GiB would give; records say how they were scored (least_memory: 16 samples a chunk)."""
     gib = 2**30
     pool = PoolBackend(Job(NB201, FAKE_PROXIES, ("paper",), 0), 2, memory=10 * gib,
                        seen=[("q", gib + 7 * gib // 4, gib, 16)])
     try:
         pool._activations.update(q=gib, big=2 * gib)
-        assert pool._calibration() == (gib, 4.0)
-        assert (pool.need("big"), pool.need("big", samples=32), pool.need("big", samples=16)) == (9 * gib, 6 * gib,
-                                                                                                   gib + 7 * gib // 2)
+        assert pool._calibration() == (gib, 2.0, gib)
+        assert (pool.need("big"), pool.need("big", samples=32), pool.need("big", samples=16)) == (
+            7 * gib, gib + 15 * gib // 4, gib + 21 * gib // 8)
     finally:
         pool.close()
     record = {"arch": "a", "peak_rss": 3, "base_rss": 1}
@@ -663,18 +667,19 @@ def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkey
     pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     executor = pool._pool
     try:
-        pool._activations.update(a=gib, b=gib, small=gib // 4)  # needs: a 5 GiB, small 2 GiB
+        pool._activations.update(a=gib, b=gib, small=gib // 4)  # needs: a 5 GiB, small 3.5 (a quarter a chunk 2.1)
         pool._pending = {1: ("k1", job, "a")}
         pool._pool = SimpleNamespace(_processes={101: None, 102: None})  # two workers holding 2 GiB each
         monkeypatch.setattr(backends, "resident_memory", lambda pid: 2 * gib)
         monkeypatch.setattr(backends, "available_memory", lambda: 40 * gib)
-        assert pool.share() == 10 * gib and pool.placement("small") == 64  # the budget given binds
+        assert pool.share() == 10 * gib and pool.placement("small") == 64  # the budget given binds: 5 + 3.5 <= 10
         monkeypatch.setattr(backends, "available_memory", lambda: 4 * gib)
-        assert pool.share() == int(0.9 * 8 * gib) and pool.placement("small") == 64  # 5 + 2 <= 0.9 (4 + 2 + 2)
+        # 5 + 3.5 > 0.9 (4 + 2 + 2) = 7.2; 5 + 2.1, on a quarter of its batch, not
+        assert pool.share() == int(0.9 * 8 * gib) and pool.placement("small") == 16
         monkeypatch.setattr(backends, "available_memory", lambda: 3 * gib)
-        assert pool.placement("small") is None  # 7 > 0.9 (3 + 4) = 6.3, and 5 + 1.44 on a quarter a chunk
+        assert pool.placement("small") is None  # 5 + 2.1 > 0.9 (3 + 4) = 6.3
         pool._pending = {}
-        assert pool.placement("small") == 16  # alone: always, here on a quarter (1.44 GiB <= 6.3 / 4)
+        assert pool.placement("small") == 16  # alone: always (a quarter a chunk: none leaves the others 6.3 / 4)
         monkeypatch.setattr(backends, "available_memory", lambda: None)  # cannot tell: the budget alone
         assert pool.share() == 10 * gib
     finally:

@@ -283,8 +283,12 @@ class PoolBackend:
     memory meanwhile (a second run beside this one), so the share is at most a tenth less than what is
     available now plus what the workers hold now, re-read before each candidate that would start beside
     others. A prediction is the largest
-    base plus ``activation_bytes`` of the network times the largest ratio of what a candidate took to its
-    activations, among the ``CALIBRATION`` largest seen; the largest peak seen where there is none. A base
+    base plus ``activation_bytes`` of the network, and a fixed part counted as the smallest activations seen,
+    times the largest ratio of what a candidate took to its activations and that fixed part, among the
+    ``CALIBRATION`` largest seen; the largest peak seen where there is none. (The fixed part, the network, its
+    traces and factors, weighs most in small networks: by the ratio to their activations alone, the TransNAS
+    macro run's small layouts predicted 24.5 GiB of the pool's 20.6 for a layout that took 13.7, so the second
+    worker idled beside every large one; with the fixed part, 16.2.) A base
     is what a worker holds, not what a network takes, so once this pool's own workers have reported, theirs
     count, not those of a resumed run's records (workers that kept freed memory held up to 17.8 GiB); and
     once ``CALIBRATION // 2`` of its own candidates have, so do their ratios alone: the records may come from an
@@ -404,18 +408,21 @@ class PoolBackend:
         live = int(_MEMORY_SHARE * (available + held))
         return live if self.memory is None else min(self.memory, live)
 
-    def _calibration(self) -> tuple[int, float] | None:
-        """(the largest base, of this pool's own candidates where any has finished; the largest ratio of
-        what a candidate took to its activations, on the whole batch (``chunk_share``), among the ``CALIBRATION``
-        largest seen, of its own where ``CALIBRATION // 2`` have finished), or None where none of them has an
-        activation estimate."""
+    def _calibration(self) -> tuple[int, float, int] | None:
+        """(the largest base, of this pool's own candidates where any has finished; the largest ratio of what a
+        candidate took, on the whole batch (``chunk_share``), to its activations plus the fixed part, among the
+        ``CALIBRATION`` largest seen; the fixed part, the smallest activations seen), all of its own candidates
+        where ``CALIBRATION // 2`` have finished; None where none of them has an activation estimate."""
         own = self.seen[self._resumed:]
         calibrating = own if len(own) >= self.CALIBRATION // 2 else self.seen
+        fixed = min((a for other, _, _, _ in calibrating if (a := self._activation(other))), default=None)
+        if fixed is None:
+            return None
         largest = sorted(calibrating, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
-        ratios = [(peak - base) / (self._activation(other) * chunk_share(samples, self.job.batch_size))
+        ratios = [(peak - base) / ((self._activation(other) + fixed) * chunk_share(samples, self.job.batch_size))
                   for other, peak, base, samples in largest if self._activation(other)]
         bases = [base for _, _, base, _ in own or self.seen]
-        return (max(bases), max(ratios)) if ratios else None
+        return (max(bases), max(ratios), fixed) if ratios else None
 
     def need(self, arch: str, calibration: tuple[int, float] | None = None, samples: int | None = None) -> int:
         """The peak resident memory ``arch`` is predicted to take a worker to, scored ``samples`` samples a
@@ -426,8 +433,8 @@ class PoolBackend:
         share = chunk_share(samples, self.job.batch_size)
         if calibration is None or activation is None:
             return int(self.peak * share)
-        base, ratio = calibration
-        return int(base + ratio * activation * share)
+        base, ratio, fixed = calibration
+        return int(base + ratio * (activation + fixed) * share)
 
     def _activation(self, arch: str) -> int | None:
         if arch not in self._activations:
