@@ -424,7 +424,7 @@ class PoolBackend:
         bases = [base for _, _, base, _ in own or self.seen]
         return (max(bases), max(ratios), fixed) if ratios else None
 
-    def need(self, arch: str, calibration: tuple[int, float] | None = None, samples: int | None = None) -> int:
+    def need(self, arch: str, calibration: tuple[int, float, int] | None = None, samples: int | None = None) -> int:
         """The peak resident memory ``arch`` is predicted to take a worker to, scored ``samples`` samples a
         chunk (None: the whole batch; see the class docstring); ``calibration``: ``_calibration()``, where the
         caller predicts several."""
