@@ -402,6 +402,30 @@ def test_the_engines_median_seconds_leave_out_resumed_networks():
     assert resumed_only == {"paper": {"forward": {"networks": 1, "median_seconds": None}}}
 
 
+def test_the_table_counts_the_networks_scored_in_chunks_of_their_batch(tmp_path):
+    """A worker pool's records say sample_chunk (started in chunks to fit beside others) or least_memory (scored
+    again by the leanest plans, 16 samples a chunk, after its worker died): the summary counts each, the latter
+    once, and the table says so."""
+    records = [{"sample_chunk": 32}, {"sample_chunk": 16}, {"sample_chunk": 32}, {"least_memory": True},
+               {"least_memory": True, "sample_chunk": 32}, {"values": {}}]
+    summary = evaluation.rankings.chunked_summary(records)
+    assert summary == {"sample_chunk": {"32": 2, "16": 1}, "least_memory": 2}
+    assert evaluation.rankings.chunked_summary(records[-1:]) == {}
+    spec = _cheap_spec(limit=3, seeds=(0,))
+    run_evaluation(spec, tmp_path, progress=False)
+    path = tmp_path / "results.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([json.dumps({**json.loads(lines[0]), "sample_chunk": 16}), *lines[1:]]) + "\n")
+    result = evaluation.compute_metrics(spec, evaluation.load_records(tmp_path))
+    assert result["chunked"] == {"sample_chunk": {"16": 1}}
+    assert ("networks scored in chunks of their batch (the same scores to rounding): 1 by 16 samples to fit beside "
+            "others") in evaluation.format_table(result).splitlines()
+    assert "chunked" not in run_evaluation(spec, tmp_path / "plain", progress=False)
+    assert ("networks scored in chunks of their batch (the same scores to rounding): 2 by 32 samples, 1 by 16 "
+            "samples to fit beside others; 2 by the leanest plans after their worker died"
+            ) in evaluation.format_table({**result, "chunked": summary}).splitlines()
+
+
 def test_cli_evaluate_and_report(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["nb201", "evaluate", "--limit", "5", "--seeds", "1", "--proxies", "flops,params",

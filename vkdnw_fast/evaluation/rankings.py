@@ -4,7 +4,8 @@ mean and std over seeds; and the architecture the aggregate picks."""
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections import Counter
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from scipy.stats import rankdata
@@ -148,9 +149,10 @@ def compute_metrics(spec: EvaluationSpec, records: Iterable[dict], benchmark: Be
     best = _best_architecture(spec, archs, accuracy, table, truth)
     partly_failed = _partly_failed(table)
     engine = engine_summary(records)
+    chunked = chunked_summary(records)
     return {"spec": spec.to_json(), "architectures": len(archs), "failed": failed, "rankings": rankings,
             "best": best, **({"partly_failed": partly_failed} if partly_failed else {}),
-            **({"engine": engine} if engine else {}),
+            **({"engine": engine} if engine else {}), **({"chunked": chunked} if chunked else {}),
             **({"ndcg_undefined": ndcg_undefined} if ndcg_undefined else {})}
 
 
@@ -172,6 +174,17 @@ def engine_summary(records: Iterable[dict]) -> dict[str, dict[str, dict]]:
             summary[preset][plan] = {"networks": len(seconds),
                                      "median_seconds": float(np.median(whole)) if whole else None}
     return summary
+
+
+def chunked_summary(records: Iterable[dict]) -> dict[str, Any]:
+    """How many networks a worker pool scored in chunks of their batch (the same scores to rounding):
+    ``sample_chunk`` {samples a chunk: networks} to fit beside others, ``least_memory`` the networks scored by the
+    engine's leanest plans after their worker died; only the keys that have any."""
+    records = list(records)
+    sizes = Counter(str(r["sample_chunk"]) for r in records if r.get("sample_chunk") and not r.get("least_memory"))
+    lean = sum(bool(r.get("least_memory")) for r in records)
+    return {**({"sample_chunk": dict(sorted(sizes.items(), key=lambda item: -int(item[0])))} if sizes else {}),
+            **({"least_memory": lean} if lean else {})}
 
 
 def _forest(table: dict[str, np.ndarray], features: list[str], accuracy: np.ndarray, relevance: np.ndarray | None,

@@ -110,12 +110,23 @@ def format_table(results: dict) -> str:
         lines.append("evaluate --retry-failed scores what failed again")
     if results.get("engine"):
         lines.append(_engine_line(results["engine"]))
+    if results.get("chunked"):
+        lines.append(_chunked_line(results["chunked"]))
     best = results.get("best")
     if best:
         lines.append(f"best by {best['by']}: {best['arch']}  true {truth_label(spec)} {best['shown']} "
                      f"(rank {best['accuracy_rank']} of {results['architectures']}; best in sample "
                      f"{best['sample_best_shown']})")
     return "\n".join(lines)
+
+
+def _chunked_line(chunked: dict) -> str:
+    """How many networks were scored in chunks of their batch (``rankings.chunked_summary``)."""
+    parts = [", ".join(f"{n} by {samples} samples" for samples, n in chunked.get("sample_chunk", {}).items())
+             + " to fit beside others"] if chunked.get("sample_chunk") else []
+    if chunked.get("least_memory"):
+        parts.append(f"{chunked['least_memory']} by the leanest plans after their worker died")
+    return f"networks scored in chunks of their batch (the same scores to rounding): {'; '.join(parts)}"
 
 
 def _engine_line(engine: dict[str, dict[str, dict]]) -> str:
