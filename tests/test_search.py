@@ -616,17 +616,18 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
 
 
 def test_a_chunked_candidates_memory_counts_as_its_share_of_the_whole_batchs():
-    """A candidate scored on a quarter of its batch of 64 a chunk took 1.75 GiB above its 1 GiB worker for 1 GiB
-    of activations (and as much fixed): 7/16 of the whole batch's (backends.chunk_share), so the ratio is 4 / 2, as a
-    whole batch's 4 GiB would give; records say how they were scored (least_memory: 16 samples a chunk)."""
+    """A candidate scored on a quarter of its batch of 64 a chunk took 1.24 GiB above its 1 GiB worker for 1 GiB
+    of activations (and as much fixed): calibrated as 0.31 of its whole batch's (no more than measured), the ratio is
+    1.24 / 0.31 / 2 = 2; predicted, a chunk counts more: 0.625 of the whole batch's for half, 0.44 for a quarter
+    (backends.chunk_share). Records say how they were scored (least_memory: 16 samples a chunk)."""
     gib = 2**30
     pool = PoolBackend(Job(NB201, FAKE_PROXIES, ("paper",), 0), 2, memory=10 * gib,
-                       seen=[("q", gib + 7 * gib // 4, gib, 16)])
+                       seen=[("q", gib + int(1.24 * gib), gib, 16)])
     try:
         pool._activations.update(q=gib, big=2 * gib)
-        assert pool._calibration() == (gib, 2.0, gib)
-        assert (pool.need("big"), pool.need("big", samples=32), pool.need("big", samples=16)) == (
-            7 * gib, gib + 15 * gib // 4, gib + 21 * gib // 8)
+        base, ratio, fixed = pool._calibration()
+        assert (base, fixed) == (gib, gib) and ratio == pytest.approx(2.0)
+        assert [pool.need("big", samples=s) / gib for s in (None, 64, 32, 16)] == pytest.approx([7, 7, 4.75, 3.625])
     finally:
         pool.close()
     record = {"arch": "a", "peak_rss": 3, "base_rss": 1}

@@ -171,17 +171,19 @@ def activation_bytes(space: SearchSpace, arch: str) -> int | None:
 # The part of the memory a worker pool may fill: a tenth stays for the driver, the system and estimate error.
 _MEMORY_SHARE = 0.9
 # What a candidate scored in chunks of half or a quarter of the batch (``Job.sample_chunk``) takes, as a part of
-# what it takes on the whole batch: a quarter of it is counted as not shrinking with the chunk (on a TransNAS macro
-# layout half the batch took 0.57-0.58 of the whole's memory above the worker's, a quarter 0.31-0.38:
-# bench/results/plan_memory_chunks_tnb64_cpu.json), so the prediction errs large.
+# what it takes on the whole batch, part of it not shrinking with the chunk: on a TransNAS macro layout half the
+# batch took 0.57-0.58 of the whole's memory above the worker's, a quarter 0.31-0.38
+# (bench/results/plan_memory_chunks_tnb64_cpu.json). A prediction counts a quarter as fixed (0.625 and 0.44, no
+# less than measured), a chunked candidate's calibration 8% (0.54 and 0.31, no more), so that both err large.
 _CHUNK_DIVISORS = (2, 4)
-_FIXED_PART = 0.25
+_PREDICTED_FIXED_PART = 0.25
+_CALIBRATED_FIXED_PART = 0.08
 
 
-def chunk_share(samples: int | None, batch: int) -> float:
-    """The part of its whole batch's memory a candidate scored ``samples`` samples at a time is predicted to take
-    (above its worker's)."""
-    return 1.0 if samples is None or samples >= batch else _FIXED_PART + (1 - _FIXED_PART) * samples / batch
+def chunk_share(samples: int | None, batch: int, fixed: float = _PREDICTED_FIXED_PART) -> float:
+    """The part of its whole batch's memory a candidate scored ``samples`` samples at a time takes (above its
+    worker's), ``fixed`` of it not shrinking with the chunk."""
+    return 1.0 if samples is None or samples >= batch else fixed + (1 - fixed) * samples / batch
 
 
 def samples_a_chunk(job: Job | dict) -> int | None:
@@ -410,7 +412,7 @@ class PoolBackend:
 
     def _calibration(self) -> tuple[int, float, int] | None:
         """(the largest base, of this pool's own candidates where any has finished; the largest ratio of what a
-        candidate took, on the whole batch (``chunk_share``), to its activations plus the fixed part, among the
+        candidate took, on the whole batch (``chunk_share``, at most), to its activations plus the fixed part, among the
         ``CALIBRATION`` largest seen; the fixed part, the smallest activations seen), all of its own candidates
         where ``CALIBRATION // 2`` have finished; None where none of them has an activation estimate."""
         own = self.seen[self._resumed:]
@@ -419,7 +421,9 @@ class PoolBackend:
         if fixed is None:
             return None
         largest = sorted(calibrating, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
-        ratios = [(peak - base) / ((self._activation(other) + fixed) * chunk_share(samples, self.job.batch_size))
+        def share(samples: int | None) -> float:
+            return chunk_share(samples, self.job.batch_size, _CALIBRATED_FIXED_PART)
+        ratios = [(peak - base) / ((self._activation(other) + fixed) * share(samples))
                   for other, peak, base, samples in largest if self._activation(other)]
         bases = [base for _, _, base, _ in own or self.seen]
         return (max(bases), max(ratios), fixed) if ratios else None
