@@ -92,7 +92,7 @@ def samples_at_most(samples: int):
     what the forward's graph holds shrinks with the chunk, the results agree to rounding. On a TransNAS macro
     layout at batch 64 on CPU, half the batch a chunk peaked at 0.59-0.61 of the whole batch's memory in
     0.97-1.15 of its time, a quarter at 0.36-0.41 in 1.06-1.23 (``bench/results/plan_memory_chunks_tnb64_cpu.json``).
-    The local worker pool so fits a large network beside others (``backends.LocalBackend``)."""
+    The local worker pool so fits a large network beside others (``backends.PoolBackend``)."""
     if samples < 1:
         raise ValueError(f"samples_at_most needs at least one sample a chunk, got {samples}")
     token = _SAMPLES_AT_MOST.set(min(samples, _SAMPLES_AT_MOST.get() or samples))
