@@ -44,8 +44,8 @@ def one(space: str, task: str, arch: str, preset: str, plan: str, batch: int, sa
                                                                      sample_chunk=sample_chunk or None),),
                                     engine_runs=runs)
     (run,) = runs.values()  # the one preset's, named "custom" where a plan is forced
-    return {"preset": preset, "plan": plan, "sample_chunk": sample_chunk or batch, "seconds": time.perf_counter() - started, "vkdnw": values["vkdnw"],
-            "passes": run["passes"], "engine_plan": run["plan"], "base_bytes": base,
+    return {"preset": preset, "plan": plan, "sample_chunk": sample_chunk or batch,
+            "seconds": time.perf_counter() - started, "vkdnw": values["vkdnw"], "passes": run["passes"], "engine_plan": run["plan"], "base_bytes": base,
             "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
