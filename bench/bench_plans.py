@@ -88,6 +88,9 @@ NETWORKS = {
     # of 95 tangents, so auto counts forward mode (94) above K = 63 rows, as on most of the class_scene sample's
     # GMACs (bench/results/plan_costs_tnb64_late_cpu.json).
     "tnb-macro-class_scene-late": (transnas("tnb_macro", "64-331224-basic", "class_scene"), (3, 256, 256), 8),
+    # One whose shares sum to 43 under paper: forward mode once the trace is counted by the batch's work per layer
+    # call (47 against 63 rows; a trace of 30 made it 73, bench/results/plan_costs_tnb64_mid_cpu.json).
+    "tnb-macro-class_scene-mid": (transnas("tnb_macro", "64-44411-basic", "class_scene"), (3, 256, 256), 8),
     "vit": (ViT, (3, 24, 24), 64),
 }
 
@@ -125,7 +128,7 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True, only=None):
                 return model(inputs)
         forward_s, logits = best_of(repeats, forward, warm_up)
         row["forward_s"] = forward_s
-        handles, shares = engine._share_hooks(model, weights)
+        handles, census = engine._share_hooks(model, weights)
         with removing(handles):
             forward()
         # Rows and tangents always; features where D is at most twice the fewer of K and P (512 unit
@@ -138,7 +141,7 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True, only=None):
             plans.insert(1, "features")
         plans = [plan for plan in plans if only is None or plan in only]
         # What auto weighs (in cotangents): the passes, and forward mode's count of the linearised map.
-        row["counted"] = {"rows": rows, "forward": engine._forward_cost(base, inputs.device, shares())}
+        row["counted"] = {"rows": rows, "forward": engine._forward_cost(base, inputs.device, census())}
         if "features" in plans:
             row["counted"]["features"] = linears[-1].in_features
         for plan in plans:

@@ -317,13 +317,16 @@ def test_each_weights_share_of_the_network_is_its_layers_multiply_accumulates_fr
     model = FrontHeavy().double()
     weights = select_weights(model, config("exact")).weights
     macs = [108 * 512, 512 * 8] + [8 * 8] * 60 + [8 * 60]  # per sample, in call order
-    handles, shares = engine._share_hooks(model, weights)
+    handles, census = engine._share_hooks(model, weights)
+    x = batch()
     with torch.no_grad():
-        model(batch())
+        model(x)
     for handle in handles:
         handle.remove()
+    counted = census()
     assert len(weights) == len(macs) == 63
-    assert shares() == pytest.approx([sum(macs[i:]) / sum(macs) for i in range(63)], rel=1e-12)
+    assert counted.shares == pytest.approx([sum(macs[i:]) / sum(macs) for i in range(63)], rel=1e-12)
+    assert counted.layer_calls == 63 and counted.macs == len(x) * sum(macs)
 
 
 def test_automatic_plan_counts_a_linearised_tangent_by_the_network_after_its_layer():
@@ -335,6 +338,33 @@ def test_automatic_plan_counts_a_linearised_tangent_by_the_network_after_its_lay
     assert linearised.strategy == "forward (P=63 tangents)" and by_jvp.strategy == "rows (K=59 factor rows)"
     assert linearised.vkdnw == pytest.approx(by_jvp.vkdnw, abs=1e-9)
     assert torch.allclose(linearised.eigenvalues, by_jvp.eigenvalues, rtol=1e-8, atol=1e-20)
+
+
+def test_linearised_trace_is_counted_by_the_batchs_work_per_layer_call():
+    """The trace's Python per graph node is amortised by the multiply-accumulates of each layer call: at one
+    sample a network's trace counts the most (30 cotangents), at a large batch of wide convolutions little more
+    than the trace's own forwards, and forward mode then wins against the factor rows it lost to."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 20))
+    linearised = config("exact", tangents="linearised")
+    weights = select_weights(model, linearised).weights
+
+    def counted(samples):
+        handles, census = engine._share_hooks(model, weights)
+        with torch.no_grad():
+            model(torch.randn(samples, 3, 64, 64))
+        for handle in handles:
+            handle.remove()
+        return census()
+    per_sample = 64 * 64 * 64 * 3 * 9 + 64 * 64 * 64 * 64 * 9 + 64 * 20
+    one, many = counted(1), counted(32)
+    assert (one.layer_calls, one.macs) == (3, per_sample) and (many.layer_calls, many.macs) == (3, 32 * per_sample)
+    assert engine._trace_cost(one) == 30 and 4 < engine._trace_cost(many) < 7
+    # 19 factor rows (20 classes), 64 features; the three tangents' shares sum to about 2.
+    plans = [engine._choose(linearised, 19, 64, engine._forward_cost(linearised, torch.device("cpu"), census), 0.0,
+                            False) for census in (one, many)]
+    assert plans == ["rows", "forward"]
 
 
 @pytest.mark.parametrize("tangents", ["linearised", "jvp"])

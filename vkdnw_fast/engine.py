@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -63,13 +64,21 @@ from .timing import stage
 # below _LINEARISE_FROM tangents.
 _FORWARD_TANGENT_COST = 1.2
 # Linearised (vkdnw_fast.linearise), a weight's tangent runs the network from its layer on and no primal: it is
-# counted as the share of the network's layer multiply-accumulates from that layer's first call on (_share_hooks),
-# and the trace as 30 cotangents. Measured, the plan took 0.81-1.13 of that count on NB201 cells (whose small ops
-# cost the most per multiply-accumulate), so that their CIFAR-100 cell keeps 'features' (64 passes against 72 and
-# 125 counted), and 0.42-0.82 of it on TransNAS-Bench-101 encoders at batch 8 (0.37-0.53 at 64,
-# plan_costs_tnb64_*), where it gives 'paper' forward mode on most class_object networks (96 and 52 against 100 rows).
+# counted as the share of the network's layer multiply-accumulates from that layer's first call on (_share_hooks).
+# Measured with the trace below, the plan took 0.82-1.15 of the count on NB201 cells (whose small ops cost the
+# most per multiply-accumulate); beyond the trace, 0.6-1.1 of the shares on TransNAS-Bench-101 encoders at batch 64
+# (bench/results/plan_costs_*).
 _LINEARISED_TANGENT_COST = 1.0
-_LINEARISE_TRACE_COST = 30.0
+# The trace runs the forward under forward-mode AD through make_fx, then the primal once for the constants: a few
+# cotangents' work, and Python for each of the 50-75 graph nodes a layer call makes (~2 ms a node on this CPU),
+# which the batch's work per layer call amortises. Counted as 4 cotangents plus the time a cotangent takes for
+# 3.5 G multiply-accumulates per layer call, at most 30 (bench/results/trace_cost_cpu.json: 5.7-12.4 cotangents
+# measured on TransNAS encoders at batch 8-16, 0.74-1.42 of the count; 21 on an NB201 cell at 64, counted 28.6). A
+# count of 30 at every size had made forward mode lose to 63 rows on most TransNAS macro layouts at batch 64, where
+# the trace counts 4-10.
+_LINEARISE_TRACE_COMPUTE = 4.0
+_LINEARISE_TRACE_PER_LAYER_CALL = 3.5e9
+_LINEARISE_TRACE_MOST = 30.0
 # Per-sample reverse mode, per factor row, in the same unit: 1.5-1.8 on CPU on a ViT (dim 64, depth 4, 66
 # tokens, batch 64; K = 9-10 rows). Its memory, the gradients of the shifted parameter tensors for each
 # sample and row of a chunk of samples, is bounded (elements; 0.5 GB in float32).
@@ -494,20 +503,36 @@ def _linearised(config: FisherConfig, device: torch.device, tangents: int) -> bo
         config.tangents == "auto" and device.type == "cpu" and tangents >= _LINEARISE_FROM)
 
 
-def _forward_cost(config: FisherConfig, device: torch.device, shares: list[float]) -> float:
-    """What the forward plan costs in cotangents, given each sampled weight's share of the network
-    (``_share_hooks``)."""
-    if _linearised(config, device, len(shares)):
-        return _LINEARISE_TRACE_COST + _LINEARISED_TANGENT_COST * sum(shares)
-    return _FORWARD_TANGENT_COST * len(shares)
+@dataclass(frozen=True)
+class LayerCensus:
+    """What one forward of the network computes (``_share_hooks``): each sampled weight's share of its layer
+    multiply-accumulates (from that weight's module's first call on), and the layer calls and their
+    multiply-accumulates over the batch."""
+
+    shares: list[float]
+    layer_calls: int
+    macs: int
 
 
-def _share_hooks(model: nn.Module, weights: list[SampledWeight]) -> tuple[list, Callable[[], list[float]]]:
+def _trace_cost(census: LayerCensus) -> float:
+    """What tracing the linearised tangent map costs, in cotangents."""
+    per_layer = _LINEARISE_TRACE_PER_LAYER_CALL * census.layer_calls / census.macs if census.macs else math.inf
+    return min(_LINEARISE_TRACE_MOST, _LINEARISE_TRACE_COMPUTE + per_layer)
+
+
+def _forward_cost(config: FisherConfig, device: torch.device, census: LayerCensus) -> float:
+    """What the forward plan costs in cotangents, given the forward's census (``_share_hooks``)."""
+    if _linearised(config, device, len(census.shares)):
+        return _trace_cost(census) + _LINEARISED_TANGENT_COST * sum(census.shares)
+    return _FORWARD_TANGENT_COST * len(census.shares)
+
+
+def _share_hooks(model: nn.Module, weights: list[SampledWeight]) -> tuple[list, Callable[[], LayerCensus]]:
     """Forward hooks that find, in one forward, the share of the network's layer multiply-accumulates
     (``layers.layer_macs``, in call order) from each sampled weight's module's first call on: what a linearised
-    tangent of that weight computes. Returns (handles, shares); a module the forward does not call counts 1."""
+    tangent of that weight computes. Returns (handles, census); a module the forward does not call counts 1."""
     modules = dict(model.named_modules())
-    done, first = [0], {}
+    done, calls, first = [0], [0], {}
 
     def enter(name: str):
         def hook(module, args) -> None:  # a pre-hook's return value would replace the module's inputs
@@ -517,31 +542,39 @@ def _share_hooks(model: nn.Module, weights: list[SampledWeight]) -> tuple[list, 
     def count(layer, args, output):
         if isinstance(output, torch.Tensor):
             done[0] += layer_macs(layer, args, output)
+            calls[0] += 1
     handles = [modules[name].register_forward_pre_hook(enter(name)) for name in {w.module_name for w in weights}]
     handles += [layer.register_forward_hook(count) for _, layer in named_layers(model)]
 
-    def shares() -> list[float]:
+    def census() -> LayerCensus:
         total = done[0]
-        return [(total - first.get(w.module_name, 0)) / total if total else 1.0 for w in weights]
-    return handles, shares
+        shares = [(total - first.get(w.module_name, 0)) / total if total else 1.0 for w in weights]
+        return LayerCensus(shares, calls[0], total)
+    return handles, census
+
+
+def _traced_tangent_map(model, inputs, shifted, sizes: list[int], logits_at) -> Linearised:
+    """The logits' tangent map in the shifts of the sampled parameter tensors (``_shifted_parameters``, ``sizes``
+    their sampled entries), traced once (``linearise.Linearised``)."""
+    buffers = dict(model.named_buffers())
+    with stage("trace"):
+        def logits(*shifts):
+            return pick_logits(functional_call(model, (shifted(shifts), buffers), (inputs,)), logits_at, model)
+        return Linearised(logits, sizes, float_dtype(model, inputs), inputs.device)
 
 
 def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
     """The logits' tangent for each sampled weight (P, N, C), from the network's tangent map traced once
-    (``linearise.Linearised``, built only when a block is to be computed: a resumed scoring whose journal holds
+    (``_traced_tangent_map``, built only when a block is to be computed: a resumed scoring whose journal holds
     every block traces nothing)."""
     shifted, keys, columns = _shifted_parameters(model, weights, inputs.device)
-    buffers = dict(model.named_buffers())
     place = {j: (i, position) for i, key in enumerate(keys) for position, j in enumerate(columns[key])}
     dtype = float_dtype(model, inputs)
     traced: list[Linearised] = []
 
     def tangent_map() -> Linearised:
         if not traced:
-            traced.append(Linearised(
-                lambda *shifts: pick_logits(functional_call(model, (shifted(shifts), buffers), (inputs,)), logits_at,
-                                            model),
-                [len(columns[key]) for key in keys], dtype, inputs.device))
+            traced.append(_traced_tangent_map(model, inputs, shifted, [len(columns[key]) for key in keys], logits_at))
         return traced[0]
 
     def run(start: int, size: int) -> torch.Tensor:
@@ -750,7 +783,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics
                 if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward]
     if freeze_statistics:
         handles += batch_statistics_hooks(model, config)
-    share_handles, shares = _share_hooks(model, weights)
+    share_handles, census = _share_hooks(model, weights)
     handles += share_handles
     with removing(handles), stage("forward"), no_attention_fastpath():
         logits = check_logits(model(inputs), model, logits=logits_at)
@@ -769,7 +802,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics
         samples = _sample_chunk(model, weights, rows, n)
     else:  # the plans of models without general weights, as before the general path
         general_cost, samples = 0.0, 0
-    strategy = _choose(config, rows, features, _forward_cost(config, device, shares()), general_cost, samples > 0)
+    strategy = _choose(config, rows, features, _forward_cost(config, device, census()), general_cost, samples > 0)
     if not sites and strategy in ("rows", "features"):  # no tap to take a cotangent: forced plans only
         strategy = "forward"
     if strategy == "features" and final_linear is None:
