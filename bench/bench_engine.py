@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -154,11 +155,7 @@ def main(argv=None):
                   f"{row['engine_over_floor']:>11.2f}{row['baseline_over_engine']:>10.1f}{row['spectrum_max_diff_over_largest']:>11.1e}")
             sys.stdout.flush()
     record = {
-        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
-        "torch": torch.__version__, "backend": vf.backend(args.device),
+        **provenance(__file__, argv), "backend": vf.backend(args.device),
         "settings": {"batch_size": args.batch_size, "resolution": args.resolution, "num_classes": args.num_classes,
                      "repeats": args.repeats, "device": args.device},
         "results": rows,
@@ -167,6 +164,17 @@ def main(argv=None):
         with open(args.out, "w") as handle:
             json.dump(record, handle, indent=2)
             handle.write("\n")
+
+
+def provenance(script: str, argv: list[str] | None) -> dict:
+    """How a recorded result was made: the command (the script and its arguments), when, on which machine and under
+    what load (the benchmarks here share the cores with the scoring runs), with which torch."""
+    arguments = argv if argv is not None else sys.argv[1:]
+    return {"command": "python " + shlex.join([os.path.relpath(script)] + arguments),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count(),
+                        "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
+            "torch": torch.__version__}
 
 
 def _cpu_model():

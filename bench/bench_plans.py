@@ -20,12 +20,8 @@ the minimum of --repeats runs after a warm-up (--no-warm-up: of the first ones).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -44,7 +40,7 @@ from vkdnw_fast.prepare import prepare, scoring_mode  # noqa: E402
 from vkdnw_fast.selection import select_weights  # noqa: E402
 from vkdnw_fast.spectrum import fisher_eigenvalues, vkdnw_entropy  # noqa: E402
 
-from bench_engine import NB201_NETS, _cpu_model  # noqa: E402
+from bench_engine import NB201_NETS, provenance  # noqa: E402
 
 
 class ViT(nn.Module):
@@ -216,11 +212,7 @@ def main(argv=None):
                   f"{counted}",
                   flush=True)
     record = {
-        "command": "python " + shlex.join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
-        "torch": torch.__version__,
+        **provenance(__file__, argv),
         "summary": {key: [min(r[key] for r in rows if key in r), max(r[key] for r in rows if key in r)]
                     for key in ("tangent_over_cotangent", "jvp_tangent_over_cotangent", "jvp_over_linearised",
                                 "per_sample_row_over_cotangent")

@@ -13,11 +13,7 @@ graph's nodes. The trace's fixed part (Python per node) is what a batch's work p
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import sys
 from pathlib import Path
 
@@ -33,7 +29,7 @@ from vkdnw_fast.memory import retained_heap  # noqa: E402
 from vkdnw_fast.prepare import prepare, scoring_mode  # noqa: E402
 from vkdnw_fast.selection import select_weights  # noqa: E402
 
-from bench_engine import _cpu_model  # noqa: E402
+from bench_engine import provenance  # noqa: E402
 from bench_plans import NETWORKS, best_of  # noqa: E402
 
 # Where the engine traces (CPU, from 16 tangents on): the CNN cells and encoders of the benchmarks, at the batch
@@ -106,11 +102,7 @@ def main(argv=None):
                   flush=True)
     ratios = [row["trace_cotangents"] / row["counted"] for row in rows]
     record = {
-        "command": "python " + shlex.join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": _cpu_model(), "cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
-        "torch": torch.__version__,
+        **provenance(__file__, argv),
         "summary": {"measured_over_counted": [min(ratios), max(ratios)]},
         "results": rows,
     }

@@ -12,11 +12,8 @@ the multiply-accumulates grow with it), on the cells of the committed label-free
 from __future__ import annotations
 
 import argparse
-import datetime
 import gzip
 import json
-import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -28,6 +25,8 @@ import torch  # noqa: E402
 import vkdnw_fast as vf  # noqa: E402
 from vkdnw_fast import engine, ops, spaces  # noqa: E402
 from vkdnw_fast.selection import select_weights  # noqa: E402
+
+from bench_engine import provenance  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "tnb"
 EARLIER_TRACE_COST = 30.0
@@ -77,9 +76,7 @@ def main(argv=None):
                 f"{preset} {tally['forward']} (trace of 30: {tally['forward_earlier']})"
                 for preset, tally in row["forward_mode"].items()) + f" of {row['networks']}", flush=True)
     record = {
-        "command": "python " + shlex.join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "torch": torch.__version__,
+        **provenance(__file__, argv),
         "results": rows,
     }
     if args.out:
