@@ -570,6 +570,37 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
                    for other in archs if other != late)
 
 
+def test_a_resumed_candidate_starts_on_the_chunks_its_journal_was_computed_in_where_they_fit(tmp_path):
+    """Blocks computed on other chunks differ and would be computed again: the pool of the test above, with the
+    journal's notes of what score_job started each candidate on."""
+    from vkdnw_fast.backends import score_job
+    from vkdnw_fast.journal import cell_directory, kept_sample_chunk
+
+    gib, root = 2**30, tmp_path / "journal"
+    job = Job(NB201, ("flops",), ("paper",), 0, None, lambda space, arch, proxies, **_: {"flops": 1.0},
+              journal=str(root))
+    for arch, samples in (("small", 16), ("a", 64), ("big", 32), ("idle", 32)):
+        assert score_job(replace(job, sample_chunk=None if samples == 64 else samples), arch)["ok"]
+        assert (cell_directory(root, arch, 0) / "sample_chunk").read_text() == str(samples)
+        if arch != "idle":  # a journal that kept no block says nothing
+            (cell_directory(root, arch, 0) / "pass0").mkdir()
+            (cell_directory(root, arch, 0) / "pass0" / "0-1.pt").write_bytes(b"")
+    assert [kept_sample_chunk(cell_directory(root, arch, 0)) for arch in ("small", "a", "big", "idle")] == \
+        [16, 64, 32, None]
+    pool = PoolBackend(job, 3, memory=12 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
+    pool.share = lambda: pool.memory
+    try:
+        pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, idle=gib // 4)
+        # Alone (without journals: 64, 32, 16): small on its quarter; a's whole batch, and big's half, would not
+        # leave the other workers their share, so they start as any other would.
+        assert [pool.placement(arch) for arch in ("small", "a", "big", "idle")] == [16, 32, 16, 64]
+        pool._pending = {1: ("k1", job, "a")}
+        assert (pool.placement("big"), pool.placement("idle")) == (32, 64)  # two of the largest peak fit
+        pool._pending = {}
+    finally:
+        pool.close()
+
+
 def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer)

@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 from . import spaces
 from .datasets import DataSource
 from .engine import LEAST_MEMORY_SAMPLES, least_memory_plans, samples_at_most
-from .journal import cell_directory, discard, journaled, prune
+from .journal import cell_directory, discard, journaled, keep_sample_chunk, kept_sample_chunk, prune
 from .memory import (available_memory, forget_tracebacks, peak_rss, release_freed_memory, reset_peak_rss,
                      resident_memory)
 from .scoring import DEFAULT_BATCH_SIZE, columns, score_architecture
@@ -124,6 +124,8 @@ def score_job(job: Job, arch: str, threads: int | None = None) -> dict[str, Any]
         with journaled(None if job.journal is None else cell_directory(job.journal, arch, job.seed)) as journal, \
                 (least_memory_plans() if job.least_memory else contextlib.nullcontext()), \
                 (contextlib.nullcontext() if job.sample_chunk is None else samples_at_most(job.sample_chunk)):
+            if journal is not None:
+                keep_sample_chunk(journal.directory, samples_a_chunk(job) or job.batch_size)
             values = job.scorer(_space(job.space), arch, proxies, presets=job.presets, seed=job.seed,
                                 device=job.device, **extra) if proxies else {}
         borrowed = {c: v for c, v in known.items() if c not in values}
@@ -280,7 +282,9 @@ class PoolBackend:
     alone takes the largest of those chunks predicted to leave the other workers their share of the memory (a
     quarter where none does), so that a large network does not keep them idle: large TransNAS macro layouts,
     scored on the whole batch, peaked at 10.9 and 13.7 GiB of the 20.6 GiB two workers had on a 24 GiB machine
-    (the records of ``bench/transnas_vkdnw.sh``'s macro ``class_scene`` run).
+    (the records of ``bench/transnas_vkdnw.sh``'s macro ``class_scene`` run). A candidate whose journal holds
+    blocks (a run cut short and resumed) tries the chunk they were computed in first (``Job.journal`` keeps it,
+    ``journal.keep_sample_chunk``), since on others its blocks differ and are computed again.
     Other processes may take
     memory meanwhile (a second run beside this one), so the share is at most a tenth less than what is
     available now plus what the workers hold now, re-read before each candidate that would start beside
@@ -378,18 +382,22 @@ class PoolBackend:
         if len(self._pending) >= self.workers:
             return None
         whole = self.job.batch_size
+        # A candidate resumed from its journal starts on the chunks its blocks were computed in where those fit
+        # (on others they differ, and are computed again), else as any other.
+        kept = self._kept_chunk(arch)
         memory = self.share()
         if memory is None or (not self._pending and self.peak == 0):  # the first one finishes alone
-            return whole
+            return kept or whole
         if self.peak == 0:
             return None
         calibration = self._calibration()
         chunks = sorted({whole, *(max(1, whole // d) for d in _CHUNK_DIVISORS)}, reverse=True)
+        tried = chunks if kept is None else [kept, *(c for c in chunks if c != kept)]
         if not self._pending:  # alone, leaving the other workers their share where a chunk does
             room = memory // self.workers
-            return next((c for c in chunks if self.need(arch, calibration, c) <= room), chunks[-1])
+            return next((c for c in tried if self.need(arch, calibration, c) <= room), chunks[-1])
         if (len(self._pending) + 1) * self.peak <= memory:
-            return whole
+            return kept or whole
         if not self._said_tight:
             self._said_tight = True
             print(f"vkdnw-fast: a worker peaked at {self.peak / 2**30:.1f} GiB of the {memory / 2**30:.1f} GiB "
@@ -397,7 +405,14 @@ class PoolBackend:
                   "the whole batch or in chunks of it", file=sys.stderr)
         room = memory - sum(self.need(arch, calibration, samples_a_chunk(job))
                             for _, job, arch in self._pending.values())
-        return next((c for c in chunks if self.need(arch, calibration, c) <= room), None)
+        return next((c for c in tried if self.need(arch, calibration, c) <= room), None)
+
+    def _kept_chunk(self, arch: str) -> int | None:
+        """The samples a chunk ``arch``'s journal was computed with (``journal.keep_sample_chunk``), if any."""
+        if self.job.journal is None:
+            return None
+        kept = kept_sample_chunk(cell_directory(self.job.journal, arch, self.job.seed))
+        return kept if kept is not None and kept <= self.job.batch_size else None
 
     def share(self) -> int | None:
         """The memory the workers may take together now: ``memory``, or less where other processes have

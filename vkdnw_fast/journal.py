@@ -148,6 +148,33 @@ def cell_directory(root: str | Path, arch: str, seed: int) -> Path:
     return Path(root) / f"{hashlib.sha256(arch.encode()).hexdigest()[:20]}-{seed}"
 
 
+def keep_sample_chunk(directory: str | Path, samples: int) -> None:
+    """Note in a scoring's journal directory the samples a chunk its blocks are computed with (the whole batch:
+    its size), so that a resumed scoring can be started on the same chunks: another chunk's blocks differ, and
+    are computed again. Where the directory cannot be written the note is left out (the journal says why)."""
+    directory = Path(directory)
+    note = directory / "sample_chunk"
+    if kept_sample_chunk(directory) == samples:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_atomically(note, lambda path: path.write_text(str(samples)))
+    except OSError:
+        pass
+
+
+def kept_sample_chunk(directory: str | Path) -> int | None:
+    """The samples a chunk noted by ``keep_sample_chunk``, where the directory keeps a block; else None."""
+    directory = Path(directory)
+    try:
+        text = (directory / "sample_chunk").read_text()
+    except OSError:
+        return None
+    if not (text.isdigit() and int(text) > 0 and any(directory.glob("pass*/*.pt"))):
+        return None
+    return int(text)
+
+
 def discard(directory: str | Path) -> None:
     """Remove a journal directory once its scoring's result is kept elsewhere."""
     shutil.rmtree(directory, ignore_errors=True)
