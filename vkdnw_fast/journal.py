@@ -153,12 +153,9 @@ def keep_sample_chunk(directory: str | Path, samples: int) -> None:
     its size), so that a resumed scoring can be started on the same chunks: another chunk's blocks differ, and
     are computed again. Where the directory cannot be written the note is left out (the journal says why)."""
     directory = Path(directory)
-    note = directory / "sample_chunk"
-    if kept_sample_chunk(directory) == samples:
-        return
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _write_atomically(note, lambda path: path.write_text(str(samples)))
+        _write_atomically(directory / "sample_chunk", lambda path: path.write_text(str(samples)))
     except OSError:
         pass
 
