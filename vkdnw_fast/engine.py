@@ -72,10 +72,10 @@ _LINEARISED_TANGENT_COST = 1.0
 # The trace runs the forward under forward-mode AD through make_fx, then the primal once for the constants: a few
 # cotangents' work, and Python for each of the 50-75 graph nodes a layer call makes (~2 ms a node on this CPU),
 # which the batch's work per layer call amortises. Counted as 4 cotangents plus the time a cotangent takes for
-# 3.5 G multiply-accumulates per layer call, at most 30 (bench/results/trace_cost_cpu.json: 5.7-12.4 cotangents
-# measured on TransNAS encoders at batch 8-16, 0.74-1.42 of the count; 21 on an NB201 cell at 64, counted 28.6). A
-# count of 30 at every size had made forward mode lose to 63 rows on most TransNAS macro layouts at batch 64, where
-# the trace counts 4-10.
+# 3.5 G multiply-accumulates per layer call, at most 30 (bench/results/trace_cost_cpu.json: 6.6-13.6 cotangents
+# measured on TransNAS encoders at batch 8-16, 0.81-1.21 of the count; 24-29 on an NB201 cell at 64, counted 28.6;
+# 131-134 at 8, where the bound undercounts and its few rows win anyway). A count of 30 at every size had made
+# forward mode lose to 63 rows on most TransNAS macro layouts at batch 64, where the trace counts 4-10.
 _LINEARISE_TRACE_COMPUTE = 4.0
 _LINEARISE_TRACE_PER_LAYER_CALL = 3.5e9
 _LINEARISE_TRACE_MOST = 30.0
