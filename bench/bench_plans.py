@@ -136,8 +136,10 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True, only=None):
         if linears and linears[-1].in_features <= 2 * min(rows, len(weights)):
             plans.insert(1, "features")
         plans = [plan for plan in plans if only is None or plan in only]
-        # What auto weighs (in cotangents): the passes, and forward mode's count of the linearised map.
-        row["counted"] = {"rows": rows, "forward": engine._forward_cost(base, inputs.device, census())}
+        # What auto weighs (in cotangents): the passes, forward mode linearised (its trace and tangents) and by jvp.
+        counted = census()
+        row["counted"] = {"rows": rows, "forward": engine._linearised_cost(counted),
+                          "forward_jvp": engine._FORWARD_TANGENT_COST * len(weights)}
         if "features" in plans:
             row["counted"]["features"] = linears[-1].in_features
         for plan in plans:

@@ -1,7 +1,7 @@
 """Which pass plan the engine's ``auto`` takes for each network of TransNAS-Bench-101's 100-cell samples, per
 preset, at the runs' batch (docs/method.md §4): factor rows, or forward mode counted by its trace
 (``engine._trace_cost``) and its tangents' shares of the network; beside it, the plan a trace counted 30 at every
-size gave (the count before the batch's work per layer call entered it).
+size gave (the count before the batch's work per layer call entered it, which linearised from 16 tangents on).
 
 The counts come from one forward of each network at batch 1 (the shares and layer calls do not depend on the batch,
 the multiply-accumulates grow with it), on the cells of the committed label-free runs
@@ -12,6 +12,7 @@ the multiply-accumulates grow with it), on the cells of the committed label-free
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import sys
@@ -49,12 +50,11 @@ def plans(space: str, task: str, batch: int) -> dict:
             for handle in handles:
                 handle.remove()
             one = census()
-            counted = engine.LayerCensus(one.shares, one.layer_calls, one.macs * batch)
+            counted = dataclasses.replace(one, macs=one.macs * batch)
             rows = ops.factor_rows(config.factor, logits.shape[1])
-            device = torch.device("cpu")
-            forward = engine._forward_cost(config, device, counted)
-            earlier = forward - engine._trace_cost(counted) + EARLIER_TRACE_COST \
-                if engine._linearised(config, device, len(weights)) else forward
+            forward = engine._forward_cost(config, torch.device("cpu"), counted)
+            # Before: linearised from 16 tangents on, the trace 30 and each tangent its share; else jvp's 1.2.
+            earlier = EARLIER_TRACE_COST + sum(one.shares) if len(weights) >= 16 else 1.2 * len(weights)
             tally["forward"] += forward < rows
             tally["forward_earlier"] += earlier < rows
             traces.append(engine._trace_cost(counted))

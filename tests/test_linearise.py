@@ -2,6 +2,8 @@
 and the engine's forward mode through it."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -123,21 +125,27 @@ def _deep(layers):
     return nn.Sequential(*convs, nn.Flatten(), nn.Linear(3 * 6 * 6, 4)).double()
 
 
-@pytest.mark.parametrize("layers, traced", [(14, False), (15, True)])
-def test_auto_linearises_from_16_tangents_on(layers, traced, monkeypatch):
-    """`auto` traces the tangent map for 16 sampled layers (15 convolutions and the head), not for 15, and
-    both ways give jvp's matrix."""
+@pytest.mark.parametrize("work, traced", [(1, False), (10**6, True)])
+def test_auto_linearises_where_the_map_counts_less_than_jvps_blocks(work, traced, monkeypatch):
+    """16 sampled layers (15 convolutions and the head): at this batch's few multiply-accumulates a layer call the
+    trace's Python outweighs the primals jvp's blocks run again, and auto takes jvp; counted at a million times
+    the work a layer call (the census scaled, as a large batch's), it traces. Both ways give jvp's matrix."""
     built = []
-    real = engine.Linearised
+    real_map, real_hooks = engine.Linearised, engine._share_hooks
 
     def counted(*args, **kwargs):
         built.append(1)
-        return real(*args, **kwargs)
+        return real_map(*args, **kwargs)
+
+    def scaled_hooks(model, weights):
+        handles, census = real_hooks(model, weights)
+        return handles, lambda: dataclasses.replace(census(), macs=census().macs * work)
     monkeypatch.setattr(engine, "Linearised", counted)
+    monkeypatch.setattr(engine, "_share_hooks", scaled_hooks)
     x = batch()
-    auto = vf.fisher_matrix(_deep(layers), x, config=config("exact", strategy="forward"))
+    auto = vf.fisher_matrix(_deep(15), x, config=config("exact", strategy="forward"))
     assert bool(built) == traced
-    jvp_matrix = vf.fisher_matrix(_deep(layers), x, config=config("exact", strategy="forward", tangents="jvp"))
+    jvp_matrix = vf.fisher_matrix(_deep(15), x, config=config("exact", strategy="forward", tangents="jvp"))
     assert relative_error(auto, jvp_matrix) < 1e-12
 
 

@@ -72,8 +72,8 @@ class FisherConfig:
         ``torch.func.jvp`` over blocks of ``pass_chunk`` tangents, each block running the primal again;
         ``linearised``: the network's tangent map traced once, its primal folded into constants, each
         weight's tangent run from its own layer on (``vkdnw_fast.linearise``); ``auto``: linearised on CPU
-        from 16 tangents on (fewer do not repay the trace), else jvp, as on GPU (where one primal serves a
-        block of 64 tangents).
+        where that counts less than jvp's blocks (the trace's Python per layer call repaid by the batch's work,
+        docs/method.md §4), else jvp, as on GPU (where one primal serves a block of 64 tangents).
     """
 
     # The field defaults are the default preset, ``exact`` (the README says why).

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -60,33 +59,27 @@ from .spectrum import fisher_eigenvalues, vkdnw_entropy
 from .timing import stage
 
 # Relative cost of one forward-mode tangent by jvp to one data-only backward cotangent on CPU: 0.60-1.11 on NB201
-# cells and TransNAS-Bench-101 encoders (bench/results/plan_costs_cpu.json); the GPU's forward mode, and the CPU's
-# below _LINEARISE_FROM tangents.
+# cells and TransNAS-Bench-101 encoders (bench/results/plan_costs_cpu.json), 0.59-1.33 on an NB201 cell at batch 8
+# (plan_costs_b8_cpu.json); the GPU's forward mode, and the CPU's where the linearised map counts more.
 _FORWARD_TANGENT_COST = 1.2
-# Linearised (vkdnw_fast.linearise), a weight's tangent runs the network from its layer on and no primal: it is
-# counted as the share of the network's layer multiply-accumulates from that layer's first call on (_share_hooks).
-# Measured with the trace below, the plan took 0.82-1.15 of the count on NB201 cells (whose small ops cost the
-# most per multiply-accumulate); beyond the trace, 0.6-1.1 of the shares on TransNAS-Bench-101 encoders at batch 64
-# (bench/results/plan_costs_*).
-_LINEARISED_TANGENT_COST = 1.0
-# The trace runs the forward under forward-mode AD through make_fx, then the primal once for the constants: a few
-# cotangents' work, and Python for each of the 50-75 graph nodes a layer call makes (~2 ms a node on this CPU),
-# which the batch's work per layer call amortises. Counted as 4 cotangents plus the time a cotangent takes for
-# 3.5 G multiply-accumulates per layer call, at most 30 (bench/results/trace_cost_cpu.json: 6.6-13.6 cotangents
-# measured on TransNAS encoders at batch 8-16, 0.81-1.21 of the count; 24-29 on an NB201 cell at 64, counted 28.6;
-# 131-134 at 8, where the bound undercounts and its few rows win anyway). A count of 30 at every size had made
-# forward mode lose to 63 rows on most TransNAS macro layouts at batch 64, where the trace counts 4-10.
-_LINEARISE_TRACE_COMPUTE = 4.0
-_LINEARISE_TRACE_PER_LAYER_CALL = 3.5e9
-_LINEARISE_TRACE_MOST = 30.0
+# On CPU the linearised map (vkdnw_fast.linearise) is counted by the forward's layer calls L and their
+# multiply-accumulates M over the batch (_share_hooks), with the Python each layer call costs in the time of so many
+# multiply-accumulates: a cotangent M + 8e6 L; the trace (make_fx over the forward under forward-mode AD, then the
+# primal once for the constants: ~4 forwards' work and ~2 ms for each of the 50-75 graph nodes a layer call makes)
+# 4 M + 3.2e9 L; a weight's tangent, which runs the network from its layer on through fx's interpreter, the
+# multiply-accumulates and 3.9e7 per layer call from that layer's first call on. Measured
+# (bench/results/trace_cost_cpu.json, plan_costs_*): the trace 6.4-13.7 cotangents on TransNAS encoders at batch
+# 8-16, 24-30 on an NB201 cell at batch 64 and 99-154 at 8, where jvp's blocks took 0.22-0.52 of the linearised
+# map's time; at the TransNAS runs' batch of 64 the trace counts 4-10 (it was
+# counted 30 at every size, which made forward mode lose to 63 rows on most class_scene macro layouts).
+_COTANGENT_PER_CALL = 8e6
+_TRACE_FORWARDS = 4.0
+_TRACE_PER_CALL = 3.2e9
+_TANGENT_PER_CALL = 3.9e7
 # Per-sample reverse mode, per factor row, in the same unit: 1.5-1.8 on CPU on a ViT (dim 64, depth 4, 66
 # tokens, batch 64; K = 9-10 rows). Its memory, the gradients of the shifted parameter tensors for each
 # sample and row of a chunk of samples, is bounded (elements; 0.5 GB in float32).
 _PER_SAMPLE_ROW_COST = 1.7
-# Forward mode on CPU traces the tangent map (a few forwards' time and Python per op) to save jvp's primal
-# in each block of 4 tangents and the ops before each weight's layer: from 16 tangents on (bench/README.md:
-# a small ViT's 15 took 2.1x as long linearised, its 57 1.7x; NB201 cells and TransNAS encoders gain).
-_LINEARISE_FROM = 16
 _PER_SAMPLE_GRADIENTS_LIMIT = 2 ** 27
 _LEAST_MEMORY: contextvars.ContextVar[bool] = contextvars.ContextVar("vkdnw_least_memory", default=False)
 _SAMPLES_AT_MOST: contextvars.ContextVar[int | None] = contextvars.ContextVar("vkdnw_samples_at_most", default=None)
@@ -498,45 +491,63 @@ def _cannot_differentiate(path: str, how: str, model: nn.Module, names: list[str
         "with vkdnw_fast.samplers.register_sampler")
 
 
-def _linearised(config: FisherConfig, device: torch.device, tangents: int) -> bool:
-    return config.tangents == "linearised" or (
-        config.tangents == "auto" and device.type == "cpu" and tangents >= _LINEARISE_FROM)
-
-
 @dataclass(frozen=True)
 class LayerCensus:
-    """What one forward of the network computes (``_share_hooks``): each sampled weight's share of its layer
-    multiply-accumulates (from that weight's module's first call on), and the layer calls and their
-    multiply-accumulates over the batch."""
+    """What one forward of the network computes (``_share_hooks``): for each sampled weight the share of the
+    layer multiply-accumulates and the layer calls from its module's first call on (what its linearised tangent
+    runs), and the layer calls and their multiply-accumulates over the batch."""
 
     shares: list[float]
+    calls_from: list[int]
     layer_calls: int
     macs: int
+
+    def of(self, columns: list[int]) -> "LayerCensus":
+        """The census of the sampled weights ``columns`` alone."""
+        return replace(self, shares=[self.shares[j] for j in columns], calls_from=[self.calls_from[j] for j in columns])
 
 
 def _trace_cost(census: LayerCensus) -> float:
     """What tracing the linearised tangent map costs, in cotangents."""
-    per_layer = _LINEARISE_TRACE_PER_LAYER_CALL * census.layer_calls / census.macs if census.macs else math.inf
-    return min(_LINEARISE_TRACE_MOST, _LINEARISE_TRACE_COMPUTE + per_layer)
+    cotangent = census.macs + _COTANGENT_PER_CALL * census.layer_calls
+    return (_TRACE_FORWARDS * census.macs + _TRACE_PER_CALL * census.layer_calls) / cotangent
+
+
+def _linearised_cost(census: LayerCensus) -> float:
+    """What forward mode through the linearised map costs, in cotangents: the trace and each weight's tangent."""
+    cotangent = census.macs + _COTANGENT_PER_CALL * census.layer_calls
+    tangents = sum(share * census.macs + _TANGENT_PER_CALL * calls
+                   for share, calls in zip(census.shares, census.calls_from))
+    return _trace_cost(census) + tangents / cotangent
+
+
+def _linearise(config: FisherConfig, device: torch.device, census: LayerCensus) -> bool:
+    """Whether forward mode for the census' weights runs through the linearised map: as ``config.tangents``
+    says, or under ``auto`` on CPU where that counts less than jvp's blocks."""
+    if config.tangents != "auto":
+        return config.tangents == "linearised"
+    return (device.type == "cpu" and census.layer_calls > 0
+            and _linearised_cost(census) < _FORWARD_TANGENT_COST * len(census.shares))
 
 
 def _forward_cost(config: FisherConfig, device: torch.device, census: LayerCensus) -> float:
-    """What the forward plan costs in cotangents, given the forward's census (``_share_hooks``)."""
-    if _linearised(config, device, len(census.shares)):
-        return _trace_cost(census) + _LINEARISED_TANGENT_COST * sum(census.shares)
+    """What forward mode costs in cotangents, given the forward's census (``_share_hooks``)."""
+    if _linearise(config, device, census) and census.layer_calls:
+        return _linearised_cost(census)
     return _FORWARD_TANGENT_COST * len(census.shares)
 
 
 def _share_hooks(model: nn.Module, weights: list[SampledWeight]) -> tuple[list, Callable[[], LayerCensus]]:
     """Forward hooks that find, in one forward, the share of the network's layer multiply-accumulates
     (``layers.layer_macs``, in call order) from each sampled weight's module's first call on: what a linearised
-    tangent of that weight computes. Returns (handles, census); a module the forward does not call counts 1."""
+    tangent of that weight computes, and the layer calls from there. Returns (handles, census); a module the forward
+    does not call counts the whole network."""
     modules = dict(model.named_modules())
     done, calls, first = [0], [0], {}
 
     def enter(name: str):
         def hook(module, args) -> None:  # a pre-hook's return value would replace the module's inputs
-            first.setdefault(name, done[0])
+            first.setdefault(name, (done[0], calls[0]))
         return hook
 
     def count(layer, args, output):
@@ -548,8 +559,9 @@ def _share_hooks(model: nn.Module, weights: list[SampledWeight]) -> tuple[list, 
 
     def census() -> LayerCensus:
         total = done[0]
-        shares = [(total - first.get(w.module_name, 0)) / total if total else 1.0 for w in weights]
-        return LayerCensus(shares, calls[0], total)
+        before = [first.get(w.module_name, (0, 0)) for w in weights]
+        shares = [(total - macs) / total if total else 1.0 for macs, _ in before]
+        return LayerCensus(shares, [calls[0] - called for _, called in before], calls[0], total)
     return handles, census
 
 
@@ -591,11 +603,11 @@ def _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint):
                            inputs.device)
 
 
-def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, path):
+def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, path, linearise: bool):
     """J_n by forward-mode AD, one tangent per sampled weight, then A_n = M_n J_n; ``path`` names
-    the plan in the error raised when an op has no forward-mode derivative. Linearised where
-    ``config.tangents`` says so (the tangent map traced once); where it cannot be traced, or under ``jvp``,
-    ``torch.func.jvp`` over blocks of ``chunk`` tangents."""
+    the plan in the error raised when an op has no forward-mode derivative. Linearised where ``linearise``
+    (``_linearise``: the tangent map traced once); where it cannot be traced, or else, ``torch.func.jvp`` over
+    blocks of ``chunk`` tangents."""
     p, dtype = len(weights), float_dtype(model, inputs)
     names = list(dict.fromkeys(w.param_key for w in weights))
     sampled = ";".join(f"{w.param_key}[{w.flat_index}]" for w in weights)
@@ -605,7 +617,7 @@ def _forward_mode(model, inputs, weights, config, logits64, chunk, logits_at, pa
         # Ops without a batching rule (adaptive_avg_pool2d's as_strided_) fall back to a loop and say so;
         # the strategy choice already weighs forward mode by its measured cost, so the note is noise.
         warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
-        if _linearised(config, inputs.device, p):
+        if linearise:
             try:
                 tangents = _linearised_tangents(model, inputs, weights, logits_at, chunk, fingerprint)
             except Exception as error:  # noqa: BLE001 -- whatever make_fx cannot trace, jvp is tried on
@@ -715,8 +727,8 @@ def _factors_in_chunks(model, inputs, config, weights, logits_at, chunk: int) ->
 
 def _factors_of_samples(model, inputs, config, weights, logits_at, freeze_statistics: bool):
     """``compute_factors`` on one chunk of samples (the whole batch, or with its statistics frozen already)."""
-    a, strategy, label, passes, logits, general = _tapped_factors(model, inputs, config, weights, logits_at,
-                                                                  freeze_statistics)
+    a, strategy, label, passes, logits, general, counted = _tapped_factors(model, inputs, config, weights,
+                                                                           logits_at, freeze_statistics)
     if general and strategy not in ("forward", "per_sample"):
         columns = sorted(general)
         chosen = [weights[j] for j in columns]
@@ -724,7 +736,9 @@ def _factors_of_samples(model, inputs, config, weights, logits_at, freeze_statis
         rows = a.shape[1]
         with stage("general"):
             # The general path: exact for any differentiable use of a parameter.
-            samples, _ = _general_by_reverse(model, chosen, rows, inputs.shape[0])
+            tangents = counted.of(columns)
+            samples, _ = _general_by_reverse(model, chosen, rows, inputs.shape[0],
+                                             _forward_cost(config, inputs.device, tangents))
             if samples:
                 a[:, :, columns] = _per_sample_reverse(model, inputs, chosen, config, logits64, logits_at,
                                                        "the general path", samples).to(a.dtype)
@@ -733,7 +747,8 @@ def _factors_of_samples(model, inputs, config, weights, logits_at, freeze_statis
             else:
                 chunk = config.pass_chunk or (64 if inputs.device.type == "cuda" else 4)
                 a[:, :, columns] = _forward_mode(model, inputs, chosen, config, logits64, chunk, logits_at,
-                                                 "the general path").to(a.dtype)
+                                                 "the general path", _linearise(config, inputs.device, tangents)
+                                                 ).to(a.dtype)
                 label += f" + general ({len(columns)} forward-mode tangents)"
                 passes += len(columns)
     return Factors(a, label, passes, {weights[j].name: general[j] for j in sorted(general)}, strategy), logits
@@ -749,10 +764,11 @@ def _sample_chunk(model: nn.Module, weights: list[SampledWeight], rows: int, n: 
     return chunk if chunk >= min(n, 8) else 0
 
 
-def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int) -> tuple[int, float]:
+def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: int, n: int,
+                        forward: float) -> tuple[int, float]:
     """The sample chunk with which the general path takes per-sample reverse mode (cost ~
-    _PER_SAMPLE_ROW_COST x K, when it fits), 0 for forward mode (one tangent per weight); and its cost."""
-    forward = _FORWARD_TANGENT_COST * len(weights)
+    _PER_SAMPLE_ROW_COST x K, when it fits), 0 for forward mode (one tangent per weight, ``forward`` in all:
+    ``_forward_cost``); and its cost."""
     chunk = _sample_chunk(model, weights, rows, n)
     if _PER_SAMPLE_ROW_COST * rows < forward and chunk:
         return chunk, _PER_SAMPLE_ROW_COST * rows
@@ -762,7 +778,7 @@ def _general_by_reverse(model: nn.Module, weights: list[SampledWeight], rows: in
 def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics):
     """One forward with taps (freezing ``batch`` statistics where ``freeze_statistics``), then the chosen plan
     for the columns the taps take (or forward mode for all); the general path's columns left at zero. Returns
-    (A, plan, its description, passes, detached logits, {general column: reason})."""
+    (A, plan, its description, passes, detached logits, {general column: reason}, the forward's census)."""
     device = inputs.device
     n, num_weights = inputs.shape[0], len(weights)
     chunk = config.pass_chunk or (64 if device.type == "cuda" else 1)
@@ -787,6 +803,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics
     handles += share_handles
     with removing(handles), stage("forward"), no_attention_fastpath():
         logits = check_logits(model(inputs), model, logits=logits_at)
+    counted = census()
     for site in [s for s in sites if s.calls == 0 or s.misfit is not None]:
         general.update(dict.fromkeys(site.plan.columns, UNTAPPED if site.calls == 0 else site.misfit))
         sites.remove(site)
@@ -798,11 +815,12 @@ def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics
     final_linear = final if final is not None and final[2] is logits and final[1].dim() == 2 else None
     features = final_linear[0].in_features if final_linear is not None else None
     if general:
-        _, general_cost = _general_by_reverse(model, [weights[j] for j in general], rows, n)
+        _, general_cost = _general_by_reverse(model, [weights[j] for j in general], rows, n,
+                                              _forward_cost(config, device, counted.of(sorted(general))))
         samples = _sample_chunk(model, weights, rows, n)
     else:  # the plans of models without general weights, as before the general path
         general_cost, samples = 0.0, 0
-    strategy = _choose(config, rows, features, _forward_cost(config, device, census()), general_cost, samples > 0)
+    strategy = _choose(config, rows, features, _forward_cost(config, device, counted), general_cost, samples > 0)
     if not sites and strategy in ("rows", "features"):  # no tap to take a cotangent: forced plans only
         strategy = "forward"
     if strategy == "features" and final_linear is None:
@@ -817,7 +835,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics
             cotangents = factor.transpose(0, 1).to(logits.dtype)
         with stage("backward"):
             a = _backward_passes(logits, sites, cotangents, chunk, num_weights)
-        return a, strategy, f"rows (K={rows} factor rows)", rows, logits.detach(), general
+        return a, strategy, f"rows (K={rows} factor rows)", rows, logits.detach(), general, counted
 
     if strategy == "features":
         linear, h, _ = final_linear
@@ -839,7 +857,7 @@ def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics
                 a[:, :, linear_cols] = _analytic_linear_columns(
                     logits64, h.detach().to(torch.float64), [weights[j] for j in linear_cols], config)
         return (a, strategy, f"features (D={features} unit cotangents on the final Linear's input)", features,
-                logits.detach(), general)
+                logits.detach(), general, counted)
 
     # Drop the reverse-mode graph, and the activations it saved, before the forward-mode passes: the logits and the
     # final Linear's call hold it as much as the taps do.
@@ -849,10 +867,12 @@ def _tapped_factors(model, inputs, config, weights, logits_at, freeze_statistics
         with stage("per_sample"):
             a = _per_sample_reverse(model, inputs, weights, config, logits64, logits_at, "the 'per_sample' plan",
                                     samples)
-        return a, strategy, f"per-sample reverse mode (K={rows} rows, P={num_weights} weights)", rows, logits, general
+        return (a, strategy, f"per-sample reverse mode (K={rows} rows, P={num_weights} weights)", rows, logits, general,
+                counted)
     with stage("forward_mode"):
-        a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk, logits_at, "the 'forward' plan")
-    return a, strategy, f"forward (P={num_weights} tangents)", num_weights, logits, general
+        a = _forward_mode(model, inputs, weights, config, logits64, tangent_chunk, logits_at, "the 'forward' plan",
+                          _linearise(config, device, counted))
+    return a, strategy, f"forward (P={num_weights} tangents)", num_weights, logits, general, counted
 
 
 FactorsFn = Callable[..., tuple[Factors, torch.Tensor]]  # (model, inputs, config, weights, *, logits_at)
