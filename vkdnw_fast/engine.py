@@ -70,8 +70,8 @@ _FORWARD_TANGENT_COST = 1.2
 # multiply-accumulates and 3.9e7 per layer call from that layer's first call on. Measured
 # (bench/results/trace_cost_cpu.json, plan_costs_*): the trace 6.4-13.7 cotangents on TransNAS encoders at batch
 # 8-16, 24-30 on an NB201 cell at batch 64 and 99-154 at 8, where jvp's blocks took 0.22-0.52 of the linearised
-# map's time; at the TransNAS runs' batch of 64 the trace counts 4-10 (it was
-# counted 30 at every size, which made forward mode lose to 63 rows on most class_scene macro layouts).
+# map's time; at the TransNAS runs' batch of 64 the trace counts 4-10 (it was counted 30 at every size, which made
+# forward mode lose to 63 rows on most class_scene macro layouts).
 _COTANGENT_PER_CALL = 8e6
 _TRACE_FORWARDS = 4.0
 _TRACE_PER_CALL = 3.2e9
