@@ -34,7 +34,6 @@ from torch import nn  # noqa: E402
 
 import vkdnw_fast as vf  # noqa: E402
 from vkdnw_fast import engine, ops, spaces  # noqa: E402
-from vkdnw_fast.hooks import removing  # noqa: E402
 from vkdnw_fast.memory import retained_heap  # noqa: E402
 from vkdnw_fast.prepare import prepare, scoring_mode  # noqa: E402
 from vkdnw_fast.selection import select_weights  # noqa: E402
@@ -124,9 +123,7 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True, only=None):
                 return model(inputs)
         forward_s, logits = best_of(repeats, forward, warm_up)
         row["forward_s"] = forward_s
-        handles, census = engine._share_hooks(model, weights)
-        with removing(handles):
-            forward()
+        counted, _ = engine._layer_census(model, weights, inputs)
         # Rows and tangents always; features where D is at most twice the fewer of K and P (512 unit
         # cotangents on a TransNAS encoder take minutes).
         rows = ops.factor_rows(base.factor, logits.shape[1])
@@ -137,7 +134,6 @@ def measure(name, preset, repeats, batch_size=None, warm_up=True, only=None):
             plans.insert(1, "features")
         plans = [plan for plan in plans if only is None or plan in only]
         # What auto weighs (in cotangents): the passes, forward mode linearised (its trace and tangents) and by jvp.
-        counted = census()
         row["counted"] = {"rows": rows, "forward": engine._linearised_cost(counted),
                           "forward_jvp": engine._FORWARD_TANGENT_COST * len(weights)}
         if "features" in plans:

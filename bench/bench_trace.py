@@ -24,7 +24,6 @@ import torch  # noqa: E402
 
 import vkdnw_fast as vf  # noqa: E402
 from vkdnw_fast import engine  # noqa: E402
-from vkdnw_fast.hooks import removing  # noqa: E402
 from vkdnw_fast.memory import retained_heap  # noqa: E402
 from vkdnw_fast.prepare import prepare, scoring_mode  # noqa: E402
 from vkdnw_fast.selection import select_weights  # noqa: E402
@@ -48,10 +47,7 @@ def measure(name: str, batch: int, preset: str, repeats: int) -> dict:
     with scoring_mode(prepared.model) as model, retained_heap():
         inputs = prepared.inputs
         weights = select_weights(model, base).weights
-        handles, census = engine._share_hooks(model, weights)
-        with removing(handles), torch.no_grad():
-            logits = model(inputs)
-        counted = census()
+        counted, logits = engine._layer_census(model, weights, inputs)
 
         def forward():
             with torch.no_grad():

@@ -44,12 +44,7 @@ def plans(space: str, task: str, batch: int) -> dict:
         for preset, tally in counts.items():
             config = vf.FisherConfig.preset(preset)
             weights = select_weights(model, config).weights
-            handles, census = engine._share_hooks(model, weights)
-            with torch.no_grad():
-                logits = model(torch.randn(1, *built.input_shape))
-            for handle in handles:
-                handle.remove()
-            one = census()
+            one, logits = engine._layer_census(model, weights, torch.randn(1, *built.input_shape))
             counted = dataclasses.replace(one, macs=one.macs * batch)
             rows = ops.factor_rows(config.factor, logits.shape[1])
             forward = engine._forward_cost(config, torch.device("cpu"), counted)

@@ -317,13 +317,8 @@ def test_each_weights_share_of_the_network_is_its_layers_multiply_accumulates_fr
     model = FrontHeavy().double()
     weights = select_weights(model, config("exact")).weights
     macs = [108 * 512, 512 * 8] + [8 * 8] * 60 + [8 * 60]  # per sample, in call order
-    handles, census = engine._share_hooks(model, weights)
     x = batch()
-    with torch.no_grad():
-        model(x)
-    for handle in handles:
-        handle.remove()
-    counted = census()
+    counted, _ = engine._layer_census(model, weights, x)
     assert len(weights) == len(macs) == 63
     assert counted.shares == pytest.approx([sum(macs[i:]) / sum(macs) for i in range(63)], rel=1e-12)
     assert counted.layer_calls == 63 and counted.macs == len(x) * sum(macs)
@@ -335,12 +330,7 @@ def test_automatic_plan_counts_a_linearised_tangent_by_the_network_after_its_lay
     each) take rows, and so does this tiny network's own batch, whose trace and tangents are Python."""
     model, x = FrontHeavy().double(), batch()
     weights = select_weights(model, config("exact")).weights
-    handles, census = engine._share_hooks(model, weights)
-    with torch.no_grad():
-        model(x)
-    for handle in handles:
-        handle.remove()
-    small = census()
+    small, _ = engine._layer_census(model, weights, x)
     large = dataclasses.replace(small, macs=small.macs * 10**6)  # the same layers at a million times the work
     cpu, auto, by_jvp = torch.device("cpu"), config("exact"), config("exact", tangents="jvp")
     assert sum(large.shares) == pytest.approx(3.43, abs=0.01) and engine._forward_cost(auto, cpu, large) < 9
@@ -367,12 +357,7 @@ def test_linearised_trace_is_counted_by_the_batchs_work_per_layer_call():
     weights = select_weights(model, linearised).weights
 
     def counted(samples):
-        handles, census = engine._share_hooks(model, weights)
-        with torch.no_grad():
-            model(torch.randn(samples, 3, 64, 64))
-        for handle in handles:
-            handle.remove()
-        return census()
+        return engine._layer_census(model, weights, torch.randn(samples, 3, 64, 64))[0]
     per_sample = 64 * 64 * 64 * 3 * 9 + 64 * 64 * 64 * 64 * 9 + 64 * 20
     one, many = counted(1), counted(32)
     assert (one.layer_calls, one.macs) == (3, per_sample) and (many.layer_calls, many.macs) == (3, 32 * per_sample)

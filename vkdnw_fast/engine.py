@@ -507,18 +507,21 @@ class LayerCensus:
         return replace(self, shares=[self.shares[j] for j in columns], calls_from=[self.calls_from[j] for j in columns])
 
 
+def _cotangent_cost(census: LayerCensus) -> float:
+    """What one data-only backward pass costs, in multiply-accumulates' time: the unit of the counts below."""
+    return census.macs + _COTANGENT_PER_CALL * census.layer_calls
+
+
 def _trace_cost(census: LayerCensus) -> float:
     """What tracing the linearised tangent map costs, in cotangents."""
-    cotangent = census.macs + _COTANGENT_PER_CALL * census.layer_calls
-    return (_TRACE_FORWARDS * census.macs + _TRACE_PER_CALL * census.layer_calls) / cotangent
+    return (_TRACE_FORWARDS * census.macs + _TRACE_PER_CALL * census.layer_calls) / _cotangent_cost(census)
 
 
 def _linearised_cost(census: LayerCensus) -> float:
     """What forward mode through the linearised map costs, in cotangents: the trace and each weight's tangent."""
-    cotangent = census.macs + _COTANGENT_PER_CALL * census.layer_calls
     tangents = sum(share * census.macs + _TANGENT_PER_CALL * calls
                    for share, calls in zip(census.shares, census.calls_from))
-    return _trace_cost(census) + tangents / cotangent
+    return _trace_cost(census) + tangents / _cotangent_cost(census)
 
 
 def _linearise(config: FisherConfig, device: torch.device, census: LayerCensus) -> bool:
@@ -563,6 +566,14 @@ def _share_hooks(model: nn.Module, weights: list[SampledWeight]) -> tuple[list, 
         shares = [(total - macs) / total if total else 1.0 for macs, _ in before]
         return LayerCensus(shares, [calls[0] - called for _, called in before], calls[0], total)
     return handles, census
+
+
+def _layer_census(model: nn.Module, weights: list[SampledWeight], inputs: torch.Tensor) -> tuple[LayerCensus, Any]:
+    """The census (``_share_hooks``) of one no-grad forward of ``model`` on ``inputs``, and its output."""
+    handles, census = _share_hooks(model, weights)
+    with removing(handles), torch.no_grad():
+        output = model(inputs)
+    return census(), output
 
 
 def _traced_tangent_map(model, inputs, shifted, sizes: list[int], logits_at) -> Linearised:
