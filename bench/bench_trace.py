@@ -31,9 +31,9 @@ from vkdnw_fast.selection import select_weights  # noqa: E402
 from bench_engine import provenance  # noqa: E402
 from bench_plans import NETWORKS, best_of  # noqa: E402
 
-# Where the engine traces (CPU, from 16 tangents on): the CNN cells and encoders of the benchmarks, at the batch
-# sizes their runs and bench_plans.py use, the TransNAS ones also at 16 (64 traces hold gigabytes beside a run), and
-# the NB201 cell at 8, where the count's bound of 30 binds.
+# The CNN cells and encoders of the benchmarks, at the batch sizes their runs and bench_plans.py use, the TransNAS
+# ones also at 16 (64 traces hold gigabytes beside a run), and the NB201 cell at 8, whose small layer calls make the
+# trace mostly Python.
 DEFAULT_CASES = ("nb201-best-c10:64", "nb201-best-c10:8", "tnb-micro-class_object:8", "tnb-micro-class_object:16",
                  "tnb-macro-class_scene:8", "tnb-macro-class_scene:16", "tnb-macro-class_scene-late:8",
                  "tnb-macro-class_scene-late:16")

@@ -1,6 +1,6 @@
 """Which pass plan the engine's ``auto`` takes for each network of TransNAS-Bench-101's 100-cell samples, per
-preset, at the runs' batch (docs/method.md §4): factor rows, or forward mode counted by its trace
-(``engine._trace_cost``) and its tangents' shares of the network; beside it, the plan a trace counted 30 at every
+preset, at the runs' batch (docs/method.md §4): factor rows, or forward mode as ``engine._forward_cost`` counts it
+(the trace and each tangent, by the batch's work per layer call); beside it, the plan a trace counted 30 at every
 size gave (the count before the batch's work per layer call entered it, which linearised from 16 tangents on).
 
 The counts come from one forward of each network at batch 1 (the shares and layer calls do not depend on the batch,
