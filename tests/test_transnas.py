@@ -332,7 +332,8 @@ def test_evaluate_and_search_run_on_the_spaces(tmp_path, monkeypatch):
 
     monkeypatch.setattr(transnas, "RESOLUTION", 32)
     out = tmp_path / "eval"
-    assert main(["evaluate", "--space", "tnb_macro", "--task", "class_scene", "--limit", "4", "--seeds", "1",
+    # No --task: the space's default, class_scene (63 classes in the parameter counts below).
+    assert main(["evaluate", "--space", "tnb_macro", "--limit", "4", "--seeds", "1",
                  "--proxies", "params", "--out", str(out), "--quiet"]) == 0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     archs = [r["arch"] for r in records]
@@ -371,6 +372,21 @@ def test_evaluate_and_search_run_on_the_spaces(tmp_path, monkeypatch):
     for run in json.loads((search / "runs.json").read_text()):
         assert run["arch"] in set(transnas.micro_archs())
         assert run["accuracy"]["class_object"]["valid"] == bench.value(run["arch"], "class_object")
+
+
+def test_the_task_is_the_spaces_default_unless_given_and_given_once(tmp_path, capsys):
+    assert evaluation.EvaluationSpec(space="tnb_micro").dataset == "class_scene"
+    assert evaluation.EvaluationSpec(space="tnb_macro", dataset="jigsaw").dataset == "jigsaw"
+    assert evaluation.EvaluationSpec().dataset == "cifar10"  # NB201's
+    assert evaluation.EvaluationSpec(space="nb101").dataset == "cifar10"  # a space without datasets
+    # --dataset and --task name one setting: a second value would silently replace the first.
+    for command in (["evaluate", "--space", "tnb_micro", "--proxies", "params", "--limit", "2"],
+                    ["search", "--space", "tnb_micro", "--algorithm", "random", "--samples", "2"]):
+        with pytest.raises(SystemExit) as stop:
+            main([*command, "--dataset", "class_scene", "--task", "class_object", "--out", str(tmp_path / "x")])
+        assert stop.value.code == 2
+        assert "--dataset/--task given twice (class_scene, then class_object by --task)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 # ---------------------------------------------------------------- NAS-Bench-Suite-Zero's figures

@@ -16,7 +16,7 @@ from .benchmarks.registry import add_file_arguments
 from .prepare import OutputError
 from .runs import DirectoryInUseError
 from .evaluation import AGGREGATE_PROXIES
-from .search.cli import MEMORY_HELP, add_search_parser, memory_size
+from .search.cli import MEMORY_HELP, GivenOnce, add_search_parser, memory_size
 
 
 def _int_tuple(minimum: int):
@@ -196,9 +196,10 @@ def _add_evaluate_parser(evaluate: argparse.ArgumentParser, spaces_offered: list
         evaluate.set_defaults(space="nb201")
     else:
         evaluate.add_argument("--space", choices=spaces_offered, default="nb201")
-    evaluate.add_argument("--dataset", "--task", dest="dataset", default="cifar10",
+    evaluate.add_argument("--dataset", "--task", dest="dataset", action=GivenOnce,
                           help="the dataset (or task) the networks are built for and ranked on: NB201 and NATS "
-                               "cifar10 (default), cifar100, ImageNet16-120; TransNAS-Bench-101 its tasks")
+                               "cifar10 (default), cifar100, ImageNet16-120; TransNAS-Bench-101 its tasks "
+                               "(default class_scene)")
     evaluate.add_argument("--proxies", type=_names, default=AGGREGATE_PROXIES,
                           help="comma-separated (default: the docs/method.md §6 aggregation: vkdnw_single, jacov, "
                                "expressivity, trainability, flops)")

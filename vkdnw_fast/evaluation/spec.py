@@ -26,7 +26,8 @@ class EvaluationSpec:
     """What a run computes; stored in ``run.json`` and checked on resume.
 
     ``space`` and ``dataset`` name the architectures' search space and the dataset (or task) their
-    networks are built for and ranked on; ``subset`` a structural subset of the space (NB201:
+    networks are built for and ranked on (None: the space's default, NB201's cifar10, TransNAS-Bench-101's
+    class_scene); ``subset`` a structural subset of the space (NB201:
     "unique", "all" or "paper"; ignored by spaces without subsets), ``limit`` a seeded sample of it;
     ``metric`` the ground truth they are ranked against (a metric of the benchmark registered under
     the space's name, ``benchmarks.get(space)``; None: its default). A space's constructor takes
@@ -36,7 +37,7 @@ class EvaluationSpec:
     stored as an absolute path; None: Gaussian.
     """
 
-    dataset: str = "cifar10"
+    dataset: str | None = None
     proxies: tuple[str, ...] = AGGREGATE_PROXIES
     presets: tuple[str, ...] = (DEFAULT_PRESET,)
     subset: str = "unique"
@@ -51,8 +52,9 @@ class EvaluationSpec:
     def __post_init__(self):
         if self.data is not None:
             object.__setattr__(self, "data", DataSource(self.data).path)
-        # The space's canonical name of the dataset, where the space has one (it checks it).
-        object.__setattr__(self, "dataset", getattr(self.space_object(), "dataset", self.dataset))
+        # The space's canonical name of the dataset, where the space has one (it checks it); NAS-Bench-101, which
+        # has none, is CIFAR-10's.
+        object.__setattr__(self, "dataset", getattr(self.space_object(), "dataset", self.dataset or "cifar10"))
         object.__setattr__(self, "proxies", tuple(check_proxies(self.proxies)))
         object.__setattr__(self, "presets", tuple(self.presets))
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -69,7 +71,8 @@ class EvaluationSpec:
         """The space as a scoring job carries it (``spaces.from_spec``): its name, and the dataset
         and subset where its constructor takes them."""
         accepted = inspect.signature(spaces.space_class(self.space)).parameters
-        return {"name": self.space, **{k: getattr(self, k) for k in ("dataset", "subset") if k in accepted}}
+        return {"name": self.space, **{k: getattr(self, k) for k in ("dataset", "subset")
+                                       if k in accepted and getattr(self, k) is not None}}
 
     def space_object(self) -> spaces.SearchSpace:
         return spaces.from_spec(self.space_spec())

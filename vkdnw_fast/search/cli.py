@@ -158,7 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mbv2.add_argument("--flops-count", choices=("macs", "authors"),
                       help="FLOPs compared with the budget: exact MACs (default) or the authors' count")
     cells = parser.add_argument_group("cell spaces (nb201, nats_sss, ...)")
-    cells.add_argument("--dataset", "--task", dest="dataset",
+    cells.add_argument("--dataset", "--task", dest="dataset", action=GivenOnce,
                        help="cifar10 (default), cifar100 or ImageNet16-120: resolution and classes; "
                             "tnb_micro, tnb_macro: the TransNAS-Bench-101 task (default class_scene)")
     cells.add_argument("--subset", choices=spaces.nb201.SUBSETS,
@@ -182,6 +182,18 @@ def _fail(message: str) -> None:
 
 def _default(value, default):
     return default if value is None else value
+
+
+class GivenOnce(argparse.Action):
+    """An option given at most once under any of its names (``--dataset``/``--task``), whose default is None: a
+    second value would otherwise replace the first without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, self.dest)
+        if given is not None:
+            parser.error(f"{'/'.join(self.option_strings)} given twice ({given}, then {values} by {option_string}): "
+                         "they name one setting")
+        setattr(namespace, self.dest, values)
 
 
 def _given(args, flags: dict[str, str]) -> list[str]:
