@@ -646,6 +646,50 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
         pool.close()
 
 
+def test_a_later_candidate_backfills_where_it_is_predicted_to_end_before_the_running_one():
+    """Once the waiting candidate may not be overtaken any more, a later one still starts where it fits and is
+    predicted (its MACs at the pool's median seconds a MAC) to end before the running one, which the waiting one
+    waits for: it delays nothing, and the worker does not idle."""
+    gib = 2**30
+    job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer)
+    # As above, on two workers: a needs 5 GiB, a small one 2.2, big 6.95 on a quarter of its batch (not beside a).
+    pool = PoolBackend(job, 2, memory=int(9.5 * gib),
+                       seen=[("t", 3 * gib // 2, gib, None), ("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
+    pool.share = lambda: pool.memory
+    pool._activations.update(t=gib // 4, a=gib, b=gib, big=4 * gib, long=gib // 8, quick=gib // 8, last=gib // 8)
+    # At a second a GMAC, a (100 GMACs), started 40 s ago, ends in 60 s; long would take 70, quick 50, last 1.
+    pool._macs.update(a=100e9, big=200e9, long=70e9, quick=50e9, last=1e9)
+    sent = []
+
+    def send(task):  # record instead of scoring
+        sent.append(task[2])
+        pool._pending[object()] = task
+        return True
+    pool._send = send
+    try:
+        pool._pending[object()] = ("ka", job, "a")
+        pool._started["ka"] = time.perf_counter() - 40.0
+        for arch in ("big", "long", "quick", "last"):
+            pool._waiting.append((arch, job, arch))
+        pool._overtaken = pool.workers  # big has been overtaken as often as it may be
+        pool._seconds_per_mac = [1e-9] * (pool.BACKFILL_AFTER - 1)
+        pool._dispatch()
+        assert sent == []  # too few candidates have finished to predict times: the worker waits with big
+        pool._seconds_per_mac.append(1e-9)
+        pool._dispatch()
+        assert sent == ["quick"] and [t[2] for t in pool._waiting] == ["big", "long", "last"]
+        assert pool._overtaken == pool.workers  # big still goes next
+        # The times come from this pool's candidates scored whole: not a resumed one's rest, not a failed one.
+        pool._seconds_per_mac = []
+        pool._done(("kq", job, "quick"), {"ok": True, "elapsed": 100.0})
+        pool._done(("kl", job, "last"), {"ok": True, "elapsed": 1.0, "resumed_blocks": 3})
+        pool._done(("kg", job, "long"), {"ok": False, "elapsed": 1.0})
+        assert pool._seconds_per_mac == [pytest.approx(2e-9)]
+    finally:
+        pool._pending.clear()
+        pool.close()
+
+
 def test_a_chunked_candidates_memory_counts_as_its_share_of_the_whole_batchs():
     """A candidate scored on a quarter of its batch of 64 a chunk took 1.24 GiB above its 1 GiB worker for 1 GiB
     of activations (and as much fixed): calibrated as 0.31 of its whole batch's (no more than measured), the ratio is

@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -278,7 +279,11 @@ class PoolBackend:
     (running + 1) x the largest peak seen fits; where it does not, where the predicted peaks of the running
     ones and its own fit, on the whole batch or else in chunks of half or a quarter of it (``Job.sample_chunk``:
     the same scores to rounding, in 0.97-1.23x the time on a TransNAS macro layout, ``chunk_share``); where none
-    does, one of the next ``workers`` that fits may go first, ``workers`` times at most. A candidate starting
+    does, one of the next ``workers`` that fits may go first, ``workers`` times at most; after that, a later one
+    that fits only where it is predicted to finish before the first of the running ones (backfilling: by its
+    multiply-accumulates at the median seconds per MAC of this pool's candidates so far, once ``BACKFILL_AFTER``
+    have finished whole), so that it does not delay the waiting one while a worker would otherwise idle (the
+    TransNAS macro run's second worker idled beside a layout of 22 GMACs while one of 34 waited). A candidate starting
     alone takes the largest of those chunks predicted to leave the other workers their share of the memory (a
     quarter where none does), so that a large network does not keep them idle: large TransNAS macro layouts,
     scored on the whole batch, peaked at 10.9 and 13.7 GiB of the 20.6 GiB two workers had on a 24 GiB machine
@@ -316,6 +321,7 @@ class PoolBackend:
     name = "local"
 
     CALIBRATION = 8
+    BACKFILL_AFTER = 3
 
     def __init__(self, job: Job, workers: int, memory: int | None = None,
                  seen: Sequence[tuple[str, int, int, int | None]] = ()):
@@ -330,6 +336,8 @@ class PoolBackend:
         self._resumed = len(self.seen)  # those before this pool's own
         self.peak = max((peak for _, peak, _, _ in self.seen), default=0)  # the largest peak resident memory
         self._activations: dict[str, int | None] = {}
+        self._macs: dict[str, float | None] = {}
+        self._seconds_per_mac: list[float] = []  # of this pool's candidates scored whole (none resumed)
         self._said_tight = False
         self._pending: dict[cf.Future, tuple[Any, Job, str]] = {}
         self._waiting: deque[tuple[Any, Job, str]] = deque()
@@ -367,6 +375,8 @@ class PoolBackend:
             lookahead = self.workers if self._overtaken < self.workers else 0
             window = list(itertools.islice(self._waiting, 1 + lookahead))
             placed = next(((t, samples) for t in window if (samples := self.placement(t[2])) is not None), None)
+            backfilled = placed is None
+            placed = placed or self._backfill()
             if placed is None:
                 return
             task, samples = placed
@@ -374,7 +384,37 @@ class PoolBackend:
             if not self._send(task if samples == job.batch_size else (key, replace(job, sample_chunk=samples), arch)):
                 return
             self._waiting.remove(task)
-            self._overtaken = 0 if task is window[0] else self._overtaken + 1
+            if not backfilled:  # a backfilled one is predicted not to delay the first waiting one
+                self._overtaken = 0 if task is window[0] else self._overtaken + 1
+
+    def _backfill(self) -> tuple[tuple[Any, Job, str], int] | None:
+        """A waiting candidate after the first that fits now and is predicted to finish before the first of the
+        running ones does, with the samples a chunk it fits on; None where none is, or the times are unknown."""
+        if not self._pending or len(self._seconds_per_mac) < self.BACKFILL_AFTER:
+            return None
+        rate = statistics.median(self._seconds_per_mac)
+        running = [(self._started.get(key), self._mac_count(arch)) for key, _, arch in self._pending.values()]
+        if any(started is None or macs is None for started, macs in running):
+            return None
+        now = time.perf_counter()
+        first_free = min(started + rate * macs for started, macs in running)
+        for task in itertools.islice(self._waiting, 1, None):
+            macs = self._mac_count(task[2])
+            if macs is not None and now + rate * macs <= first_free:
+                samples = self.placement(task[2])
+                if samples is not None:
+                    return task, samples
+        return None
+
+    def _mac_count(self, arch: str) -> float | None:
+        """``arch``'s multiply-accumulates at batch 1 (its space's ``cost``), None where unknown or not positive."""
+        if arch not in self._macs:
+            try:
+                macs = float(_space(self.job.space).cost(arch)["flops"])
+            except Exception:  # noqa: BLE001 - a candidate whose cost is unknown is not backfilled, nor timed
+                macs = 0.0
+            self._macs[arch] = macs if macs > 0 else None
+        return self._macs[arch]
 
     def placement(self, arch: str) -> int | None:
         """The samples a chunk ``arch`` may start with now beside the candidates running (the batch's size: the
@@ -476,6 +516,8 @@ class PoolBackend:
         if outcome.get("peak_rss"):
             self.seen.append((task[2], outcome["peak_rss"], outcome.get("base_rss") or 0, samples_a_chunk(task[1])))
             self.peak = max(self.peak, outcome["peak_rss"])
+        if outcome.get("ok") and not outcome.get("resumed_blocks") and (macs := self._mac_count(task[2])):
+            self._seconds_per_mac.append(outcome["elapsed"] / macs)
         if self._suspects and self._suspects[0] == task:
             self._suspects.popleft()
         self._started.pop(task[0], None)
