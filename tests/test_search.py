@@ -523,7 +523,7 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
     pool.share = lambda: pool.memory  # the machine's own memory left out (the next test takes it in)
     try:
         pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, unknown=None)
-        assert pool.peak == 5 * gib and pool._calibration() == (gib, 2.0, gib)
+        assert pool.peak == 5 * gib and pool._calibration() == backends.Calibration(gib, gib, 2.0, {})
         assert (pool.need("small"), pool.need("big"), pool.need("unknown")) == (7 * gib // 2, 11 * gib, 5 * gib)
         # A base is what a worker holds: once this pool's own c reports 0.25 GiB workers, the resumed records'
         # 1 GiB no longer counts; their ratio still does.
@@ -700,9 +700,34 @@ def test_a_chunked_candidates_memory_counts_as_its_share_of_the_whole_batchs():
                        seen=[("q", gib + int(1.24 * gib), gib, 16)])
     try:
         pool._activations.update(q=gib, big=2 * gib)
-        base, ratio, fixed = pool._calibration()
-        assert (base, fixed) == (gib, gib) and ratio == pytest.approx(2.0)
+        calibration = pool._calibration()
+        assert (calibration.base, calibration.fixed, calibration.measured) == (gib, gib, {})
+        assert calibration.whole == pytest.approx(2.0)
         assert [pool.need("big", samples=s) / gib for s in (None, 64, 32, 16)] == pytest.approx([7, 7, 4.75, 3.625])
+    finally:
+        pool.close()
+
+
+def test_a_chunk_that_enough_candidates_were_scored_in_is_predicted_by_their_own_ratio():
+    """Converting chunked records errs large twice (a quarter calibrated as 0.31 of the whole batch, predicted as
+    0.44): once four (CALIBRATION // 2) were scored on a quarter of the batch, a quarter is predicted by the largest
+    of their own ratios, the whole batch and half of it still by the converted one."""
+    gib = 2**30
+    # Above a 1 GiB worker: 0.5, 1, 1.5 and 2 GiB for 1 GiB of activations (and as much fixed); ratios 0.25-1.
+    quarters = [(f"q{i}", gib + i * gib // 2, gib, 16) for i in range(1, 5)]
+    pool = PoolBackend(Job(NB201, FAKE_PROXIES, ("paper",), 0), 2, memory=10 * gib, seen=quarters[:3])
+    try:
+        pool._activations.update({name: gib for name, *_ in quarters}, big=2 * gib)
+        converted = 1.5 / 2 / 0.31  # the largest, 1.5 GiB for 2 GiB, as a whole batch's
+        assert pool._calibration().measured == {} and pool._calibration().whole == pytest.approx(converted)
+        assert pool.need("big", samples=16) / gib == pytest.approx(1 + converted * 3 * 0.4375, abs=1e-9)
+        pool.seen.append(quarters[3])
+        calibration = pool._calibration()
+        assert calibration.measured == {16: pytest.approx(1.0)}
+        assert calibration.whole == pytest.approx(2 / 2 / 0.31)
+        assert pool.need("big", samples=16) / gib == pytest.approx(1 + 1.0 * 3, abs=1e-9)
+        assert [pool.need("big", samples=s) / gib for s in (None, 32)] == pytest.approx(
+            [1 + calibration.whole * 3, 1 + calibration.whole * 3 * 0.625], abs=1e-9)
     finally:
         pool.close()
     record = {"arch": "a", "peak_rss": 3, "base_rss": 1}

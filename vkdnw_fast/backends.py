@@ -189,6 +189,19 @@ def chunk_share(samples: int | None, batch: int, fixed: float = _PREDICTED_FIXED
     return 1.0 if samples is None or samples >= batch else fixed + (1 - fixed) * samples / batch
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What a worker pool predicts a candidate's memory from (``PoolBackend._calibration``): a worker's ``base``
+    bytes plus a ratio times its activations and the ``fixed`` part; the ratio measured in the candidate's chunk
+    (``measured``, by samples a chunk, None: the whole batch) where enough were scored so, else the ``whole``
+    batch's, scaled by ``chunk_share``."""
+
+    base: int
+    fixed: int
+    whole: float
+    measured: dict[int | None, float]
+
+
 def samples_a_chunk(job: Job | dict) -> int | None:
     """The most samples a chunk ``job`` (or a record of it) scored with: ``sample_chunk``, 16 under
     ``least_memory``; None for the whole batch."""
@@ -296,7 +309,10 @@ class PoolBackend:
     others. A prediction is the largest
     base plus ``activation_bytes`` of the network, and a fixed part counted as the smallest activations seen,
     times the largest ratio of what a candidate took to its activations and that fixed part, among the
-    ``CALIBRATION`` largest seen; the largest peak seen where there is none. (The fixed part, the network, its
+    ``CALIBRATION`` largest seen, a chunk counted as its ``chunk_share`` of the whole batch; but where
+    ``CALIBRATION // 2`` were scored in the chunk predicted for, the largest of their own ratios (converted, the
+    TransNAS macro run's quarter-chunk records predicted 18 GiB for a layout that held 9 at a quarter, and the
+    second worker idled beside it); the largest peak seen where there is none. (The fixed part, the network, its
     traces and factors, weighs most in small networks: by the ratio to their activations alone, the TransNAS
     macro run's small layouts predicted 24.5 GiB of the pool's 20.6 for a layout that took 13.7, so the second
     worker idled beside every large one; with the fixed part, 16.2.) A base
@@ -465,35 +481,52 @@ class PoolBackend:
         live = int(_MEMORY_SHARE * (available + held))
         return live if self.memory is None else min(self.memory, live)
 
-    def _calibration(self) -> tuple[int, float, int] | None:
-        """(the largest base, of this pool's own candidates where any has finished; the largest ratio of what a
-        candidate took, on the whole batch (``chunk_share``, at most), to its activations plus the fixed part, among the
-        ``CALIBRATION`` largest seen; the fixed part, the smallest activations seen), all of its own candidates
-        where ``CALIBRATION // 2`` have finished; None where none of them has an activation estimate."""
+    def _calibration(self) -> Calibration | None:
+        """What ``need`` predicts from: the largest base, of this pool's own candidates where any has finished; the
+        fixed part, the smallest activations seen; the largest ratio of what a candidate took, on the whole batch
+        (``chunk_share``, at most), to its activations plus the fixed part, among the ``CALIBRATION`` largest seen;
+        and for each chunk (None: the whole batch) that ``CALIBRATION // 2`` candidates were scored in, the largest
+        ratio of what those took, among its ``CALIBRATION`` largest. All of its own candidates where
+        ``CALIBRATION // 2`` have finished. None where none of them has an activation estimate."""
         own = self.seen[self._resumed:]
         calibrating = own if len(own) >= self.CALIBRATION // 2 else self.seen
         fixed = min((a for other, _, _, _ in calibrating if (a := self._activation(other))), default=None)
         if fixed is None:
             return None
-        largest = sorted(calibrating, key=lambda s: s[1], reverse=True)[:self.CALIBRATION]
-        def share(samples: int | None) -> float:
-            return chunk_share(samples, self.job.batch_size, _CALIBRATED_FIXED_PART)
-        ratios = [(peak - base) / ((self._activation(other) + fixed) * share(samples))
-                  for other, peak, base, samples in largest if self._activation(other)]
-        bases = [base for _, _, base, _ in own or self.seen]
-        return (max(bases), max(ratios), fixed) if ratios else None
+        estimated = [(peak, (peak - base) / (activation + fixed), self._chunk_key(samples))
+                     for other, peak, base, samples in calibrating if (activation := self._activation(other))]
+        if not estimated:
+            return None
 
-    def need(self, arch: str, calibration: tuple[int, float, int] | None = None, samples: int | None = None) -> int:
+        def largest(records):
+            return sorted(records, reverse=True)[:self.CALIBRATION]
+        whole = max(ratio / chunk_share(chunk, self.job.batch_size, _CALIBRATED_FIXED_PART)
+                    for _, ratio, chunk in largest(estimated))
+        measured = {}
+        for chunk in {chunk for _, _, chunk in estimated}:
+            alike = [record for record in estimated if record[2] == chunk]
+            if len(alike) >= self.CALIBRATION // 2:
+                measured[chunk] = max(ratio for _, ratio, _ in largest(alike))
+        bases = [base for _, _, base, _ in own or self.seen]
+        return Calibration(max(bases), fixed, whole, measured)
+
+    def _chunk_key(self, samples: int | None) -> int | None:
+        """``samples`` a chunk, None for the whole batch (however it was said)."""
+        return None if samples is None or samples >= self.job.batch_size else samples
+
+    def need(self, arch: str, calibration: Calibration | None = None, samples: int | None = None) -> int:
         """The peak resident memory ``arch`` is predicted to take a worker to, scored ``samples`` samples a
         chunk (None: the whole batch; see the class docstring); ``calibration``: ``_calibration()``, where the
         caller predicts several."""
         calibration = calibration or self._calibration()
         activation = self._activation(arch)
-        share = chunk_share(samples, self.job.batch_size)
         if calibration is None or activation is None:
-            return int(self.peak * share)
-        base, ratio, fixed = calibration
-        return int(base + ratio * (activation + fixed) * share)
+            return int(self.peak * chunk_share(samples, self.job.batch_size))
+        chunk = self._chunk_key(samples)
+        ratio = calibration.measured.get(chunk)
+        if ratio is None:
+            ratio = calibration.whole * chunk_share(chunk, self.job.batch_size)
+        return int(calibration.base + ratio * (activation + calibration.fixed))
 
     def _activation(self, arch: str) -> int | None:
         if arch not in self._activations:
