@@ -540,8 +540,9 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
         running = {}
         pool._pending = running
         # Alone: always; on the whole batch where that leaves the two other workers their 4 GiB, else on the largest
-        # chunk that does (a on half its batch: 1 + 4 x 5/8 GiB), else a quarter (big: 1 + 10 x 7/16 = 5.4 GiB).
-        assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 32, 16)
+        # chunk that does (a on half its batch: 1 + 4 x 5/8 GiB), else an eighth (big: not even there, 1 + 10 x 11/32
+        # = 4.4 GiB; on a quarter, 1 + 10 x 7/16 = 5.4).
+        assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 32, 8)
         running[1] = ("k1", job, "a")
         assert pool.placement("big") == 64  # two of the largest peak fit
         running[2] = ("k2", job, "small")  # three do not: the predictions decide
@@ -591,9 +592,9 @@ def test_a_resumed_candidate_starts_on_the_chunks_its_journal_was_computed_in_wh
     pool.share = lambda: pool.memory
     try:
         pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, idle=gib // 4)
-        # Alone (without journals: 64, 32, 16): small on its quarter; a's whole batch, and big's half, would not
+        # Alone (without journals: 64, 32, 8): small on its quarter; a's whole batch, and big's half, would not
         # leave the other workers their share, so they start as any other would.
-        assert [pool.placement(arch) for arch in ("small", "a", "big", "idle")] == [16, 32, 16, 64]
+        assert [pool.placement(arch) for arch in ("small", "a", "big", "idle")] == [16, 32, 8, 64]
         pool._pending = {1: ("k1", job, "a")}
         assert (pool.placement("big"), pool.placement("idle")) == (32, 64)  # two of the largest peak fit
         pool._pending = {}
@@ -780,7 +781,7 @@ def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkey
         monkeypatch.setattr(backends, "available_memory", lambda: 3 * gib)
         assert pool.placement("small") is None  # 5 + 2.1 > 0.9 (3 + 4) = 6.3
         pool._pending = {}
-        assert pool.placement("small") == 16  # alone: always (a quarter a chunk: none leaves the others 6.3 / 4)
+        assert pool.placement("small") == 8  # alone: always (an eighth a chunk: none leaves the others 6.3 / 4)
         monkeypatch.setattr(backends, "available_memory", lambda: None)  # cannot tell: the budget alone
         assert pool.share() == 10 * gib
     finally:

@@ -173,12 +173,14 @@ def activation_bytes(space: SearchSpace, arch: str) -> int | None:
 
 # The part of the memory a worker pool may fill: a tenth stays for the driver, the system and estimate error.
 _MEMORY_SHARE = 0.9
-# What a candidate scored in chunks of half or a quarter of the batch (``Job.sample_chunk``) takes, as a part of
-# what it takes on the whole batch, part of it not shrinking with the chunk: on a TransNAS macro layout half the
-# batch took 0.57-0.58 of the whole's memory above the worker's, a quarter 0.31-0.38
-# (bench/results/plan_memory_chunks_tnb64_cpu.json). A prediction counts a quarter as fixed (0.625 and 0.44, no
-# less than measured), a chunked candidate's calibration 8% (0.54 and 0.31, no more), so that both err large.
-_CHUNK_DIVISORS = (2, 4)
+# What a candidate scored in chunks of half, a quarter or an eighth of the batch (``Job.sample_chunk``) takes, as a
+# part of what it takes on the whole batch, part of it not shrinking with the chunk: on a TransNAS macro layout half
+# the batch took 0.57-0.58 of the whole's memory above the worker's, a quarter 0.31-0.38
+# (bench/results/plan_memory_chunks_tnb64_cpu.json), an eighth 0.58-0.67 of a quarter's, in 1.09-1.21x its time
+# (0.19 of the whole's under ``exact``, bench/results/plan_memory_chunk8_tnb64_cpu.json). A prediction counts a
+# quarter as fixed (0.625, 0.44 and 0.34, no less than measured), a chunked candidate's calibration 8% (0.54, 0.31
+# and 0.195), so that both err large.
+_CHUNK_DIVISORS = (2, 4, 8)
 _PREDICTED_FIXED_PART = 0.25
 _CALIBRATED_FIXED_PART = 0.08
 
@@ -290,15 +292,16 @@ class PoolBackend:
     tenth) is shared so: the first candidate runs alone (before it nothing is known of what one takes: two
     TransNAS macro layouts started together drew the out-of-memory killer); then a candidate starts beside the running ones where
     (running + 1) x the largest peak seen fits; where it does not, where the predicted peaks of the running
-    ones and its own fit, on the whole batch or else in chunks of half or a quarter of it (``Job.sample_chunk``:
-    the same scores to rounding, in 0.97-1.23x the time on a TransNAS macro layout, ``chunk_share``); where none
+    ones and its own fit, on the whole batch or else in chunks of half, a quarter or an eighth of it (``Job.sample_chunk``:
+    the same scores to rounding, in 0.97-1.23x the time on a TransNAS macro layout, an eighth in 1.09-1.21x a
+    quarter's, ``chunk_share``); where none
     does, one of the next ``workers`` that fits may go first, ``workers`` times at most; after that, a later one
     that fits only where it is predicted to finish before the first of the running ones (backfilling: by its
     multiply-accumulates at the median seconds per MAC of this pool's candidates so far, once ``BACKFILL_AFTER``
     have finished whole), so that it does not delay the waiting one while a worker would otherwise idle (the
     TransNAS macro run's second worker idled beside a layout of 22 GMACs while one of 34 waited). A candidate starting
-    alone takes the largest of those chunks predicted to leave the other workers their share of the memory (a
-    quarter where none does), so that a large network does not keep them idle: large TransNAS macro layouts,
+    alone takes the largest of those chunks predicted to leave the other workers their share of the memory (an
+    eighth where none does), so that a large network does not keep them idle: large TransNAS macro layouts,
     scored on the whole batch, peaked at 10.9 and 13.7 GiB of the 20.6 GiB two workers had on a 24 GiB machine
     (the records of ``bench/transnas_vkdnw.sh``'s macro ``class_scene`` run). A candidate whose journal holds
     blocks (a run cut short and resumed) tries the chunk they were computed in first (``Job.journal`` keeps it,
