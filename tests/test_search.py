@@ -517,39 +517,42 @@ def test_activation_bytes_are_the_leaf_outputs_of_one_sample_as_a_real_forward_h
 def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_fits(tmp_path):
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, functools.partial(timed_scorer, str(tmp_path)))
-    # Seen: a took 2 GiB over a 1 GiB worker for 1 GiB of activations, b 4 GiB for 1 GiB; the fixed part counts as
-    # the smallest activations seen, 1 GiB: the ratio is 4 / (1 + 1) = 2.
-    pool = PoolBackend(job, 3, memory=12 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
+    # Seen: a took 2 GiB over a 1 GiB worker for 1 GiB of activations, b 4 GiB for 2 GiB: the floor is the smaller
+    # one's 2 GiB, the slope b's (4 - 2) / 2 = 1; beyond b's activations no less than 4 GiB x their ratio to b's.
+    pool = PoolBackend(job, 3, memory=int(11.125 * gib), seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory  # the machine's own memory left out (the next test takes it in)
     try:
-        pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, unknown=None)
-        assert pool.peak == 5 * gib and pool._calibration() == backends.Calibration(gib, gib, 2.0, {})
-        assert (pool.need("small"), pool.need("big"), pool.need("unknown")) == (7 * gib // 2, 11 * gib, 5 * gib)
+        pool._activations.update(a=gib, b=2 * gib, small=gib // 4, big=4 * gib, unknown=None)
+        assert pool.peak == 5 * gib and pool._calibration() == backends.Calibration(gib, 2 * gib, 1.0, 2 * gib, 4 * gib)
+        # small 1 + 2 + 0.25; big 1 + max(2 + 4, 4 x 4 / 2); unknown: the largest peak
+        assert (pool.need("small"), pool.need("big"), pool.need("unknown")) == (13 * gib // 4, 9 * gib, 5 * gib)
         # A base is what a worker holds: once this pool's own c reports 0.25 GiB workers, the resumed records'
-        # 1 GiB no longer counts; their ratio still does.
+        # 1 GiB no longer counts; their floor and slope still do.
         pool._activations["c"] = gib
         pool.seen.append(("c", gib // 4 + 2 * gib, gib // 4, None))
-        assert pool.need("small") == gib // 4 + 2 * (gib + gib // 4)
-        # Once four of its own have (CALIBRATION // 2), their ratios alone count: the records may come from an
-        # earlier version of the scoring code that took more.
+        assert pool.need("small") == gib // 4 + 2 * gib + gib // 4
+        # Once four of its own have (CALIBRATION // 2), they alone count: the records may come from an earlier
+        # version of the scoring code. Of four, the first half (c's 2 GiB, d's 3) sets the floor at 3 GiB, and
+        # the others took no more above it: the slope is 0.
         for own in "def":
             pool._activations[own] = gib
             pool.seen.append((own, gib // 4 + 3 * gib, gib // 4, None))
-        assert pool.need("small") == gib // 4 + 3 * (gib + gib // 4) // 2
+        assert pool._calibration() == backends.Calibration(gib // 4, 3 * gib, 0.0, gib, 3 * gib)
+        assert pool.need("small") == gib // 4 + 3 * gib
         del pool.seen[-4:]
         running = {}
         pool._pending = running
-        # Alone: always; on the whole batch where that leaves the two other workers their 4 GiB, else on the largest
-        # chunk that does (a on half its batch: 1 + 4 x 5/8 GiB), else an eighth (big: not even there, 1 + 10 x 11/32
-        # = 4.4 GiB; on a quarter, 1 + 10 x 7/16 = 5.4).
+        # Alone: always; on the whole batch where that leaves the two other workers their 3.71 GiB, else on the
+        # largest chunk that does (a: 4 GiB on the whole batch, 1 + 2 + 5/8 = 3.625 on half), else an eighth (big:
+        # not even there, 1 + 2 + 4 x 11/32 = 4.375 GiB).
         assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 32, 8)
         running[1] = ("k1", job, "a")
         assert pool.placement("big") == 64  # two of the largest peak fit
         running[2] = ("k2", job, "small")  # three do not: the predictions decide
-        # 5 + 3.5 + 3.5 fits in 12 GiB; 5 + 3.5 + 5 not, but a on half its batch (3.5) does; big not even on a quarter
+        # 4 + 3.25 + 3.25 fits in 11.125 GiB; 4 + 3.25 + 4 not, but a on half its batch does; big not even on an eighth
         assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 32, None)
-        running[1] = ("k1", replace(job, sample_chunk=16), "a")  # a predicted at 1 + 4 x 7/16 = 2.75 GiB so
-        assert (pool.placement("a"), pool.placement("big")) == (64, 16)  # 2.75 + 3.5 + 5 fits, and + 5.4
+        running[1] = ("k1", replace(job, sample_chunk=16), "a")  # a predicted at 1 + 2 + 7/16 GiB so
+        assert (pool.placement("a"), pool.placement("big")) == (64, 8)  # 3.44 + 3.25 + 4 fits, and + 4.375
         running[3] = ("k3", job, "small")
         assert pool.placement("small") is None  # every worker busy
         pool._pending = {}
@@ -588,10 +591,10 @@ def test_a_resumed_candidate_starts_on_the_chunks_its_journal_was_computed_in_wh
             (cell_directory(root, arch, 0) / "pass0" / "0-1.pt").write_bytes(b"")
     assert [kept_sample_chunk(cell_directory(root, arch, 0)) for arch in ("small", "a", "big", "idle")] == \
         [16, 64, 32, None]
-    pool = PoolBackend(job, 3, memory=12 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
+    pool = PoolBackend(job, 3, memory=int(11.125 * gib), seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory
     try:
-        pool._activations.update(a=gib, b=gib, small=gib // 4, big=4 * gib, idle=gib // 4)
+        pool._activations.update(a=gib, b=2 * gib, small=gib // 4, big=4 * gib, idle=gib // 4)
         # Alone (without journals: 64, 32, 8): small on its quarter; a's whole batch, and big's half, would not
         # leave the other workers their share, so they start as any other would.
         assert [pool.placement(arch) for arch in ("small", "a", "big", "idle")] == [16, 32, 8, 64]
@@ -605,14 +608,14 @@ def test_a_resumed_candidate_starts_on_the_chunks_its_journal_was_computed_in_wh
 def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer)
-    # Seen: t took 0.5 GiB above its worker's 1 GiB for 0.25 GiB of activations, a 2 and b 4 GiB for 1 GiB: the fixed
-    # part counts as 0.25 GiB of activations, the ratio is b's, 4 / 1.25 = 3.2.
-    pool = PoolBackend(job, 4, memory=int(9.5 * gib),
+    # Seen: t took 0.5 GiB above its worker's 1 GiB for 0.25 GiB of activations, a 2 GiB for 1 GiB and b 4 for 2:
+    # the floor is t's 0.5 GiB, the slope b's, 3.5 / 2 = 1.75.
+    pool = PoolBackend(job, 4, memory=7 * gib,
                        seen=[("t", 3 * gib // 2, gib, None), ("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory
     smalls = [f"small{i}" for i in range(6)]
-    # Needs: a 5 GiB, a small 2.2, big 14.6 (half its batch a chunk 9.5, a quarter 6.95).
-    pool._activations.update(t=gib // 4, a=gib, b=gib, big=4 * gib, **{s: gib // 8 for s in smalls})
+    # Needs: a 3.25 GiB, a small 1.72, big 9 (half its batch a chunk 6, a quarter 4.56, an eighth 3.91).
+    pool._activations.update(t=gib // 4, a=gib, b=2 * gib, big=4 * gib, **{s: gib // 8 for s in smalls})
     sent = []
 
     def send(task):  # record instead of scoring
@@ -627,8 +630,8 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
         for arch in ["big", *smalls]:
             pool._waiting.append((arch, job, arch))
         pool._dispatch()
-        # big does not fit beside a in 9.5 GiB, not even a quarter of its batch a chunk (5 + 6.95); 5 + 2.2 + 2.2
-        # fit, a third small not
+        # big does not fit beside a in 7 GiB, not even an eighth of its batch a chunk (3.25 + 3.91); 3.25 + 1.72 +
+        # 1.72 fit, a third small not
         assert sent == smalls[:2]
         del pool._pending[next(k for k, t in pool._pending.items() if t[2] == "a")]
         pool._dispatch()
@@ -636,10 +639,10 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
         for key in list(pool._pending)[:2]:
             del pool._pending[key]
         pool._dispatch()
-        assert sent == smalls[:4]  # 2.2 + 2.2 + 6.95 does not fit, and no later one may go first now
+        assert sent == smalls[:4]  # 1.72 + 1.72 + 3.91 does not fit, and no later one may go first now
         del pool._pending[next(iter(pool._pending))]
         pool._dispatch()
-        # Beside one small, big fits on a quarter of its batch (2.2 + 6.95), and then no small beside both.
+        # Beside one small, big fits on a quarter of its batch (1.72 + 4.56), and then no small beside both.
         assert sent == [*smalls[:4], "big"] and chunks == [None] * 4 + [16]
         assert [t[2] for t in pool._waiting] == smalls[4:]
     finally:
@@ -653,11 +656,11 @@ def test_a_later_candidate_backfills_where_it_is_predicted_to_end_before_the_run
     waits for: it delays nothing, and the worker does not idle."""
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer)
-    # As above, on two workers: a needs 5 GiB, a small one 2.2, big 6.95 on a quarter of its batch (not beside a).
-    pool = PoolBackend(job, 2, memory=int(9.5 * gib),
+    # As above, on two workers: a needs 3.25 GiB, a small one 1.72, big 3.91 on an eighth of its batch (not beside a).
+    pool = PoolBackend(job, 2, memory=7 * gib,
                        seen=[("t", 3 * gib // 2, gib, None), ("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory
-    pool._activations.update(t=gib // 4, a=gib, b=gib, big=4 * gib, long=gib // 8, quick=gib // 8, last=gib // 8)
+    pool._activations.update(t=gib // 4, a=gib, b=2 * gib, big=4 * gib, long=gib // 8, quick=gib // 8, last=gib // 8)
     # At a second a GMAC, a (100 GMACs), started 40 s ago, ends in 60 s; long would take 70, quick 50, last 1.
     pool._macs.update(a=100e9, big=200e9, long=70e9, quick=50e9, last=1e9)
     sent = []
@@ -691,44 +694,23 @@ def test_a_later_candidate_backfills_where_it_is_predicted_to_end_before_the_run
         pool.close()
 
 
-def test_a_chunked_candidates_memory_counts_as_its_share_of_the_whole_batchs():
-    """A candidate scored on a quarter of its batch of 64 a chunk took 1.24 GiB above its 1 GiB worker for 1 GiB
-    of activations (and as much fixed): calibrated as 0.31 of its whole batch's (no more than measured), the ratio is
-    1.24 / 0.31 / 2 = 2; predicted, a chunk counts more: 0.625 of the whole batch's for half, 0.44 for a quarter
-    (backends.chunk_share). Records say how they were scored (least_memory: 16 samples a chunk)."""
+def test_a_chunked_candidates_activations_count_as_their_share_of_the_whole_batchs():
+    """Above a 1 GiB worker, s took 1 GiB for 0.25 GiB of activations on its batch of 64, q 2.75 GiB for 2 GiB
+    on a quarter of it a chunk, where they count as 2 x 0.4375 = 0.875 (backends.chunk_share): the floor is s's
+    1 GiB, the slope q's (2.75 - 1) / 0.875 = 2. A network of q's activations is predicted at what q took on a
+    quarter, more on larger chunks (beyond q's 0.875, no less than 2.75 GiB grown with them), less on an eighth.
+    Records say how they were scored (least_memory: 16 samples a chunk)."""
     gib = 2**30
     pool = PoolBackend(Job(NB201, FAKE_PROXIES, ("paper",), 0), 2, memory=10 * gib,
-                       seen=[("q", gib + int(1.24 * gib), gib, 16)])
+                       seen=[("s", 2 * gib, gib, None), ("q", gib + int(2.75 * gib), gib, 16)])
     try:
-        pool._activations.update(q=gib, big=2 * gib)
+        pool._activations.update(s=gib // 4, q=2 * gib, big=2 * gib)
         calibration = pool._calibration()
-        assert (calibration.base, calibration.fixed, calibration.measured) == (gib, gib, {})
-        assert calibration.whole == pytest.approx(2.0)
-        assert [pool.need("big", samples=s) / gib for s in (None, 64, 32, 16)] == pytest.approx([7, 7, 4.75, 3.625])
-    finally:
-        pool.close()
-
-
-def test_a_chunk_that_enough_candidates_were_scored_in_is_predicted_by_their_own_ratio():
-    """Converting chunked records errs large twice (a quarter calibrated as 0.31 of the whole batch, predicted as
-    0.44): once four (CALIBRATION // 2) were scored on a quarter of the batch, a quarter is predicted by the largest
-    of their own ratios, the whole batch and half of it still by the converted one."""
-    gib = 2**30
-    # Above a 1 GiB worker: 0.5, 1, 1.5 and 2 GiB for 1 GiB of activations (and as much fixed); ratios 0.25-1.
-    quarters = [(f"q{i}", gib + i * gib // 2, gib, 16) for i in range(1, 5)]
-    pool = PoolBackend(Job(NB201, FAKE_PROXIES, ("paper",), 0), 2, memory=10 * gib, seen=quarters[:3])
-    try:
-        pool._activations.update({name: gib for name, *_ in quarters}, big=2 * gib)
-        converted = 1.5 / 2 / 0.31  # the largest, 1.5 GiB for 2 GiB, as a whole batch's
-        assert pool._calibration().measured == {} and pool._calibration().whole == pytest.approx(converted)
-        assert pool.need("big", samples=16) / gib == pytest.approx(1 + converted * 3 * 0.4375, abs=1e-9)
-        pool.seen.append(quarters[3])
-        calibration = pool._calibration()
-        assert calibration.measured == {16: pytest.approx(1.0)}
-        assert calibration.whole == pytest.approx(2 / 2 / 0.31)
-        assert pool.need("big", samples=16) / gib == pytest.approx(1 + 1.0 * 3, abs=1e-9)
-        assert [pool.need("big", samples=s) / gib for s in (None, 32)] == pytest.approx(
-            [1 + calibration.whole * 3, 1 + calibration.whole * 3 * 0.625], abs=1e-9)
+        assert (calibration.base, calibration.floor, calibration.reach, calibration.reach_took) == (
+            gib, gib, 0.875 * gib, int(2.75 * gib))
+        assert calibration.slope == pytest.approx(2.0)
+        assert [pool.need("big", samples=s) / gib for s in (None, 64, 32, 16, 8)] == pytest.approx(
+            [1 + 2.75 * 2 / 0.875, 1 + 2.75 * 2 / 0.875, 1 + 2.75 * 1.25 / 0.875, 3.75, 1 + 1 + 2 * 0.6875], abs=1e-9)
     finally:
         pool.close()
     record = {"arch": "a", "peak_rss": 3, "base_rss": 1}
@@ -737,22 +719,42 @@ def test_a_chunk_that_enough_candidates_were_scored_in_is_predicted_by_their_own
         ("a", 3, 1, None), ("a", 3, 1, 32), ("a", 3, 1, 16), ("a", 3, 1, 8)]
 
 
+def test_the_floor_is_the_most_the_smallest_took_and_the_slope_the_largest_of_all_the_others():
+    """Of 20 candidates, the CALIBRATION (8) with the smallest activations set the floor, the most any of them took
+    (one took 3 GiB where the others took 1 GiB + 2 x their activations); every other one may set the slope (one
+    in the middle, 5 GiB for 1 GiB of activations, does: (5 - 3) / 1, where the largest gives (5 - 3) / 2)."""
+    gib = 2**30
+    tooks = {i: 1 + 0.2 * i for i in range(1, 21)}
+    tooks.update({3: 3.0, 10: 5.0})
+    pool = PoolBackend(Job(NB201, FAKE_PROXIES, ("paper",), 0), 2, memory=10 * gib,
+                       seen=[(f"n{i}", gib + int(took * gib), gib, None) for i, took in tooks.items()])
+    try:
+        pool._activations.update({f"n{i}": i * gib // 10 for i in tooks}, big=3 * gib)
+        calibration = pool._calibration()
+        assert (calibration.floor / gib, calibration.slope, calibration.reach / gib, calibration.reach_took / gib) == \
+            pytest.approx((3.0, 2.0, 2.0, 5.0), abs=1e-8)
+        assert pool.need("big") / gib == pytest.approx(1 + 3 + 2 * 3, abs=1e-8)  # over 5 x 3 / 2 as well
+    finally:
+        pool.close()
+
+
 def test_a_candidate_that_fits_only_in_chunks_is_scored_so_and_its_record_says_it(tmp_path, monkeypatch):
-    """Every network predicted at 1 + 2 = 3 GiB on its batch of 16 (an earlier record's ratio); 5.5 GiB for two
-    workers. The first starts alone on half its batch a chunk, the largest predicted to leave the other worker
-    its 2.75 GiB (1 + 2 x 5/8 = 2.25); the second beside it on the whole batch (2.25 + 3 <= 5.5). The chunked
-    one's VKDNW is the whole batch's to rounding, and its record says how it was scored."""
+    """Every network (1 GiB of activations) predicted at 1 + 1 + 1 = 3 GiB on its batch of 16 (two earlier records:
+    1 GiB above a 1 GiB worker for 0.25 GiB of activations, 2 GiB for 1 GiB); 5.75 GiB for two workers. The first
+    starts alone on half its batch a chunk, the largest predicted to leave the other worker its 2.875 GiB
+    (1 + 1 + 5/8); the second beside it on the whole batch (2.625 + 3 <= 5.75). The chunked one's VKDNW is the
+    whole batch's to rounding, and its record says how it was scored."""
     from vkdnw_fast.backends import score_all
 
     gib = 2**30
-    monkeypatch.setattr(backends, "activation_bytes", lambda space, arch: gib)
+    monkeypatch.setattr(backends, "activation_bytes", lambda space, arch: gib // 4 if arch == "small" else gib)
     space = {"name": "nb201", "dataset": "cifar10", "subset": "all"}
     rng = np.random.default_rng(4)
     archs = list(dict.fromkeys(nb201.NB201Space().sample(rng) for _ in range(2)))
     job = Job(space, ("vkdnw",), ("paper",), 0, None, record_engine_runs=True, batch_size=16)
-    records = {}
+    records, seen = {}, [("small", 2 * gib, gib, None), ("earlier", 3 * gib, gib, None)]
     score_all([(arch, 0) for arch in archs], lambda seed: job, lambda arch, seed, record: records.update({arch: record}),
-              kind="local", workers=2, progress=False, seen=[("earlier", 3 * gib, gib, None)], memory=int(5.5 * gib))
+              kind="local", workers=2, progress=False, seen=seen, memory=int(5.75 * gib))
     first, second = records[archs[0]], records[archs[1]]
     assert first["sample_chunk"] == 8 and "sample_chunk" not in second
     for arch in archs:
@@ -769,19 +771,20 @@ def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkey
     pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     executor = pool._pool
     try:
-        pool._activations.update(a=gib, b=gib, small=gib // 4)  # needs: a 5 GiB, small 3.5 (a quarter a chunk 2.1)
+        # needs (floor 2 GiB, slope 1): a 4 GiB; mid 5, on half its batch 4.25, a quarter 3.875, an eighth 3.69
+        pool._activations.update(a=gib, b=2 * gib, mid=2 * gib)
         pool._pending = {1: ("k1", job, "a")}
         pool._pool = SimpleNamespace(_processes={101: None, 102: None})  # two workers holding 2 GiB each
         monkeypatch.setattr(backends, "resident_memory", lambda pid: 2 * gib)
         monkeypatch.setattr(backends, "available_memory", lambda: 40 * gib)
-        assert pool.share() == 10 * gib and pool.placement("small") == 64  # the budget given binds: 5 + 3.5 <= 10
-        monkeypatch.setattr(backends, "available_memory", lambda: 4 * gib)
-        # 5 + 3.5 > 0.9 (4 + 2 + 2) = 7.2; 5 + 2.1, on a quarter of its batch, not
-        assert pool.share() == int(0.9 * 8 * gib) and pool.placement("small") == 16
+        assert pool.share() == 10 * gib and pool.placement("mid") == 64  # the budget given binds: two peaks fit
+        monkeypatch.setattr(backends, "available_memory", lambda: 5 * gib)
+        # 4 + 4.25 > 0.9 (5 + 2 + 2) = 8.1; 4 + 3.875, on a quarter of its batch, not
+        assert pool.share() == int(0.9 * 9 * gib) and pool.placement("mid") == 16
         monkeypatch.setattr(backends, "available_memory", lambda: 3 * gib)
-        assert pool.placement("small") is None  # 5 + 2.1 > 0.9 (3 + 4) = 6.3
+        assert pool.placement("mid") is None  # 4 + 3.69 > 0.9 (3 + 4) = 6.3
         pool._pending = {}
-        assert pool.placement("small") == 8  # alone: always (an eighth a chunk: none leaves the others 6.3 / 4)
+        assert pool.placement("mid") == 8  # alone: always (an eighth a chunk: none leaves the others 6.3 / 4)
         monkeypatch.setattr(backends, "available_memory", lambda: None)  # cannot tell: the budget alone
         assert pool.share() == 10 * gib
     finally:

@@ -177,15 +177,13 @@ _MEMORY_SHARE = 0.9
 # part of what it takes on the whole batch, part of it not shrinking with the chunk: on a TransNAS macro layout half
 # the batch took 0.57-0.58 of the whole's memory above the worker's, a quarter 0.31-0.38
 # (bench/results/plan_memory_chunks_tnb64_cpu.json), an eighth 0.58-0.67 of a quarter's, in 1.09-1.21x its time
-# (0.19 of the whole's under ``exact``, bench/results/plan_memory_chunk8_tnb64_cpu.json). A prediction counts a
-# quarter as fixed (0.625, 0.44 and 0.34, no less than measured), a chunked candidate's calibration 8% (0.54, 0.31
-# and 0.195), so that both err large.
+# (0.19 of the whole's under ``exact``, bench/results/plan_memory_chunk8_tnb64_cpu.json). A chunk's activations count
+# a quarter as fixed (0.625, 0.44 and 0.34 of the whole batch's), the floor beside them in full (``Calibration``).
 _CHUNK_DIVISORS = (2, 4, 8)
-_PREDICTED_FIXED_PART = 0.25
-_CALIBRATED_FIXED_PART = 0.08
+_CHUNK_FIXED_PART = 0.25
 
 
-def chunk_share(samples: int | None, batch: int, fixed: float = _PREDICTED_FIXED_PART) -> float:
+def chunk_share(samples: int | None, batch: int, fixed: float = _CHUNK_FIXED_PART) -> float:
     """The part of its whole batch's memory a candidate scored ``samples`` samples at a time takes (above its
     worker's), ``fixed`` of it not shrinking with the chunk."""
     return 1.0 if samples is None or samples >= batch else fixed + (1 - fixed) * samples / batch
@@ -194,14 +192,23 @@ def chunk_share(samples: int | None, batch: int, fixed: float = _PREDICTED_FIXED
 @dataclass(frozen=True)
 class Calibration:
     """What a worker pool predicts a candidate's memory from (``PoolBackend._calibration``): a worker's ``base``
-    bytes plus a ratio times its activations and the ``fixed`` part; the ratio measured in the candidate's chunk
-    (``measured``, by samples a chunk, None: the whole batch) where enough were scored so, else the ``whole``
-    batch's, scaled by ``chunk_share``."""
+    bytes, and above it a ``floor`` (what the smallest networks took: the network, its traces and factors, the
+    allocator's arenas) plus ``slope`` times the candidate's scaled activations (``activation_bytes`` times its
+    chunk's ``chunk_share``); beyond the largest scaled activations seen (``reach``), no less than what that
+    candidate took (``reach_took``) grown with them."""
 
     base: int
-    fixed: int
-    whole: float
-    measured: dict[int | None, float]
+    floor: int
+    slope: float
+    reach: float
+    reach_took: int
+
+    def need(self, scaled_activations: float) -> int:
+        """The peak resident memory of a worker scoring a candidate of ``scaled_activations``."""
+        above = self.floor + self.slope * scaled_activations
+        if scaled_activations > self.reach:
+            above = max(above, self.reach_took * scaled_activations / self.reach)
+        return int(self.base + above)
 
 
 def samples_a_chunk(job: Job | dict) -> int | None:
@@ -309,21 +316,21 @@ class PoolBackend:
     Other processes may take
     memory meanwhile (a second run beside this one), so the share is at most a tenth less than what is
     available now plus what the workers hold now, re-read before each candidate that would start beside
-    others. A prediction is the largest
-    base plus ``activation_bytes`` of the network, and a fixed part counted as the smallest activations seen,
-    times the largest ratio of what a candidate took to its activations and that fixed part, among the
-    ``CALIBRATION`` largest seen, a chunk counted as its ``chunk_share`` of the whole batch; but where
-    ``CALIBRATION // 2`` were scored in the chunk predicted for, the largest of their own ratios (converted, the
-    TransNAS macro run's quarter-chunk records predicted 18 GiB for a layout that held 9 at a quarter, and the
-    second worker idled beside it); the largest peak seen where there is none. (The fixed part, the network, its
-    traces and factors, weighs most in small networks: by the ratio to their activations alone, the TransNAS
-    macro run's small layouts predicted 24.5 GiB of the pool's 20.6 for a layout that took 13.7, so the second
-    worker idled beside every large one; with the fixed part, 16.2.) A base
+    others. A prediction is the largest base plus what a candidate takes above it (``Calibration``): a floor, the
+    most that the ``CALIBRATION`` seen with the smallest activations took (the network, its traces and factors,
+    the allocator's arenas: 4.7 GiB on the TransNAS macro run, whatever the layout), plus its ``activation_bytes``
+    (in a chunk, times its ``chunk_share``) times the largest ratio of what the others took above that floor to
+    theirs; beyond the largest seen, no less than what that one took, grown with the
+    activations; the largest peak seen, times the chunk's share, where nothing has an estimate. (One ratio to the
+    activations plus a fixed part fits neither end: the TransNAS macro run's small layouts set it, and a layout
+    predicted at 20 GiB on an eighth of its batch, 18 on a quarter, kept the second worker idle for hours. On
+    that run's 87 records, each predicted from the others, the floor and slope were never under what one took,
+    2.6 GiB over on average; the one ratio 10 times under, by up to 2.8 GiB.) A base
     is what a worker holds, not what a network takes, so once this pool's own workers have reported, theirs
     count, not those of a resumed run's records (workers that kept freed memory held up to 17.8 GiB); and
-    once ``CALIBRATION // 2`` of its own candidates have, so do their ratios alone: the records may come from an
-    earlier version of the scoring code (a TransNAS micro cell took a quarter less once forward mode stopped
-    holding the tapped forward's graph, and the resumed run's ratios kept a second worker idle).
+    once ``CALIBRATION // 2`` of its own candidates have, so do their floor and slope alone: the records may come
+    from an earlier version of the scoring code (a TransNAS micro cell took a quarter less once forward mode
+    stopped holding the tapped forward's graph, and the resumed run's ratios kept a second worker idle).
     ``seen``: (arch, peak_rss, base_rss, samples a chunk or None) of earlier candidates (a resumed run's records,
     ``memory_seen``).
 
@@ -486,36 +493,24 @@ class PoolBackend:
 
     def _calibration(self) -> Calibration | None:
         """What ``need`` predicts from: the largest base, of this pool's own candidates where any has finished; the
-        fixed part, the smallest activations seen; the largest ratio of what a candidate took, on the whole batch
-        (``chunk_share``, at most), to its activations plus the fixed part, among the ``CALIBRATION`` largest seen;
-        and for each chunk (None: the whole batch) that ``CALIBRATION // 2`` candidates were scored in, the largest
-        ratio of what those took, among its ``CALIBRATION`` largest. All of its own candidates where
+        floor, the most that the ``CALIBRATION`` seen with the smallest scaled activations took above their
+        worker's base (half of those seen, where fewer than ``2 * CALIBRATION`` have been); the slope, the largest
+        ratio of what the others took above that floor to their scaled activations; and the largest scaled
+        activations seen, with what they took. All of its own candidates where
         ``CALIBRATION // 2`` have finished. None where none of them has an activation estimate."""
         own = self.seen[self._resumed:]
         calibrating = own if len(own) >= self.CALIBRATION // 2 else self.seen
-        fixed = min((a for other, _, _, _ in calibrating if (a := self._activation(other))), default=None)
-        if fixed is None:
+        by_size = sorted(((activation * chunk_share(samples, self.job.batch_size), peak - base)
+                          for other, peak, base, samples in calibrating if (activation := self._activation(other))),
+                         key=lambda record: record[0])
+        if not by_size:
             return None
-        estimated = [(peak, (peak - base) / (activation + fixed), self._chunk_key(samples))
-                     for other, peak, base, samples in calibrating if (activation := self._activation(other))]
-        if not estimated:
-            return None
-
-        def largest(records):
-            return sorted(records, reverse=True)[:self.CALIBRATION]
-        whole = max(ratio / chunk_share(chunk, self.job.batch_size, _CALIBRATED_FIXED_PART)
-                    for _, ratio, chunk in largest(estimated))
-        measured = {}
-        for chunk in {chunk for _, _, chunk in estimated}:
-            alike = [record for record in estimated if record[2] == chunk]
-            if len(alike) >= self.CALIBRATION // 2:
-                measured[chunk] = max(ratio for _, ratio, _ in largest(alike))
+        ends = max(1, min(self.CALIBRATION, len(by_size) // 2))
+        floor = max(took for _, took in by_size[:ends])
+        slope = max(max(0, took - floor) / scaled for scaled, took in by_size[ends:] or by_size)
+        reach, reach_took = by_size[-1]
         bases = [base for _, _, base, _ in own or self.seen]
-        return Calibration(max(bases), fixed, whole, measured)
-
-    def _chunk_key(self, samples: int | None) -> int | None:
-        """``samples`` a chunk, None for the whole batch (however it was said)."""
-        return None if samples is None or samples >= self.job.batch_size else samples
+        return Calibration(max(bases), floor, slope, reach, reach_took)
 
     def need(self, arch: str, calibration: Calibration | None = None, samples: int | None = None) -> int:
         """The peak resident memory ``arch`` is predicted to take a worker to, scored ``samples`` samples a
@@ -523,13 +518,10 @@ class PoolBackend:
         caller predicts several."""
         calibration = calibration or self._calibration()
         activation = self._activation(arch)
+        share = chunk_share(samples, self.job.batch_size)
         if calibration is None or activation is None:
-            return int(self.peak * chunk_share(samples, self.job.batch_size))
-        chunk = self._chunk_key(samples)
-        ratio = calibration.measured.get(chunk)
-        if ratio is None:
-            ratio = calibration.whole * chunk_share(chunk, self.job.batch_size)
-        return int(calibration.base + ratio * (activation + calibration.fixed))
+            return int(self.peak * share)
+        return calibration.need(activation * share)
 
     def _activation(self, arch: str) -> int | None:
         if arch not in self._activations:
