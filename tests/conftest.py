@@ -5,7 +5,8 @@ import pytest
 @pytest.fixture
 def started_pools(monkeypatch):
     """What each worker pool (``backends.PoolBackend``) started from now on knew at its start: its memory
-    share, the (arch, peak, base) records it was given and their largest peak."""
+    share, the (arch, peak, base, samples a chunk) records it was given, their largest peak, and the (arch,
+    seconds) it was given to time candidates by."""
     from vkdnw_fast import backends
 
     started = []
@@ -13,6 +14,6 @@ def started_pools(monkeypatch):
 
     def init(self, *args, **kwargs):
         real_init(self, *args, **kwargs)
-        started.append({"memory": self.memory, "seen": sorted(self.seen), "peak": self.peak})
+        started.append({"memory": self.memory, "seen": sorted(self.seen), "peak": self.peak, "timed": sorted(self._timed)})
     monkeypatch.setattr(backends.PoolBackend, "__init__", init)
     return started

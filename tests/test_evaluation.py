@@ -266,13 +266,17 @@ def test_a_run_scores_its_sample_whole_seeds_first_in_one_seeded_shuffled_order(
     assert orders[0] == orders[1] != spec.archs() and sorted(orders[0]) == sorted(spec.archs())
 
 
-def test_a_resumed_run_starts_its_worker_pool_knowing_the_memory_its_cells_needed(tmp_path, started_pools):
+def test_a_resumed_run_starts_its_worker_pool_knowing_the_memory_and_time_its_cells_needed(tmp_path, started_pools):
     run_evaluation(_cheap_spec(limit=4, seeds=(0,)), tmp_path, workers=2, progress=False)
-    seen = [(r["arch"], r["peak_rss"], r["base_rss"], None) for r in evaluation.load_records(tmp_path)]
+    records = evaluation.load_records(tmp_path)
+    seen = [(r["arch"], r["peak_rss"], r["base_rss"], None) for r in records]
     assert len(seen) == 4 and all(peak >= base > 50 * 2**20 for _, peak, base, _ in seen)  # a worker with torch
+    timed = sorted((r["arch"], r["seconds"]) for r in records)
+    assert all(seconds > 0 for _, seconds in timed)
     first = len(started_pools)
     run_evaluation(_cheap_spec(limit=4, seeds=(0, 1)), tmp_path, workers=2, progress=False)
-    assert [(p["seen"], p["peak"]) for p in started_pools[first:]] == [(sorted(seen), max(peak for _, peak, _, _ in seen))]
+    assert [(p["seen"], p["peak"], p["timed"]) for p in started_pools[first:]] == [
+        (sorted(seen), max(peak for _, peak, _, _ in seen), timed)]
 
 
 def test_evaluate_memory_caps_what_its_worker_pool_shares(tmp_path, started_pools, capsys):

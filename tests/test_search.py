@@ -656,9 +656,16 @@ def test_a_later_candidate_backfills_where_it_is_predicted_to_end_before_the_run
     waits for: it delays nothing, and the worker does not idle."""
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0, None, fake_scorer)
+    # A resumed run's records time candidates too, those scored in full (not a resumed one's rest, not a failed one).
+    records = [{"arch": "a", "seconds": 100.0, "values": {}}, {"arch": "last", "seconds": 1.0, "values": {}},
+               {"arch": "long", "seconds": 1.0, "values": {}, "resumed_blocks": 2},
+               {"arch": "big", "seconds": 5.0, "error": "MemoryError"}, {"arch": "quick", "seconds": 50.0, "values": {}}]
+    timed = [backends.seconds_seen(record) for record in records]
+    assert timed == [("a", 100.0), ("last", 1.0), None, None, ("quick", 50.0)]
     # As above, on two workers: a needs 3.25 GiB, a small one 1.72, big 3.91 on an eighth of its batch (not beside a).
     pool = PoolBackend(job, 2, memory=7 * gib,
-                       seen=[("t", 3 * gib // 2, gib, None), ("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
+                       seen=[("t", 3 * gib // 2, gib, None), ("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)],
+                       timed=[t for t in timed[:-1] if t])
     pool.share = lambda: pool.memory
     pool._activations.update(t=gib // 4, a=gib, b=2 * gib, big=4 * gib, long=gib // 8, quick=gib // 8, last=gib // 8)
     # At a second a GMAC, a (100 GMACs), started 40 s ago, ends in 60 s; long would take 70, quick 50, last 1.
@@ -676,19 +683,18 @@ def test_a_later_candidate_backfills_where_it_is_predicted_to_end_before_the_run
         for arch in ("big", "long", "quick", "last"):
             pool._waiting.append((arch, job, arch))
         pool._overtaken = pool.workers  # big has been overtaken as often as it may be
-        pool._seconds_per_mac = [1e-9] * (pool.BACKFILL_AFTER - 1)
         pool._dispatch()
-        assert sent == []  # too few candidates have finished to predict times: the worker waits with big
-        pool._seconds_per_mac.append(1e-9)
+        assert sent == []  # too few candidates (BACKFILL_AFTER) to predict times: the worker waits with big
+        pool._timed.append(timed[-1])
         pool._dispatch()
         assert sent == ["quick"] and [t[2] for t in pool._waiting] == ["big", "long", "last"]
         assert pool._overtaken == pool.workers  # big still goes next
-        # The times come from this pool's candidates scored whole: not a resumed one's rest, not a failed one.
-        pool._seconds_per_mac = []
+        # This pool's own candidates are timed as the records are.
+        pool._timed = []
         pool._done(("kq", job, "quick"), {"ok": True, "elapsed": 100.0})
         pool._done(("kl", job, "last"), {"ok": True, "elapsed": 1.0, "resumed_blocks": 3})
         pool._done(("kg", job, "long"), {"ok": False, "elapsed": 1.0})
-        assert pool._seconds_per_mac == [pytest.approx(2e-9)]
+        assert pool._timed == [("quick", 100.0)]
     finally:
         pool._pending.clear()
         pool.close()

@@ -225,6 +225,14 @@ def memory_seen(record: dict) -> tuple[str, int, int, int | None]:
     return record["arch"], record["peak_rss"], record.get("base_rss") or 0, samples_a_chunk(record)
 
 
+def seconds_seen(record: dict) -> tuple[str, float] | None:
+    """(arch, seconds) of a record scored in full (none of its passes from a journal), None for any other: what
+    a resumed run's worker pool starts timing candidates by (``PoolBackend``'s ``timed``)."""
+    if "values" not in record or record.get("resumed_blocks") or not record.get("seconds"):
+        return None
+    return record["arch"], record["seconds"]
+
+
 def _died(attempts: int, error: BaseException, elapsed: float | None) -> dict[str, Any]:
     """The outcome of a candidate that killed its worker ``attempts`` times; ``elapsed``: the seconds those
     attempts ran, None where the backend cannot tell."""
@@ -304,8 +312,8 @@ class PoolBackend:
     quarter's, ``chunk_share``); where none
     does, one of the next ``workers`` that fits may go first, ``workers`` times at most; after that, a later one
     that fits only where it is predicted to finish before the first of the running ones (backfilling: by its
-    multiply-accumulates at the median seconds per MAC of this pool's candidates so far, once ``BACKFILL_AFTER``
-    have finished whole), so that it does not delay the waiting one while a worker would otherwise idle (the
+    multiply-accumulates at the median seconds per MAC of the candidates scored in full so far, a resumed run's
+    records among them, once ``BACKFILL_AFTER`` have), so that it does not delay the waiting one while a worker would otherwise idle (the
     TransNAS macro run's second worker idled beside a layout of 22 GMACs while one of 34 waited). A candidate starting
     alone takes the largest of those chunks predicted to leave the other workers their share of the memory (an
     eighth where none does), so that a large network does not keep them idle: large TransNAS macro layouts,
@@ -332,7 +340,8 @@ class PoolBackend:
     from an earlier version of the scoring code (a TransNAS micro cell took a quarter less once forward mode
     stopped holding the tapped forward's graph, and the resumed run's ratios kept a second worker idle).
     ``seen``: (arch, peak_rss, base_rss, samples a chunk or None) of earlier candidates (a resumed run's records,
-    ``memory_seen``).
+    ``memory_seen``); ``timed``: (arch, seconds) of those scored in full (``seconds_seen``; without them, a resumed
+    run's second worker idled beside a large TransNAS macro layout until three of its own had finished).
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
@@ -350,7 +359,7 @@ class PoolBackend:
     BACKFILL_AFTER = 3
 
     def __init__(self, job: Job, workers: int, memory: int | None = None,
-                 seen: Sequence[tuple[str, int, int, int | None]] = ()):
+                 seen: Sequence[tuple[str, int, int, int | None]] = (), timed: Sequence[tuple[str, float]] = ()):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.job = job
@@ -363,7 +372,7 @@ class PoolBackend:
         self.peak = max((peak for _, peak, _, _ in self.seen), default=0)  # the largest peak resident memory
         self._activations: dict[str, int | None] = {}
         self._macs: dict[str, float | None] = {}
-        self._seconds_per_mac: list[float] = []  # of this pool's candidates scored whole (none resumed)
+        self._timed: list[tuple[str, float]] = list(timed)  # (arch, seconds) of the candidates scored in full
         self._said_tight = False
         self._pending: dict[cf.Future, tuple[Any, Job, str]] = {}
         self._waiting: deque[tuple[Any, Job, str]] = deque()
@@ -416,9 +425,9 @@ class PoolBackend:
     def _backfill(self) -> tuple[tuple[Any, Job, str], int] | None:
         """A waiting candidate after the first that fits now and is predicted to finish before the first of the
         running ones does, with the samples a chunk it fits on; None where none is, or the times are unknown."""
-        if not self._pending or len(self._seconds_per_mac) < self.BACKFILL_AFTER:
+        rate = self._rate() if self._pending else None
+        if rate is None:
             return None
-        rate = statistics.median(self._seconds_per_mac)
         running = [(self._started.get(key), self._mac_count(arch)) for key, _, arch in self._pending.values()]
         if any(started is None or macs is None for started, macs in running):
             return None
@@ -431,6 +440,11 @@ class PoolBackend:
                 if samples is not None:
                     return task, samples
         return None
+
+    def _rate(self) -> float | None:
+        """The median seconds a MAC of the candidates timed so far, None before ``BACKFILL_AFTER``."""
+        rates = [seconds / macs for arch, seconds in self._timed if (macs := self._mac_count(arch))]
+        return statistics.median(rates) if len(rates) >= self.BACKFILL_AFTER else None
 
     def _mac_count(self, arch: str) -> float | None:
         """``arch``'s multiply-accumulates at batch 1 (its space's ``cost``), None where unknown or not positive."""
@@ -544,8 +558,8 @@ class PoolBackend:
         if outcome.get("peak_rss"):
             self.seen.append((task[2], outcome["peak_rss"], outcome.get("base_rss") or 0, samples_a_chunk(task[1])))
             self.peak = max(self.peak, outcome["peak_rss"])
-        if outcome.get("ok") and not outcome.get("resumed_blocks") and (macs := self._mac_count(task[2])):
-            self._seconds_per_mac.append(outcome["elapsed"] / macs)
+        if outcome.get("ok") and not outcome.get("resumed_blocks"):
+            self._timed.append((task[2], outcome["elapsed"]))
         if self._suspects and self._suspects[0] == task:
             self._suspects.popleft()
         self._started.pop(task[0], None)
@@ -720,15 +734,17 @@ def check_memory_cap(kind: str, workers: int | None, memory: int | None) -> None
 
 
 def make_backend(kind: str, job: Job, workers: int | None = None, address: str | None = None,
-                 seen: Sequence[tuple[str, int, int, int | None]] = (), memory: int | None = None):
+                 seen: Sequence[tuple[str, int, int, int | None]] = (), memory: int | None = None,
+                 timed: Sequence[tuple[str, float]] = ()):
     """``local`` (in-process for one worker, a process pool otherwise, which starts knowing the memory
-    the ``seen`` candidates took and shares at most ``memory`` bytes, ``PoolBackend``) or ``ray``."""
+    the ``seen`` candidates took and the seconds the ``timed`` ones did, and shares at most ``memory`` bytes,
+    ``PoolBackend``) or ``ray``."""
     check_memory_cap(kind, workers, memory)
     if kind == "local":
         workers = 1 if workers is None else workers
         if address is not None:
             raise ValueError("--address is for the ray backend")
-        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers, memory=memory, seen=seen)
+        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers, memory=memory, seen=seen, timed=timed)
     return RayBackend(job, workers, address)
 
 
@@ -755,7 +771,7 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
               on_result: Callable[[str, int, dict[str, Any]], None], *, kind: str = "local",
               workers: int | None = None, address: str | None = None, progress: bool = True, desc: str = "score",
               done: int = 0, seen: Sequence[tuple[str, int, int, int | None]] = (), memory: int | None = None,
-              journal: str | Path | None = None) -> None:
+              journal: str | Path | None = None, timed: Sequence[tuple[str, float]] = ()) -> None:
     """Score every (architecture, seed) of ``tasks`` on a backend, seed by seed (so an interrupted run
     holds whole seeds first), and hand each finished one to ``on_result(arch, seed, record)`` as it
     arrives: ``record`` is ``{"arch", "seed", "seconds", "peak_rss", "base_rss", "values"}`` (with
@@ -765,7 +781,8 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
     then counting only the rest; ``"least_memory"`` or ``"sample_chunk"`` where the pool scored it so) or
     ``{..., "error"}``. A tqdm bar counts ``done`` (finished before) plus the
     tasks. ``seen``: ``memory_seen`` of earlier records, from which a worker pool starts to decide
-    what the memory holds at once; ``memory``: the most
+    what the memory holds at once, and ``timed``: ``seconds_seen`` of them, from which it times candidates;
+    ``memory``: the most
     bytes its workers may take together (``PoolBackend``). ``journal``: a directory where each task under way
     keeps the finished blocks of its passes (``Job.journal``), so that a task cut short resumes where it
     stopped; removed for each task once ``on_result`` has it, and for any other found there (a task kept
@@ -786,7 +803,7 @@ def score_all(tasks: list[tuple[str, int]], job_for_seed: Callable[[int], Job],
 
     seeds = list(dict.fromkeys(seed for _, seed in tasks))
     bar = tqdm(total=done + len(tasks), initial=done, disable=not progress, desc=desc, unit="net", smoothing=0.05)
-    runner = make_backend(kind, job_of(seeds[0]), workers, address, seen, memory)
+    runner = make_backend(kind, job_of(seeds[0]), workers, address, seen, memory, timed)
 
     def finished(arch: str, seed: int, outcome: dict[str, Any]) -> None:
         record = {"arch": arch, "seed": seed, "seconds": outcome["elapsed"]}

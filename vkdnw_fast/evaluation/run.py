@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import Job, check_memory_cap, memory_seen, score_all
+from ..backends import Job, check_memory_cap, memory_seen, score_all, seconds_seen
 from ..benchmarks import Benchmark
 from .borrow import borrowed_scores
 from .rankings import compute_metrics
@@ -61,7 +61,8 @@ def run_evaluation(spec: EvaluationSpec, out_dir: str | Path, *, benchmark: Benc
                   lambda arch, seed, record: store.append(record), kind=backend, workers=workers, address=address,
                   progress=progress, desc=f"{spec.space} {spec.dataset}", done=len(archs) * len(spec.seeds) - len(todo),
                   memory=memory, journal=Path(out_dir) / "journal",
-                  seen=[memory_seen(r) for r in store.records.values() if r.get("peak_rss")])
+                  seen=[memory_seen(r) for r in store.records.values() if r.get("peak_rss")],
+                  timed=[timed for r in store.records.values() if (timed := seconds_seen(r))])
         results = compute_metrics(spec, store.records.values(), benchmark)
         (Path(out_dir) / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
