@@ -14,6 +14,7 @@ def started_pools(monkeypatch):
 
     def init(self, *args, **kwargs):
         real_init(self, *args, **kwargs)
-        started.append({"memory": self.memory, "seen": sorted(self.seen), "peak": self.peak, "timed": sorted(self._timed)})
+        started.append({"memory": self.memory, "seen": sorted(self.seen), "peak": self.peak,
+                        "timed": sorted(self._timed)})
     monkeypatch.setattr(backends.PoolBackend, "__init__", init)
     return started

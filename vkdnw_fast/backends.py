@@ -300,45 +300,46 @@ def _pool_initializer() -> None:
 class PoolBackend:
     """``workers`` spawned processes, as many at a time as the memory holds.
 
-    Networks of one space differ many times over in what they need (TransNAS macro layouts: under 1 to 22 GiB),
-    and the out-of-memory killer ends a worker and so the whole pool's running work. Each outcome
-    carries what its candidate took (``peak_rss`` less ``base_rss``, what the worker held before), and
-    ``memory`` (``--memory`` on the command line; default: the memory available when the pool starts, less a
-    tenth) is shared so: the first candidate runs alone (before it nothing is known of what one takes: two
-    TransNAS macro layouts started together drew the out-of-memory killer); then a candidate starts beside the running ones where
-    (running + 1) x the largest peak seen fits; where it does not, where the predicted peaks of the running
-    ones and its own fit, on the whole batch or else in chunks of half, a quarter or an eighth of it (``Job.sample_chunk``:
-    the same scores to rounding, in 0.97-1.23x the time on a TransNAS macro layout, an eighth in 1.09-1.21x a
-    quarter's, ``chunk_share``); where none
-    does, one of the next ``workers`` that fits may go first, ``workers`` times at most; after that, a later one
-    that fits only where it is predicted to finish before the first of the running ones (backfilling: by its
-    multiply-accumulates at the median seconds per MAC of the candidates scored in full so far, a resumed run's
-    records among them, once ``BACKFILL_AFTER`` have), so that it does not delay the waiting one while a worker would otherwise idle (the
-    TransNAS macro run's second worker idled beside a layout of 22 GMACs while one of 34 waited). A candidate starting
-    alone takes the largest of those chunks predicted to leave the other workers their share of the memory (an
-    eighth where none does), so that a large network does not keep them idle: large TransNAS macro layouts,
-    scored on the whole batch, peaked at 10.9 and 13.7 GiB of the 20.6 GiB two workers had on a 24 GiB machine
-    (the records of ``bench/transnas_vkdnw.sh``'s macro ``class_scene`` run). A candidate whose journal holds
-    blocks (a run cut short and resumed) tries the chunk they were computed in first (``Job.journal`` keeps it,
-    ``journal.keep_sample_chunk``), since on others its blocks differ and are computed again.
-    Other processes may take
-    memory meanwhile (a second run beside this one), so the share is at most a tenth less than what is
-    available now plus what the workers hold now, re-read before each candidate that would start beside
-    others. A prediction is the largest base plus what a candidate takes above it (``Calibration``): a floor, the
-    most that the ``CALIBRATION`` seen with the smallest activations took (the network, its traces and factors,
-    the allocator's arenas: 4.7 GiB on the TransNAS macro run, whatever the layout), plus its ``activation_bytes``
-    (in a chunk, times its ``chunk_share``) times the largest ratio of what the others took above that floor to
-    theirs; beyond the largest seen, no less than what that one took, grown with the
-    activations; the largest peak seen, times the chunk's share, where nothing has an estimate. (One ratio to the
-    activations plus a fixed part fits neither end: the TransNAS macro run's small layouts set it, and a layout
-    predicted at 20 GiB on an eighth of its batch, 18 on a quarter, kept the second worker idle for hours. On
-    that run's 87 records, each predicted from the others, the floor and slope were never under what one took,
-    2.6 GiB over on average; the one ratio 10 times under, by up to 2.8 GiB.) A base
-    is what a worker holds, not what a network takes, so once this pool's own workers have reported, theirs
-    count, not those of a resumed run's records (workers that kept freed memory held up to 17.8 GiB); and
-    once ``CALIBRATION // 2`` of its own candidates have, so do their floor and slope alone: the records may come
-    from an earlier version of the scoring code (a TransNAS micro cell took a quarter less once forward mode
-    stopped holding the tapped forward's graph, and the resumed run's ratios kept a second worker idle).
+    Networks of one space differ many times over in what they need (TransNAS macro layouts: under 1 to 22 GiB), and
+    the out-of-memory killer ends a worker and so the whole pool's running work. Each outcome carries what its
+    candidate took (``peak_rss`` less ``base_rss``, what the worker held before), and ``memory`` (``--memory`` on
+    the command line; default: the memory available when the pool starts, less a tenth) is shared so: the first
+    candidate runs alone (before it nothing is known of what one takes: two TransNAS macro layouts started together
+    drew the out-of-memory killer); then a candidate starts beside the running ones where (running + 1) x the
+    largest peak seen fits; where it does not, where the predicted peaks of the running ones and its own fit, on the
+    whole batch or else in chunks of half, a quarter or an eighth of it (``Job.sample_chunk``: the same scores to
+    rounding, in 0.97-1.23x the time on a TransNAS macro layout, an eighth in 1.09-1.21x a quarter's,
+    ``chunk_share``); where none does, one of the next ``workers`` that fits may go first, ``workers`` times at
+    most; after that, a later one that fits only where it is predicted to finish before the first of the running
+    ones (backfilling: by its multiply-accumulates at the median seconds per MAC of the candidates scored in full so
+    far, a resumed run's records among them, once ``BACKFILL_AFTER`` have), so that it does not delay the waiting
+    one while a worker would otherwise idle (the TransNAS macro run's second worker idled beside a layout of 22
+    GMACs while one of 34 waited). A candidate starting alone takes the largest of those chunks predicted to leave
+    the other workers their share of the memory (an eighth where none does), so that a large network does not keep
+    them idle: large TransNAS macro layouts, scored on the whole batch, peaked at 10.9 and 13.7 GiB of the 20.6 GiB
+    two workers had on a 24 GiB machine (the records of ``bench/transnas_vkdnw.sh``'s macro ``class_scene`` run). A
+    candidate whose journal holds blocks (a run cut short and resumed) tries the chunk they were computed in first
+    (``Job.journal`` keeps it, ``journal.keep_sample_chunk``), since on others its blocks differ and are computed
+    again. Other processes may take memory meanwhile (a second run beside this one), so the share is at most a tenth
+    less than what is available now plus what the workers hold now, re-read before each candidate that would start
+    beside others.
+
+    A prediction is the largest base plus what a candidate takes above it (``Calibration``): a floor, the most that
+    the ``CALIBRATION`` seen with the smallest activations took (the network, its traces and factors, the
+    allocator's arenas: 4.7 GiB on the TransNAS macro run, whatever the layout), plus its ``activation_bytes`` (in a
+    chunk, times its ``chunk_share``) times the largest ratio of what the others took above that floor to theirs;
+    beyond the largest seen, no less than what that one took, grown with the activations; the largest peak seen,
+    times the chunk's share, where nothing has an estimate. (One ratio to the activations plus a fixed part fits
+    neither end: the TransNAS macro run's small layouts set it, and a layout predicted at 20 GiB on an eighth of its
+    batch, 18 on a quarter, kept the second worker idle for hours. On that run's 87 records, each predicted from the
+    others, the floor and slope were never under what one took, 2.6 GiB over on average; the one ratio 10 times
+    under, by up to 2.8 GiB.) A base is what a worker holds, not what a network takes, so once this pool's own
+    workers have reported, theirs count, not those of a resumed run's records (workers that kept freed memory held
+    up to 17.8 GiB); and once ``CALIBRATION // 2`` of its own candidates have, so do their floor and slope alone:
+    the records may come from an earlier version of the scoring code (a TransNAS micro cell took a quarter less once
+    forward mode stopped holding the tapped forward's graph, and the resumed run's ratios kept a second worker
+    idle).
+
     ``seen``: (arch, peak_rss, base_rss, samples a chunk or None) of earlier candidates (a resumed run's records,
     ``memory_seen``); ``timed``: (arch, seconds) of those scored in full (``seconds_seen``; without them, a resumed
     run's second worker idled beside a large TransNAS macro layout until three of its own had finished).
