@@ -978,3 +978,19 @@ def test_cli_configuration_mismatch(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(argv[:-2] + ["--seed", "1", "--out", str(tmp_path)])
     assert "seed (stored 0, requested 1)" in capsys.readouterr().err
+
+
+def test_the_bench_readme_quotes_the_recorded_memory_predictions():
+    """bench/README.md's table of the pool's memory predictions is that of bench/results/memory_model_*.json."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    table = " ".join((root / "bench/README.md").read_text().split())
+    for suffix, model in (("", "floor + slope (`backends.Calibration`)"),
+                          ("_999c395", "one ratio, per-chunk ratios (999c395)")):
+        record = json.loads((root / f"bench/results/memory_model_tnb_macro_class_scene{suffix}.json").read_text())
+        under = f"{record['most_under_gib']:.1f} GiB" if record["predicted_under"] else "-"
+        by_chunk = ", ".join(f"{v['mean']:.1f}" for v in record["mean_excess_gib_by_samples_a_chunk"].values())
+        eighth = record["predicted_gib_by_samples_a_chunk"]["64-12223-basic"]["8"]
+        assert (f"| {model} | {record['predicted_under']} of {record['records']} | {under} | "
+                f"{record['mean_excess_gib']:.1f} GiB ({by_chunk}) | {eighth:.1f} GiB |") in table
