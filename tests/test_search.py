@@ -531,15 +531,17 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
         pool._activations["c"] = gib
         pool.seen.append(("c", gib // 4 + 2 * gib, gib // 4, None))
         assert pool.need("small") == gib // 4 + 2 * gib + gib // 4
-        # Once four of its own have (CALIBRATION // 2), they alone count: the records may come from an earlier
-        # version of the scoring code. Of four, the first half (c's 2 GiB, d's 3) sets the floor at 3 GiB, and
-        # the others took no more above it: the slope is 0.
-        for own in "def":
-            pool._activations[own] = gib
-            pool.seen.append((own, gib // 4 + 3 * gib, gib // 4, None))
+        # Once 16 of its own have (2 x CALIBRATION), enough for a floor and a slope, they alone count: the records
+        # may come from an earlier version of the scoring code. Its own took 3 GiB for 1 GiB of activations, c 2:
+        # the 8 smallest set the floor at 3 GiB; with 15 of its own, b's (4 - 3) / 2 sets the slope, with 16 none.
+        for i in range(15):
+            pool._activations[f"own{i}"] = gib
+            pool.seen.append((f"own{i}", gib // 4 + 3 * gib, gib // 4, None))
+            if i == 13:
+                assert pool._calibration() == backends.Calibration(gib // 4, 3 * gib, 0.5, 2 * gib, 4 * gib)
         assert pool._calibration() == backends.Calibration(gib // 4, 3 * gib, 0.0, gib, 3 * gib)
         assert pool.need("small") == gib // 4 + 3 * gib
-        del pool.seen[-4:]
+        del pool.seen[-16:]
         running = {}
         pool._pending = running
         # Alone: always; on the whole batch where that leaves the two other workers their 3.71 GiB, else on the

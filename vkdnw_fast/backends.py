@@ -335,10 +335,11 @@ class PoolBackend:
     others, the floor and slope were never under what one took, 2.6 GiB over on average; the one ratio 10 times
     under, by up to 2.8 GiB.) A base is what a worker holds, not what a network takes, so once this pool's own
     workers have reported, theirs count, not those of a resumed run's records (workers that kept freed memory held
-    up to 17.8 GiB); and once ``CALIBRATION // 2`` of its own candidates have, so do their floor and slope alone:
-    the records may come from an earlier version of the scoring code (a TransNAS micro cell took a quarter less once
-    forward mode stopped holding the tapped forward's graph, and the resumed run's ratios kept a second worker
-    idle).
+    up to 17.8 GiB); and once ``2 * CALIBRATION`` of its own candidates have, enough for a floor and a slope of
+    their own, so do they alone: the records may come from an earlier version of the scoring code (a TransNAS micro
+    cell took a quarter less once forward mode stopped holding the tapped forward's graph, and the resumed run's
+    ratios kept a second worker idle). Not before: with five of its own, the TransNAS macro run predicted two
+    layouts at 10.7 and 9.6 GiB, started them together, and they passed 12.2 and 9.8 (its 92 records: 14.5, 13.5).
 
     ``seen``: (arch, peak_rss, base_rss, samples a chunk or None) of earlier candidates (a resumed run's records,
     ``memory_seen``); ``timed``: (arch, seconds) of those scored in full (``seconds_seen``; without them, a resumed
@@ -511,10 +512,10 @@ class PoolBackend:
         floor, the most that the ``CALIBRATION`` seen with the smallest scaled activations took above their
         worker's base (half of those seen, where fewer than ``2 * CALIBRATION`` have been); the slope, the largest
         ratio of what the others took above that floor to their scaled activations; and the largest scaled
-        activations seen, with what they took. All of its own candidates where
-        ``CALIBRATION // 2`` have finished. None where none of them has an activation estimate."""
+        activations seen, with what they took. All of its own candidates where ``2 * CALIBRATION`` have finished.
+        None where none of them has an activation estimate."""
         own = self.seen[self._resumed:]
-        calibrating = own if len(own) >= self.CALIBRATION // 2 else self.seen
+        calibrating = own if len(own) >= 2 * self.CALIBRATION else self.seen
         by_size = sorted(((activation * chunk_share(samples, self.job.batch_size), peak - base)
                           for other, peak, base, samples in calibrating if (activation := self._activation(other))),
                          key=lambda record: record[0])
