@@ -338,8 +338,9 @@ class PoolBackend:
     up to 17.8 GiB); and once ``2 * CALIBRATION`` of its own candidates have, enough for a floor and a slope of
     their own, so do they alone: the records may come from an earlier version of the scoring code (a TransNAS micro
     cell took a quarter less once forward mode stopped holding the tapped forward's graph, and the resumed run's
-    ratios kept a second worker idle). Not before: with five of its own, the TransNAS macro run predicted two
-    layouts at 10.7 and 9.6 GiB, started them together, and they passed 12.2 and 9.8 (its 92 records: 14.5, 13.5).
+    ratios kept a second worker idle). Not before: with five of its own, the TransNAS macro run predicted a layout
+    at 10.7 GiB on a quarter of its batch, started it beside one predicted at 9.6 (which peaked at 9.4), and it
+    peaked at 11.7 (by its 92 records: 14.5).
 
     ``seen``: (arch, peak_rss, base_rss, samples a chunk or None) of earlier candidates (a resumed run's records,
     ``memory_seen``); ``timed``: (arch, seconds) of those scored in full (``seconds_seen``; without them, a resumed
