@@ -344,7 +344,7 @@ class PoolBackend:
 
     ``seen``: (arch, peak_rss, base_rss, samples a chunk or None) of earlier candidates (a resumed run's records,
     ``memory_seen``); ``timed``: (arch, seconds) of those scored in full (``seconds_seen``; without them, a resumed
-    run's second worker idled beside a large TransNAS macro layout until three of its own had finished).
+    run backfills nothing until ``BACKFILL_AFTER`` of its own have finished).
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
