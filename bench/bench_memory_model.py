@@ -70,7 +70,7 @@ def main() -> None:
             rows.append({"arch": arch, "samples_a_chunk": samples, "took_gib": (peak - base) / GIB,
                          "excess_gib": (predicted - (peak - base)) / GIB})
         pool.seen = seen
-        chunks = [None, *(max(1, job.batch_size // d) for d in (2, 4, 8))]
+        chunks = [None, *(max(1, job.batch_size // d) for d in backends._CHUNK_DIVISORS)]  # those the pool tries
         predictions = {arch: {str(c or job.batch_size): pool.need(arch, samples=c) / GIB for c in chunks}
                        for arch in args.predict}
     finally:

@@ -747,7 +747,9 @@ def make_backend(kind: str, job: Job, workers: int | None = None, address: str |
         workers = 1 if workers is None else workers
         if address is not None:
             raise ValueError("--address is for the ray backend")
-        return InProcessBackend(job) if workers == 1 else PoolBackend(job, workers, memory=memory, seen=seen, timed=timed)
+        if workers == 1:
+            return InProcessBackend(job)
+        return PoolBackend(job, workers, memory=memory, seen=seen, timed=timed)
     return RayBackend(job, workers, address)
 
 
