@@ -7,8 +7,9 @@ under what they took, by how much at most, the mean excess, and the predictions,
 architectures given. ``--revision`` predicts with ``vkdnw_fast/backends.py`` as it was at a git revision
 instead (the rest of the package as checked out), to compare a model with an earlier one.
 
-    python bench/bench_memory_model.py bench/checkpoints/tnb/tnb_macro_class_scene_vkdnw100 \\
-        --predict 64-12223-basic 64-424313-basic --out bench/results/memory_model_tnb_macro_class_scene.json
+    python bench/bench_memory_model.py bench/results/tnb/tnb_macro_class_scene_vkdnw100 \\
+        --predict 64-12223-basic 64-122233-basic 64-424313-basic \\
+        --out bench/results/memory_model_tnb_macro_class_scene_complete.json
 """
 from __future__ import annotations
 

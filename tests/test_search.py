@@ -990,7 +990,8 @@ def test_the_bench_readme_quotes_the_recorded_memory_predictions():
     root = Path(__file__).parents[1]
     table = " ".join((root / "bench/README.md").read_text().split())
     for suffix, model in (("", "floor + slope (`backends.Calibration`)"),
-                          ("_999c395", "one ratio, per-chunk ratios (999c395)")):
+                          ("_999c395", "one ratio, per-chunk ratios (999c395)"),
+                          ("_complete", "floor + slope, the complete run")):
         record = json.loads((root / f"bench/results/memory_model_tnb_macro_class_scene{suffix}.json").read_text())
         under = f"{record['most_under_gib']:.1f} GiB" if record["predicted_under"] else "-"
         by_chunk = ", ".join(f"{v['mean']:.1f}" for v in record["mean_excess_gib_by_samples_a_chunk"].values())
