@@ -550,7 +550,10 @@ def test_the_pool_starts_a_candidate_beside_others_where_their_predicted_memory_
         assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 32, 8)
         running[1] = ("k1", job, "a")
         assert pool.placement("big") == 64  # two of the largest peak fit
-        running[2] = ("k2", job, "small")  # three do not: the predictions decide
+        running[2] = ("k2", job, "small")  # three do not: the predictions decide, from at least CALIBRATION records
+        assert pool._calibrating() == pool.seen and len(pool.seen) == 2  # a and b: too few, all wait
+        assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (None, None, None)
+        pool.CALIBRATION = 2  # the same floor and slope (the smaller of two sets the floor), now trusted
         # 4 + 3.25 + 3.25 fits in 11.125 GiB; 4 + 3.25 + 4 not, but a on half its batch does; big not even on an eighth
         assert (pool.placement("small"), pool.placement("a"), pool.placement("big")) == (64, 32, None)
         running[1] = ("k1", replace(job, sample_chunk=16), "a")  # a predicted at 1 + 2 + 7/16 GiB so
@@ -615,6 +618,7 @@ def test_a_candidate_that_does_not_fit_lets_a_few_later_ones_that_do_go_first():
     pool = PoolBackend(job, 4, memory=7 * gib,
                        seen=[("t", 3 * gib // 2, gib, None), ("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
     pool.share = lambda: pool.memory
+    pool.CALIBRATION = 3  # the three records trusted to predict from
     smalls = [f"small{i}" for i in range(6)]
     # Needs: a 3.25 GiB, a small 1.72, big 9 (half its batch a chunk 6, a quarter 4.56, an eighth 3.91).
     pool._activations.update(t=gib // 4, a=gib, b=2 * gib, big=4 * gib, **{s: gib // 8 for s in smalls})
@@ -669,6 +673,7 @@ def test_a_later_candidate_backfills_where_it_is_predicted_to_end_before_the_run
                        seen=[("t", 3 * gib // 2, gib, None), ("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)],
                        timed=[t for t in timed[:-1] if t])
     pool.share = lambda: pool.memory
+    pool.CALIBRATION = 3  # the three records trusted to predict from
     pool._activations.update(t=gib // 4, a=gib, b=2 * gib, big=4 * gib, long=gib // 8, quick=gib // 8, last=gib // 8)
     # At a second a GMAC, a (100 GMACs), started 40 s ago, ends in 60 s; long would take 70, quick 50, last 1.
     pool._macs.update(a=100e9, big=200e9, long=70e9, quick=50e9, last=1e9)
@@ -697,6 +702,44 @@ def test_a_later_candidate_backfills_where_it_is_predicted_to_end_before_the_run
         pool._done(("kl", job, "last"), {"ok": True, "elapsed": 1.0, "resumed_blocks": 3})
         pool._done(("kg", job, "long"), {"ok": False, "elapsed": 1.0})
         assert pool._timed == [("quick", 100.0)]
+    finally:
+        pool._pending.clear()
+        pool.close()
+
+
+def test_a_suspect_reruns_alone_on_the_chunk_a_candidate_alone_takes_where_that_is_smaller():
+    """A death says a prediction failed: a TransNAS macro layout predicted at 17.2 GiB on its whole batch, started
+    beside a small one, took more than the 21 GiB the pool had, and re-run alone as it was it went to 22.9. So a
+    suspect runs on the chunk a candidate starting alone takes (leaving the other workers their share), never on
+    a larger one than it ran on. Floor 1 GiB and slope 2 over 1 GiB workers, as in the test below: big (2 GiB of
+    activations) is predicted at 7.29 GiB whole, 4.93 on half, over and under the 5 GiB a worker's share is."""
+    gib = 2**30
+    job = Job(NB201, FAKE_PROXIES, ("paper",), 0)
+    pool = PoolBackend(job, 2, memory=10 * gib, seen=[("s", 2 * gib, gib, None), ("q", gib + int(2.75 * gib), gib, 16)])
+    pool.share = lambda: pool.memory
+    pool.CALIBRATION = 2  # the two records trusted to predict from
+    pool._activations.update(s=gib // 4, q=2 * gib, big=2 * gib, small=gib // 4)
+    sent = []
+
+    def send(task):  # record instead of scoring
+        sent.append(task)
+        pool._pending[object()] = task
+        return True
+    pool._send = send
+    try:
+        suspects = [("kbig", job, "big"), ("kbig8", replace(job, sample_chunk=8), "big"),
+                    ("kculprit", replace(job, least_memory=True), "big"), ("ksmall", job, "small")]
+        pool._suspects.extend(suspects)
+        for _ in suspects:
+            pool._dispatch()
+            pool._dispatch()  # one suspect at a time
+            assert len(pool._pending) == 1
+            pool._pending.clear()
+            pool._done(sent[-1], {"ok": True, "elapsed": 1.0})  # cleared: the next suspect goes
+        assert not pool._suspects
+        # big on half its batch; on an eighth where it ran so; the culprit's 16 samples (least_memory) already
+        # fewer than half; small as it was.
+        assert [task[1] for task in sent] == [replace(job, sample_chunk=32), *(task[1] for task in suspects[1:])]
     finally:
         pool._pending.clear()
         pool.close()
@@ -778,6 +821,7 @@ def test_the_pools_share_of_memory_shrinks_when_other_processes_take_some(monkey
     gib = 2**30
     job = Job(NB201, FAKE_PROXIES, ("paper",), 0)
     pool = PoolBackend(job, 4, memory=10 * gib, seen=[("a", 3 * gib, gib, None), ("b", 5 * gib, gib, None)])
+    pool.CALIBRATION = 2  # the two records trusted to predict from
     executor = pool._pool
     try:
         # needs (floor 2 GiB, slope 1): a 4 GiB; mid 5, on half its batch 4.25, a quarter 3.875, an eighth 3.69

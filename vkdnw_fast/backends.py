@@ -306,8 +306,10 @@ class PoolBackend:
     the command line; default: the memory available when the pool starts, less a tenth) is shared so: the first
     candidate runs alone (before it nothing is known of what one takes: two TransNAS macro layouts started together
     drew the out-of-memory killer); then a candidate starts beside the running ones where (running + 1) x the
-    largest peak seen fits; where it does not, where the predicted peaks of the running ones and its own fit, on the
-    whole batch or else in chunks of half, a quarter or an eighth of it (``Job.sample_chunk``: the same scores to
+    largest peak seen fits; where it does not, where the predicted peaks of the running ones and its own fit (once
+    ``CALIBRATION`` records are there to predict from: from three, the TransNAS macro ``class_object`` run predicted
+    a layout at 17.2 GiB and started it beside another; it took over 22), on the whole batch or else in chunks of
+    half, a quarter or an eighth of it (``Job.sample_chunk``: the same scores to
     rounding, in 0.97-1.23x the time on a TransNAS macro layout, an eighth in 1.09-1.21x a quarter's,
     ``chunk_share``); where none does, one of the next ``workers`` that fits may go first, ``workers`` times at
     most; after that, a later one that fits only where it is predicted to finish before the first of the running
@@ -348,8 +350,9 @@ class PoolBackend:
 
     A dead worker breaks a ``ProcessPoolExecutor`` for good and does not say which task killed it.
     So the pool, which holds one task a worker (the others wait here), is rebuilt and the candidates
-    it held become suspects, re-run one at a time (other submissions wait): a suspect that completes
-    is cleared; a candidate whose worker dies while it runs alone (a suspect, or one the pool held by itself,
+    it held become suspects, re-run one at a time (other submissions wait), each on the chunk a candidate
+    starting alone takes where that is smaller than the one it ran on (a prediction failed): a suspect that
+    completes is cleared; a candidate whose worker dies while it runs alone (a suspect, or one the pool held by itself,
     as it does a network predicted to need most of the memory) is the culprit and is charged the death, its next
     attempts scoring under ``engine.least_memory_plans`` (most such deaths are the kernel's out-of-memory kills);
     ``MAX_ATTEMPTS`` deaths make it failed. A candidate that merely shared a pool with a killer is
@@ -403,7 +406,7 @@ class PoolBackend:
     def _dispatch(self) -> None:
         if self._suspects:
             if not self._pending:
-                self._send(self._suspects[0])
+                self._send(self._placed_suspect())
             return
         # No more than one task a worker in the executor: a death then makes suspects of the candidates
         # that were running, not of every one queued behind them (which would all run one at a time).
@@ -481,6 +484,8 @@ class PoolBackend:
             return next((c for c in tried if self.need(arch, calibration, c) <= room), chunks[-1])
         if (len(self._pending) + 1) * self.peak <= memory:
             return kept or whole
+        if len(self._calibrating()) < self.CALIBRATION:
+            return None  # a floor and a slope from fewer are no ground to start beside others on
         if not self._said_tight:
             self._said_tight = True
             print(f"vkdnw-fast: a worker peaked at {self.peak / 2**30:.1f} GiB of the {memory / 2**30:.1f} GiB "
@@ -516,9 +521,9 @@ class PoolBackend:
         activations seen, with what they took. All of its own candidates where ``2 * CALIBRATION`` have finished.
         None where none of them has an activation estimate."""
         own = self.seen[self._resumed:]
-        calibrating = own if len(own) >= 2 * self.CALIBRATION else self.seen
         by_size = sorted(((activation * chunk_share(samples, self.job.batch_size), peak - base)
-                          for other, peak, base, samples in calibrating if (activation := self._activation(other))),
+                          for other, peak, base, samples in self._calibrating()
+                          if (activation := self._activation(other))),
                          key=lambda record: record[0])
         if not by_size:
             return None
@@ -528,6 +533,11 @@ class PoolBackend:
         reach, reach_took = by_size[-1]
         bases = [base for _, _, base, _ in own or self.seen]
         return Calibration(max(bases), floor, slope, reach, reach_took)
+
+    def _calibrating(self) -> list[tuple[str, int, int, int | None]]:
+        """The records predictions come from: this pool's own once ``2 * CALIBRATION`` have finished, else all."""
+        own = self.seen[self._resumed:]
+        return own if len(own) >= 2 * self.CALIBRATION else self.seen
 
     def need(self, arch: str, calibration: Calibration | None = None, samples: int | None = None) -> int:
         """The peak resident memory ``arch`` is predicted to take a worker to, scored ``samples`` samples a
@@ -544,6 +554,15 @@ class PoolBackend:
         if arch not in self._activations:
             self._activations[arch] = activation_bytes(_space(self.job.space), arch)
         return self._activations[arch]
+
+    def _placed_suspect(self) -> tuple[Any, Job, str]:
+        """The first suspect, on the chunk a candidate starting alone takes (``placement``) where that is smaller
+        than the one it ran on: a death says a prediction failed, and re-run as it was a suspect may die again."""
+        key, job, arch = self._suspects[0]
+        samples = self.placement(arch)
+        if samples is not None and samples < (samples_a_chunk(job) or job.batch_size):
+            self._suspects[0] = (key, replace(job, sample_chunk=samples), arch)
+        return self._suspects[0]
 
     def _send(self, task: tuple[Any, Job, str]) -> bool:
         """Start ``task`` in a worker; False where a worker has died since the last ``wait`` (the executor
